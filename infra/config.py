@@ -1,0 +1,497 @@
+"""Typed, validated stack configuration: the one place where raw Pulumi config becomes settings.
+
+Defaults live in Pulumi.yaml (one home for each number); the Pulumi CLI merges them into the
+config the program sees, and `infra.stackfiles` does the same offline. This module therefore
+treats every declared key as present and reports a missing one as a problem, instead of
+hiding a second default here.
+
+Every problem of a stack is collected and raised together as one `ConfigError`, before any
+resource is declared. Each message names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Mapping, Sequence
+
+import pulumi
+
+PROJECT = "gke-voice-agents"
+
+# Regions with GKE Autopilot and Artifact Registry (Google Cloud locations page, 2026).
+KNOWN_REGIONS = frozenset(
+    {
+        "africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2",
+        "asia-northeast3", "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2",
+        "australia-southeast1", "australia-southeast2", "europe-central2", "europe-north1",
+        "europe-north2", "europe-southwest1", "europe-west1", "europe-west2", "europe-west3",
+        "europe-west4", "europe-west6", "europe-west8", "europe-west9", "europe-west10",
+        "europe-west12", "me-central1", "me-central2", "me-west1", "northamerica-northeast1",
+        "northamerica-northeast2", "northamerica-south1", "southamerica-east1",
+        "southamerica-west1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1",
+        "us-west1", "us-west2", "us-west3", "us-west4",
+    }
+)
+RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
+EXCLUSION_SCOPES = ("NO_UPGRADES", "NO_MINOR_UPGRADES", "NO_MINOR_OR_NODE_UPGRADES")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# GKE asks for maintenance windows of at least 4 contiguous hours (GKE maintenance windows docs).
+MIN_MAINTENANCE_WINDOW = timedelta(hours=4)
+# GKE allows a NO_UPGRADES exclusion of at most 30 days (GKE maintenance exclusions docs).
+MAX_NO_UPGRADES_EXCLUSION = timedelta(days=30)
+
+_GCP_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_STABLE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid setting: which key, what it holds, and what would be accepted."""
+
+    key: str
+    value: Any
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value!r}: {self.rule}"
+
+
+class ConfigError(ValueError):
+    """All the problems of one stack's configuration, one per line."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed settings. Components receive these, never raw config.
+
+
+@dataclass(frozen=True)
+class MaintenanceExclusion:
+    start: str
+    end: str
+    scope: str
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    node_cidr: str
+    pod_cidr: str
+    service_cidr: str
+    nat_min_ports_per_vm: int
+    nat_tcp_established_idle_timeout_sec: int
+    nat_tcp_transitory_idle_timeout_sec: int
+    nat_udp_idle_timeout_sec: int
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    release_channel: str
+    deletion_protection: bool
+    maintenance_start: str
+    maintenance_end: str
+    maintenance_recurrence: str
+    maintenance_exclusions: Mapping[str, MaintenanceExclusion]
+    # name -> CIDR. Empty keeps the control plane's IP endpoint closed to the internet; CI and
+    # people reach the cluster through the IAM-gated DNS endpoint instead.
+    authorized_networks: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    keep_recent: int
+    untagged_retention_days: int
+
+
+@dataclass(frozen=True)
+class HpaSettings:
+    min_replicas: int
+    max_replicas: int
+    target_cpu_utilization: int  # percent of the CPU request
+    scale_up_window_seconds: int
+    scale_down_window_seconds: int
+    scale_down_pods_per_period: int
+    scale_down_period_seconds: int
+
+
+@dataclass(frozen=True)
+class WorkloadSettings:
+    namespace: str
+    image_name: str
+    image_tag: str
+    image_digest: str  # empty: deploy by tag (immutable in the registry)
+    size: str
+    cpu_bursting: bool
+    spot_pods: bool
+    drain_timeout_seconds: int
+    pre_stop_seconds: int
+    load_threshold: float
+    max_session_minutes: int
+    hpa: HpaSettings
+    livekit_url: str
+    vertex_location: str
+    gemini_model: str
+    log_level: str
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    project: str
+    region: str
+    network: NetworkSettings
+    cluster: ClusterSettings
+    registry: RegistrySettings
+    workload: WorkloadSettings
+    # Secrets stay Outputs so they are never printed or written in plain text.
+    livekit_api_key: pulumi.Output[str] = field(repr=False, compare=False)
+    livekit_api_secret: pulumi.Output[str] = field(repr=False, compare=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading raw values. Raw values are strings, as the Pulumi engine hands them to the program
+# (objects arrive as JSON text).
+
+
+class _Reader:
+    """Reads typed values out of raw config, collecting every problem instead of stopping."""
+
+    def __init__(self, raw: Mapping[str, str]):
+        self._raw = raw
+        self.problems: list[Problem] = []
+
+    def fail(self, key: str, value: Any, rule: str) -> None:
+        self.problems.append(Problem(key, value, rule))
+
+    def _get(self, key: str) -> str | None:
+        value = self._raw.get(key)
+        if value is None:
+            self.fail(key, None, "is not set; set it in Pulumi.<stack>.yaml or declare a default in Pulumi.yaml")
+        return value
+
+    def text(self, key: str, *, pattern: re.Pattern[str] | None = None, allowed: str = "", choices: Sequence[str] = ()) -> str:
+        value = self._get(key)
+        if value is None:
+            return ""
+        if choices and value not in choices:
+            self.fail(key, value, f"must be one of {', '.join(choices)}")
+        elif pattern is not None and not pattern.match(value):
+            self.fail(key, value, f"must be {allowed}")
+        return value
+
+    def integer(self, key: str, lo: int, hi: int, unit: str = "") -> int:
+        value = self._get(key)
+        if value is None:
+            return lo
+        try:
+            number = int(str(value), 10)
+        except ValueError:
+            self.fail(key, value, f"must be a whole number from {lo} to {hi}{unit}")
+            return lo
+        if not lo <= number <= hi:
+            self.fail(key, number, f"must be from {lo} to {hi}{unit}")
+        return number
+
+    def number(self, key: str, lo: float, hi: float, *, lo_open: bool = False) -> float:
+        value = self._get(key)
+        if value is None:
+            return hi
+        try:
+            number = float(value)
+        except ValueError:
+            self.fail(key, value, f"must be a number in {'(' if lo_open else '['}{lo}, {hi}]")
+            return hi
+        too_low = number <= lo if lo_open else number < lo
+        if too_low or number > hi:
+            self.fail(key, number, f"must be in {'(' if lo_open else '['}{lo}, {hi}]")
+        return number
+
+    def boolean(self, key: str) -> bool:
+        value = self._get(key)
+        if value is None:
+            return False
+        lowered = str(value).strip().lower()
+        if lowered not in ("true", "false"):
+            self.fail(key, value, "must be true or false")
+            return False
+        return lowered == "true"
+
+    def cidr(self, key: str, min_prefix: int, max_prefix: int) -> ipaddress.IPv4Network | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as err:
+            self.fail(key, value, f"must be an IPv4 CIDR block such as 10.10.0.0/20 ({err})")
+            return None
+        if not min_prefix <= network.prefixlen <= max_prefix:
+            self.fail(key, value, f"prefix length must be from /{min_prefix} to /{max_prefix}")
+        if not network.is_private:
+            self.fail(key, value, "must be a private (RFC 1918) range")
+        return network
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        """Map-valued settings are optional: Pulumi.yaml cannot declare a default for them."""
+        value = self._raw.get(key)
+        if value is None:
+            return {}
+        try:
+            parsed = json.loads(value) if isinstance(value, str) else value
+        except json.JSONDecodeError:
+            self.fail(key, value, "must be a map of name: value")
+            return {}
+        if not isinstance(parsed, dict):
+            self.fail(key, value, "must be a map of name: value")
+            return {}
+        return parsed
+
+
+def _key(name: str) -> str:
+    return f"{PROJECT}:{name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections. Each reads its keys and checks the rules that involve only its own settings.
+
+
+def _network(r: _Reader) -> NetworkSettings:
+    ranges = {
+        _key("nodeCidr"): r.cidr(_key("nodeCidr"), 8, 28),
+        # Autopilot wants room for many pods: at most /21 for the pod range (GKE IP planning).
+        _key("podCidr"): r.cidr(_key("podCidr"), 9, 21),
+        _key("serviceCidr"): r.cidr(_key("serviceCidr"), 16, 27),
+    }
+    _check_no_overlap(r, ranges)
+    return NetworkSettings(
+        node_cidr=str(ranges[_key("nodeCidr")] or ""),
+        pod_cidr=str(ranges[_key("podCidr")] or ""),
+        service_cidr=str(ranges[_key("serviceCidr")] or ""),
+        nat_min_ports_per_vm=r.integer(_key("natMinPortsPerVm"), 64, 65536, " ports"),
+        nat_tcp_established_idle_timeout_sec=r.integer(_key("natTcpEstablishedIdleTimeoutSec"), 30, 86400, " s"),
+        nat_tcp_transitory_idle_timeout_sec=r.integer(_key("natTcpTransitoryIdleTimeoutSec"), 30, 3600, " s"),
+        nat_udp_idle_timeout_sec=r.integer(_key("natUdpIdleTimeoutSec"), 30, 3600, " s"),
+    )
+
+
+def _check_no_overlap(r: _Reader, ranges: Mapping[str, ipaddress.IPv4Network | None]) -> None:
+    named = [(k, n) for k, n in ranges.items() if n is not None]
+    for i, (key_a, net_a) in enumerate(named):
+        for key_b, net_b in named[i + 1:]:
+            if net_a.overlaps(net_b):
+                r.fail(key_b, str(net_b), f"overlaps {key_a} = {net_a}; the node, pod and service ranges must be disjoint")
+
+
+def _cluster(r: _Reader) -> ClusterSettings:
+    start = r.text(_key("maintenanceStartTime"))
+    end = r.text(_key("maintenanceEndTime"))
+    _check_window(r, _key("maintenanceStartTime"), start, _key("maintenanceEndTime"), end, MIN_MAINTENANCE_WINDOW)
+    recurrence = r.text(_key("maintenanceRecurrence"), pattern=re.compile(r"^FREQ=(DAILY|WEEKLY)(;.*)?$"),
+                        allowed="an RFC 5545 RRULE such as FREQ=WEEKLY;BYDAY=SA,SU")
+    return ClusterSettings(
+        release_channel=r.text(_key("releaseChannel"), choices=RELEASE_CHANNELS),
+        deletion_protection=r.boolean(_key("deletionProtection")),
+        maintenance_start=start,
+        maintenance_end=end,
+        maintenance_recurrence=recurrence,
+        maintenance_exclusions=_exclusions(r),
+        authorized_networks=_authorized_networks(r),
+    )
+
+
+def _parse_time(r: _Reader, key: str, value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        r.fail(key, value, "must be an RFC 3339 time such as 2026-01-03T03:00:00Z")
+        return None
+
+
+def _check_window(r: _Reader, start_key: str, start: str, end_key: str, end: str, minimum: timedelta | None) -> None:
+    begin, finish = _parse_time(r, start_key, start), _parse_time(r, end_key, end)
+    if begin is None or finish is None:
+        return
+    if finish <= begin:
+        r.fail(end_key, end, f"must be after {start_key} = {start}")
+    elif minimum is not None and finish - begin < minimum:
+        r.fail(end_key, end, f"the window from {start} must last at least {minimum} (GKE minimum)")
+
+
+def _exclusions(r: _Reader) -> dict[str, MaintenanceExclusion]:
+    key = _key("maintenanceExclusions")
+    result = {}
+    for name, item in sorted(r.mapping(key).items()):
+        item_key = f"{key}.{name}"
+        if not _STABLE_NAME.match(name):
+            r.fail(item_key, name, "exclusion names must be lower-case letters, digits and dashes, starting with a letter")
+        if not isinstance(item, dict) or set(item) - {"start", "end", "scope"} or not {"start", "end"} <= set(item):
+            r.fail(item_key, item, "must be a map with start, end (RFC 3339) and optional scope")
+            continue
+        scope = item.get("scope", "NO_UPGRADES")
+        if scope not in EXCLUSION_SCOPES:
+            r.fail(f"{item_key}.scope", scope, f"must be one of {', '.join(EXCLUSION_SCOPES)}")
+        _check_window(r, f"{item_key}.start", item["start"], f"{item_key}.end", item["end"], None)
+        _check_no_upgrades_length(r, item_key, item, scope)
+        result[name] = MaintenanceExclusion(start=item["start"], end=item["end"], scope=scope)
+    return result
+
+
+def _check_no_upgrades_length(r: _Reader, item_key: str, item: Mapping[str, str], scope: str) -> None:
+    if scope != "NO_UPGRADES":
+        return
+    begin = _parse_time(r, f"{item_key}.start", item["start"])
+    finish = _parse_time(r, f"{item_key}.end", item["end"])
+    if begin and finish and finish - begin > MAX_NO_UPGRADES_EXCLUSION:
+        r.fail(f"{item_key}.end", item["end"], "a NO_UPGRADES exclusion may last at most 30 days")
+
+
+def _authorized_networks(r: _Reader) -> dict[str, str]:
+    key = _key("controlPlaneAuthorizedNetworks")
+    result = {}
+    for name, cidr in sorted(r.mapping(key).items()):
+        item_key = f"{key}.{name}"
+        try:
+            network = ipaddress.ip_network(str(cidr), strict=True)
+        except ValueError:
+            r.fail(item_key, cidr, "must be a CIDR block such as 203.0.113.0/24")
+            continue
+        if network.prefixlen == 0:
+            r.fail(item_key, cidr, "opens the control plane to the whole internet; use the DNS endpoint or a narrow range")
+            continue
+        result[name] = str(network)
+    return result
+
+
+def _registry(r: _Reader) -> RegistrySettings:
+    return RegistrySettings(
+        keep_recent=r.integer(_key("registryKeepRecent"), 1, 1000, " versions"),
+        untagged_retention_days=r.integer(_key("registryUntaggedRetentionDays"), 1, 365, " days"),
+    )
+
+
+def _hpa(r: _Reader) -> HpaSettings:
+    hpa = HpaSettings(
+        min_replicas=r.integer(_key("hpaMinReplicas"), 1, 100),
+        max_replicas=r.integer(_key("hpaMaxReplicas"), 1, 1000),
+        target_cpu_utilization=r.integer(_key("hpaTargetCpuUtilization"), 10, 95, " %"),
+        scale_up_window_seconds=r.integer(_key("hpaScaleUpWindowSeconds"), 0, 3600, " s"),
+        scale_down_window_seconds=r.integer(_key("hpaScaleDownWindowSeconds"), 0, 3600, " s"),
+        scale_down_pods_per_period=r.integer(_key("hpaScaleDownPodsPerPeriod"), 1, 100, " pods"),
+        # autoscaling/v2 caps a scaling policy's periodSeconds at 1800.
+        scale_down_period_seconds=r.integer(_key("hpaScaleDownPeriodSeconds"), 1, 1800, " s"),
+    )
+    if hpa.min_replicas > hpa.max_replicas:
+        r.fail(_key("hpaMinReplicas"), hpa.min_replicas, f"must not exceed {_key('hpaMaxReplicas')} = {hpa.max_replicas}")
+    return hpa
+
+
+def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
+    return WorkloadSettings(
+        namespace=r.text(_key("agentNamespace"), pattern=_DNS_LABEL, allowed="a DNS label (lower-case letters, digits, dashes; at most 63)"),
+        image_name=r.text(_key("agentImageName"), pattern=_DNS_LABEL, allowed="a lower-case image name such as voice-agent"),
+        image_tag=r.text(_key("agentImageTag"), pattern=_IMAGE_TAG, allowed="a Docker tag (letters, digits, _ . -; at most 128)"),
+        image_digest=_image_digest(r),
+        size=r.text(_key("agentSize"), choices=size_names),
+        cpu_bursting=r.boolean(_key("cpuBursting")),
+        spot_pods=r.boolean(_key("spotPods")),
+        drain_timeout_seconds=r.integer(_key("drainTimeoutSeconds"), 30, 86400, " s"),
+        pre_stop_seconds=r.integer(_key("preStopSeconds"), 0, 3600, " s"),
+        load_threshold=r.number(_key("loadThreshold"), 0.0, 1.0, lo_open=True),
+        max_session_minutes=r.integer(_key("maxSessionMinutes"), 1, 7 * 24 * 60, " min"),
+        hpa=_hpa(r),
+        livekit_url=r.text(_key("livekitUrl"), pattern=re.compile(r"^wss?://[^\s/]+(/\S*)?$"),
+                           allowed="a ws:// or wss:// URL such as wss://my-project.livekit.cloud"),
+        vertex_location=r.text(_key("vertexLocation"), choices=sorted(KNOWN_REGIONS | {"global"})),
+        gemini_model=r.text(_key("geminiModel"), pattern=re.compile(r"^[a-z0-9][a-z0-9.\-]{2,80}$"),
+                            allowed="a Gemini model id such as gemini-live-2.5-flash-native-audio"),
+        log_level=r.text(_key("agentLogLevel"), choices=LOG_LEVELS),
+    )
+
+
+def _image_digest(r: _Reader) -> str:
+    value = r.text(_key("agentImageDigest"))
+    if value and not _IMAGE_DIGEST.match(value):
+        r.fail(_key("agentImageDigest"), value, "must be empty or sha256: followed by 64 lower-case hex digits")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points.
+
+
+def parse_stack_config(
+    stack: str,
+    raw: Mapping[str, str],
+    secrets: Mapping[str, pulumi.Output[str]] | None = None,
+    *,
+    size_names: Sequence[str] | None = None,
+    workload_rules: Callable[[WorkloadSettings], list[Problem]] | None = None,
+) -> StackConfig:
+    """Builds the typed config from raw values or raises one ConfigError with every problem."""
+    if size_names is None or workload_rules is None:
+        from k8s.capacity import workload_problems
+        from k8s.sizes import SIZES
+
+        size_names = size_names or tuple(SIZES)
+        workload_rules = workload_rules or workload_problems
+    r = _Reader(raw)
+    secrets = dict(secrets or {})
+    for name in SECRET_KEYS:
+        if secrets.get(name) is None:
+            r.fail(_key(name), None, f"is not set; run `pulumi config set --secret {name} <value>`")
+    project = r.text("gcp:project", pattern=_GCP_PROJECT_ID, allowed="a GCP project id (6-30 lower-case letters, digits, dashes)")
+    region = r.text("gcp:region", choices=sorted(KNOWN_REGIONS))
+    network, cluster, registry = _network(r), _cluster(r), _registry(r)
+    workload = _workload(r, size_names)
+    if not r.problems:
+        # Cross-setting rules (drain vs grace, HPA vs load threshold, Autopilot sizing) need
+        # every single value valid first, or they would report noise.
+        r.problems.extend(workload_rules(workload))
+    if r.problems:
+        raise ConfigError(r.problems)
+    return StackConfig(
+        stack=stack, project=project, region=region, network=network, cluster=cluster,
+        registry=registry, workload=workload,
+        livekit_api_key=secrets["livekitApiKey"],
+        livekit_api_secret=secrets["livekitApiSecret"],
+    )
+
+
+SECRET_KEYS = ("livekitApiKey", "livekitApiSecret")
+PLAIN_KEYS = (
+    "nodeCidr", "podCidr", "serviceCidr", "natMinPortsPerVm", "natTcpEstablishedIdleTimeoutSec",
+    "natTcpTransitoryIdleTimeoutSec", "natUdpIdleTimeoutSec", "releaseChannel", "deletionProtection",
+    "maintenanceStartTime", "maintenanceEndTime", "maintenanceRecurrence", "maintenanceExclusions",
+    "controlPlaneAuthorizedNetworks", "registryKeepRecent", "registryUntaggedRetentionDays",
+    "agentNamespace", "agentImageName", "agentImageTag", "agentImageDigest", "agentSize", "cpuBursting",
+    "spotPods", "drainTimeoutSeconds", "preStopSeconds", "loadThreshold", "maxSessionMinutes",
+    "hpaMinReplicas", "hpaMaxReplicas", "hpaTargetCpuUtilization", "hpaScaleUpWindowSeconds",
+    "hpaScaleDownWindowSeconds", "hpaScaleDownPodsPerPeriod", "hpaScaleDownPeriodSeconds",
+    "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
+)
+
+
+def load_stack_config() -> StackConfig:
+    """Reads the running stack's config from the Pulumi engine (CLI or mocks)."""
+    ours, gcp = pulumi.Config(PROJECT), pulumi.Config("gcp")
+    raw: dict[str, str] = {}
+    for name in PLAIN_KEYS:
+        value = ours.get(name)
+        if value is not None:
+            raw[_key(name)] = value
+    for name in ("project", "region"):
+        value = gcp.get(name)
+        if value is not None:
+            raw[f"gcp:{name}"] = value
+    secrets = {name: ours.get_secret(name) for name in SECRET_KEYS}
+    return parse_stack_config(pulumi.get_stack(), raw, secrets)

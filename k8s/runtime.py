@@ -1,0 +1,16 @@
+"""How the agent container runs: one home for the command, ports, user and identity names.
+
+The agent image (agent/Dockerfile) must agree with these; tests/k8s compares them.
+"""
+
+# Exec form, production mode. `start` drains on SIGTERM; `dev` would skip the drain.
+COMMAND = ("python", "-m", "voice_agent")
+ARGS = ("start",)
+# The livekit-agents worker serves its health check on this port (GET / and /worker).
+HEALTH_PORT = 8081
+METRICS_PORT = 9100
+RUN_AS_UID = 10001
+RUN_AS_GID = 10001
+# Kubernetes service account of the agent; infra/identity.py binds exactly this subject.
+AGENT_SERVICE_ACCOUNT = "voice-agent"
+CONTAINER_NAME = "agent"
