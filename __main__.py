@@ -1,0 +1,45 @@
+"""gke-voice-agents: wires the platform and the agent workload together. Nothing else."""
+
+import pulumi
+
+from infra.cluster import AutopilotCluster, AutopilotClusterArgs
+from infra.config import load_stack_config
+from infra.identity import AgentIdentity, AgentIdentityArgs
+from infra.network import VpcNetwork, VpcNetworkArgs
+from infra.registry import AgentRegistry, AgentRegistryArgs
+from k8s.provider import cluster_provider
+from k8s.runtime import AGENT_SERVICE_ACCOUNT
+from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
+
+cfg = load_stack_config()
+
+network = VpcNetwork("network", VpcNetworkArgs(region=cfg.region, settings=cfg.network))
+cluster = AutopilotCluster("gke", AutopilotClusterArgs(
+    project=cfg.project, region=cfg.region, stack=cfg.stack, network=network, settings=cfg.cluster))
+registry = AgentRegistry("registry", AgentRegistryArgs(
+    project=cfg.project, region=cfg.region, stack=cfg.stack, settings=cfg.registry,
+    reader_member=cluster.node_service_account_member))
+identity = AgentIdentity("agent-identity", AgentIdentityArgs(
+    project=cfg.project, namespace=cfg.workload.namespace, service_account=AGENT_SERVICE_ACCOUNT))
+
+provider = cluster_provider("gke-k8s", cluster.kubeconfig)
+workload = AgentWorkload(
+    "agent",
+    AgentWorkloadArgs(
+        settings=cfg.workload,
+        image=image_reference(registry.url, cfg.workload),
+        gcp_project=cfg.project,
+        livekit_api_key=cfg.livekit_api_key,
+        livekit_api_secret=cfg.livekit_api_secret,
+    ),
+    opts=pulumi.ResourceOptions(provider=provider, depends_on=[identity]),
+)
+
+pulumi.export("clusterName", cluster.name)
+pulumi.export("clusterLocation", cluster.location)
+pulumi.export("clusterDnsEndpoint", cluster.dns_endpoint)
+pulumi.export("registryUrl", registry.url)
+pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("agentPrincipal", identity.principal)
+pulumi.export("nodeServiceAccount", cluster.node_service_account_email)
+pulumi.export("agentNamespace", workload.namespace)

@@ -1,0 +1,45 @@
+"""AgentIdentity: the agent's Kubernetes service account may call Vertex AI. No keys exist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.names import child, type_token
+
+VERTEX_ROLE = "roles/aiplatform.user"
+
+
+def workload_principal(project_number: str, project: str, namespace: str, ksa: str) -> str:
+    """A Workload Identity Federation principal for one Kubernetes service account. Autopilot
+    always has the `<project>.svc.id.goog` pool, so no Google service account is needed."""
+    return (
+        f"principal://iam.googleapis.com/projects/{project_number}/locations/global/"
+        f"workloadIdentityPools/{project}.svc.id.goog/subject/ns/{namespace}/sa/{ksa}"
+    )
+
+
+@dataclass(frozen=True)
+class AgentIdentityArgs:
+    project: str
+    namespace: str
+    service_account: str
+
+
+class AgentIdentity(pulumi.ComponentResource):
+    principal: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AgentIdentityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(type_token("infra", "AgentIdentity"), name, None, opts)
+        child_opts = pulumi.ResourceOptions(parent=self)
+        project = gcp.organizations.get_project_output(project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self))
+        self.principal = project.number.apply(
+            lambda number: workload_principal(number, args.project, args.namespace, args.service_account)
+        )
+        gcp.projects.IAMMember(
+            child(name, "vertex-user"),
+            project=args.project, role=VERTEX_ROLE, member=self.principal, opts=child_opts,
+        )
+        self.register_outputs({"principal": self.principal})

@@ -1,0 +1,139 @@
+"""Offline plan: evaluate a stack under Pulumi mocks, with its real config, and report.
+
+    python -m infra.plan --stack dev --out out/dev
+
+Writes resources.json, manifests/*.yaml and violations.json. Exit 0: the stack is valid;
+1: a mandatory policy failed; 2: the configuration is invalid (one line per problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pulumi
+import yaml
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.mocks import set_mocks
+from pulumi.runtime.stack import wait_for_rpcs
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.config import PROJECT, ConfigError
+from infra.mocks import ParentTrackingMonitor, RecordingMocks
+from infra.stackfiles import ROOT, StackFileError, load_stack_values
+
+EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
+
+
+@dataclass
+class PlanResult:
+    stack: str
+    resources: list[dict[str, Any]]
+    outputs: dict[str, Any]
+    invokes: list[str] = field(default_factory=list)
+
+    def of_type(self, typ: str) -> list[dict[str, Any]]:
+        return [r for r in self.resources if r["type"] == typ]
+
+    def one(self, typ: str) -> dict[str, Any]:
+        found = self.of_type(typ)
+        if len(found) != 1:
+            raise AssertionError(f"expected one {typ}, found {len(found)}")
+        return found[0]
+
+
+def evaluate(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT) -> PlanResult:
+    """Runs __main__.py in this process under fresh mocks. Raises ConfigError/StackFileError."""
+    values = load_stack_values(stack, root)
+    config = {**values.config, **(overrides or {})}
+    mocks = RecordingMocks()
+    pulumi_settings.reset_options(project=PROJECT, stack=stack, preview=False)
+    set_all_config(config, list(values.secret_keys))
+    set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=ParentTrackingMonitor(mocks))
+    exports: dict[str, pulumi.Output[Any]] = {}
+    real_export = pulumi.export
+    pulumi.export = lambda key, value: exports.__setitem__(key, pulumi.Output.from_input(value))
+    try:
+        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+        _sync_await(wait_for_rpcs())
+        outputs = {k: _sync_await(v.future()) for k, v in exports.items()}
+    finally:
+        pulumi.export = real_export
+    return PlanResult(stack, [r.as_dict() for r in mocks.resources], outputs, mocks.invokes)
+
+
+def render_tree(resources: list[dict[str, Any]]) -> str:
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for r in resources:
+        children.setdefault(r["parent"], []).append(r)
+    lines: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in children.get(parent, []):
+            lines.append(f"{'  ' * depth}{r['type']}  {r['name']}")
+            walk(r["name"], depth + 1)
+
+    walk(None, 0)
+    return "\n".join(lines)
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def write_manifests(resources: list[dict[str, Any]], out: Path) -> list[Path]:
+    from k8s.manifests import manifest_from_inputs
+
+    directory = out / "manifests"
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.yaml"):
+        old.unlink()
+    written = []
+    for r in resources:
+        manifest = manifest_from_inputs(r["type"], r["inputs"])
+        if manifest is None:
+            continue
+        path = directory / f"{len(written):02d}-{manifest['kind'].lower()}-{manifest['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(_json_safe(manifest), sort_keys=False))
+        written.append(path)
+    return written
+
+
+def run(stack: str, out: Path, root: Path = ROOT) -> int:
+    try:
+        result = evaluate(stack, root=root)
+    except (ConfigError, StackFileError) as err:
+        print(f"stack {stack}: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    from policy.engine import evaluate_plan
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "resources.json").write_text(json.dumps(_json_safe(result.resources), indent=2))
+    manifests = write_manifests(result.resources, out)
+    violations = evaluate_plan(result.resources, stack)
+    (out / "violations.json").write_text(json.dumps(violations, indent=2))
+    print(render_tree(result.resources))
+    for v in violations:
+        print(f"[{v['severity']}] {v['rule']} {v['resource']}: {v['message']}")
+    mandatory = [v for v in violations if v["severity"] == "mandatory"]
+    print(f"stack {stack}: {len(result.resources)} resources, {len(manifests)} manifests, "
+          f"{len(violations)} policy violations ({len(mandatory)} mandatory) -> {out}")
+    return EXIT_POLICY if mandatory else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--out", required=True, type=Path, help="directory for the plan's files")
+    args = parser.parse_args(argv)
+    return run(args.stack, args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

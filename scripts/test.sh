@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs everything it needs, then runs it all.
+# Offline apart from the package registries; no cloud credentials, no Pulumi CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-infra.sh
+bash scripts/setup-agent.sh
+bash scripts/setup-livekit.sh
+bash scripts/setup-tools.sh
+export PATH="$PWD/.tools/bin:$PATH"
+
+# The offline plan of every committed stack must pass: valid config, manifests, no mandatory
+# policy violation.
+mkdir -p out
+for stack in dev prod; do
+  .venv/bin/python -m infra.plan --stack "$stack" --out "out/$stack" > "out/plan-$stack.log" 2>&1 \
+    || { cat "out/plan-$stack.log"; echo "offline plan of $stack failed"; exit 1; }
+  tail -n 3 "out/plan-$stack.log"
+done
+
+echo "== infra, workload, policy and CI tests (infra venv)"
+.venv/bin/python -m pytest tests -q -p no:cacheprovider
+
+echo "== agent tests against a real LiveKit server (agent venv)"
+agent/.venv/bin/python -m pytest agent/tests -q -p no:cacheprovider
