@@ -1,0 +1,485 @@
+"""Policy rules: pure functions over wire-form (camelCase) resource properties.
+
+The CrossGuard pack (policy/__main__.py), the offline plan (infra/plan.py) and the tests all
+call these same functions. A resource rule looks at one resource's props; a stack rule looks
+at every resource, because the facts that keep calls alive span the Deployment, the HPA and
+the container's own settings. Every message says what breaks, with the numbers.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from k8s.capacity import (
+    AUTOSCALER_GRACE_CAP_S,
+    HPA_TOLERANCE,
+    SHUTDOWN_BUDGET_S,
+    worker_load_at_target,
+)
+from k8s.sizes import autopilot_problems
+from policy.quantities import cpu_millicores, memory_mib
+
+MANDATORY, ADVISORY = "mandatory", "advisory"
+CLUSTER = "gcp:container/cluster:Cluster"
+SUBNET = "gcp:compute/subnetwork:Subnetwork"
+NAT = "gcp:compute/routerNat:RouterNat"
+INSTANCE = "gcp:compute/instance:Instance"
+REPOSITORY = "gcp:artifactregistry/repository:Repository"
+REPOSITORY_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+PROJECT_MEMBER = "gcp:projects/iAMMember:IAMMember"
+SA_KEY = "gcp:serviceaccount/key:Key"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+
+# livekit-agents 1.8.9 defaults when the container does not set them (worker.py).
+FRAMEWORK_LOAD_THRESHOLD = 0.7
+FRAMEWORK_DRAIN_TIMEOUT_S = 3600
+SPOT_LABEL = "cloud.google.com/gke-spot"
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+# autoscaling/v2 defaults (Kubernetes HPA docs): scale-up window 0 s, scale-down 300 s.
+HPA_DEFAULT_UP_WINDOW_S, HPA_DEFAULT_DOWN_WINDOW_S = 0, 300
+
+
+@dataclass(frozen=True)
+class Resource:
+    type: str
+    name: str
+    props: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a rule may need beyond the resources. `bursting`: Autopilot CPU bursting is
+    available and on; `protected`: the stack must refuse deletion (prod)."""
+
+    bursting: bool = False
+    protected: bool = False
+
+
+Finding = tuple[str, str]  # (resource name, message)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: str
+    description: str
+    # Resource rules: (props, ctx) -> messages, for one resource type.
+    resource_type: str | None = None
+    check_resource: Callable[[Mapping[str, Any], Context], list[str]] | None = None
+    # Stack rules: (resources, ctx) -> findings.
+    check_stack: Callable[[list[Resource], Context], list[Finding]] | None = None
+
+    def findings(self, resources: list[Resource], ctx: Context) -> list[Finding]:
+        if self.check_stack is not None:
+            return self.check_stack(resources, ctx)
+        return [
+            (r.name, message)
+            for r in resources if r.type == self.resource_type
+            for message in self.check_resource(r.props, ctx)
+        ]
+
+
+def _get(props: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
+    node: Any = props
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return default if node is None else node
+
+
+def _unless(condition: bool, message: str) -> list[str]:
+    return [] if condition else [message]
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster
+
+
+def _private_nodes(p, ctx):
+    return _unless(_get(p, "privateClusterConfig", "enablePrivateNodes") is True,
+                   "nodes get public IPs: set privateClusterConfig.enablePrivateNodes = true")
+
+
+def _no_open_control_plane(p, ctx):
+    blocks = _get(p, "masterAuthorizedNetworksConfig", "cidrBlocks", default=[])
+    messages = [f"authorized network {b.get('displayName', '?')} = {b.get('cidrBlock')} opens the control plane to the internet"
+                for b in blocks if str(b.get("cidrBlock", "")).endswith("/0")]
+    ip_enabled = _get(p, "controlPlaneEndpointsConfig", "ipEndpointsConfig", "enabled", default=True)
+    if ip_enabled and not blocks:
+        messages.append("the control plane's IP endpoint is on with no authorized networks: any address may try it; "
+                        "disable ipEndpointsConfig or name narrow ranges (CI uses the DNS endpoint)")
+    return messages
+
+
+def _release_channel(p, ctx):
+    channel = _get(p, "releaseChannel", "channel")
+    return _unless(channel not in (None, "", "UNSPECIFIED"),
+                   f"release channel is {channel!r}: without one, upgrades are unmanaged; use REGULAR or STABLE")
+
+
+def _deletion_protection(p, ctx):
+    if not ctx.protected:
+        return []
+    return _unless(_get(p, "deletionProtection") is True,
+                   "deletionProtection is off in a protected stack: one `pulumi destroy` ends every live call")
+
+
+def _no_default_compute_sa(p, ctx):
+    sa = _get(p, "clusterAutoscaling", "autoProvisioningDefaults", "serviceAccount") or _get(p, "nodeConfig", "serviceAccount")
+    if not sa or sa == "default" or str(sa).endswith("-compute@developer.gserviceaccount.com"):
+        return [f"nodes run as {sa or 'the default compute service account'} (Editor on the project); "
+                "use a dedicated account with roles/container.defaultNodeServiceAccount"]
+    return []
+
+
+def _autopilot_no_node_config(p, ctx):
+    if _get(p, "enableAutopilot") is not True:
+        return ["enableAutopilot is not true: this platform assumes Autopilot's node management and pod rules"]
+    return _unless(not _get(p, "nodeConfig"),
+                   "nodeConfig is set on an Autopilot cluster: a known perma-diff that replaces the cluster; "
+                   "set the node identity in clusterAutoscaling.autoProvisioningDefaults")
+
+
+# --------------------------------------------------------------------------------------------
+# Network
+
+
+def _private_google_access(p, ctx):
+    return _unless(_get(p, "privateIpGoogleAccess") is True,
+                   f"subnet {p.get('ipCidrRange')} has no Private Google Access: private nodes cannot reach Vertex AI")
+
+
+def _nat_all_ranges(p, ctx):
+    scope = _get(p, "sourceSubnetworkIpRangesToNat")
+    return _unless(scope == "ALL_SUBNETWORKS_ALL_IP_RANGES",
+                   f"NAT covers {scope}: pods use a secondary range and could not reach LiveKit; "
+                   "use ALL_SUBNETWORKS_ALL_IP_RANGES")
+
+
+def _nat_logs_errors(p, ctx):
+    log = _get(p, "logConfig", default={})
+    return _unless(log.get("enable") is True and log.get("filter") in ("ERRORS_ONLY", "ALL"),
+                   "NAT does not log errors: port exhaustion (dropped WebRTC flows) would be invisible")
+
+
+def _no_external_ip(p, ctx):
+    interfaces = _get(p, "networkInterfaces", default=[])
+    return [f"instance interface {i} has an external IP (accessConfigs)" for i, nic in enumerate(interfaces)
+            if nic.get("accessConfigs")]
+
+
+# --------------------------------------------------------------------------------------------
+# Registry and identity
+
+
+def _immutable_tags(p, ctx):
+    if _get(p, "format") != "DOCKER":
+        return []
+    return _unless(_get(p, "dockerConfig", "immutableTags") is True,
+                   "tags are mutable: a pushed tag can change under running pods and a rollback may not restore what ran")
+
+
+def _cleanup_policies(p, ctx):
+    policies = _get(p, "cleanupPolicies", default=[])
+    if not policies:
+        return ["no cleanup policies: images pile up and are billed forever"]
+    if len(policies) > 10:
+        return [f"{len(policies)} cleanup policies; Artifact Registry allows at most 10"]
+    return _unless(_get(p, "cleanupPolicyDryRun") is not True, "cleanup policies are in dry-run mode and delete nothing")
+
+
+def _node_sa_reader(resources, ctx):
+    node_accounts = {
+        _get(r.props, "clusterAutoscaling", "autoProvisioningDefaults", "serviceAccount")
+        for r in resources if r.type == CLUSTER
+    } - {None}
+    readers = {
+        str(_get(r.props, "member", default="")).removeprefix("serviceAccount:")
+        for r in resources if r.type == REPOSITORY_MEMBER and _get(r.props, "role") == "roles/artifactregistry.reader"
+    }
+    return [(r.name, f"node service account {sa} cannot pull from this repository: grant roles/artifactregistry.reader on it")
+            for r in resources if r.type == REPOSITORY for sa in sorted(node_accounts - readers)]
+
+
+def _no_sa_keys(resources, ctx):
+    return [(r.name, "a service-account key is a long-lived credential; use Workload Identity (agents) and "
+                     "Workload Identity Federation (CI) instead") for r in resources if r.type == SA_KEY]
+
+
+def _vertex_by_workload_identity(resources, ctx):
+    grants = [r for r in resources if r.type == PROJECT_MEMBER and _get(r.props, "role") == "roles/aiplatform.user"]
+    findings = [(r.name, f"Vertex AI is granted to {_get(r.props, 'member')}: grant it to the agent's Workload Identity principal")
+                for r in grants if not str(_get(r.props, "member", default="")).startswith(("principal://", "principalSet://"))]
+    if not grants:
+        findings.append(("stack", "no roles/aiplatform.user grant for the agent's Workload Identity principal: Gemini calls will fail"))
+    return findings
+
+
+# --------------------------------------------------------------------------------------------
+# Workload. Facts are read from the rendered objects, the way the cluster will see them.
+
+
+@dataclass(frozen=True)
+class AgentPod:
+    """The agent's Deployment, seen as the facts the timing rules need."""
+
+    name: str
+    spec: Mapping[str, Any]  # pod spec
+    annotations: Mapping[str, Any]
+    labels: Mapping[str, Any]
+    container: Mapping[str, Any]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def drain_timeout(self) -> int:
+        return int(self.env.get("AGENT_DRAIN_TIMEOUT_SECONDS", FRAMEWORK_DRAIN_TIMEOUT_S))
+
+    @property
+    def load_threshold(self) -> float:
+        return float(self.env.get("AGENT_LOAD_THRESHOLD", FRAMEWORK_LOAD_THRESHOLD))
+
+    @property
+    def grace(self) -> int:
+        # Kubernetes' default when unset.
+        return int(self.spec.get("terminationGracePeriodSeconds", 30))
+
+    @property
+    def pre_stop(self) -> Mapping[str, Any] | None:
+        return _get(self.container, "lifecycle", "preStop")
+
+    @property
+    def pre_stop_seconds(self) -> int:
+        return pre_stop_sleep_seconds(self.pre_stop)
+
+
+def pre_stop_sleep_seconds(pre_stop: Mapping[str, Any] | None) -> int:
+    """Seconds a preStop hook waits: native sleep, or `sleep N` run by exec."""
+    if not pre_stop:
+        return 0
+    if "sleep" in pre_stop:
+        return int(_get(pre_stop, "sleep", "seconds", default=0))
+    words = " ".join(_get(pre_stop, "exec", "command", default=[])).replace(";", " ").split()
+    return sum(int(words[i + 1]) for i, w in enumerate(words[:-1]) if w == "sleep" and words[i + 1].isdigit())
+
+
+def _is_sleep_only(pre_stop: Mapping[str, Any] | None) -> bool:
+    if not pre_stop:
+        return False
+    if "sleep" in pre_stop:
+        return True
+    command = " ".join(_get(pre_stop, "exec", "command", default=[]))
+    words = [w for w in command.replace(";", " ").split() if w not in ("/bin/sh", "sh", "bash", "/bin/bash", "-c")]
+    return bool(words) and all(w == "sleep" or w.isdigit() for w in words)
+
+
+def agent_pods(resources: Iterable[Resource]) -> list[AgentPod]:
+    pods = []
+    for r in resources:
+        if r.type != DEPLOYMENT:
+            continue
+        template = _get(r.props, "spec", "template", default={})
+        spec = _get(template, "spec", default={})
+        for container in _get(spec, "containers", default=[]):
+            env = {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e}
+            pods.append(AgentPod(
+                name=r.name, spec=spec, annotations=_get(template, "metadata", "annotations", default={}),
+                labels=_get(template, "metadata", "labels", default={}), container=container, env=env,
+            ))
+    return pods
+
+
+def _per_pod(check: Callable[[AgentPod, Context], list[str]]) -> Callable[[list[Resource], Context], list[Finding]]:
+    def run(resources: list[Resource], ctx: Context) -> list[Finding]:
+        return [(pod.name, message) for pod in agent_pods(resources) for message in check(pod, ctx)]
+    return run
+
+
+def _grace_covers_drain(pod: AgentPod, ctx: Context) -> list[str]:
+    needed = pod.pre_stop_seconds + pod.drain_timeout + SHUTDOWN_BUDGET_S
+    return _unless(pod.grace >= needed,
+                   f"terminationGracePeriodSeconds {pod.grace} < preStop {pod.pre_stop_seconds} + drain timeout "
+                   f"{pod.drain_timeout} + shutdown {SHUTDOWN_BUDGET_S} = {needed} s: SIGKILL lands "
+                   f"{needed - pod.grace} s before running calls may finish")
+
+
+def _sleep_only_pre_stop(pod: AgentPod, ctx: Context) -> list[str]:
+    if not _is_sleep_only(pod.pre_stop):
+        return []
+    left = pod.grace - pod.pre_stop_seconds
+    return [f"preStop only sleeps {pod.pre_stop_seconds} s: the worker still advertises itself and takes new calls "
+            f"during the sleep, then has {left} s of the {pod.grace} s grace left to drain them. The worker drains on "
+            "SIGTERM; remove the preStop hook"]
+
+
+def _command_words(container: Mapping[str, Any]) -> list[str]:
+    return [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
+
+
+def _exec_form_start(pod: AgentPod, ctx: Context) -> list[str]:
+    words = _command_words(pod.container)
+    if not words:
+        return ["no command: the image's entrypoint decides; say `python -m voice_agent start` explicitly"]
+    messages = []
+    if words[0].rsplit("/", 1)[-1] in ("sh", "bash", "dash") and "-c" in words:
+        script = words[words.index("-c") + 1] if words.index("-c") + 1 < len(words) else ""
+        last = script.replace("&&", ";").split(";")[-1].strip()
+        if not last.startswith("exec "):
+            messages.append(f"the agent runs under `{shlex.join(words)}`: the shell receives SIGTERM and the worker never "
+                            "drains; use exec form, or end the script with `exec`")
+        words = shlex.split(last.removeprefix("exec ")) if last else []
+    if "dev" in words or "console" in words:
+        messages.append(f"`{shlex.join(words)}` runs development mode, which skips the drain on SIGTERM; use `start`")
+    elif "start" not in words:
+        messages.append(f"`{shlex.join(words)}` does not run the worker's `start` mode")
+    return messages
+
+
+def _cpu_limit(pod: AgentPod, ctx: Context) -> list[str]:
+    return _unless(_get(pod.container, "resources", "limits", "cpu") is not None,
+                   "no CPU limit: the worker computes its load against the node's CPU count and over-accepts calls")
+
+
+def _hpa_for(resources: list[Resource], pod: AgentPod) -> list[Resource]:
+    deployment_names = {r.props.get("metadata", {}).get("name") for r in resources if r.name == pod.name}
+    return [r for r in resources if r.type == HPA and _get(r.props, "spec", "scaleTargetRef", "name") in deployment_names]
+
+
+def _cpu_target(hpa: Resource) -> float | None:
+    for metric in _get(hpa.props, "spec", "metrics", default=[]):
+        if _get(metric, "resource", "name") == "cpu":
+            return _get(metric, "resource", "target", "averageUtilization")
+    return None
+
+
+def _hpa_below_load_threshold(resources: list[Resource], ctx: Context) -> list[Finding]:
+    findings = []
+    for pod in agent_pods(resources):
+        request = cpu_millicores(_get(pod.container, "resources", "requests", "cpu"))
+        limit = cpu_millicores(_get(pod.container, "resources", "limits", "cpu"))
+        if not ctx.bursting and request:
+            limit = request  # Autopilot without bursting forces limit = request
+        for hpa in _hpa_for(resources, pod):
+            target = _cpu_target(hpa)
+            if target is None or not request or not limit:
+                continue
+            load = worker_load_at_target(target, request, limit)
+            if load >= pod.load_threshold:
+                findings.append((hpa.name,
+                                 f"HPA target {target}% of a {request:.0f}m request with a {limit:.0f}m effective limit puts each "
+                                 f"worker at load {load:.2f} (with the {HPA_TOLERANCE:.0%} HPA tolerance) >= load_threshold "
+                                 f"{pod.load_threshold}: every pod reports full before the HPA scales, and new callers wait"))
+    return findings
+
+
+def _scale_down_slower(resources: list[Resource], ctx: Context) -> list[Finding]:
+    findings = []
+    for hpa in (r for r in resources if r.type == HPA):
+        up = _get(hpa.props, "spec", "behavior", "scaleUp", "stabilizationWindowSeconds", default=HPA_DEFAULT_UP_WINDOW_S)
+        down = _get(hpa.props, "spec", "behavior", "scaleDown", "stabilizationWindowSeconds", default=HPA_DEFAULT_DOWN_WINDOW_S)
+        if down <= up:
+            findings.append((hpa.name, f"scale-down window {down} s is not longer than scale-up window {up} s: "
+                                       "capacity leaves as fast as it comes, and each removal drains live calls"))
+    return findings
+
+
+def _extended_duration(pod: AgentPod, ctx: Context) -> list[str]:
+    if pod.grace <= AUTOSCALER_GRACE_CAP_S:
+        return []
+    return _unless(str(pod.annotations.get(SAFE_TO_EVICT)).lower() == "false",
+                   f"grace {pod.grace} s exceeds the {AUTOSCALER_GRACE_CAP_S} s the cluster autoscaler honours: a node "
+                   f"scale-down kills calls after 10 minutes; annotate the pod {SAFE_TO_EVICT}: \"false\"")
+
+
+def _no_spot(pod: AgentPod, ctx: Context) -> list[str]:
+    selector = _get(pod.spec, "nodeSelector", default={})
+    tolerations = _get(pod.spec, "tolerations", default=[])
+    affinity = str(_get(pod.spec, "affinity", default=""))
+    if str(selector.get(SPOT_LABEL)).lower() == "true" or any(t.get("key") == SPOT_LABEL for t in tolerations) or SPOT_LABEL in affinity:
+        return ["Spot Pods get 25 s to stop whatever the grace period says: every live call on a reclaimed node is cut"]
+    return []
+
+
+def _autopilot_resources(pod: AgentPod, ctx: Context) -> list[str]:
+    requests = _get(pod.container, "resources", "requests", default={})
+    limits = _get(pod.container, "resources", "limits", default={})
+    cpu, mem = cpu_millicores(requests.get("cpu")), memory_mib(requests.get("memory"))
+    if cpu is None or mem is None:
+        return ["CPU or memory request missing: Autopilot applies its defaults (0.5 vCPU / 2 GiB) silently"]
+    messages = autopilot_problems(int(cpu), int(mem), ctx.bursting)
+    if not ctx.bursting:
+        cpu_limit, mem_limit = cpu_millicores(limits.get("cpu")), memory_mib(limits.get("memory"))
+        if (cpu_limit is not None and cpu_limit != cpu) or (mem_limit is not None and mem_limit != mem):
+            messages.append(f"limits {limits.get('cpu')}/{limits.get('memory')} differ from requests "
+                            f"{requests.get('cpu')}/{requests.get('memory')}: without bursting Autopilot silently sets limits "
+                            "to the requests, so the declared headroom does not exist")
+    return messages
+
+
+def _probes(pod: AgentPod, ctx: Context) -> list[str]:
+    missing = [p for p in ("livenessProbe", "startupProbe") if not pod.container.get(p)]
+    return _unless(not missing, f"missing {', '.join(missing)}: a hung worker is never restarted, or prewarm is killed as a hang")
+
+
+def _security_context(pod: AgentPod, ctx: Context) -> list[str]:
+    c, p = pod.container.get("securityContext") or {}, pod.spec.get("securityContext") or {}
+
+    def setting(key: str) -> Any:
+        return c.get(key, p.get(key))
+
+    problems = []
+    if setting("runAsNonRoot") is not True:
+        problems.append("runAsNonRoot is not true")
+    if c.get("readOnlyRootFilesystem") is not True:
+        problems.append("root filesystem is writable")
+    if c.get("allowPrivilegeEscalation") is not False:
+        problems.append("privilege escalation is allowed")
+    if "ALL" not in (_get(c, "capabilities", "drop", default=[]) or []):
+        problems.append("capabilities are not dropped")
+    if _get(c, "seccompProfile", "type", default=_get(p, "seccompProfile", "type")) != "RuntimeDefault":
+        problems.append("no RuntimeDefault seccomp profile")
+    return _unless(not problems, "container is not hardened: " + "; ".join(problems))
+
+
+def _pdb_present(resources: list[Resource], ctx: Context) -> list[Finding]:
+    pdb_selectors = [_get(r.props, "spec", "selector", "matchLabels", default={}) for r in resources if r.type == PDB]
+    return [(pod.name, "no PodDisruptionBudget selects the agent: a node drain may evict every pod at once")
+            for pod in agent_pods(resources)
+            if not any(s and all(pod.labels.get(k) == v for k, v in s.items()) for s in pdb_selectors)]
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("gke-private-nodes", MANDATORY, "Cluster nodes have no public IPs.", CLUSTER, _private_nodes),
+    Rule("gke-no-open-control-plane", MANDATORY, "The control plane is not reachable from 0.0.0.0/0.", CLUSTER, _no_open_control_plane),
+    Rule("gke-release-channel", ADVISORY, "The cluster follows a release channel.", CLUSTER, _release_channel),
+    Rule("gke-deletion-protection", MANDATORY, "Protected stacks keep deletion protection on.", CLUSTER, _deletion_protection),
+    Rule("gke-no-default-compute-sa", MANDATORY, "Nodes do not run as the default compute service account.", CLUSTER, _no_default_compute_sa),
+    Rule("gke-autopilot-no-node-config", MANDATORY, "Autopilot clusters set no node_config.", CLUSTER, _autopilot_no_node_config),
+    Rule("subnet-private-google-access", MANDATORY, "Node subnets have Private Google Access.", SUBNET, _private_google_access),
+    Rule("nat-all-subnet-ranges", MANDATORY, "Cloud NAT covers every subnet range, pods included.", NAT, _nat_all_ranges),
+    Rule("nat-error-logging", ADVISORY, "Cloud NAT logs errors.", NAT, _nat_logs_errors),
+    Rule("no-node-external-ip", MANDATORY, "No VM gets an external IP.", INSTANCE, _no_external_ip),
+    Rule("registry-immutable-tags", MANDATORY, "Docker repositories have immutable tags.", REPOSITORY, _immutable_tags),
+    Rule("registry-cleanup-policies", ADVISORY, "Repositories have active cleanup policies.", REPOSITORY, _cleanup_policies),
+    Rule("registry-node-reader", MANDATORY, "The node service account can pull from the repository.", check_stack=_node_sa_reader),
+    Rule("no-service-account-keys", MANDATORY, "No service-account keys exist.", check_stack=_no_sa_keys),
+    Rule("vertex-via-workload-identity", MANDATORY, "Vertex AI access goes to a Workload Identity principal.", check_stack=_vertex_by_workload_identity),
+    Rule("agent-grace-covers-drain", MANDATORY, "Grace covers preStop + drain timeout + shutdown budget.", check_stack=_per_pod(_grace_covers_drain)),
+    Rule("agent-no-sleep-prestop", MANDATORY, "No preStop that only sleeps while the worker takes calls.", check_stack=_per_pod(_sleep_only_pre_stop)),
+    Rule("agent-exec-form-start", MANDATORY, "The worker gets SIGTERM directly and runs `start` mode.", check_stack=_per_pod(_exec_form_start)),
+    Rule("agent-cpu-limit", MANDATORY, "The agent container has a CPU limit.", check_stack=_per_pod(_cpu_limit)),
+    Rule("agent-hpa-below-load-threshold", MANDATORY, "HPA target x request/limit stays below the worker's load threshold.", check_stack=_hpa_below_load_threshold),
+    Rule("agent-scale-down-slower", ADVISORY, "Scale-down is slower than scale-up.", check_stack=_scale_down_slower),
+    Rule("agent-extended-duration", MANDATORY, "Grace beyond 10 minutes comes with safe-to-evict=false.", check_stack=_per_pod(_extended_duration)),
+    Rule("agent-no-spot", MANDATORY, "Live sessions do not run on Spot Pods.", check_stack=_per_pod(_no_spot)),
+    Rule("agent-autopilot-resources", ADVISORY, "Requests and limits are valid on Autopilot as declared.", check_stack=_per_pod(_autopilot_resources)),
+    Rule("agent-probes", ADVISORY, "The agent has liveness and startup probes.", check_stack=_per_pod(_probes)),
+    Rule("agent-security-context", MANDATORY, "The agent container is hardened.", check_stack=_per_pod(_security_context)),
+    Rule("agent-pdb", ADVISORY, "A PodDisruptionBudget covers the agent.", check_stack=_pdb_present),
+)
+
+RULES_BY_ID = {rule.id: rule for rule in RULES}
