@@ -44,6 +44,7 @@ class AutopilotCluster(pulumi.ComponentResource):
         suffix = random.RandomId(child(name, "suffix"), byte_length=2, opts=child_opts)
         node_sa = gcp.serviceaccount.Account(
             child(name, "nodes"),
+            project=args.project,
             account_id=suffix.hex.apply(lambda h: f"gva-{args.stack}-nodes-{h}"),
             display_name=f"GKE Autopilot nodes ({args.stack})",
             opts=child_opts,

@@ -1,0 +1,38 @@
+"""Shared fixtures. Pulumi mocks are process-global, so every evaluation goes through
+infra.plan.evaluate, which installs fresh mocks each time; results are plain data."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from infra.plan import PlanResult, evaluate  # noqa: E402
+
+STACKS = ("dev", "prod")
+
+
+@functools.lru_cache(maxsize=None)
+def _committed_plan(stack: str) -> PlanResult:
+    return evaluate(stack)
+
+
+@pytest.fixture(params=STACKS)
+def plan(request) -> PlanResult:
+    """The offline plan of each committed stack, evaluated once per test session."""
+    return _committed_plan(request.param)
+
+
+@pytest.fixture
+def dev_plan() -> PlanResult:
+    return _committed_plan("dev")
+
+
+@pytest.fixture
+def prod_plan() -> PlanResult:
+    return _committed_plan("prod")
