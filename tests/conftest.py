@@ -3,6 +3,7 @@ infra.plan.evaluate, which installs fresh mocks each time; results are plain dat
 
 from __future__ import annotations
 
+import copy
 import functools
 import sys
 from pathlib import Path
@@ -18,8 +19,13 @@ STACKS = ("dev", "prod")
 
 
 @functools.lru_cache(maxsize=None)
-def _committed_plan(stack: str) -> PlanResult:
+def _evaluated_once(stack: str) -> PlanResult:
     return evaluate(stack)
+
+
+def _committed_plan(stack: str) -> PlanResult:
+    """A private copy of the committed stack's plan: tests may mutate what they get."""
+    return copy.deepcopy(_evaluated_once(stack))
 
 
 @pytest.fixture(params=STACKS)
