@@ -8,6 +8,7 @@ the container's own settings. Every message says what breaks, with the numbers.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -320,6 +321,20 @@ def _command_words(container: Mapping[str, Any]) -> list[str]:
     return [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
 
 
+_MODES = ("start", "dev", "console")
+
+
+def _agent_statement(script: str) -> tuple[str, bool]:
+    """The statement of a `sh -c` script that runs the worker, and whether the shell hands
+    over to it (`exec` on the last statement) so the worker, not the shell, gets SIGTERM."""
+    statements = [s.strip() for s in re.split(r"&&|\|\||;|\n", script) if s.strip()]
+    if not statements:
+        return "", False
+    runs_worker = [s for s in statements if any(m in s.split() for m in _MODES)]
+    statement = runs_worker[-1] if runs_worker else statements[-1]
+    return statement, statement is statements[-1] and statement.startswith("exec ")
+
+
 def _exec_form_start(pod: AgentPod, ctx: Context) -> list[str]:
     words = _command_words(pod.container)
     if not words:
@@ -327,12 +342,12 @@ def _exec_form_start(pod: AgentPod, ctx: Context) -> list[str]:
     messages = []
     if words[0].rsplit("/", 1)[-1] in ("sh", "bash", "dash") and "-c" in words:
         script = words[words.index("-c") + 1] if words.index("-c") + 1 < len(words) else ""
-        last = script.replace("&&", ";").split(";")[-1].strip()
-        if not last.startswith("exec "):
+        statement, hands_over = _agent_statement(script)
+        if not hands_over:
             messages.append(f"the agent runs under `{shlex.join(words)}`: the shell receives SIGTERM and the worker never "
-                            "drains; use exec form, or end the script with `exec`")
-        words = shlex.split(last.removeprefix("exec ")) if last else []
-    if "dev" in words or "console" in words:
+                            "drains; use exec form, or make the worker the script's last statement with `exec`")
+        words = shlex.split(statement.removeprefix("exec "))
+    if any(m in words for m in ("dev", "console")):
         messages.append(f"`{shlex.join(words)}` runs development mode, which skips the drain on SIGTERM; use `start`")
     elif "start" not in words:
         messages.append(f"`{shlex.join(words)}` does not run the worker's `start` mode")
