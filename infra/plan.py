@@ -106,17 +106,19 @@ def write_manifests(resources: list[dict[str, Any]], out: Path) -> list[Path]:
 
 
 def run(stack: str, out: Path, root: Path = ROOT) -> int:
+    from policy.engine import evaluate_plan, load_policy_config
+
     try:
         result = evaluate(stack, root=root)
+        policy_config = load_policy_config(stack)
     except (ConfigError, StackFileError) as err:
         print(f"stack {stack}: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    from policy.engine import evaluate_plan
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "resources.json").write_text(json.dumps(_json_safe(result.resources), indent=2))
     manifests = write_manifests(result.resources, out)
-    violations = evaluate_plan(result.resources, stack)
+    violations = evaluate_plan(result.resources, stack, policy_config)
     (out / "violations.json").write_text(json.dumps(violations, indent=2))
     print(render_tree(result.resources))
     for v in violations:

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from policy.engine import violations
-from policy.rules import MANDATORY, RULES, Context, Resource
+from policy.rules import MANDATORY, RULES, Resource
 
 
 def resource_type(manifest: dict) -> str:
@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bursting", action="store_true", help="Autopilot CPU bursting is on")
     args = parser.parse_args(argv)
     workload_rules = tuple(r for r in RULES if r.id.startswith("agent-"))
-    found = violations(load_manifests(args.files), Context(bursting=args.bursting), workload_rules)
+    # The same per-rule config form as policy/<stack>.json.
+    config = {r.id: {"bursting": args.bursting} for r in workload_rules if "bursting" in r.config}
+    found = violations(load_manifests(args.files), config, workload_rules)
     for v in found:
         print(f"[{v['severity']}] {v['rule']} {v['resource']}: {v['message']}")
     return 1 if any(v["severity"] == MANDATORY for v in found) else 0

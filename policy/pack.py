@@ -1,12 +1,16 @@
 """CrossGuard adapters: each rule in policy/rules.py becomes one pulumi-policy policy.
 
 Kept apart from policy/__main__.py because constructing PolicyPack starts a blocking gRPC
-server; tests import this module instead.
+server; tests import this module instead. The adapters only translate: which resources a rule
+sees, which config it reads, where a violation is reported. The decisions stay in the rules.
+
+During `pulumi preview`, CrossGuard wraps props in proxies that raise UnknownValueError when a
+rule reads a value not yet known (a new service account's email, say). The framework turns
+that into an advisory "can't run during preview" note and the rule runs again at `up`; the
+adapters let it propagate rather than guess.
 """
 
 from __future__ import annotations
-
-from typing import Any, Mapping
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -15,30 +19,24 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policy.rules import MANDATORY, RULES, Context, Resource, Rule
+from policy.rules import ADVISORY, CONFIG_PROPERTIES, MANDATORY, RULES, Resource, Rule, context_from
 
-LEVELS = {MANDATORY: EnforcementLevel.MANDATORY, "advisory": EnforcementLevel.ADVISORY}
-# Per-rule settings, overridable with `pulumi preview --policy-pack-config <file>`.
-CONFIG_SCHEMA = PolicyConfigSchema(properties={
-    "bursting": {"type": "boolean", "default": False,
-                 "description": "Autopilot CPU bursting is on, so CPU limits may exceed requests."},
-    "protected": {"type": "boolean", "default": False,
-                  "description": "This stack must keep deletion protection (prod)."},
-})
+LEVELS = {MANDATORY: EnforcementLevel.MANDATORY, ADVISORY: EnforcementLevel.ADVISORY}
 
 
-def context_from(config: Mapping[str, Any]) -> Context:
-    return Context(bursting=bool(config.get("bursting", False)), protected=bool(config.get("protected", False)))
+def config_schema(rule: Rule) -> PolicyConfigSchema | None:
+    """Only the settings the rule reads, so `--policy-pack-config` rejects a misplaced key."""
+    if not rule.config:
+        return None
+    return PolicyConfigSchema(properties={key: CONFIG_PROPERTIES[key] for key in rule.config})
 
 
 def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
     def validate(args, report_violation) -> None:
-        if args.resource_type != rule.resource_type:
-            return
-        for message in rule.check_resource(args.props, context_from(args.get_config())):
+        for message in rule.check(args.resource_type, args.props, context_from(args.get_config())):
             report_violation(message, None)
 
-    return ResourceValidationPolicy(rule.id, rule.description, validate, LEVELS[rule.severity], CONFIG_SCHEMA)
+    return ResourceValidationPolicy(rule.id, rule.description, validate, LEVELS[rule.severity], config_schema(rule))
 
 
 def _stack_policy(rule: Rule) -> StackValidationPolicy:
@@ -48,7 +46,7 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
         for name, message in rule.check_stack(resources, context_from(args.get_config())):
             report_violation(message, urns.get(name))
 
-    return StackValidationPolicy(rule.id, rule.description, validate, LEVELS[rule.severity], CONFIG_SCHEMA)
+    return StackValidationPolicy(rule.id, rule.description, validate, LEVELS[rule.severity], config_schema(rule))
 
 
 def policies() -> list:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from k8s.capacity import (
     AUTOSCALER_GRACE_CAP_S,
@@ -27,13 +27,16 @@ CLUSTER = "gcp:container/cluster:Cluster"
 SUBNET = "gcp:compute/subnetwork:Subnetwork"
 NAT = "gcp:compute/routerNat:RouterNat"
 INSTANCE = "gcp:compute/instance:Instance"
+INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 REPOSITORY = "gcp:artifactregistry/repository:Repository"
 REPOSITORY_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
 PROJECT_MEMBER = "gcp:projects/iAMMember:IAMMember"
+PROJECT_BINDING = "gcp:projects/iAMBinding:IAMBinding"
 SA_KEY = "gcp:serviceaccount/key:Key"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+VERTEX_ROLE = "roles/aiplatform.user"
 
 # livekit-agents 1.8.9 defaults when the container does not set them (worker.py).
 FRAMEWORK_LOAD_THRESHOLD = 0.7
@@ -42,6 +45,9 @@ SPOT_LABEL = "cloud.google.com/gke-spot"
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 # autoscaling/v2 defaults (Kubernetes HPA docs): scale-up window 0 s, scale-down 300 s.
 HPA_DEFAULT_UP_WINDOW_S, HPA_DEFAULT_DOWN_WINDOW_S = 0, 300
+# Autopilot ephemeral-storage request range (GKE "Resource requests in Autopilot"); k8s/sizes.py
+# covers CPU and memory only.
+MIN_EPHEMERAL_MI, MAX_EPHEMERAL_MI = 10, 10 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,11 +59,31 @@ class Resource:
 
 @dataclass(frozen=True)
 class Context:
-    """What a rule may need beyond the resources. `bursting`: Autopilot CPU bursting is
-    available and on; `protected`: the stack must refuse deletion (prod)."""
+    """What a rule may need beyond the resources, read from the rule's policy config.
+
+    `bursting`: the cluster supports Autopilot CPU bursting (GKE >= 1.30.2 on cgroup v2), so a
+    CPU limit above the request is real. `protected`: the stack must refuse deletion. Both
+    defaults are the strict reading: no bursting assumed, deletion protection required; a
+    stack loosens them in its policy config file (policy/<stack>.json)."""
 
     bursting: bool = False
-    protected: bool = False
+    protected: bool = True
+
+
+# JSON schema of every per-rule setting; each rule declares which of them it reads. The
+# defaults here and in Context are the same values (a test keeps them equal).
+CONFIG_PROPERTIES: dict[str, dict[str, Any]] = {
+    "bursting": {"type": "boolean", "default": False,
+                 "description": "The cluster supports Autopilot CPU bursting, so a CPU limit above the request is real."},
+    "protected": {"type": "boolean", "default": True,
+                  "description": "This stack's cluster must keep deletion protection (turn off only for throwaway stacks)."},
+}
+
+
+def context_from(config: Mapping[str, Any] | None) -> Context:
+    """One rule's Context from its policy config, as CrossGuard's args.get_config() gives it."""
+    config = config or {}
+    return Context(**{key: bool(config.get(key, spec["default"])) for key, spec in CONFIG_PROPERTIES.items()})
 
 
 Finding = tuple[str, str]  # (resource name, message)
@@ -68,20 +94,25 @@ class Rule:
     id: str
     severity: str
     description: str
-    # Resource rules: (props, ctx) -> messages, for one resource type.
-    resource_type: str | None = None
+    # Resource rules: (props, ctx) -> messages, for the listed resource types.
+    resource_types: tuple[str, ...] = ()
     check_resource: Callable[[Mapping[str, Any], Context], list[str]] | None = None
     # Stack rules: (resources, ctx) -> findings.
     check_stack: Callable[[list[Resource], Context], list[Finding]] | None = None
+    # Keys of CONFIG_PROPERTIES this rule reads.
+    config: tuple[str, ...] = ()
+
+    def applies_to(self, resource_type: str) -> bool:
+        return resource_type in self.resource_types
+
+    def check(self, resource_type: str, props: Mapping[str, Any], ctx: Context) -> list[str]:
+        """A resource rule over one resource's (type, camelCase props)."""
+        return self.check_resource(props, ctx) if self.applies_to(resource_type) else []
 
     def findings(self, resources: list[Resource], ctx: Context) -> list[Finding]:
         if self.check_stack is not None:
             return self.check_stack(resources, ctx)
-        return [
-            (r.name, message)
-            for r in resources if r.type == self.resource_type
-            for message in self.check_resource(r.props, ctx)
-        ]
+        return [(r.name, message) for r in resources for message in self.check(r.type, r.props, ctx)]
 
 
 def _get(props: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
@@ -95,6 +126,16 @@ def _get(props: Mapping[str, Any] | None, *path: str, default: Any = None) -> An
 
 def _unless(condition: bool, message: str) -> list[str]:
     return [] if condition else [message]
+
+
+def _n(value: Any) -> str:
+    """A number as people write it. CrossGuard hands every number over as a float (protobuf
+    Struct), the mocks as an int; messages must read the same either way."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,6 +155,11 @@ def _no_open_control_plane(p, ctx):
     if ip_enabled and not blocks:
         messages.append("the control plane's IP endpoint is on with no authorized networks: any address may try it; "
                         "disable ipEndpointsConfig or name narrow ranges (CI uses the DNS endpoint)")
+    # Narrow authorised ranges do not help when every Google Cloud public address is let in
+    # as well: any VM of any Google Cloud customer then reaches the endpoint.
+    if ip_enabled and _get(p, "masterAuthorizedNetworksConfig", "gcpPublicCidrsAccessEnabled") is True:
+        messages.append("masterAuthorizedNetworksConfig.gcpPublicCidrsAccessEnabled = true admits every Google Cloud "
+                        "public IP to the control plane's IP endpoint, not just the named ranges; set it to false")
     return messages
 
 
@@ -170,8 +216,8 @@ def _nat_logs_errors(p, ctx):
 
 def _no_external_ip(p, ctx):
     interfaces = _get(p, "networkInterfaces", default=[])
-    return [f"instance interface {i} has an external IP (accessConfigs)" for i, nic in enumerate(interfaces)
-            if nic.get("accessConfigs")]
+    return [f"network interface {i} has an external IP (accessConfigs): the VM is reachable from the internet and "
+            "bypasses Cloud NAT; remove accessConfigs" for i, nic in enumerate(interfaces) if nic.get("accessConfigs")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,10 +258,18 @@ def _no_sa_keys(resources, ctx):
                      "Workload Identity Federation (CI) instead") for r in resources if r.type == SA_KEY]
 
 
+def _vertex_members(r: Resource) -> list[str]:
+    if r.type == PROJECT_MEMBER:
+        return [str(_get(r.props, "member", default=""))]
+    return [str(m) for m in _get(r.props, "members", default=[])]
+
+
 def _vertex_by_workload_identity(resources, ctx):
-    grants = [r for r in resources if r.type == PROJECT_MEMBER and _get(r.props, "role") == "roles/aiplatform.user"]
-    findings = [(r.name, f"Vertex AI is granted to {_get(r.props, 'member')}: grant it to the agent's Workload Identity principal")
-                for r in grants if not str(_get(r.props, "member", default="")).startswith(("principal://", "principalSet://"))]
+    grants = [r for r in resources if r.type in (PROJECT_MEMBER, PROJECT_BINDING) and _get(r.props, "role") == VERTEX_ROLE]
+    findings = [(r.name, f"Vertex AI is granted to {member}: a Google service account invites keys and is shared by "
+                         "whatever can impersonate it; grant roles/aiplatform.user to the agent's Workload Identity "
+                         "principal (principal://.../subject/ns/<namespace>/sa/<ksa>)")
+                for r in grants for member in _vertex_members(r) if not member.startswith(("principal://", "principalSet://"))]
     if not grants:
         findings.append(("stack", "no roles/aiplatform.user grant for the agent's Workload Identity principal: Gemini calls will fail"))
     return findings
@@ -318,7 +372,8 @@ def _sleep_only_pre_stop(pod: AgentPod, ctx: Context) -> list[str]:
 
 
 def _command_words(container: Mapping[str, Any]) -> list[str]:
-    return [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
+    # list(): CrossGuard hands sequences over as read-only proxies, which do not support `+`.
+    return [str(w) for w in [*(container.get("command") or []), *(container.get("args") or [])]]
 
 
 _MODES = ("start", "dev", "console")
@@ -364,11 +419,63 @@ def _hpa_for(resources: list[Resource], pod: AgentPod) -> list[Resource]:
     return [r for r in resources if r.type == HPA and _get(r.props, "spec", "scaleTargetRef", "name") in deployment_names]
 
 
-def _cpu_target(hpa: Resource) -> float | None:
+@dataclass(frozen=True)
+class CpuTarget:
+    """An HPA's CPU target as a percentage of the request, however the HPA states it."""
+
+    percent: float
+    average_value_m: float | None = None  # set when the HPA targets absolute CPU per pod
+
+    def describe(self, request_m: float) -> str:
+        if self.average_value_m is None:
+            return f"{_n(self.percent)}% of a {request_m:.0f}m request"
+        return f"{self.average_value_m:.0f}m per pod ({self.percent:.0f}% of a {request_m:.0f}m request)"
+
+    def fix(self, safe_percent: int, request_m: float) -> str:
+        if self.average_value_m is None:
+            return f"use a target of at most {safe_percent}%"
+        return f"use an averageValue of at most {safe_percent * request_m / 100:.0f}m"
+
+
+def _cpu_target(hpa: Resource, request_m: float) -> CpuTarget | None:
+    """Resource and ContainerResource CPU metrics, as Utilization or AverageValue. An
+    AverageValue target is absolute CPU per pod and deadlocks the same way a percentage does."""
     for metric in _get(hpa.props, "spec", "metrics", default=[]):
-        if _get(metric, "resource", "name") == "cpu":
-            return _get(metric, "resource", "target", "averageUtilization")
+        source = _get(metric, "resource") or _get(metric, "containerResource") or {}
+        if _get(source, "name") != "cpu":
+            continue
+        utilization = _get(source, "target", "averageUtilization")
+        if utilization is not None:
+            return CpuTarget(float(utilization))
+        average = cpu_millicores(_get(source, "target", "averageValue"))
+        if average is not None:
+            return CpuTarget(average / request_m * 100, average)
     return None
+
+
+def _scale_up_tolerance(hpa: Resource) -> float:
+    """The tolerance the HPA applies before scaling up. A per-HPA `behavior.scaleUp.tolerance`
+    (Kubernetes 1.33+, behind the HPAConfigurableTolerance feature) only counts when it is
+    larger than the cluster-wide 10%: where the feature is off, the field is ignored."""
+    configured = _get(hpa.props, "spec", "behavior", "scaleUp", "tolerance")
+    if configured is None:
+        return HPA_TOLERANCE
+    # A Kubernetes quantity ("0.05" or "50m"); milli-units over 1000 give the fraction.
+    return max(HPA_TOLERANCE, cpu_millicores(configured) / 1000)
+
+
+def load_at_target(target_percent: float, request_m: float, limit_m: float, tolerance: float = HPA_TOLERANCE) -> float:
+    """k8s/capacity.worker_load_at_target with the HPA's own tolerance instead of the cluster
+    default: the load a pod reaches while the HPA has just not scaled."""
+    return worker_load_at_target(target_percent, request_m, limit_m) * (1 + tolerance) / (1 + HPA_TOLERANCE)
+
+
+def max_safe_target(load_threshold: float, request_m: float, limit_m: float, tolerance: float = HPA_TOLERANCE) -> int:
+    """Largest whole-percent HPA target whose load (tolerance included) stays below the threshold."""
+    target = int(load_threshold / (1 + tolerance) * limit_m / request_m * 100)
+    while target > 1 and load_at_target(target, request_m, limit_m, tolerance) >= load_threshold:
+        target -= 1
+    return target
 
 
 def _hpa_below_load_threshold(resources: list[Resource], ctx: Context) -> list[Finding]:
@@ -378,16 +485,21 @@ def _hpa_below_load_threshold(resources: list[Resource], ctx: Context) -> list[F
         limit = cpu_millicores(_get(pod.container, "resources", "limits", "cpu"))
         if not ctx.bursting and request:
             limit = request  # Autopilot without bursting forces limit = request
+        if not request or not limit:
+            continue  # agent-cpu-limit and agent-autopilot-resources report these
         for hpa in _hpa_for(resources, pod):
-            target = _cpu_target(hpa)
-            if target is None or not request or not limit:
+            target = _cpu_target(hpa, request)
+            if target is None:
                 continue
-            load = worker_load_at_target(target, request, limit)
+            tolerance = _scale_up_tolerance(hpa)
+            load = load_at_target(target.percent, request, limit, tolerance)
             if load >= pod.load_threshold:
+                safe = max_safe_target(pod.load_threshold, request, limit, tolerance)
                 findings.append((hpa.name,
-                                 f"HPA target {target}% of a {request:.0f}m request with a {limit:.0f}m effective limit puts each "
-                                 f"worker at load {load:.2f} (with the {HPA_TOLERANCE:.0%} HPA tolerance) >= load_threshold "
-                                 f"{pod.load_threshold}: every pod reports full before the HPA scales, and new callers wait"))
+                                 f"HPA target {target.describe(request)} with a {limit:.0f}m effective limit puts each "
+                                 f"worker at load {load:.2f} (with the {tolerance:.0%} HPA tolerance) >= load_threshold "
+                                 f"{_n(pod.load_threshold)}: every pod reports full before the HPA scales, and new callers wait; "
+                                 f"{target.fix(safe, request)}"))
     return findings
 
 
@@ -397,7 +509,7 @@ def _scale_down_slower(resources: list[Resource], ctx: Context) -> list[Finding]
         up = _get(hpa.props, "spec", "behavior", "scaleUp", "stabilizationWindowSeconds", default=HPA_DEFAULT_UP_WINDOW_S)
         down = _get(hpa.props, "spec", "behavior", "scaleDown", "stabilizationWindowSeconds", default=HPA_DEFAULT_DOWN_WINDOW_S)
         if down <= up:
-            findings.append((hpa.name, f"scale-down window {down} s is not longer than scale-up window {up} s: "
+            findings.append((hpa.name, f"scale-down window {_n(down)} s is not longer than scale-up window {_n(up)} s: "
                                        "capacity leaves as fast as it comes, and each removal drains live calls"))
     return findings
 
@@ -410,11 +522,21 @@ def _extended_duration(pod: AgentPod, ctx: Context) -> list[str]:
                    f"scale-down kills calls after 10 minutes; annotate the pod {SAFE_TO_EVICT}: \"false\"")
 
 
+def _mentions(node: Any, text: str) -> bool:
+    """Whether a string equal to `text` appears anywhere in nested props. Walks the structure
+    rather than str() it: CrossGuard's read-only proxies do not print their contents."""
+    if isinstance(node, Mapping):
+        return any(_mentions(v, text) for v in node.values())
+    if isinstance(node, Sequence) and not isinstance(node, str):
+        return any(_mentions(v, text) for v in node)
+    return node == text
+
+
 def _no_spot(pod: AgentPod, ctx: Context) -> list[str]:
     selector = _get(pod.spec, "nodeSelector", default={})
     tolerations = _get(pod.spec, "tolerations", default=[])
-    affinity = str(_get(pod.spec, "affinity", default=""))
-    if str(selector.get(SPOT_LABEL)).lower() == "true" or any(t.get("key") == SPOT_LABEL for t in tolerations) or SPOT_LABEL in affinity:
+    affinity = _get(pod.spec, "affinity", default={})
+    if str(selector.get(SPOT_LABEL)).lower() == "true" or any(t.get("key") == SPOT_LABEL for t in tolerations) or _mentions(affinity, SPOT_LABEL):
         return ["Spot Pods get 25 s to stop whatever the grace period says: every live call on a reclaimed node is cut"]
     return []
 
@@ -425,7 +547,7 @@ def _autopilot_resources(pod: AgentPod, ctx: Context) -> list[str]:
     cpu, mem = cpu_millicores(requests.get("cpu")), memory_mib(requests.get("memory"))
     if cpu is None or mem is None:
         return ["CPU or memory request missing: Autopilot applies its defaults (0.5 vCPU / 2 GiB) silently"]
-    messages = autopilot_problems(int(cpu), int(mem), ctx.bursting)
+    messages = autopilot_problems(int(cpu), int(mem), ctx.bursting) + _ephemeral_problems(requests)
     if not ctx.bursting:
         cpu_limit, mem_limit = cpu_millicores(limits.get("cpu")), memory_mib(limits.get("memory"))
         if (cpu_limit is not None and cpu_limit != cpu) or (mem_limit is not None and mem_limit != mem):
@@ -433,6 +555,18 @@ def _autopilot_resources(pod: AgentPod, ctx: Context) -> list[str]:
                             f"{requests.get('cpu')}/{requests.get('memory')}: without bursting Autopilot silently sets limits "
                             "to the requests, so the declared headroom does not exist")
     return messages
+
+
+def _ephemeral_problems(requests: Mapping[str, Any]) -> list[str]:
+    value = requests.get("ephemeral-storage")
+    if value is None:
+        return []
+    mib = memory_mib(value)
+    if mib < MIN_EPHEMERAL_MI:
+        return [f"ephemeral-storage request {value} is below the Autopilot minimum {MIN_EPHEMERAL_MI}Mi and would be raised silently"]
+    if mib > MAX_EPHEMERAL_MI:
+        return [f"ephemeral-storage request {value} exceeds the Autopilot maximum {MAX_EPHEMERAL_MI // 1024}Gi and is rejected"]
+    return []
 
 
 def _probes(pod: AgentPod, ctx: Context) -> list[str]:
@@ -468,18 +602,19 @@ def _pdb_present(resources: list[Resource], ctx: Context) -> list[Finding]:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("gke-private-nodes", MANDATORY, "Cluster nodes have no public IPs.", CLUSTER, _private_nodes),
-    Rule("gke-no-open-control-plane", MANDATORY, "The control plane is not reachable from 0.0.0.0/0.", CLUSTER, _no_open_control_plane),
-    Rule("gke-release-channel", ADVISORY, "The cluster follows a release channel.", CLUSTER, _release_channel),
-    Rule("gke-deletion-protection", MANDATORY, "Protected stacks keep deletion protection on.", CLUSTER, _deletion_protection),
-    Rule("gke-no-default-compute-sa", MANDATORY, "Nodes do not run as the default compute service account.", CLUSTER, _no_default_compute_sa),
-    Rule("gke-autopilot-no-node-config", MANDATORY, "Autopilot clusters set no node_config.", CLUSTER, _autopilot_no_node_config),
-    Rule("subnet-private-google-access", MANDATORY, "Node subnets have Private Google Access.", SUBNET, _private_google_access),
-    Rule("nat-all-subnet-ranges", MANDATORY, "Cloud NAT covers every subnet range, pods included.", NAT, _nat_all_ranges),
-    Rule("nat-error-logging", ADVISORY, "Cloud NAT logs errors.", NAT, _nat_logs_errors),
-    Rule("no-node-external-ip", MANDATORY, "No VM gets an external IP.", INSTANCE, _no_external_ip),
-    Rule("registry-immutable-tags", MANDATORY, "Docker repositories have immutable tags.", REPOSITORY, _immutable_tags),
-    Rule("registry-cleanup-policies", ADVISORY, "Repositories have active cleanup policies.", REPOSITORY, _cleanup_policies),
+    Rule("gke-private-nodes", MANDATORY, "Cluster nodes have no public IPs.", (CLUSTER,), _private_nodes),
+    Rule("gke-no-open-control-plane", MANDATORY, "The control plane is not reachable from 0.0.0.0/0.", (CLUSTER,), _no_open_control_plane),
+    Rule("gke-release-channel", ADVISORY, "The cluster follows a release channel.", (CLUSTER,), _release_channel),
+    Rule("gke-deletion-protection", MANDATORY, "Protected stacks keep deletion protection on.", (CLUSTER,), _deletion_protection,
+         config=("protected",)),
+    Rule("gke-no-default-compute-sa", MANDATORY, "Nodes do not run as the default compute service account.", (CLUSTER,), _no_default_compute_sa),
+    Rule("gke-autopilot-no-node-config", MANDATORY, "Autopilot clusters set no node_config.", (CLUSTER,), _autopilot_no_node_config),
+    Rule("subnet-private-google-access", MANDATORY, "Node subnets have Private Google Access.", (SUBNET,), _private_google_access),
+    Rule("nat-all-subnet-ranges", MANDATORY, "Cloud NAT covers every subnet range, pods included.", (NAT,), _nat_all_ranges),
+    Rule("nat-error-logging", ADVISORY, "Cloud NAT logs errors.", (NAT,), _nat_logs_errors),
+    Rule("no-node-external-ip", MANDATORY, "No VM or instance template gets an external IP.", (INSTANCE, INSTANCE_TEMPLATE), _no_external_ip),
+    Rule("registry-immutable-tags", MANDATORY, "Docker repositories have immutable tags.", (REPOSITORY,), _immutable_tags),
+    Rule("registry-cleanup-policies", ADVISORY, "Repositories have active cleanup policies.", (REPOSITORY,), _cleanup_policies),
     Rule("registry-node-reader", MANDATORY, "The node service account can pull from the repository.", check_stack=_node_sa_reader),
     Rule("no-service-account-keys", MANDATORY, "No service-account keys exist.", check_stack=_no_sa_keys),
     Rule("vertex-via-workload-identity", MANDATORY, "Vertex AI access goes to a Workload Identity principal.", check_stack=_vertex_by_workload_identity),
@@ -487,11 +622,13 @@ RULES: tuple[Rule, ...] = (
     Rule("agent-no-sleep-prestop", MANDATORY, "No preStop that only sleeps while the worker takes calls.", check_stack=_per_pod(_sleep_only_pre_stop)),
     Rule("agent-exec-form-start", MANDATORY, "The worker gets SIGTERM directly and runs `start` mode.", check_stack=_per_pod(_exec_form_start)),
     Rule("agent-cpu-limit", MANDATORY, "The agent container has a CPU limit.", check_stack=_per_pod(_cpu_limit)),
-    Rule("agent-hpa-below-load-threshold", MANDATORY, "HPA target x request/limit stays below the worker's load threshold.", check_stack=_hpa_below_load_threshold),
+    Rule("agent-hpa-below-load-threshold", MANDATORY, "HPA target x request/limit stays below the worker's load threshold.", check_stack=_hpa_below_load_threshold,
+         config=("bursting",)),
     Rule("agent-scale-down-slower", ADVISORY, "Scale-down is slower than scale-up.", check_stack=_scale_down_slower),
     Rule("agent-extended-duration", MANDATORY, "Grace beyond 10 minutes comes with safe-to-evict=false.", check_stack=_per_pod(_extended_duration)),
     Rule("agent-no-spot", MANDATORY, "Live sessions do not run on Spot Pods.", check_stack=_per_pod(_no_spot)),
-    Rule("agent-autopilot-resources", ADVISORY, "Requests and limits are valid on Autopilot as declared.", check_stack=_per_pod(_autopilot_resources)),
+    Rule("agent-autopilot-resources", ADVISORY, "Requests and limits are valid on Autopilot as declared.", check_stack=_per_pod(_autopilot_resources),
+         config=("bursting",)),
     Rule("agent-probes", ADVISORY, "The agent has liveness and startup probes.", check_stack=_per_pod(_probes)),
     Rule("agent-security-context", MANDATORY, "The agent container is hardened.", check_stack=_per_pod(_security_context)),
     Rule("agent-pdb", ADVISORY, "A PodDisruptionBudget covers the agent.", check_stack=_pdb_present),

@@ -1,9 +1,14 @@
 """Every rule passes on the committed stacks and fails, for its stated reason, when the real
 evaluated program is changed in exactly the way the rule guards against.
 
-Failing cases start from the real dev/prod plan (evaluate() under mocks) and mutate the
-recorded inputs, because config validation rightly refuses most of these states before any
-resource exists (that refusal is tested in tests/k8s and tests/infra).
+Two kinds of failing case, both starting from real program evaluation under Pulumi mocks
+(infra.plan.evaluate: the program runs, only the GCP/Kubernetes APIs are faked):
+- OVERRIDES: the stack config is changed and the program evaluated again. Used wherever our
+  config validation accepts the setting but a policy must still stop it.
+- FAILING: config validation rightly refuses most unsafe states before any resource exists
+  (that refusal is tested in tests/infra and tests/k8s), so for those the recorded inputs of a
+  valid plan are mutated, exactly as a hand-edited program would render them.
+Each case asserts the rule id and the numbers in the message.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from typing import Callable
 
 import pytest
 
-from policy.engine import as_resources, evaluate_plan, violations
-from policy.rules import MANDATORY, RULES, RULES_BY_ID, Context
+from infra.plan import evaluate
+from policy.engine import evaluate_plan, load_policy_config
+from policy.rules import MANDATORY, RULES, RULES_BY_ID
 from tests.conftest import _committed_plan
 
-DEV_CTX = Context(bursting=True, protected=False)
+P = "gke-voice-agents:"
 
 
 def _first(resources, typ):
@@ -64,8 +70,8 @@ FAILING: dict[str, tuple[Mutation, str]] = {
     "nat-error-logging": (lambda rs: _first(rs, "gcp:compute/routerNat:RouterNat").update(logConfig={"enable": False}),
                           "NAT does not log errors"),
     "no-node-external-ip": (lambda rs: rs.append({"type": "gcp:compute/instance:Instance", "name": "bastion", "parent": None,
-                                                  "inputs": {"networkInterfaces": [{"accessConfigs": [{}]}]}}),
-                            "instance interface 0 has an external IP"),
+                                                  "inputs": {"networkInterfaces": [{"network": "default"}, {"accessConfigs": [{}]}]}}),
+                            "network interface 1 has an external IP (accessConfigs)"),
     "registry-immutable-tags": (lambda rs: _first(rs, "gcp:artifactregistry/repository:Repository").update(dockerConfig={"immutableTags": False}),
                                 "tags are mutable"),
     "registry-cleanup-policies": (lambda rs: _first(rs, "gcp:artifactregistry/repository:Repository").update(cleanupPolicies=[]),
@@ -84,7 +90,9 @@ FAILING: dict[str, tuple[Mutation, str]] = {
                               "the shell receives SIGTERM and the worker never drains"),
     "agent-cpu-limit": (lambda rs: _container(rs)["resources"]["limits"].pop("cpu"), "no CPU limit"),
     "agent-hpa-below-load-threshold": (lambda rs: _hpa(rs)["metrics"][0]["resource"]["target"].update(averageUtilization=95) or _set_env(rs, "AGENT_LOAD_THRESHOLD", "0.5"),
-                                       "HPA target 95% of a 1000m request with a 2000m effective limit puts each worker at load 0.52"),
+                                       "HPA target 95% of a 1000m request with a 2000m effective limit puts each worker at load 0.52 (with the 10% HPA tolerance) "
+                                       ">= load_threshold 0.5: every pod reports full before the HPA scales, and new callers wait; "
+                                       "use a target of at most 90%"),
     "agent-scale-down-slower": (lambda rs: _hpa(rs)["behavior"]["scaleDown"].update(stabilizationWindowSeconds=30),
                                 "scale-down window 30 s is not longer than scale-up window 30 s"),
     "agent-extended-duration": (lambda rs: _pod(rs)["metadata"].update(annotations={}),
@@ -101,48 +109,127 @@ FAILING: dict[str, tuple[Mutation, str]] = {
 }
 
 
+def _only(found: list[dict], rule_id: str) -> list[str]:
+    return [v["message"] for v in found if v["rule"] == rule_id]
+
+
 def test_every_rule_has_a_failing_case():
     assert set(FAILING) == set(RULES_BY_ID)
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_committed_stacks_pass_every_rule(stack):
+    """Both committed stacks plan clean, advisory rules included, under their own policy config."""
     assert evaluate_plan(_committed_plan(stack).resources, stack) == []
 
 
 @pytest.mark.parametrize("rule_id", sorted(FAILING))
 def test_rule_fails_for_its_stated_reason(rule_id):
     mutate, reason = FAILING[rule_id]
-    # Deletion protection is only required of prod; every other case starts from dev.
+    # Deletion protection is only required of prod; every other case starts from dev, whose
+    # HPA/limit settings (bursting) make the capacity cases the less obvious ones.
     stack = "prod" if rule_id == "gke-deletion-protection" else "dev"
     resources = _committed_plan(stack).resources
-    rule = RULES_BY_ID[rule_id]
-    ctx = Context(bursting=stack == "dev", protected=True)
-    assert rule.findings(as_resources(resources), ctx) == [], "passing case first: the real plan must be clean"
+    assert _only(evaluate_plan(resources, stack), rule_id) == [], "passing case first: the real plan is clean"
     mutate(resources)
-    messages = [message for _, message in rule.findings(as_resources(resources), ctx)]
+    found = evaluate_plan(resources, stack)
+    messages = _only(found, rule_id)
     assert messages and any(reason in m for m in messages), messages
+    assert {v["severity"] for v in found if v["rule"] == rule_id} == {RULES_BY_ID[rule_id].severity}
+
+
+# (stack, config overrides, rule id, expected message fragment). Config validation accepts
+# every one of these; the policy is what stops them.
+OVERRIDES = {
+    "prod-without-deletion-protection": (
+        "prod", {P + "deletionProtection": "false"}, "gke-deletion-protection",
+        "deletionProtection is off in a protected stack: one `pulumi destroy` ends every live call"),
+    "dev-with-a-prestop-sleep": (
+        "dev", {P + "preStopSeconds": "60"}, "agent-no-sleep-prestop",
+        "preStop only sleeps 60 s: the worker still advertises itself and takes new calls during the sleep, "
+        "then has 980 s of the 1040 s grace left"),
+    "prod-limits-above-requests-without-bursting": (
+        # prod's cluster is declared without bursting (policy/prod.json): Autopilot would drop
+        # the 2x CPU limit the program now renders.
+        "prod", {P + "cpuBursting": "true"}, "agent-autopilot-resources",
+        "limits 4000m/4096Mi differ from requests 2000m/4096Mi: without bursting Autopilot silently sets limits"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERRIDES))
+def test_config_the_program_accepts_still_fails_policy(case):
+    stack, overrides, rule_id, reason = OVERRIDES[case]
+    assert _only(evaluate_plan(_committed_plan(stack).resources, stack), rule_id) == []
+    found = evaluate_plan(evaluate(stack, overrides).resources, stack)
+    assert [v["rule"] for v in found] == [rule_id], found
+    assert reason in found[0]["message"]
+
+
+def test_hpa_target_tuned_for_bursting_deadlocks_on_a_cluster_without_it():
+    """dev declares bursting (limit = 2x request), so config accepts a 70% target (load 0.39).
+    Run on a cluster without bursting, Autopilot sets limit = request and the same target means
+    load 0.77 >= 0.7: the policy config, not the program, knows what the cluster supports."""
+    resources = evaluate("dev", {P + "hpaTargetCpuUtilization": "70"}).resources
+    assert evaluate_plan(resources, "dev") == []
+    no_bursting = {**load_policy_config("dev"), "agent-hpa-below-load-threshold": {"bursting": False},
+                   "agent-autopilot-resources": {"enforcementLevel": "disabled"}}
+    [violation] = evaluate_plan(resources, "dev", config=no_bursting)
+    assert violation["rule"] == "agent-hpa-below-load-threshold" and violation["severity"] == MANDATORY
+    assert ("HPA target 70% of a 1000m request with a 1000m effective limit puts each worker at load 0.77"
+            in violation["message"]), violation
+    assert "use a target of at most 63%" in violation["message"]
+
+
+def test_narrow_authorized_network_is_not_an_open_control_plane():
+    """The IP endpoint, when a stack opens it, is fine with a narrow range (config refuses /0)."""
+    resources = evaluate("prod", {P + "controlPlaneAuthorizedNetworks": '{"office": "203.0.113.0/24"}'}).resources
+    cluster = _first(resources, "gcp:container/cluster:Cluster")
+    assert cluster["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["enabled"] is True
+    assert evaluate_plan(resources, "prod") == []
+    cluster["masterAuthorizedNetworksConfig"]["cidrBlocks"].append({"displayName": "anywhere", "cidrBlock": "0.0.0.0/0"})
+    assert _only(evaluate_plan(resources, "prod"), "gke-no-open-control-plane") == [
+        "authorized network anywhere = 0.0.0.0/0 opens the control plane to the internet"]
 
 
 def test_deletion_protection_is_only_required_of_protected_stacks():
     resources = copy.deepcopy(_committed_plan("dev").resources)
     assert _first(resources, "gcp:container/cluster:Cluster")["deletionProtection"] is False
-    assert violations(as_resources(resources), Context(bursting=True, protected=False)) == []
-    found = violations(as_resources(resources), Context(bursting=True, protected=True))
-    assert [(v["rule"], v["severity"]) for v in found] == [("gke-deletion-protection", MANDATORY)]
+    assert evaluate_plan(resources, "dev") == []
+    # A stack without a policy config file gets the strict defaults: protection required, and
+    # no bursting assumed, so dev's 2000m CPU limit over a 1000m request is called out as well.
+    found = evaluate_plan(resources, "staging")
+    assert [(v["rule"], v["severity"]) for v in found] == [
+        ("gke-deletion-protection", MANDATORY), ("agent-autopilot-resources", "advisory")]
+    assert "limits 2000m/2048Mi differ from requests 1000m/2048Mi" in found[1]["message"]
 
 
 def test_exec_wrapper_is_accepted():
     resources = copy.deepcopy(_committed_plan("dev").resources)
     _container(resources).update(command=["/bin/sh", "-c", "echo preflight; exec python -m voice_agent start"], args=[])
-    assert RULES_BY_ID["agent-exec-form-start"].findings(as_resources(resources), DEV_CTX) == []
+    assert _only(evaluate_plan(resources, "dev"), "agent-exec-form-start") == []
 
 
 def test_dev_mode_is_refused():
     resources = copy.deepcopy(_committed_plan("dev").resources)
     _container(resources).update(args=["dev"])
-    [(_, message)] = RULES_BY_ID["agent-exec-form-start"].findings(as_resources(resources), DEV_CTX)
-    assert "runs development mode, which skips the drain" in message
+    [message] = _only(evaluate_plan(resources, "dev"), "agent-exec-form-start")
+    assert message == "`python -m voice_agent dev` runs development mode, which skips the drain on SIGTERM; use `start`"
+
+
+def test_vertex_granted_through_a_binding_to_a_service_account_fails():
+    """Hand-written supplement: the program never renders an IAMBinding, but a user might add one."""
+    resources = copy.deepcopy(_committed_plan("prod").resources)
+    resources.append({"type": "gcp:projects/iAMBinding:IAMBinding", "name": "vertex-binding", "parent": None,
+                      "inputs": {"role": "roles/aiplatform.user", "members": ["serviceAccount:ci@p.iam.gserviceaccount.com"]}})
+    [message] = _only(evaluate_plan(resources, "prod"), "vertex-via-workload-identity")
+    assert message.startswith("Vertex AI is granted to serviceAccount:ci@p.iam.gserviceaccount.com")
+
+
+def test_ephemeral_storage_outside_autopilot_range_is_flagged():
+    resources = copy.deepcopy(_committed_plan("prod").resources)
+    _container(resources)["resources"]["requests"]["ephemeral-storage"] = "20Gi"
+    [message] = _only(evaluate_plan(resources, "prod"), "agent-autopilot-resources")
+    assert message == "ephemeral-storage request 20Gi exceeds the Autopilot maximum 10Gi and is rejected"
 
 
 def test_every_rule_has_an_id_severity_and_description():
@@ -150,3 +237,4 @@ def test_every_rule_has_an_id_severity_and_description():
     for rule in RULES:
         assert rule.severity in ("mandatory", "advisory") and rule.description.endswith(".")
         assert (rule.check_stack is None) != (rule.check_resource is None)
+        assert bool(rule.resource_types) == (rule.check_resource is not None)
