@@ -19,6 +19,7 @@ from k8s.capacity import (
     SHUTDOWN_BUDGET_S,
     worker_load_at_target,
 )
+from k8s.runtime import HEALTH_PORT
 from k8s.sizes import autopilot_problems
 from policy.quantities import cpu_millicores, memory_mib
 
@@ -37,6 +38,9 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 VERTEX_ROLE = "roles/aiplatform.user"
+# Artifact Registry predefined roles that include artifactregistry.repositories.downloadArtifacts.
+REGISTRY_READ_ROLES = frozenset({"roles/artifactregistry.reader", "roles/artifactregistry.writer",
+                                 "roles/artifactregistry.repoAdmin", "roles/artifactregistry.admin"})
 
 # livekit-agents 1.8.9 defaults when the container does not set them (worker.py).
 FRAMEWORK_LOAD_THRESHOLD = 0.7
@@ -245,9 +249,12 @@ def _node_sa_reader(resources, ctx):
         _get(r.props, "clusterAutoscaling", "autoProvisioningDefaults", "serviceAccount")
         for r in resources if r.type == CLUSTER
     } - {None}
+    # A grant on the repository, or one on the whole project (broader than needed, but the
+    # nodes can pull); every Artifact Registry role from reader up includes reading.
     readers = {
         str(_get(r.props, "member", default="")).removeprefix("serviceAccount:")
-        for r in resources if r.type == REPOSITORY_MEMBER and _get(r.props, "role") == "roles/artifactregistry.reader"
+        for r in resources
+        if r.type in (REPOSITORY_MEMBER, PROJECT_MEMBER) and _get(r.props, "role") in REGISTRY_READ_ROLES
     }
     return [(r.name, f"node service account {sa} cannot pull from this repository: grant roles/artifactregistry.reader on it")
             for r in resources if r.type == REPOSITORY for sa in sorted(node_accounts - readers)]
@@ -571,7 +578,29 @@ def _ephemeral_problems(requests: Mapping[str, Any]) -> list[str]:
 
 def _probes(pod: AgentPod, ctx: Context) -> list[str]:
     missing = [p for p in ("livenessProbe", "startupProbe") if not pod.container.get(p)]
-    return _unless(not missing, f"missing {', '.join(missing)}: a hung worker is never restarted, or prewarm is killed as a hang")
+    messages = _unless(not missing, f"missing {', '.join(missing)}: a hung worker is never restarted, or prewarm is killed as a hang")
+    return messages + _probe_port_problems(pod)
+
+
+def _probe_port_problems(pod: AgentPod) -> list[str]:
+    """A probe aimed at another port than the worker's health server fails every time: the
+    kubelet restarts a pod that was fine (liveness) or never lets it start (startup)."""
+    health = int(pod.env.get("AGENT_HEALTH_PORT", HEALTH_PORT))
+    named = {port.get("name"): port.get("containerPort") for port in pod.container.get("ports") or []}
+    problems = []
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        probe = pod.container.get(kind) or {}
+        handler = _get(probe, "httpGet") or _get(probe, "tcpSocket")
+        if not handler or _get(handler, "port") is None:
+            continue
+        port = _get(handler, "port")
+        number = named.get(port) if isinstance(port, str) and not port.isdigit() else port
+        if number is None:
+            problems.append(f"{kind} checks port {port!r}, which no container port is named: the probe always fails")
+        elif int(float(number)) != health:
+            problems.append(f"{kind} checks port {_n(number)} but the worker serves health on {health} (AGENT_HEALTH_PORT): "
+                            "the probe always fails and the kubelet restarts or holds back a healthy pod")
+    return problems
 
 
 def _security_context(pod: AgentPod, ctx: Context) -> list[str]:
@@ -595,10 +624,34 @@ def _security_context(pod: AgentPod, ctx: Context) -> list[str]:
 
 
 def _pdb_present(resources: list[Resource], ctx: Context) -> list[Finding]:
-    pdb_selectors = [_get(r.props, "spec", "selector", "matchLabels", default={}) for r in resources if r.type == PDB]
-    return [(pod.name, "no PodDisruptionBudget selects the agent: a node drain may evict every pod at once")
-            for pod in agent_pods(resources)
-            if not any(s and all(pod.labels.get(k) == v for k, v in s.items()) for s in pdb_selectors)]
+    pdbs = [r for r in resources if r.type == PDB]
+    findings = []
+    for pod in agent_pods(resources):
+        covering = [r for r in pdbs if _selects(_get(r.props, "spec", "selector", "matchLabels", default={}), pod.labels)]
+        if not covering:
+            findings.append((pod.name, "no PodDisruptionBudget selects the agent: a node drain may evict every pod at once"))
+        findings += [(r.name, message) for r in covering for message in _pdb_allows_no_disruption(r.props)]
+    return findings
+
+
+def _selects(match_labels: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+    return bool(match_labels) and all(labels.get(k) == v for k, v in match_labels.items())
+
+
+def _pdb_allows_no_disruption(props: Mapping[str, Any]) -> list[str]:
+    """A budget of zero does not protect calls better than a budget of one: GKE node upgrades
+    wait on it for up to an hour and then evict anyway, and the cluster autoscaler never
+    removes the node (GKE "Standard cluster upgrades" / "Autopilot upgrades" docs)."""
+    max_unavailable = _get(props, "spec", "maxUnavailable")
+    min_available = _get(props, "spec", "minAvailable")
+    if max_unavailable is not None and str(_n(max_unavailable)) in ("0", "0%"):
+        setting = f"maxUnavailable {_n(max_unavailable)}"
+    elif str(min_available) == "100%":
+        setting = "minAvailable 100%"
+    else:
+        return []
+    return [f"the budget allows no disruption ({setting}): node upgrades stall on it for up to 1 h and then evict anyway, "
+            "and the autoscaler can never empty a node; allow one pod at a time (maxUnavailable: 1)"]
 
 
 RULES: tuple[Rule, ...] = (
