@@ -1,0 +1,38 @@
+"""Shared fixtures. Fixtures that start processes live in tests/helpers so other suites
+(e.g. the controlled TERM test driven by the rendered Deployment) can reuse them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers.livekit_server import LiveKitServer, start_livekit_server
+
+# A complete, valid production-like environment; tests change one variable at a time.
+VALID_ENV = {
+    "LIVEKIT_URL": "wss://livekit.example.com",
+    "LIVEKIT_API_KEY": "APIexamplekey",
+    "LIVEKIT_API_SECRET": "s3cr3t-value-that-must-never-be-printed",
+    "GOOGLE_CLOUD_PROJECT": "voice-agents-dev",
+}
+
+
+@pytest.fixture
+def valid_env() -> dict[str, str]:
+    return dict(VALID_ENV)
+
+
+@pytest.fixture(scope="module")
+def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitServer]:
+    """A real livekit-server --dev on free loopback ports, one per test module."""
+    server = start_livekit_server(tmp_path_factory.mktemp("livekit"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def agent_dir() -> Path:
+    return Path(__file__).resolve().parents[1]

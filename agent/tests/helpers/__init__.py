@@ -1,0 +1,1 @@
+"""Reusable fixtures for tests that run real processes: a LiveKit server, the worker, callers."""

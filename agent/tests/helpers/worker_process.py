@@ -1,0 +1,254 @@
+"""Start the agent worker as a real process from an explicit argv + env, and watch its logs.
+
+``start_worker`` takes the command and environment verbatim, so a test can pass exactly what
+the rendered Kubernetes Deployment says (command + args + env) and prove that this, and not a
+test-friendly variant, is what drains on SIGTERM. ``contract_argv`` / ``worker_env`` build the
+agent contract's own command and environment for tests that start from settings instead.
+
+Gemini cannot be reached from tests: ``worker_env(fake_gemini=True)`` puts the test-only
+``fake_gemini`` directory first on PYTHONPATH; its ``sitecustomize.py`` replaces the single
+seam ``voice_agent.model.build_realtime_model`` with a local fake. Command and arguments stay
+untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .livekit_server import LiveKitServer, free_port
+
+AGENT_DIR = Path(__file__).resolve().parents[2]
+FAKE_GEMINI_DIR = AGENT_DIR / "tests" / "fake_gemini"
+# the agent runtime contract (CONTRACT.md): exec form, production mode, never `dev`
+CONTRACT_ARGV = ("python", "-m", "voice_agent", "start")
+
+LogLine = dict[str, Any]
+
+
+# What a pod with readOnlyRootFilesystem and an emptyDir at /tmp gives the process: a private
+# mount namespace where / is read-only and /tmp is a fresh, empty, writable tmpfs.
+# The wrapper proves both properties in the very shell that then execs the command; if either
+# fails, the command never starts.
+_READONLY_ROOT = (
+    "mount --bind / / && mount -o remount,bind,ro / "
+    "&& mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp "
+    "&& ! touch /readonly-root-probe 2>/dev/null && touch /tmp/readonly-root-probe "
+    '&& exec "$@"'
+)
+
+
+def contract_argv() -> list[str]:
+    return list(CONTRACT_ARGV)
+
+
+def readonly_root_argv(argv: Sequence[str]) -> list[str]:
+    """Wrap ``argv`` so it runs with a read-only root filesystem and an empty writable /tmp.
+
+    The wrapper execs the command (same PID), so signals still reach it directly. Needs
+    CAP_SYS_ADMIN for the mount namespace; see ``readonly_root_supported``.
+    """
+    return ["unshare", "--mount", "sh", "-c", _READONLY_ROOT, "sh", *argv]
+
+
+def readonly_root_supported() -> bool:
+    try:
+        result = subprocess.run(
+            readonly_root_argv(["true"]),
+            capture_output=True,
+            timeout=10,
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+def worker_env(
+    server: LiveKitServer,
+    *,
+    health_port: int | None = None,
+    metrics_port: int | None = None,
+    fake_gemini: bool = True,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Environment for the contract command: our venv first on PATH so `python` is ours."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "LIVEKIT_URL": server.ws_url,
+        "LIVEKIT_API_KEY": server.api_key,
+        "LIVEKIT_API_SECRET": server.api_secret,
+        "GOOGLE_CLOUD_PROJECT": "voice-agent-test",
+        "GOOGLE_CLOUD_LOCATION": "us-central1",
+        "GOOGLE_GENAI_USE_VERTEXAI": "true",
+        "AGENT_HTTP_HOST": "127.0.0.1",
+        # The worker's load is the CPU use of its whole cgroup: in a pod, the container; on a
+        # shared 2-core test machine, every other test too. At the production 0.7 it would
+        # refuse jobs whenever the machine is busy; 1.0 only when it is saturated.
+        "AGENT_LOAD_THRESHOLD": "1.0",
+        "AGENT_HEALTH_PORT": str(health_port or free_port()),
+        "AGENT_METRICS_PORT": str(metrics_port or free_port()),
+    }
+    if fake_gemini:
+        env["PYTHONPATH"] = str(FAKE_GEMINI_DIR)
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[str]
+    log_path: Path
+    env: Mapping[str, str]
+    lines: list[LogLine] = field(default_factory=list)
+    raw_lines: list[str] = field(default_factory=list)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['AGENT_HEALTH_PORT']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['AGENT_METRICS_PORT']}/metrics"
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.log_path.open("w", encoding="utf-8") as log:
+            for raw in self.process.stdout:
+                log.write(raw)
+                log.flush()
+                parsed = _parse(raw)
+                with self._cond:
+                    self.raw_lines.append(raw.rstrip("\n"))
+                    if parsed is not None:
+                        self.lines.append(parsed)
+                    self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def events(self, event: str) -> list[LogLine]:
+        with self._cond:
+            return [line for line in self.lines if line.get("event") == event]
+
+    def messages(self, message: str) -> list[LogLine]:
+        with self._cond:
+            return [line for line in self.lines if line.get("message") == message]
+
+    def wait_for(self, predicate: Callable[[LogLine], bool], timeout: float, what: str) -> LogLine:
+        """First log line matching ``predicate``; fails with the log tail if none in time."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.lines[seen:]:
+                    if predicate(line):
+                        return line
+                seen = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and not self._reader_alive()):
+                    break
+                self._cond.wait(min(remaining, 0.5))
+        raise AssertionError(f"no log line for {what} within {timeout}s\n{self.tail()}")
+
+    def wait_for_event(self, event: str, timeout: float = 30.0, **fields: Any) -> LogLine:
+        def matches(line: LogLine) -> bool:
+            return line.get("event") == event and all(line.get(k) == v for k, v in fields.items())
+
+        return self.wait_for(matches, timeout, f"event={event} {fields or ''}")
+
+    def wait_for_message(self, message: str, timeout: float = 30.0) -> LogLine:
+        return self.wait_for(lambda line: line.get("message") == message, timeout, repr(message))
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        """Signal the worker process only (as the kubelet does PID 1), not its children."""
+        os.kill(self.process.pid, signum)
+
+    def wait_exit(self, timeout: float) -> int:
+        code = self.process.wait(timeout)
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Best-effort cleanup: TERM, then a second TERM (force exit), then KILL."""
+        if self.process.poll() is None:
+            for signum in (signal.SIGTERM, signal.SIGTERM):
+                try:
+                    self.signal(signum)
+                    self.process.wait(timeout / 2)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        if self._reader is not None:
+            self._reader.join(5)
+
+    def tail(self, count: int = 40) -> str:
+        with self._cond:
+            return "\n".join(self.raw_lines[-count:])
+
+    def _reader_alive(self) -> bool:
+        return self._reader is not None and self._reader.is_alive()
+
+
+def start_worker(
+    argv: Sequence[str], env: Mapping[str, str], *, cwd: Path = AGENT_DIR, log_path: Path
+) -> WorkerProcess:
+    """Start ``argv`` with exactly ``env`` (nothing inherited) in ``cwd``; stdout+stderr logged."""
+    process = subprocess.Popen(
+        list(argv),
+        env=dict(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    worker = WorkerProcess(process=process, log_path=log_path, env=env)
+    worker._reader = threading.Thread(target=worker._read, name="worker-log-reader", daemon=True)
+    worker._reader.start()
+    return worker
+
+
+def wait_until_registered(worker: WorkerProcess, timeout: float = 60.0) -> LogLine:
+    return worker.wait_for_event("worker_registered", timeout)
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", errors="replace")
+
+
+def _parse(raw: str) -> LogLine | None:
+    raw = raw.strip()
+    if not raw.startswith("{"):
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,346 @@
+"""The controlled TERM test (seed 001's staging runbook), automated against real processes.
+
+A real `livekit-server --dev` on loopback, the real agent worker started with the command,
+args, env, grace and preStop of the Deployment the offline plan renders, the kubelet's
+termination sequence (kubelet.py), and synthetic callers that publish audio. Only two things
+are not production: Gemini is replaced at its one seam (fake_gemini/sitecustomize.py on
+PYTHONPATH; the command is untouched), and endpoints differ: LiveKit URL and credentials point
+at the local server, the health/metrics ports are free loopback ports (two pods share this
+host's network), and the load threshold is 1.0 (see endpoint_overrides). Times are scaled down where noted; each scenario says how.
+
+Tests (test_controlled_term.py) assert on the Outcome; bench/term_bench.py prints it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from helpers.livekit_server import LiveKitServer, free_port
+from helpers.participant import Caller, join_as_caller
+from helpers.worker_process import FAKE_GEMINI_DIR
+
+from term.kubelet import REPO_ROOT, ContainerSpec, Pod, container_spec, load_deployment
+
+REGISTER_TIMEOUT = 90.0
+DISPATCH_TIMEOUT = 30.0
+
+
+def rendered_deployment(workdir: Path, stack: str = "dev") -> dict:
+    """The Deployment exactly as the offline plan renders it (out/<stack> from scripts/test.sh,
+    or a fresh plan through the infra venv)."""
+    manifests = sorted((REPO_ROOT / "out" / stack / "manifests").glob("*-deployment-*.yaml"))
+    if not manifests:
+        infra_python = REPO_ROOT / ".venv" / "bin" / "python"
+        if not infra_python.exists():
+            raise FileNotFoundError("no rendered Deployment and no infra venv: run `bash scripts/setup-infra.sh`")
+        out = workdir / f"plan-{stack}"
+        subprocess.run([str(infra_python), "-m", "infra.plan", "--stack", stack, "--out", str(out)],
+                       cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
+        manifests = sorted((out / "manifests").glob("*-deployment-*.yaml"))
+    return load_deployment(manifests[0])
+
+
+def endpoint_overrides(server: LiveKitServer) -> dict[str, str]:
+    return {
+        "LIVEKIT_URL": server.ws_url,
+        "LIVEKIT_API_KEY": server.api_key,
+        "LIVEKIT_API_SECRET": server.api_secret,
+        "AGENT_HEALTH_PORT": str(free_port()),
+        "AGENT_METRICS_PORT": str(free_port()),
+        "AGENT_HTTP_HOST": "127.0.0.1",
+        # A pod measures load against its own CPU limit (cgroup cpu.max); here there is none, so
+        # the worker would measure the whole shared host, and other tests' processes could make
+        # it report "full" at random. The capacity rule itself is tested in tests/k8s and
+        # tests/policy; this harness studies termination.
+        "AGENT_LOAD_THRESHOLD": "1.0",
+    }
+
+
+def host_env() -> dict[str, str]:
+    """What the image provides implicitly: `python` on PATH is the agent's interpreter."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",
+        "LANG": "C.UTF-8",
+        # test-only seam: Gemini is replaced, nothing else (see fake_gemini/sitecustomize.py)
+        "PYTHONPATH": str(FAKE_GEMINI_DIR),
+    }
+
+
+@dataclass
+class Call:
+    room: str
+    caller: Caller
+    placed_at: float
+    pod: str = ""
+    answered_at: float | None = None
+    hung_up_at: float | None = None
+
+    def lost(self, pods: dict[str, Pod]) -> bool:
+        """Cut: the pod serving it was gone before the caller hung up."""
+        t = pods[self.pod].termination if self.pod else None
+        if t is None or t.exited_at is None:
+            return False
+        return self.hung_up_at is None or t.exited_at < self.hung_up_at
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    calls: list[Call] = field(default_factory=list)
+    pods: dict[str, Pod] = field(default_factory=dict)
+    routing_switch_s: float | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> int:
+        return sum(call.lost(self.pods) for call in self.calls)
+
+    def on(self, pod: str) -> list[Call]:
+        return [c for c in self.calls if c.pod == pod]
+
+    def summary(self) -> str:
+        parts = [f"{self.scenario}: {len(self.calls)} calls, {self.lost} lost"]
+        if self.routing_switch_s is not None:
+            parts.append(f"SIGTERM -> new calls routed elsewhere {self.routing_switch_s:.2f} s")
+        parts += [f"{k} {v:.2f} s" if isinstance(v, float) else f"{k} {v}" for k, v in self.facts.items()]
+        return "; ".join(parts)
+
+
+class Cluster:
+    """Pods and calls of one scenario against one LiveKit server."""
+
+    def __init__(self, server: LiveKitServer, workdir: Path, scenario: str):
+        self.server, self.workdir = server, workdir
+        self.outcome = Outcome(scenario)
+        self._count = 0
+
+    def start_pod(self, name: str, spec: ContainerSpec) -> Pod:
+        # Each pod has its own network namespace in Kubernetes; here they share the host's.
+        ports = {"AGENT_HEALTH_PORT": str(free_port()), "AGENT_METRICS_PORT": str(free_port())}
+        spec = dataclasses.replace(spec, env={**spec.env, **ports})
+        pod = Pod(spec, env=host_env(), log_path=self.workdir / f"{self.outcome.scenario}-{name}.log")
+        self.outcome.pods[name] = pod
+        return pod
+
+    async def ready(self, *names: str) -> None:
+        for name in names:
+            await asyncio.to_thread(self.outcome.pods[name].worker.wait_for_event, "worker_registered", REGISTER_TIMEOUT)
+
+    async def place_call(self) -> Call:
+        self._count += 1
+        room = f"{self.outcome.scenario}-call-{self._count}"
+        caller = await join_as_caller(self.server, room, f"caller-{self._count}")
+        call = Call(room, caller, time.monotonic())
+        self.outcome.calls.append(call)
+        return call
+
+    async def answered(self, call: Call, timeout: float = DISPATCH_TIMEOUT) -> str:
+        """Which pod took the call (its job_accepted line names the room)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, pod in self.outcome.pods.items():
+                if any(line.get("room") == call.room for line in pod.worker.events("job_accepted")):
+                    call.pod, call.answered_at = name, time.monotonic()
+                    await asyncio.wait_for(call.caller.agent_joined.wait(), max(1.0, deadline - time.monotonic()))
+                    return name
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no pod accepted {call.room} within {timeout}s")
+
+    async def hang_up(self, call: Call) -> None:
+        call.hung_up_at = time.monotonic()
+        await call.caller.leave()
+
+    async def agent_in_room(self, call: Call) -> bool:
+        from helpers.participant import list_participant_kinds
+
+        kinds = await list_participant_kinds(self.server, call.room)
+        return any(kind == 4 for kind in kinds.values())  # ParticipantInfo.Kind.AGENT
+
+    async def close(self) -> None:
+        for call in self.outcome.calls:
+            if call.hung_up_at is None:
+                await self.hang_up(call)
+        for pod in self.outcome.pods.values():
+            pod.kill()
+
+
+async def wait_done(pod: Pod, timeout: float) -> None:
+    assert pod.termination is not None
+    await asyncio.to_thread(pod.termination.done.wait, timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario 1: rolling replacement.
+async def rolling_replacement(server: LiveKitServer, workdir: Path, spec: ContainerSpec, hold_s: float = 4.0) -> Outcome:
+    """Worker A holds two calls; B starts; A is terminated. New calls must land on B, A's calls
+    must run to their natural end, and A must exit by itself once they have."""
+    cluster = Cluster(server, workdir, "rolling")
+    try:
+        a = cluster.start_pod("a", spec)
+        await cluster.ready("a")
+        old = [await cluster.place_call() for _ in range(2)]
+        for call in old:
+            await cluster.answered(call)
+        cluster.start_pod("b", spec)
+        await cluster.ready("b")
+        termination = a.terminate()
+        await asyncio.to_thread(a.worker.wait_for_event, "drain_started", 15.0)
+        new = [await cluster.place_call() for _ in range(2)]
+        for call in new:
+            await cluster.answered(call)
+        # Calls are placed as soon as A logs the drain; the switch is when B has taken one.
+        first_elsewhere = min((c.answered_at for c in new if c.pod == "b"), default=None)
+        cluster.outcome.routing_switch_s = (first_elsewhere - termination.sigterm_at) if first_elsewhere else None
+        await asyncio.sleep(hold_s)
+        cluster.outcome.facts["old calls still served after SIGTERM"] = sum([await cluster.agent_in_room(c) for c in old])
+        for call in old:
+            await cluster.hang_up(call)
+        last_end = max(c.hung_up_at for c in old)
+        await wait_done(a, spec.grace_seconds + 5)
+        cluster.outcome.facts["last call end -> pod exit"] = termination.exited_at - last_end
+        cluster.outcome.facts["SIGTERM -> exit"] = termination.exited_at - termination.sigterm_at
+        cluster.outcome.facts["grace"] = spec.grace_seconds
+        cluster.outcome.facts["sigkilled"] = termination.sigkilled
+        cluster.outcome.facts["exit code"] = termination.returncode
+        return cluster.outcome
+    finally:
+        await cluster.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario 2: a call longer than the drain timeout.
+async def drain_timeout(server: LiveKitServer, workdir: Path, spec: ContainerSpec) -> Outcome:
+    """The framework closes the call when drain_timeout runs out, before SIGKILL, and the process
+    exits within the grace period."""
+    cluster = Cluster(server, workdir, "drain-timeout")
+    try:
+        a = cluster.start_pod("a", spec)
+        await cluster.ready("a")
+        call = await cluster.place_call()
+        await cluster.answered(call)
+        termination = a.terminate()
+        await wait_done(a, spec.grace_seconds + 5)
+        # The caller never hung up: the call outlived the drain.
+        cluster.outcome.facts["SIGTERM -> exit"] = termination.exited_at - termination.sigterm_at
+        cluster.outcome.facts["drain timeout"] = spec.drain_timeout_seconds
+        cluster.outcome.facts["grace"] = spec.grace_seconds
+        cluster.outcome.facts["sigkilled"] = termination.sigkilled
+        cluster.outcome.facts["drain timed out logged"] = bool(a.worker.events("drain_timed_out"))
+        cluster.outcome.facts["session ended logged"] = bool(a.worker.events("session_ended"))
+        return cluster.outcome
+    finally:
+        await cluster.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario 3: the wrapper trap.
+def wrapped(spec: ContainerSpec, grace_s: float) -> ContainerSpec:
+    """The same container behind `sh -c` without exec (the script does cleanup afterwards, so
+    no shell can exec the worker implicitly)."""
+    script = " ".join(spec.argv) + '; status=$?; echo "worker exited with $status"; exit $status'
+    return ContainerSpec(("/bin/sh", "-c", script), spec.env, grace_s, spec.pre_stop, spec.drain_timeout_seconds)
+
+
+async def wrapper_trap(server: LiveKitServer, workdir: Path, spec: ContainerSpec) -> Outcome:
+    """SIGTERM reaches the shell (PID 1, no handler: ignored); the worker never drains, keeps
+    taking calls, and everything dies at SIGKILL."""
+    cluster = Cluster(server, workdir, "wrapper")
+    try:
+        a = cluster.start_pod("a", spec)
+        await cluster.ready("a")
+        before = await cluster.place_call()
+        await cluster.answered(before)
+        termination = a.terminate()
+        await asyncio.sleep(1.0)
+        after = await cluster.place_call()
+        await cluster.answered(after)
+        await wait_done(a, spec.grace_seconds + 5)
+        cluster.outcome.facts["drain started logged"] = bool(a.worker.events("drain_started"))
+        cluster.outcome.facts["calls accepted after SIGTERM"] = len([c for c in cluster.outcome.calls if c.pod == "a" and c.placed_at > termination.sigterm_at])
+        cluster.outcome.facts["sigkilled"] = termination.sigkilled
+        return cluster.outcome
+    finally:
+        await cluster.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenario 4: seed 000's timing (preStop sleep 120, grace 150) against ours.
+async def seed_timing(server: LiveKitServer, workdir: Path, spec: ContainerSpec, call_s: float) -> Outcome:
+    """One pod with a call in progress is terminated; another call arrives while the preStop
+    runs. With seed 000's timing both land on the dying pod and are cut at SIGKILL."""
+    cluster = Cluster(server, workdir, "seed-000")
+    try:
+        a = cluster.start_pod("a", spec)
+        await cluster.ready("a")
+        first = await cluster.place_call()
+        await cluster.answered(first)
+        termination = a.terminate()
+        await asyncio.sleep(1.0)
+        during = await cluster.place_call()  # placed during the preStop sleep
+        await cluster.answered(during)
+        await asyncio.sleep(max(0.0, first.placed_at + call_s - time.monotonic()))
+        if a.running():
+            await cluster.hang_up(first)
+        await asyncio.sleep(max(0.0, during.placed_at + call_s - time.monotonic()))
+        if a.running():
+            await cluster.hang_up(during)
+        await wait_done(a, spec.grace_seconds + 5)
+        cluster.outcome.facts["calls placed during preStop landing on the dying pod"] = int(during.pod == "a")
+        cluster.outcome.facts["sigkilled"] = termination.sigkilled
+        cluster.outcome.facts["preStop"] = (termination.sigterm_at or termination.exited_at) - termination.started
+        cluster.outcome.facts["grace"] = spec.grace_seconds
+        return cluster.outcome
+    finally:
+        await cluster.close()
+
+
+async def our_timing(server: LiveKitServer, workdir: Path, spec: ContainerSpec, call_s: float) -> Outcome:
+    """The same calls with our rendered Deployment: no preStop, so the second call goes to the
+    replacement pod, and the first runs to its end on the draining one."""
+    cluster = Cluster(server, workdir, "ours")
+    try:
+        a = cluster.start_pod("a", spec)
+        await cluster.ready("a")
+        first = await cluster.place_call()
+        await cluster.answered(first)
+        cluster.start_pod("b", spec)
+        await cluster.ready("b")
+        termination = a.terminate()
+        await asyncio.to_thread(a.worker.wait_for_event, "drain_started", 15.0)
+        during = await cluster.place_call()
+        await cluster.answered(during)
+        await asyncio.sleep(max(0.0, first.placed_at + call_s - time.monotonic()))
+        await cluster.hang_up(first)
+        await wait_done(a, spec.grace_seconds + 5)
+        cluster.outcome.facts["calls placed during termination landing on the dying pod"] = int(during.pod == "a")
+        cluster.outcome.facts["sigkilled"] = termination.sigkilled
+        return cluster.outcome
+    finally:
+        await cluster.close()
+
+
+# Our drain timeout scaled down for tests and the bench; the Deployment's margin between drain
+# end and SIGKILL (the 80 s shutdown budget) is kept as rendered.
+SCALED_DRAIN_S = 20
+SEED_PRESTOP = {"exec": {"command": ["/bin/sh", "-c", "sleep 120"]}}
+
+
+def seed_000_spec(spec: ContainerSpec) -> ContainerSpec:
+    """Seed 000's pod: preStop `sleep 120`, grace 150, no drain timeout set (the framework's
+    3600 s applies), scaled to a tenth: preStop 12 s, grace 15 s."""
+    env = {k: v for k, v in spec.env.items() if k != "AGENT_DRAIN_TIMEOUT_SECONDS"}
+    seed = dataclasses.replace(spec, env=env, grace_seconds=150, pre_stop=SEED_PRESTOP, drain_timeout_seconds=3600)
+    return seed.with_timing(time_scale=0.1)
+
+
+def dev_spec(server: LiveKitServer, workdir: Path) -> ContainerSpec:
+    return container_spec(rendered_deployment(workdir), endpoint_overrides(server))

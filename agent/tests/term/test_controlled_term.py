@@ -1,0 +1,101 @@
+"""Seed 001's controlled TERM test, automated (see scenarios.py for what is real and what is
+scaled). Each test asserts what a caller would notice."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from term import scenarios
+from term.kubelet import REPO_ROOT, ContainerSpec
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare for PID 1 semantics"),
+]
+
+SCALED_DRAIN_S = scenarios.SCALED_DRAIN_S
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory) -> dict:
+    return scenarios.rendered_deployment(tmp_path_factory.mktemp("plan"))
+
+
+@pytest.fixture
+def spec(livekit_server, deployment) -> ContainerSpec:
+    from term.kubelet import container_spec
+
+    return container_spec(deployment, scenarios.endpoint_overrides(livekit_server))
+
+
+def test_the_pod_runs_what_the_deployment_says(spec, deployment):
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert list(spec.argv) == container["command"] + container["args"] == ["python", "-m", "voice_agent", "start"]
+    assert spec.grace_seconds == deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert spec.pre_stop is None
+
+
+def test_rolling_replacement_keeps_every_call(livekit_server, tmp_path, spec):
+    spec = spec.with_timing(drain_timeout=SCALED_DRAIN_S)
+    outcome = asyncio.run(scenarios.rolling_replacement(livekit_server, tmp_path, spec))
+    print(outcome.summary())
+    assert [c.pod for c in outcome.calls] == ["a", "a", "b", "b"], "calls after SIGTERM must land on the new pod"
+    assert outcome.facts["old calls still served after SIGTERM"] == 2
+    assert outcome.lost == 0
+    assert outcome.facts["sigkilled"] is False and outcome.facts["exit code"] == 0
+    # A leaves by itself once its last call ends, far inside the grace period.
+    assert outcome.facts["last call end -> pod exit"] < 15
+    assert outcome.facts["SIGTERM -> exit"] < spec.grace_seconds
+
+
+def test_call_longer_than_the_drain_is_closed_before_sigkill(livekit_server, tmp_path, spec):
+    spec = spec.with_timing(drain_timeout=8)
+    outcome = asyncio.run(scenarios.drain_timeout(livekit_server, tmp_path, spec))
+    print(outcome.summary())
+    assert outcome.facts["drain timed out logged"] and outcome.facts["session ended logged"]
+    assert outcome.facts["sigkilled"] is False
+    assert 8 <= outcome.facts["SIGTERM -> exit"] < spec.grace_seconds
+
+
+def test_shell_wrapper_without_exec_never_drains(livekit_server, tmp_path, spec):
+    trapped = scenarios.wrapped(spec, grace_s=12)
+    outcome = asyncio.run(scenarios.wrapper_trap(livekit_server, tmp_path, trapped))
+    print(outcome.summary())
+    assert outcome.facts["drain started logged"] is False
+    assert outcome.facts["calls accepted after SIGTERM"] == 1
+    assert outcome.facts["sigkilled"] is True
+    assert outcome.lost == 2
+
+
+def test_policy_flags_the_wrapper(tmp_path, deployment):
+    doc = yaml.safe_load(yaml.safe_dump(deployment))
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = ["/bin/sh", "-c", "python -m voice_agent start; echo exited"]
+    container["args"] = []
+    path = tmp_path / "wrapped.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    infra_python = REPO_ROOT / ".venv" / "bin" / "python"
+    done = subprocess.run([str(infra_python), "-m", "policy.manifests", "--bursting", str(path)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "[mandatory] agent-exec-form-start" in done.stdout and "never drains" in done.stdout
+
+
+def test_seed_000_timing_cuts_calls_and_ours_does_not(livekit_server, tmp_path, spec):
+    seed = asyncio.run(scenarios.seed_timing(livekit_server, tmp_path, scenarios.seed_000_spec(spec), call_s=20))
+    print(seed.summary())
+    assert seed.facts["calls placed during preStop landing on the dying pod"] == 1
+    assert seed.facts["sigkilled"] is True
+    assert seed.lost == 2
+
+    ours = asyncio.run(scenarios.our_timing(livekit_server, tmp_path, spec.with_timing(drain_timeout=SCALED_DRAIN_S), call_s=10))
+    print(ours.summary())
+    assert ours.facts["calls placed during termination landing on the dying pod"] == 0
+    assert ours.facts["sigkilled"] is False
+    assert ours.lost == 0

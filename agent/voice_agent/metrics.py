@@ -1,0 +1,169 @@
+"""Our Prometheus metrics, served next to the framework's lk_agents_* on AGENT_METRICS_PORT.
+
+Every metric lives in the worker process's default registry, which livekit-agents serves on
+its Prometheus port. Sessions, however, run in job processes. Rather than Prometheus
+multiprocess mode (one set of mmap files per job process, growing with every job until the
+pod restarts), the session metrics are derived from the session lifecycle lines: the
+framework forwards each job process's log records to the worker process over its IPC
+channel, where ``SessionLedger`` (a logging handler) counts them. Logs and metrics can then
+never disagree. A job process that dies without saying goodbye (OOM kill) is reaped by
+``SessionLedger.reconcile`` once the framework no longer lists its job as active.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+# Bucket edges mark the clocks that matter for this workload: 10 min (cluster-autoscaler
+# scale-down honours at most 10 min of grace on Autopilot), 1 h (livekit-agents 1.8.9 default
+# drain_timeout and the node-upgrade grace cap).
+SESSION_DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+# A session whose job vanished is reaped only after it was missing on this many consecutive
+# reconcile passes, so a session_ended line still in flight over IPC wins the race.
+MISSING_PASSES_BEFORE_REAP = 2
+
+
+@dataclass(frozen=True)
+class AgentMetrics:
+    active_sessions: Gauge
+    session_duration: Histogram
+    sessions_ended: Counter
+    draining: Gauge
+
+
+def create_metrics(registry: CollectorRegistry = REGISTRY) -> AgentMetrics:
+    """Register our metrics once per process (tests pass their own registry)."""
+    return AgentMetrics(
+        active_sessions=Gauge(
+            "voice_agent_active_sessions",
+            "Voice sessions running on this worker (started and not yet ended).",
+            registry=registry,
+        ),
+        session_duration=Histogram(
+            "voice_agent_session_duration_seconds",
+            "Duration of ended voice sessions, from session start to session close.",
+            buckets=SESSION_DURATION_BUCKETS,
+            registry=registry,
+        ),
+        sessions_ended=Counter(
+            "voice_agent_sessions_ended",
+            "Ended voice sessions by close reason.",
+            ["reason"],
+            registry=registry,
+        ),
+        draining=Gauge(
+            "voice_agent_draining",
+            "1 while the worker drains after SIGTERM (takes no new jobs), else 0.",
+            registry=registry,
+        ),
+    )
+
+
+_default_metrics: AgentMetrics | None = None
+_default_lock = threading.Lock()
+
+
+def default_metrics() -> AgentMetrics:
+    global _default_metrics
+    with _default_lock:
+        if _default_metrics is None:
+            _default_metrics = create_metrics()
+        return _default_metrics
+
+
+@dataclass
+class _OpenSession:
+    job_id: str
+    started_at: float
+    missing_passes: int = 0
+
+
+class SessionLedger(logging.Handler):
+    """Turns session_started / session_ended lifecycle records into the session metrics."""
+
+    def __init__(self, metrics: AgentMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+        self._open: dict[str, _OpenSession] = {}
+        self._ledger_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "event", None)
+        session_id = getattr(record, "session_id", None)
+        if not session_id:
+            return
+        if event == "session_started":
+            self.started(str(session_id), str(getattr(record, "job_id", "")))
+        elif event == "session_ended":
+            self.ended(
+                str(session_id),
+                reason=_reason_label(getattr(record, "reason", "unknown")),
+                duration=float(getattr(record, "duration_seconds", 0.0)),
+            )
+
+    def started(self, session_id: str, job_id: str) -> None:
+        with self._ledger_lock:
+            if session_id in self._open:
+                return
+            self._open[session_id] = _OpenSession(job_id=job_id, started_at=time.monotonic())
+            self._metrics.active_sessions.inc()
+
+    def ended(self, session_id: str, *, reason: str, duration: float) -> None:
+        with self._ledger_lock:
+            if self._open.pop(session_id, None) is None:
+                return
+            self._record_end(reason, duration)
+
+    def reconcile(self, active_job_ids: Iterable[str]) -> list[str]:
+        """Reap sessions whose job the framework no longer runs; returns reaped session ids."""
+        active = set(active_job_ids)
+        reaped: list[str] = []
+        now = time.monotonic()
+        with self._ledger_lock:
+            for session_id, open_session in list(self._open.items()):
+                if open_session.job_id in active:
+                    open_session.missing_passes = 0
+                    continue
+                open_session.missing_passes += 1
+                if open_session.missing_passes >= MISSING_PASSES_BEFORE_REAP:
+                    del self._open[session_id]
+                    self._record_end("job_lost", now - open_session.started_at)
+                    reaped.append(session_id)
+        return reaped
+
+    @property
+    def open_sessions(self) -> int:
+        with self._ledger_lock:
+            return len(self._open)
+
+    def _record_end(self, reason: str, duration: float) -> None:
+        self._metrics.active_sessions.dec()
+        self._metrics.session_duration.observe(max(duration, 0.0))
+        self._metrics.sessions_ended.labels(reason=reason).inc()
+
+
+# Close reasons of livekit-agents 1.8.9 (voice.events.CloseReason) plus ours; anything else is
+# "other", so a free-text reason can never explode the label's cardinality.
+END_REASONS = frozenset(
+    {
+        "error",
+        "job_shutdown",
+        "participant_disconnected",
+        "user_initiated",
+        "task_completed",
+        "job_lost",
+    }
+)
+
+
+def _reason_label(reason: object) -> str:
+    text = str(reason)
+    if text.startswith("job shutdown"):
+        return "job_shutdown"
+    return text if text in END_REASONS else "other"

@@ -1,0 +1,58 @@
+"""The voice persona: short, honest about being an AI, and able to do two real things."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from livekit.agents import Agent, RunContext, ToolError, function_tool
+
+logger = logging.getLogger("voice_agent.persona")
+
+INSTRUCTIONS = """\
+You are a voice assistant on a phone-style call. You are an AI, and you say so if asked.
+Speak in short, plain sentences; this is audio, so no lists, markdown or emoji.
+You can tell the caller the current date and time in any time zone (use the current_time
+tool; never guess the time), and you can end the call when the caller is done (use end_call).
+You cannot look up accounts, orders or personal data and you cannot transfer calls: say so
+plainly instead of pretending. If you did not understand, ask the caller to repeat."""
+
+GREETING = "Greet the caller in one short sentence and ask how you can help."
+
+
+class VoiceAssistant(Agent):
+    """The agent a caller talks to."""
+
+    def __init__(self) -> None:
+        super().__init__(instructions=INSTRUCTIONS)
+
+    @function_tool
+    async def current_time(self, context: RunContext, timezone: str = "UTC") -> str:
+        """Get the current date and time.
+
+        Args:
+            timezone: IANA time zone name such as Europe/Paris or America/New_York.
+        """
+        return current_time_in(timezone)
+
+    @function_tool
+    async def end_call(self, context: RunContext) -> str:
+        """End the call after saying goodbye, when the caller has nothing more to ask."""
+        logger.info("caller asked to end the call", extra={"event": "end_call_requested"})
+        # drain=True lets the goodbye finish playing before the session closes
+        context.session.shutdown(drain=True)
+        return "The call is ending; say a short goodbye."
+
+
+def current_time_in(timezone: str) -> str:
+    """The current time in an IANA zone, spelled for speech; ToolError tells the model why not."""
+    try:
+        zone = ZoneInfo(timezone.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ToolError(
+            f"Unknown time zone {timezone!r}: ask the caller for a city or an IANA name "
+            "such as Europe/London"
+        ) from exc
+    now = datetime.now(zone)
+    return now.strftime(f"%A %d %B %Y, %H:%M ({zone.key}, UTC%z)")

@@ -1,0 +1,141 @@
+"""What runs for each job: prewarm (once per job process), the job request, the session.
+
+``prewarm`` and ``entrypoint`` run in job processes (one process per job; livekit-agents
+forks them from a forkserver), ``on_request`` runs in the worker process. Job processes
+ignore SIGTERM by design; the worker process owns the drain.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+from livekit.agents import AgentSession, CloseEvent, JobContext, JobProcess, JobRequest
+
+# google is imported for its side effect: a plugin registered in the worker process is
+# preloaded in the forkserver, so job processes do not import it at every session start.
+from livekit.plugins import google, silero  # noqa: F401
+
+from . import model
+from .logs import log_event
+from .persona import GREETING, VoiceAssistant
+from .settings import AgentSettings, load_settings
+
+SETTINGS_KEY = "settings"
+VAD_KEY = "vad"
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Load Silero VAD once per job process, before a job is assigned to it.
+
+    The ONNX model ships inside the livekit-plugins-silero wheel: nothing is downloaded here.
+    Settings were validated by the worker process at start; job processes inherit its
+    environment, so parsing again cannot fail differently.
+    """
+    proc.userdata[SETTINGS_KEY] = load_settings(os.environ)
+    proc.userdata[VAD_KEY] = silero.VAD.load()
+
+
+async def on_request(request: JobRequest) -> None:
+    """Accept every job the server offers; the framework already refuses while full/draining."""
+    await request.accept()
+    log_event(
+        "job_accepted",
+        "job accepted",
+        job_id=request.id,
+        room=request.room.name,
+        room_id=request.room.sid,
+    )
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    """Run one voice session in the job's room until the caller leaves or the room ends."""
+    settings: AgentSettings = ctx.proc.userdata[SETTINGS_KEY]
+    session_id = uuid.uuid4().hex[:16]
+    # the framework stamps these on every record this job process logs, its own included
+    ctx.log_context_fields = session_log_fields(ctx, session_id)
+    tracker = SessionTracker(session_id=session_id, job_id=ctx.job.id)
+
+    session: AgentSession[Any] = AgentSession(
+        llm=model.build_realtime_model(settings),
+        vad=ctx.proc.userdata[VAD_KEY],
+    )
+
+    def _on_close(event: CloseEvent) -> None:
+        tracker.end(event.reason.value, error=event.error)
+        # the caller left (or the model failed): end the job now instead of idling in the
+        # room until the server's empty-room timeout closes it
+        ctx.shutdown(reason=f"session closed: {event.reason.value}")
+
+    async def _on_job_shutdown(reason: str) -> None:
+        tracker.end(f"job shutdown: {reason}")
+
+    session.on("close", _on_close)
+    ctx.add_shutdown_callback(_on_job_shutdown)
+
+    # record=False: self-hosted, no LiveKit Cloud upload, and nothing written to disk
+    await session.start(agent=VoiceAssistant(), room=ctx.room, record=False)
+    tracker.begin(participants=len(ctx.room.remote_participants))
+    session.generate_reply(instructions=GREETING)
+
+
+def session_log_fields(ctx: JobContext, session_id: str) -> dict[str, Any]:
+    """Fields every log line of this job carries; trace_id only when a real span is active."""
+    fields: dict[str, Any] = {
+        "room": ctx.job.room.name,
+        "room_id": ctx.job.room.sid,
+        "job_id": ctx.job.id,
+        "session_id": session_id,
+    }
+    fields.update(_current_trace_ids())
+    return fields
+
+
+def _current_trace_ids() -> dict[str, str]:
+    """OpenTelemetry ids of the job's span, if a tracer provider is configured (else none)."""
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+
+
+class SessionTracker:
+    """Emits the session_started / session_ended lifecycle lines exactly once each.
+
+    The worker process turns these lines into the session metrics (see metrics.py).
+    """
+
+    def __init__(self, *, session_id: str, job_id: str) -> None:
+        self._session_id = session_id
+        self._job_id = job_id
+        self._started_at: float | None = None
+        self._ended = False
+
+    def begin(self, **fields: Any) -> None:
+        self._started_at = time.monotonic()
+        log_event(
+            "session_started",
+            "session started",
+            session_id=self._session_id,
+            job_id=self._job_id,
+            **fields,
+        )
+
+    def end(self, reason: str, *, error: object | None = None) -> None:
+        if self._started_at is None or self._ended:
+            return
+        self._ended = True
+        duration = time.monotonic() - self._started_at
+        fields: dict[str, Any] = {
+            "session_id": self._session_id,
+            "job_id": self._job_id,
+            "reason": reason,
+            "duration_seconds": round(duration, 3),
+        }
+        if error is not None:
+            fields["error"] = str(error)
+        log_event("session_ended", "session ended", **fields)

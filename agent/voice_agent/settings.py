@@ -1,0 +1,296 @@
+"""The agent's runtime settings: one frozen dataclass, read once from the environment.
+
+Every field names the environment variable it comes from. The defaults that mirror
+livekit-agents 1.8.9 (drain timeout, load threshold, health port) are checked against the
+installed framework by tests/test_settings.py, so a framework upgrade that moves them fails
+loudly instead of drifting.
+
+This module must stay free of livekit imports: ``python -m voice_agent`` validates settings
+before it imports the framework (fast, clean failure on bad configuration).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# livekit-agents 1.8.9 worker.DRAIN_TIMEOUT (3600 s since 1.8; older docs say 1800).
+DEFAULT_DRAIN_TIMEOUT_SECONDS = 3600
+# Upper bound: the longest a pod can be kept for a session on GKE Autopilot is the
+# extended-duration window (7 days); a drain longer than that can never complete.
+MAX_DRAIN_TIMEOUT_SECONDS = 7 * 24 * 3600
+# livekit-agents 1.8.9 production default (worker._default_load_threshold.prod_default).
+DEFAULT_LOAD_THRESHOLD = 0.7
+# livekit-agents 1.8.9 production health port (AgentServer._default_port.prod_default).
+DEFAULT_HEALTH_PORT = 8081
+DEFAULT_METRICS_PORT = 9100
+DEFAULT_HTTP_HOST = "0.0.0.0"
+DEFAULT_LOG_LEVEL = "INFO"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_GCP_LOCATION = "us-central1"
+# The Vertex AI Live API model livekit-plugins-google 1.8.9 picks when vertexai=True.
+DEFAULT_GEMINI_MODEL = "gemini-live-2.5-flash-native-audio"
+
+_URL_SCHEMES = ("ws", "wss", "http", "https")
+# Google Cloud project ids: 6-30 chars, lowercase letters, digits and hyphens, starting with a
+# letter and not ending with a hyphen.
+_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_LOCATION = re.compile(r"^(global|[a-z]+-[a-z]+[0-9]+)$")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_TRUE = ("true", "1")
+_FALSE = ("false", "0")
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; ``problems`` holds one line per bad setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("invalid agent configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Runtime settings of the voice agent worker (see docs/agent.md for the full table)."""
+
+    livekit_url: str
+    """LIVEKIT_URL: ws(s):// or http(s):// URL of the LiveKit server (required)."""
+    livekit_api_key: str = field(repr=False)
+    """LIVEKIT_API_KEY: LiveKit API key (required, from a Kubernetes Secret; never logged)."""
+    livekit_api_secret: str = field(repr=False)
+    """LIVEKIT_API_SECRET: LiveKit API secret (required, from a Kubernetes Secret; never logged)."""
+    gcp_project: str
+    """GOOGLE_CLOUD_PROJECT: project whose Vertex AI endpoint serves Gemini Live (required)."""
+    gcp_location: str = DEFAULT_GCP_LOCATION
+    """GOOGLE_CLOUD_LOCATION: Vertex AI region."""
+    gemini_model: str = DEFAULT_GEMINI_MODEL
+    """AGENT_GEMINI_MODEL: Gemini Live model id on Vertex AI."""
+    drain_timeout_seconds: int = DEFAULT_DRAIN_TIMEOUT_SECONDS
+    """AGENT_DRAIN_TIMEOUT_SECONDS: how long SIGTERM waits for running sessions to finish."""
+    load_threshold: float = DEFAULT_LOAD_THRESHOLD
+    """AGENT_LOAD_THRESHOLD: worker load (CPU used / CPU limit) at which it stops taking jobs."""
+    health_port: int = DEFAULT_HEALTH_PORT
+    """AGENT_HEALTH_PORT: the framework's HTTP server (GET / health, GET /worker)."""
+    metrics_port: int = DEFAULT_METRICS_PORT
+    """AGENT_METRICS_PORT: Prometheus metrics (GET /metrics)."""
+    http_host: str = DEFAULT_HTTP_HOST
+    """AGENT_HTTP_HOST: address the health and metrics servers bind (tests use 127.0.0.1)."""
+    log_level: str = DEFAULT_LOG_LEVEL
+    """AGENT_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
+    agent_name: str = ""
+    """AGENT_NAME: empty = automatic dispatch to every new room; set = explicit dispatch only."""
+
+    def public_fields(self) -> dict[str, object]:
+        """The settings that are safe to log (no key, no secret)."""
+        return {
+            "livekit_url": self.livekit_url,
+            "agent_name": self.agent_name,
+            "drain_timeout_seconds": self.drain_timeout_seconds,
+            "load_threshold": self.load_threshold,
+            "health_port": self.health_port,
+            "metrics_port": self.metrics_port,
+            "http_host": self.http_host,
+            "log_level": self.log_level,
+            "gcp_project": self.gcp_project,
+            "gcp_location": self.gcp_location,
+            "gemini_model": self.gemini_model,
+        }
+
+
+def load_settings(env: Mapping[str, str]) -> AgentSettings:
+    """Parse and validate every setting; raise SettingsError listing all problems at once."""
+    problems: list[str] = []
+    reader = _Reader(env, problems)
+    settings_kwargs = {
+        "livekit_url": reader.url("LIVEKIT_URL"),
+        "livekit_api_key": reader.secret("LIVEKIT_API_KEY"),
+        "livekit_api_secret": reader.secret("LIVEKIT_API_SECRET"),
+        "gcp_project": reader.pattern(
+            "GOOGLE_CLOUD_PROJECT",
+            None,
+            _PROJECT_ID,
+            "a Google Cloud project id: 6-30 lowercase letters, digits or hyphens, starting "
+            "with a letter (the project whose Vertex AI serves Gemini Live)",
+        ),
+        "gcp_location": reader.pattern(
+            "GOOGLE_CLOUD_LOCATION",
+            DEFAULT_GCP_LOCATION,
+            _LOCATION,
+            "a Vertex AI region such as us-central1 or europe-west4, or global",
+        ),
+        "gemini_model": reader.pattern(
+            "AGENT_GEMINI_MODEL",
+            DEFAULT_GEMINI_MODEL,
+            _MODEL_ID,
+            f"a Gemini Live model id such as {DEFAULT_GEMINI_MODEL}",
+        ),
+        "drain_timeout_seconds": reader.integer(
+            "AGENT_DRAIN_TIMEOUT_SECONDS",
+            DEFAULT_DRAIN_TIMEOUT_SECONDS,
+            1,
+            MAX_DRAIN_TIMEOUT_SECONDS,
+            "seconds SIGTERM waits for running sessions; 0 would wait forever",
+        ),
+        "load_threshold": reader.fraction("AGENT_LOAD_THRESHOLD", DEFAULT_LOAD_THRESHOLD),
+        "health_port": reader.integer(
+            "AGENT_HEALTH_PORT", DEFAULT_HEALTH_PORT, 1, 65535, "a TCP port"
+        ),
+        "metrics_port": reader.integer(
+            "AGENT_METRICS_PORT", DEFAULT_METRICS_PORT, 1, 65535, "a TCP port"
+        ),
+        "http_host": reader.pattern(
+            "AGENT_HTTP_HOST",
+            DEFAULT_HTTP_HOST,
+            re.compile(r"^[0-9A-Za-z.:-]+$"),
+            "an IP address or host name to bind, e.g. 0.0.0.0 (all interfaces) or 127.0.0.1",
+        ),
+        "log_level": reader.choice("AGENT_LOG_LEVEL", DEFAULT_LOG_LEVEL, LOG_LEVELS),
+        "agent_name": reader.pattern(
+            "AGENT_NAME",
+            "",
+            _AGENT_NAME,
+            "empty (automatic dispatch) or up to 128 letters, digits, '.', '_' or '-'",
+        ),
+    }
+    _check_vertex_only(env, problems)
+    _check_ports_differ(settings_kwargs, problems)
+    if problems:
+        raise SettingsError(problems)
+    return AgentSettings(**settings_kwargs)  # type: ignore[arg-type]
+
+
+def _check_vertex_only(env: Mapping[str, str], problems: list[str]) -> None:
+    """Gemini is reached only through Vertex AI with Application Default Credentials."""
+    raw = env.get("GOOGLE_GENAI_USE_VERTEXAI", "true").strip().lower()
+    if raw in _FALSE:
+        problems.append(
+            f"GOOGLE_GENAI_USE_VERTEXAI={raw!r} is not supported: this agent reaches Gemini only "
+            "through Vertex AI with Application Default Credentials (Workload Identity); "
+            "set it to true or leave it unset"
+        )
+    elif raw not in _TRUE:
+        problems.append(
+            f"GOOGLE_GENAI_USE_VERTEXAI={raw!r} is not a boolean: set it to true (or 1)"
+        )
+    if env.get("GOOGLE_API_KEY"):
+        problems.append(
+            "GOOGLE_API_KEY is set (value hidden) but this agent never uses API keys: Gemini is "
+            "reached through Vertex AI with Workload Identity; remove the variable"
+        )
+
+
+def _check_ports_differ(values: Mapping[str, object], problems: list[str]) -> None:
+    health, metrics = values["health_port"], values["metrics_port"]
+    if health is not None and health == metrics:
+        problems.append(
+            f"AGENT_HEALTH_PORT and AGENT_METRICS_PORT are both {health}: the health server and "
+            "the metrics server need different ports (defaults 8081 and 9100)"
+        )
+
+
+@dataclass
+class _Reader:
+    """Reads one variable at a time; records a problem instead of raising, returns None."""
+
+    env: Mapping[str, str]
+    problems: list[str]
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None:
+            return None
+        return value.strip()
+
+    def _required(self, name: str, what: str) -> str | None:
+        raw = self._raw(name)
+        if not raw:
+            self.problems.append(f"{name} is required but not set: {what}")
+            return None
+        return raw
+
+    def url(self, name: str) -> str | None:
+        raw = self._required(name, "the LiveKit server URL, e.g. wss://livekit.example.com")
+        if raw is None:
+            return None
+        scheme, sep, rest = raw.partition("://")
+        host = rest.split("/", 1)[0]
+        if not sep or scheme.lower() not in _URL_SCHEMES or not host:
+            self.problems.append(
+                f"{name}={raw!r} is not a LiveKit server URL: use "
+                f"{', '.join(s + '://host[:port]' for s in _URL_SCHEMES)}"
+            )
+            return None
+        return raw
+
+    def secret(self, name: str) -> str | None:
+        raw = self._raw(name)
+        if not raw:
+            self.problems.append(
+                f"{name} is required but not set: mount it from the LiveKit Kubernetes Secret"
+            )
+            return None
+        return raw
+
+    def integer(self, name: str, default: int, low: int, high: int, what: str) -> int | None:
+        raw = self._raw(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(
+                f"{name}={raw!r} is not an integer: allowed {low}..{high} ({what})"
+            )
+            return None
+        if not low <= value <= high:
+            self.problems.append(f"{name}={value} is out of range: allowed {low}..{high} ({what})")
+            return None
+        return value
+
+    def fraction(self, name: str, default: float) -> float | None:
+        rule = (
+            "allowed a number in (0, 1]: the share of the container CPU limit at which the "
+            "worker reports itself full"
+        )
+        raw = self._raw(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not a number: {rule}")
+            return None
+        if not math.isfinite(value) or not 0.0 < value <= 1.0:
+            self.problems.append(f"{name}={raw} is out of range: {rule}")
+            return None
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str | None:
+        raw = self._raw(name)
+        if not raw:
+            return default
+        if raw.upper() not in allowed:
+            self.problems.append(f"{name}={raw!r} is not a log level: allowed {', '.join(allowed)}")
+            return None
+        return raw.upper()
+
+    def pattern(
+        self,
+        name: str,
+        default: str | None,
+        regex: re.Pattern[str],
+        what: str,
+    ) -> str | None:
+        """Optional unless ``default`` is None; an empty value means "use the default"."""
+        raw = self._raw(name)
+        if not raw:
+            if default is None:
+                self.problems.append(f"{name} is required but not set: {what}")
+            return default
+        if not regex.match(raw):
+            self.problems.append(f"{name}={raw!r} is invalid: expected {what}")
+            return None
+        return raw

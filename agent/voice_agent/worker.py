@@ -1,0 +1,199 @@
+"""The worker process: a livekit-agents 1.8.9 AgentServer built from AgentSettings.
+
+Signals stay with the framework. In ``start`` mode livekit-agents handles the first
+SIGTERM/SIGINT by draining (worker reported WS_FULL, running jobs awaited up to
+drain_timeout, then job processes shut down) and force-exits on a second signal. Nothing
+here installs a signal handler or blocks the event loop; the overrides below only add
+log lines and metrics around the framework's own run / drain / close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from livekit.agents import AgentServer
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+
+from . import session
+from .logs import configure_logging, log_event
+from .metrics import AgentMetrics, SessionLedger, default_metrics
+from .settings import AgentSettings
+
+# how often the worker reconciles open sessions with the framework's list of running jobs
+RECONCILE_INTERVAL_SECONDS = 5.0
+
+
+def framework_log_level(level: str) -> str:
+    """livekit-agents 1.8.9 spells WARNING as WARN (worker.VALID_LOG_LEVELS)."""
+    return "WARN" if level == "WARNING" else level
+
+
+class VoiceAgentServer(AgentServer):
+    """AgentServer plus our logging format, lifecycle lines and metrics."""
+
+    def __init__(self, settings: AgentSettings, metrics: AgentMetrics | None = None) -> None:
+        super().__init__(
+            ws_url=settings.livekit_url,
+            api_key=settings.livekit_api_key,
+            api_secret=settings.livekit_api_secret,
+            drain_timeout=settings.drain_timeout_seconds,
+            load_threshold=settings.load_threshold,
+            host=settings.http_host,
+            port=settings.health_port,
+            prometheus_port=settings.metrics_port,
+            setup_fnc=session.prewarm,
+            # our code imported once in the forkserver and shared copy-on-write by job processes
+            preload_modules=["voice_agent.session"],
+            log_level=framework_log_level(settings.log_level),
+        )
+        self.rtc_session(
+            session.entrypoint,
+            agent_name=settings.agent_name,
+            on_request=session.on_request,
+        )
+        self._settings = settings
+        self._metrics = metrics or default_metrics()
+        self._ledger = SessionLedger(self._metrics)
+        self._reconcile_task: asyncio.Task[None] | None = None
+        self.failure: BaseException | None = None
+        self.on("worker_started", self._on_worker_started)
+        self.on("worker_registered", self._on_worker_registered)
+
+    @property
+    def settings(self) -> AgentSettings:
+        return self._settings
+
+    @property
+    def ledger(self) -> SessionLedger:
+        return self._ledger
+
+    async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
+        # The framework's start command has just installed its own JSON handler (another
+        # shape); switch to the Cloud Logging shape before its first line.
+        configure_logging(self._settings.log_level, project=self._settings.gcp_project)
+        logging.getLogger().addHandler(self._ledger)
+        self._metrics.draining.set(0)
+        log_event(
+            "worker_starting",
+            "voice agent worker starting",
+            devmode=devmode,
+            **self._settings.public_fields(),
+        )
+        try:
+            await super().run(devmode=devmode, unregistered=unregistered)
+        except Exception as exc:
+            # the framework logs "worker failed" and still exits cleanly; remember it so
+            # __main__ can exit non-zero (e.g. LiveKit unreachable after all retries)
+            self.failure = exc
+            raise
+        finally:
+            if self._reconcile_task is not None:
+                self._reconcile_task.cancel()
+
+    async def drain(self, timeout: NotGivenOr[int | None] = NOT_GIVEN) -> None:
+        if self.draining:
+            await super().drain(timeout)
+            return
+        self._metrics.draining.set(1)
+        started = time.monotonic()
+        log_event(
+            "drain_started",
+            "drain started: no new jobs, waiting for running sessions",
+            worker_id=self.id,
+            active_jobs=len(self.active_jobs),
+            active_sessions=self._ledger.open_sessions,
+            drain_timeout_seconds=(
+                timeout if timeout is not NOT_GIVEN else self._settings.drain_timeout_seconds
+            ),
+        )
+        try:
+            await super().drain(timeout)
+        except TimeoutError:
+            # not swallowed: the framework logs it and shuts the job processes down
+            log_event(
+                "drain_timed_out",
+                "drain timed out with sessions still running",
+                level=logging.WARNING,
+                worker_id=self.id,
+                active_jobs=len(self.active_jobs),
+                waited_seconds=round(time.monotonic() - started, 3),
+            )
+            raise
+        log_event(
+            "drain_finished",
+            "drain finished: no session left",
+            worker_id=self.id,
+            waited_seconds=round(time.monotonic() - started, 3),
+        )
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        log_event("worker_closed", "voice agent worker closed", worker_id=self.id)
+
+    def _on_worker_started(self) -> None:
+        self._reconcile_task = asyncio.get_running_loop().create_task(
+            self._reconcile_forever(), name="voice_agent_session_reconcile"
+        )
+
+    def _on_worker_registered(self, worker_id: str, server_info: Any) -> None:
+        log_event(
+            "worker_registered",
+            "worker registered with LiveKit",
+            worker_id=worker_id,
+            livekit_url=self._settings.livekit_url,
+            agent_name=self._settings.agent_name,
+            server_version=getattr(server_info, "version", ""),
+            seconds_since_process_start=round(seconds_since_process_start(), 3),
+        )
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_INTERVAL_SECONDS)
+            job_ids = [info.job.id for info in self.active_jobs]
+            for session_id in self._ledger.reconcile(job_ids):
+                log_event(
+                    "session_lost",
+                    "session ended without a session_ended line (job process gone)",
+                    level=logging.WARNING,
+                    session_id=session_id,
+                )
+
+
+def seconds_since_process_start() -> float:
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
+def build_server(settings: AgentSettings) -> VoiceAgentServer:
+    return VoiceAgentServer(settings)
+
+
+def run(settings: AgentSettings) -> int:
+    """Run the production ``start`` mode of livekit-agents 1.8.9 for our server.
+
+    ``cli.run_app`` is the framework's documented runner; its ``start`` command and the newer
+    ``python -m livekit.agents start`` both end in the same worker loop (signal handling and
+    drain included). Our __main__ has already checked that argv is exactly ``start``.
+    """
+    from livekit.agents import cli
+
+    server = build_server(settings)
+    try:
+        cli.run_app(server)
+        code = 0
+    except SystemExit as exc:  # the framework's CLI always ends with sys.exit
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if server.failure is not None and code == 0:
+        code = 1
+    log_event(
+        "worker_exit",
+        "voice agent exiting",
+        level=logging.INFO if code == 0 else logging.ERROR,
+        exit_code=code,
+        failure=str(server.failure) if server.failure else None,
+    )
+    return code
