@@ -41,9 +41,15 @@ LogLine = dict[str, Any]
 # mount namespace where / is read-only and /tmp is a fresh, empty, writable tmpfs.
 # The wrapper proves both properties in the very shell that then execs the command; if either
 # fails, the command never starts.
+# A checkout under /tmp would vanish under the fresh tmpfs (and the venv's python with it), so
+# the host's /tmp stays reachable at /mnt inside the private mount namespace and the working
+# directory is bound back, read-only, at its own path.
 _READONLY_ROOT = (
     "mount --bind / / && mount -o remount,bind,ro / "
+    "&& mount --bind /tmp /mnt "
     "&& mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp "
+    '&& case "$PWD/" in /tmp/*) mkdir -p "$PWD" && mount --bind "/mnt/${PWD#/tmp/}" "$PWD" '
+    '&& mount -o remount,bind,ro "$PWD" && cd "$PWD";; esac '
     "&& ! touch /readonly-root-probe 2>/dev/null && touch /tmp/readonly-root-probe "
     '&& exec "$@"'
 )
