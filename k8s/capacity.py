@@ -35,10 +35,20 @@ def termination_grace_seconds(pre_stop_s: int, drain_timeout_s: int) -> int:
     return pre_stop_s + drain_timeout_s + SHUTDOWN_BUDGET_S
 
 
-def worker_load_at_target(target_percent: float, cpu_request_m: float, cpu_limit_m: float) -> float:
+def worker_load_at_target(target_percent: float, cpu_request_m: float, cpu_limit_m: float,
+                          tolerance: float = HPA_TOLERANCE) -> float:
     """The worker's load (CPU used / CPU limit, livekit-agents utils/hw/cpu.py reads cpu.max)
     when the HPA has just not scaled: used = target x request x (1 + tolerance)."""
-    return target_percent / 100 * (1 + HPA_TOLERANCE) * cpu_request_m / cpu_limit_m
+    return target_percent / 100 * (1 + tolerance) * cpu_request_m / cpu_limit_m
+
+
+def max_safe_target(load_threshold: float, cpu_request_m: float, cpu_limit_m: float,
+                    tolerance: float = HPA_TOLERANCE) -> int:
+    """Largest whole-percent HPA target whose load, tolerance included, stays below the threshold."""
+    target = int(load_threshold / (1 + tolerance) * cpu_limit_m / cpu_request_m * 100)
+    while target > 1 and worker_load_at_target(target, cpu_request_m, cpu_limit_m, tolerance) >= load_threshold:
+        target -= 1
+    return target
 
 
 def needs_extended_duration(max_session_minutes: int, grace_s: int) -> bool:
@@ -66,7 +76,7 @@ def workload_problems(w: WorkloadSettings) -> list[Problem]:
             f"the longest calls; raise drainTimeoutSeconds to at least {w.max_session_minutes * 60}"))
     load = worker_load_at_target(w.hpa.target_cpu_utilization, size.cpu_m, cpu_limit)
     if load >= w.load_threshold:
-        safe = int(w.load_threshold / (1 + HPA_TOLERANCE) * cpu_limit / size.cpu_m * 100) - 1
+        safe = max_safe_target(w.load_threshold, size.cpu_m, cpu_limit)
         problems.append(Problem(
             _key("hpaTargetCpuUtilization"), w.hpa.target_cpu_utilization,
             f"at this target each pod's worker load reaches {load:.2f} (target x request/limit x 1.1 tolerance) >= "

@@ -17,6 +17,7 @@ from k8s.capacity import (
     AUTOSCALER_GRACE_CAP_S,
     HPA_TOLERANCE,
     SHUTDOWN_BUDGET_S,
+    max_safe_target,
     worker_load_at_target,
 )
 from k8s.runtime import HEALTH_PORT
@@ -471,20 +472,6 @@ def _scale_up_tolerance(hpa: Resource) -> float:
     return max(HPA_TOLERANCE, cpu_millicores(configured) / 1000)
 
 
-def load_at_target(target_percent: float, request_m: float, limit_m: float, tolerance: float = HPA_TOLERANCE) -> float:
-    """k8s/capacity.worker_load_at_target with the HPA's own tolerance instead of the cluster
-    default: the load a pod reaches while the HPA has just not scaled."""
-    return worker_load_at_target(target_percent, request_m, limit_m) * (1 + tolerance) / (1 + HPA_TOLERANCE)
-
-
-def max_safe_target(load_threshold: float, request_m: float, limit_m: float, tolerance: float = HPA_TOLERANCE) -> int:
-    """Largest whole-percent HPA target whose load (tolerance included) stays below the threshold."""
-    target = int(load_threshold / (1 + tolerance) * limit_m / request_m * 100)
-    while target > 1 and load_at_target(target, request_m, limit_m, tolerance) >= load_threshold:
-        target -= 1
-    return target
-
-
 def _hpa_below_load_threshold(resources: list[Resource], ctx: Context) -> list[Finding]:
     findings = []
     for pod in agent_pods(resources):
@@ -499,7 +486,7 @@ def _hpa_below_load_threshold(resources: list[Resource], ctx: Context) -> list[F
             if target is None:
                 continue
             tolerance = _scale_up_tolerance(hpa)
-            load = load_at_target(target.percent, request, limit, tolerance)
+            load = worker_load_at_target(target.percent, request, limit, tolerance)
             if load >= pod.load_threshold:
                 safe = max_safe_target(pod.load_threshold, request, limit, tolerance)
                 findings.append((hpa.name,

@@ -151,7 +151,7 @@ def test_pdb_monitoring_and_egress_policy(plan):
 
 @pytest.mark.parametrize("overrides, pattern", [
     ({"hpaTargetCpuUtilization": "75", "cpuBursting": "false", "agentSize": "M"},
-     r"hpaTargetCpuUtilization = 75: at this target each pod's worker load reaches 0.83 .* >= loadThreshold 0.7: .*use at most 62"),
+     r"hpaTargetCpuUtilization = 75: at this target each pod's worker load reaches 0.83 .* >= loadThreshold 0.7: .*use at most 63"),
     ({"drainTimeoutSeconds": "600", "maxSessionMinutes": "15"},
      r"drainTimeoutSeconds = 600: is shorter than maxSessionMinutes = 15 \(900 s\)"),
     ({"drainTimeoutSeconds": "3600", "maxSessionMinutes": "15"},
