@@ -9,6 +9,7 @@ from infra.network import VpcNetwork, VpcNetworkArgs
 from infra.registry import AgentRegistry, AgentRegistryArgs
 from k8s.provider import cluster_provider
 from k8s.runtime import AGENT_SERVICE_ACCOUNT
+from k8s.spare_capacity import SpareCapacity, SpareCapacityArgs
 from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
 
 cfg = load_stack_config()
@@ -34,6 +35,10 @@ workload = AgentWorkload(
     ),
     opts=pulumi.ResourceOptions(provider=provider, depends_on=[identity]),
 )
+
+if cfg.workload.spare_capacity_pods:
+    SpareCapacity("spare", SpareCapacityArgs(settings=cfg.workload),
+                  opts=pulumi.ResourceOptions(provider=provider, depends_on=[workload]))
 
 pulumi.export("clusterName", cluster.name)
 pulumi.export("clusterLocation", cluster.location)

@@ -137,6 +137,7 @@ class WorkloadSettings:
     pre_stop_seconds: int
     load_threshold: float
     max_session_minutes: int
+    spare_capacity_pods: int
     hpa: HpaSettings
     livekit_url: str
     vertex_location: str
@@ -408,6 +409,7 @@ def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
         pre_stop_seconds=r.integer(_key("preStopSeconds"), 0, 3600, " s"),
         load_threshold=r.number(_key("loadThreshold"), 0.0, 1.0, lo_open=True),
         max_session_minutes=r.integer(_key("maxSessionMinutes"), 1, 7 * 24 * 60, " min"),
+        spare_capacity_pods=r.integer(_key("spareCapacityPods"), 0, 50, " pods"),
         hpa=_hpa(r),
         livekit_url=r.text(_key("livekitUrl"), pattern=re.compile(r"^wss?://[^\s/]+(/\S*)?$"),
                            allowed="a ws:// or wss:// URL such as wss://my-project.livekit.cloud"),
@@ -474,7 +476,7 @@ PLAIN_KEYS = (
     "maintenanceStartTime", "maintenanceEndTime", "maintenanceRecurrence", "maintenanceExclusions",
     "controlPlaneAuthorizedNetworks", "registryKeepRecent", "registryUntaggedRetentionDays",
     "agentNamespace", "agentImageName", "agentImageTag", "agentImageDigest", "agentSize", "cpuBursting",
-    "spotPods", "drainTimeoutSeconds", "preStopSeconds", "loadThreshold", "maxSessionMinutes",
+    "spotPods", "drainTimeoutSeconds", "preStopSeconds", "loadThreshold", "maxSessionMinutes", "spareCapacityPods",
     "hpaMinReplicas", "hpaMaxReplicas", "hpaTargetCpuUtilization", "hpaScaleUpWindowSeconds",
     "hpaScaleDownWindowSeconds", "hpaScaleDownPodsPerPeriod", "hpaScaleDownPeriodSeconds",
     "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",

@@ -41,6 +41,12 @@ class PlanResult:
     def of_type(self, typ: str) -> list[dict[str, Any]]:
         return [r for r in self.resources if r["type"] == typ]
 
+    def named(self, name: str) -> dict[str, Any]:
+        found = [r for r in self.resources if r["name"] == name]
+        if len(found) != 1:
+            raise AssertionError(f"expected one resource named {name}, found {len(found)}")
+        return found[0]
+
     def one(self, typ: str) -> dict[str, Any]:
         found = self.of_type(typ)
         if len(found) != 1:

@@ -14,3 +14,7 @@ RUN_AS_GID = 10001
 # Kubernetes service account of the agent; infra/identity.py binds exactly this subject.
 AGENT_SERVICE_ACCOUNT = "voice-agent"
 CONTAINER_NAME = "agent"
+# Placeholder pods (k8s/spare_capacity.py) carry this label; the workload policy rules, which
+# are about agent pods, leave them out.
+ROLE_LABEL = "gke-voice-agents/role"
+PLACEHOLDER_ROLE = "capacity-placeholder"

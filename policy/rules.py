@@ -20,7 +20,7 @@ from k8s.capacity import (
     max_safe_target,
     worker_load_at_target,
 )
-from k8s.runtime import HEALTH_PORT
+from k8s.runtime import HEALTH_PORT, PLACEHOLDER_ROLE, ROLE_LABEL
 from k8s.sizes import autopilot_problems
 from policy.quantities import cpu_millicores, memory_mib
 
@@ -340,12 +340,21 @@ def _is_sleep_only(pre_stop: Mapping[str, Any] | None) -> bool:
     return bool(words) and all(w == "sleep" or w.isdigit() for w in words)
 
 
+def is_placeholder(template: Mapping[str, Any]) -> bool:
+    """Capacity placeholders (k8s/spare_capacity.py) run no agent; the agent rules skip them."""
+    return _get(template, "metadata", "labels", default={}).get(ROLE_LABEL) == PLACEHOLDER_ROLE
+
+
 def agent_pods(resources: Iterable[Resource]) -> list[AgentPod]:
+    """Every Deployment is taken for an agent unless it declares itself a placeholder: a
+    Deployment the rules do not recognise is checked, never silently skipped."""
     pods = []
     for r in resources:
         if r.type != DEPLOYMENT:
             continue
         template = _get(r.props, "spec", "template", default={})
+        if is_placeholder(template):
+            continue
         spec = _get(template, "spec", default={})
         for container in _get(spec, "containers", default=[]):
             env = {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e}

@@ -15,7 +15,7 @@ INVENTORY = Path(__file__).with_name("inventory.json")
 
 def inventory(stack: str) -> dict:
     plan = _committed_plan(stack)
-    deployment = plan.one("kubernetes:apps/v1:Deployment")["inputs"]
+    deployment = plan.named("agent-deployment")["inputs"]
     pod = deployment["spec"]["template"]["spec"]
     hpa = plan.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")["inputs"]["spec"]
     cluster = plan.one("gcp:container/cluster:Cluster")["inputs"]

@@ -33,7 +33,8 @@ def test_valid_stack_writes_plan_files_and_exits_zero(tmp_path):
     assert {"type", "name", "parent", "inputs"} == set(resources[0])
     assert any(r["type"] == "gcp:container/cluster:Cluster" for r in resources)
     assert json.loads((tmp_path / "plan" / "violations.json").read_text()) == []
-    assert len(list((tmp_path / "plan" / "manifests").glob("*.yaml"))) == 8
+    # 8 agent objects plus the spare-capacity PriorityClass and placeholder Deployment of prod.
+    assert len(list((tmp_path / "plan" / "manifests").glob("*.yaml"))) == 10
     assert "gke-voice-agents:infra:AutopilotCluster  gke\n  random:index/randomId:RandomId  gke-suffix" in done.stdout
     assert "offline-placeholder-secret" not in (tmp_path / "plan" / "resources.json").read_text()
 

@@ -15,7 +15,9 @@ def test_every_component_type_shares_the_prefix(plan):
     components = [r for r in plan.resources if r["type"].count(":") == 2 and not r["type"].startswith(("gcp:", "kubernetes:", "random:", "pulumi:"))]
     assert {r["type"] for r in components} == {
         f"{TYPE_PREFIX}:infra:VpcNetwork", f"{TYPE_PREFIX}:infra:AutopilotCluster", f"{TYPE_PREFIX}:infra:AgentRegistry",
-        f"{TYPE_PREFIX}:infra:AgentIdentity", f"{TYPE_PREFIX}:k8s:AgentWorkload"}
+        f"{TYPE_PREFIX}:infra:AgentIdentity", f"{TYPE_PREFIX}:k8s:AgentWorkload",
+        # prod keeps spare capacity; dev does not (spareCapacityPods = 0)
+        *([f"{TYPE_PREFIX}:k8s:SpareCapacity"] if plan.stack == "prod" else [])}
 
 
 def test_every_resource_but_the_provider_is_parented_to_a_component(plan):

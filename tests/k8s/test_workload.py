@@ -18,7 +18,7 @@ P = "gke-voice-agents:"
 
 
 def pod_of(result):
-    return result.one("kubernetes:apps/v1:Deployment")["inputs"]["spec"]["template"]
+    return result.named("agent-deployment")["inputs"]["spec"]["template"]
 
 
 def container_of(result):
@@ -134,7 +134,7 @@ def test_hpa_scales_on_cpu_fast_up_slow_down(prod_plan):
 
 
 def test_deployment_leaves_replicas_to_the_hpa_and_surges_on_rollout(plan):
-    spec = plan.one("kubernetes:apps/v1:Deployment")["inputs"]["spec"]
+    spec = plan.named("agent-deployment")["inputs"]["spec"]
     assert "replicas" not in spec
     assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
 

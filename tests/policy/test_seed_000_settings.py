@@ -21,7 +21,8 @@ FRAMEWORK_DEFAULTED = ("AGENT_DRAIN_TIMEOUT_SECONDS", "AGENT_LOAD_THRESHOLD")
 
 
 def _inputs(resources: list[dict], typ: str) -> dict:
-    [found] = [r for r in resources if r["type"] == typ]
+    # The agent's own objects (prod also has capacity placeholders).
+    [found] = [r for r in resources if r["type"] == typ and r["name"].startswith("agent-")]
     return found["inputs"]
 
 

@@ -1,0 +1,88 @@
+"""SpareCapacity: placeholder pods that hold room for agent pods on warm nodes.
+
+A new Autopilot node takes about 80-120 s to boot (DESIGN 3.8), and a caller who arrives while
+every pod reports full waits for it. Placeholders at a negative priority, each the size of one
+agent pod, keep that room: the scheduler preempts one the moment an agent pod needs it, and
+Autopilot then boots a node for the evicted placeholder in the background (GKE "Provision
+extra compute capacity for rapid Pod scaling").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import WorkloadSettings
+from infra.names import child, type_token
+from k8s import runtime
+from k8s.sizes import SIZES
+
+# Below every real workload (the default priority is 0) so any pod may preempt a placeholder.
+PLACEHOLDER_PRIORITY = -10
+# The pause image does nothing and needs nothing writable.
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+
+
+@dataclass(frozen=True)
+class SpareCapacityArgs:
+    settings: WorkloadSettings
+
+
+def placeholder_labels() -> dict[str, str]:
+    return {"app.kubernetes.io/name": "voice-agent-spare", runtime.ROLE_LABEL: runtime.PLACEHOLDER_ROLE}
+
+
+def placeholder_pod_spec(w: WorkloadSettings, priority_class: str) -> dict:
+    size = SIZES[w.size]
+    requests = {"cpu": f"{size.cpu_m}m", "memory": f"{size.memory_mi}Mi"}
+    return {
+        "priorityClassName": priority_class,
+        # Evicted placeholders should leave at once: the agent pod is waiting for the room.
+        "terminationGracePeriodSeconds": 0,
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65535, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{
+            "name": "placeholder",
+            "image": PAUSE_IMAGE,
+            "resources": {"requests": requests, "limits": requests},
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
+        }],
+        "topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": placeholder_labels()},
+        }],
+    }
+
+
+class SpareCapacity(pulumi.ComponentResource):
+    def __init__(self, name: str, args: SpareCapacityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(type_token("k8s", "SpareCapacity"), name, None, opts)
+        w = args.settings
+        child_opts = pulumi.ResourceOptions(parent=self)
+        priority = k8s.scheduling.v1.PriorityClass(
+            child(name, "priority"),
+            metadata={"name": f"{w.namespace}-spare-capacity", "labels": placeholder_labels()},
+            value=PLACEHOLDER_PRIORITY,
+            global_default=False,
+            # Placeholders never push anything out; they are only ever pushed out.
+            preemption_policy="Never",
+            description="Placeholder pods that keep room for voice agents; preempted first.",
+            opts=child_opts,
+        )
+        k8s.apps.v1.Deployment(
+            child(name, "placeholders"),
+            metadata={"name": "voice-agent-spare", "namespace": w.namespace, "labels": placeholder_labels()},
+            spec={
+                "replicas": w.spare_capacity_pods,
+                "selector": {"matchLabels": placeholder_labels()},
+                "template": {
+                    "metadata": {"labels": placeholder_labels()},
+                    "spec": placeholder_pod_spec(w, f"{w.namespace}-spare-capacity"),
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[priority]),
+        )
+        self.register_outputs({"pods": w.spare_capacity_pods})
