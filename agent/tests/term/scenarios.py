@@ -155,6 +155,14 @@ class Cluster:
             await asyncio.sleep(0.05)
         raise AssertionError(f"no pod accepted {call.room} within {timeout}s")
 
+    async def pod_with_a_call(self, name: str, spec: ContainerSpec) -> tuple[Pod, Call]:
+        """A registered pod serving one call: where every termination scenario starts."""
+        pod = self.start_pod(name, spec)
+        await self.ready(name)
+        call = await self.place_call()
+        await self.answered(call)
+        return pod, call
+
     async def hang_up(self, call: Call) -> None:
         call.hung_up_at = time.monotonic()
         await call.caller.leave()
@@ -223,10 +231,7 @@ async def drain_timeout(server: LiveKitServer, workdir: Path, spec: ContainerSpe
     exits within the grace period."""
     cluster = Cluster(server, workdir, "drain-timeout")
     try:
-        a = cluster.start_pod("a", spec)
-        await cluster.ready("a")
-        call = await cluster.place_call()
-        await cluster.answered(call)
+        a, call = await cluster.pod_with_a_call("a", spec)
         termination = a.terminate()
         await wait_done(a, spec.grace_seconds + 5)
         # The caller never hung up: the call outlived the drain.
@@ -255,10 +260,7 @@ async def wrapper_trap(server: LiveKitServer, workdir: Path, spec: ContainerSpec
     taking calls, and everything dies at SIGKILL."""
     cluster = Cluster(server, workdir, "wrapper")
     try:
-        a = cluster.start_pod("a", spec)
-        await cluster.ready("a")
-        before = await cluster.place_call()
-        await cluster.answered(before)
+        a, before = await cluster.pod_with_a_call("a", spec)
         termination = a.terminate()
         await asyncio.sleep(1.0)
         after = await cluster.place_call()
@@ -279,10 +281,7 @@ async def seed_timing(server: LiveKitServer, workdir: Path, spec: ContainerSpec,
     runs. With seed 000's timing both land on the dying pod and are cut at SIGKILL."""
     cluster = Cluster(server, workdir, "seed-000")
     try:
-        a = cluster.start_pod("a", spec)
-        await cluster.ready("a")
-        first = await cluster.place_call()
-        await cluster.answered(first)
+        a, first = await cluster.pod_with_a_call("a", spec)
         termination = a.terminate()
         await asyncio.sleep(1.0)
         during = await cluster.place_call()  # placed during the preStop sleep
@@ -308,10 +307,7 @@ async def our_timing(server: LiveKitServer, workdir: Path, spec: ContainerSpec, 
     replacement pod, and the first runs to its end on the draining one."""
     cluster = Cluster(server, workdir, "ours")
     try:
-        a = cluster.start_pod("a", spec)
-        await cluster.ready("a")
-        first = await cluster.place_call()
-        await cluster.answered(first)
+        a, first = await cluster.pod_with_a_call("a", spec)
         cluster.start_pod("b", spec)
         await cluster.ready("b")
         termination = a.terminate()
