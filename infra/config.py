@@ -470,24 +470,20 @@ def parse_stack_config(
 
 
 SECRET_KEYS = ("livekitApiKey", "livekitApiSecret")
-PLAIN_KEYS = (
-    "nodeCidr", "podCidr", "serviceCidr", "natMinPortsPerVm", "natTcpEstablishedIdleTimeoutSec",
-    "natTcpTransitoryIdleTimeoutSec", "natUdpIdleTimeoutSec", "releaseChannel", "deletionProtection",
-    "maintenanceStartTime", "maintenanceEndTime", "maintenanceRecurrence", "maintenanceExclusions",
-    "controlPlaneAuthorizedNetworks", "registryKeepRecent", "registryUntaggedRetentionDays",
-    "agentNamespace", "agentImageName", "agentImageTag", "agentImageDigest", "agentSize", "cpuBursting",
-    "spotPods", "drainTimeoutSeconds", "preStopSeconds", "loadThreshold", "maxSessionMinutes", "spareCapacityPods",
-    "hpaMinReplicas", "hpaMaxReplicas", "hpaTargetCpuUtilization", "hpaScaleUpWindowSeconds",
-    "hpaScaleDownWindowSeconds", "hpaScaleDownPodsPerPeriod", "hpaScaleDownPeriodSeconds",
-    "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
-)
+# Map-valued settings Pulumi.yaml cannot declare (project config types are scalar or array).
+MAP_KEYS = ("maintenanceExclusions", "controlPlaneAuthorizedNetworks")
 
 
 def load_stack_config() -> StackConfig:
     """Reads the running stack's config from the Pulumi engine (CLI or mocks)."""
+    from infra.stackfiles import project_declarations
+
     ours, gcp = pulumi.Config(PROJECT), pulumi.Config("gcp")
+    # Pulumi.yaml is the one list of settings; the CLI runs the program next to it.
+    declared = [k.split(":", 1)[1] for k, d in project_declarations().items()
+                if k.startswith(f"{PROJECT}:") and not d.get("secret")]
     raw: dict[str, str] = {}
-    for name in PLAIN_KEYS:
+    for name in (*declared, *MAP_KEYS):
         value = ours.get(name)
         if value is not None:
             raw[_key(name)] = value
