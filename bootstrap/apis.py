@@ -1,0 +1,46 @@
+"""EnabledApis: the Google APIs CI and the main program call, switched on once.
+
+The deployer cannot enable APIs itself (that would need serviceusage.serviceUsageAdmin), so the
+bootstrap does it with the operator's rights. Destroying the bootstrap never switches an API off
+again: a running cluster depends on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.names import child, type_token
+
+# The token exchange (sts), impersonation (iamcredentials) and the identities themselves (iam).
+HOME_APIS = ("iam.googleapis.com", "iamcredentials.googleapis.com", "sts.googleapis.com",
+             "cloudresourcemanager.googleapis.com")
+STATE_APIS = ("storage.googleapis.com",)
+KMS_APIS = ("cloudkms.googleapis.com",)
+# What the main program's resources live on (README "Going to pulumi up", APIs).
+STACK_APIS = ("container.googleapis.com", "compute.googleapis.com", "artifactregistry.googleapis.com",
+              "aiplatform.googleapis.com", "iam.googleapis.com", "iamcredentials.googleapis.com",
+              "cloudresourcemanager.googleapis.com", "secretmanager.googleapis.com")
+
+
+@dataclass(frozen=True)
+class EnabledApisArgs:
+    services: tuple[tuple[str, str], ...]  # (project, service)
+
+
+class EnabledApis(pulumi.ComponentResource):
+    def __init__(self, name: str, args: EnabledApisArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(type_token("bootstrap", "EnabledApis"), name, None, opts)
+        child_opts = pulumi.ResourceOptions(parent=self)
+        for project, service in sorted(set(args.services)):
+            gcp.projects.Service(
+                child(name, f"{project}-{service.split('.')[0]}"),
+                project=project,
+                service=service,
+                disable_on_destroy=False,
+                disable_dependent_services=False,
+                opts=child_opts,
+            )
+        self.register_outputs({})

@@ -1,0 +1,116 @@
+"""Which CI identity may do what, as data. Components turn these into IAM members.
+
+Three kinds of identity, each reachable only from one kind of GitHub job:
+- a deployer per stack: jobs in that stack's GitHub environment (`environment: production`),
+  so the environment's required reviewers and branch rule gate every use of it;
+- one previewer: pull-request jobs; read-only, so a pull request cannot change anything;
+- nobody else: the provider refuses tokens from any other repository.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bootstrap.config import BootstrapConfig, Environment
+from infra.cluster import NODE_ROLES
+from infra.identity import VERTEX_ROLE
+
+
+@dataclass(frozen=True)
+class RoleUse:
+    role: str
+    covers: tuple[str, ...]  # resource type prefixes of the main program this role lets CI manage
+    why: str
+
+
+# What `pulumi up` of the main program needs, nothing more. tests/ci checks that every
+# resource type in the offline plan of every stack is covered by one of these.
+DEPLOYER_ROLES: tuple[RoleUse, ...] = (
+    RoleUse("roles/compute.networkAdmin", ("gcp:compute/",), "VPC, subnet, Cloud Router and Cloud NAT"),
+    RoleUse("roles/container.admin", ("gcp:container/", "kubernetes:"),
+            "the Autopilot cluster, and every Kubernetes object through the DNS endpoint (container.clusters.connect)"),
+    RoleUse("roles/artifactregistry.admin", ("gcp:artifactregistry/",),
+            "the registry, its cleanup policies and its reader grant; pushes the agent image"),
+    RoleUse("roles/iam.serviceAccountAdmin", ("gcp:serviceaccount/",), "the node service account"),
+    RoleUse("roles/iam.serviceAccountUser", (), "attach the node service account to the cluster (actAs)"),
+)
+
+# Project-level grants the main program makes. The deployer may add or remove exactly these and
+# nothing else: an unconditioned projectIamAdmin could grant itself Owner.
+DELEGATED_ROLES: tuple[str, ...] = tuple(sorted({*NODE_ROLES, VERTEX_ROLE}))
+PROJECT_IAM_ADMIN = "roles/resourcemanager.projectIamAdmin"
+PROJECT_IAM_COVERS = ("gcp:projects/iAMMember:",)
+
+# Read-only: a preview reads state, decrypts config and diffs; the Kubernetes provider falls back
+# to a client-side diff when the server-side dry run is forbidden (pulumi-kubernetes #2419).
+PREVIEWER_ROLES: tuple[RoleUse, ...] = (
+    RoleUse("roles/viewer", (), "read every GCP resource the stack manages"),
+    RoleUse("roles/container.viewer", (), "read-only Kubernetes API through the DNS endpoint"),
+)
+
+# The image is promoted by copying it from the source stack's registry.
+PROMOTION_SOURCE_ROLE = "roles/artifactregistry.reader"
+
+# State and secrets. Preview never locks or writes DIY state (pulumi pkg/backend/diy: Preview
+# runs the engine dry, without Lock or history), so the previewer only reads it.
+STATE_WRITER_ROLE = "roles/storage.objectUser"
+STATE_READER_ROLE = "roles/storage.objectViewer"
+# Stack secrets are encrypted with a data key that KMS wraps; CI only ever unwraps it.
+KEY_DECRYPTER_ROLE = "roles/cloudkms.cryptoKeyDecrypter"
+KEY_USER_ROLE = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+
+
+@dataclass(frozen=True)
+class IamCondition:
+    title: str
+    expression: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ProjectGrant:
+    project: str
+    role: str
+    condition: IamCondition | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable child-name suffix: project and role, never a list position."""
+        return f"{self.project}-{self.role.removeprefix('roles/').replace('.', '-').lower()}"
+
+
+def delegated_grants_condition(roles: tuple[str, ...] = DELEGATED_ROLES) -> IamCondition:
+    """The documented way to delegate role grants: the request may only touch these roles."""
+    quoted = ", ".join(f"'{r}'" for r in roles)
+    return IamCondition(
+        title="only-the-stacks-own-grants",
+        description="May add or remove only the project roles the gke-voice-agents program grants.",
+        expression=f"api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([{quoted}])",
+    )
+
+
+def deployer_grants(env: Environment, cfg: BootstrapConfig) -> tuple[ProjectGrant, ...]:
+    grants = [ProjectGrant(env.project, use.role) for use in DEPLOYER_ROLES]
+    grants.append(ProjectGrant(env.project, PROJECT_IAM_ADMIN, delegated_grants_condition()))
+    if env.promote_from is not None:
+        grants.append(ProjectGrant(cfg.environment(env.promote_from).project, PROMOTION_SOURCE_ROLE))
+    return _unique(grants)
+
+
+def previewer_grants(cfg: BootstrapConfig) -> tuple[ProjectGrant, ...]:
+    return _unique([ProjectGrant(env.project, use.role) for env in cfg.environments for use in PREVIEWER_ROLES])
+
+
+def _unique(grants: list[ProjectGrant]) -> tuple[ProjectGrant, ...]:
+    """Two stacks in one project must not produce two resources with the same name."""
+    return tuple({g.key: g for g in grants}.values())
+
+
+def deploy_subject(repository: str, github_environment: str) -> str:
+    """GitHub's default `sub` claim for a job that declares `environment:`."""
+    return f"repo:{repository}:environment:{github_environment}"
+
+
+def preview_subject(repository: str) -> str:
+    """GitHub's default `sub` claim for a job triggered by `pull_request`."""
+    return f"repo:{repository}:pull_request"

@@ -1,0 +1,70 @@
+"""The three pieces of CI agree with each other and with the main program: the workflows read
+only variables the bootstrap produces, deploy only from environments the bootstrap binds, and
+the deployer's roles cover every resource the offline plan of each stack declares."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from bootstrap.roles import DELEGATED_ROLES, DEPLOYER_ROLES, PROJECT_IAM_COVERS
+from tests.ci.bootstrap_harness import BootstrapRun, evaluate_bootstrap
+from tests.ci.workflows import ROOT, VAR_REFERENCE, jobs
+
+# Types that need no GCP role: our own components, providers, and purely local resources.
+NO_ROLE_NEEDED = ("gke-voice-agents:", "pulumi:providers:", "random:")
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> BootstrapRun:
+    return evaluate_bootstrap()
+
+
+def test_every_variable_a_workflow_reads_is_one_the_bootstrap_outputs(bootstrap):
+    repo_level = set(bootstrap.outputs["githubVariables"])
+    per_environment = bootstrap.outputs["githubEnvironmentVariables"]
+    for j in jobs():
+        available = repo_level | set(per_environment.get(j.environment, {}))
+        read = set(VAR_REFERENCE.findall(j.text()))
+        assert read <= available, f"{j.workflow}:{j.id} reads {sorted(read - available)}, which the bootstrap never sets"
+
+
+def _bootstrap_environments() -> dict[str, str]:
+    """stack -> GitHub environment, as the committed bootstrap stack binds them."""
+    config = yaml.safe_load((ROOT / "bootstrap" / "Pulumi.ci.yaml").read_text())["config"]
+    return {stack: s["githubEnvironment"] for stack, s in config["gke-voice-agents-bootstrap:environments"].items()}
+
+
+def test_deploy_jobs_run_in_the_environments_the_bootstrap_binds(bootstrap):
+    by_stack = _bootstrap_environments()
+    bound = set(bootstrap.outputs["githubEnvironmentVariables"])
+    used = {j.environment for j in jobs() if j.environment}
+    assert used == bound, f"workflows use {sorted(used)}, the bootstrap binds {sorted(bound)}"
+    for j in jobs():
+        for command in j.pulumi_commands():
+            if command["command"] == "up":
+                assert j.environment == by_stack[command["stack-name"]], (
+                    f"{j.workflow}:{j.id} deploys {command['stack-name']} from environment {j.environment}")
+
+
+def test_the_bootstrap_covers_exactly_the_committed_stacks_in_their_projects():
+    config = yaml.safe_load((ROOT / "bootstrap" / "Pulumi.ci.yaml").read_text())["config"]
+    environments = config["gke-voice-agents-bootstrap:environments"]
+    committed = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
+    assert sorted(environments) == committed
+    for stack, settings in environments.items():
+        main = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        assert settings["project"] == main["gcp:project"], f"bootstrap stack {stack} points at another project"
+
+
+def test_the_deployer_roles_cover_every_resource_of_the_plan(plan):
+    """A resource type nobody granted would fail the first `pulumi up` in CI, not here."""
+    prefixes = [p for use in DEPLOYER_ROLES for p in use.covers] + list(PROJECT_IAM_COVERS)
+    uncovered = sorted({r["type"] for r in plan.resources
+                        if not r["type"].startswith(NO_ROLE_NEEDED) and not r["type"].startswith(tuple(prefixes))})
+    assert not uncovered, f"stack {plan.stack}: no deployer role manages {uncovered}; add one to bootstrap/roles.py"
+
+
+def test_the_deployer_may_grant_exactly_the_project_roles_the_plan_grants(plan):
+    granted = {r["inputs"]["role"] for r in plan.of_type("gcp:projects/iAMMember:IAMMember")}
+    assert granted == set(DELEGATED_ROLES), f"stack {plan.stack} grants {sorted(granted)}"
