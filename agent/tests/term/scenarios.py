@@ -30,7 +30,9 @@ from helpers.worker_process import FAKE_GEMINI_DIR
 from term.kubelet import REPO_ROOT, ContainerSpec, Pod, container_spec, load_deployment
 
 REGISTER_TIMEOUT = 90.0
-DISPATCH_TIMEOUT = 30.0
+# Generous: on a busy 2-core CI machine a worker may need a fresh job process (prewarm
+# included) before it can take a second call.
+DISPATCH_TIMEOUT = 90.0
 
 
 def rendered_deployment(workdir: Path, stack: str = "dev") -> dict:
@@ -202,9 +204,10 @@ async def rolling_replacement(server: LiveKitServer, workdir: Path, spec: Contai
         await cluster.ready("b")
         termination = a.terminate()
         await asyncio.to_thread(a.worker.wait_for_event, "drain_started", 15.0)
-        new = [await cluster.place_call() for _ in range(2)]
-        for call in new:
-            await cluster.answered(call)
+        new = []
+        for _ in range(2):
+            new.append(await cluster.place_call())
+            await cluster.answered(new[-1])
         # Calls are placed as soon as A logs the drain; the switch is when B has taken one.
         first_elsewhere = min((c.answered_at for c in new if c.pod == "b"), default=None)
         cluster.outcome.routing_switch_s = (first_elsewhere - termination.sigterm_at) if first_elsewhere else None
