@@ -14,9 +14,12 @@ from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
 
 cfg = load_stack_config()
 
-network = VpcNetwork("network", VpcNetworkArgs(region=cfg.region, settings=cfg.network))
+network = VpcNetwork("network", VpcNetworkArgs(project=cfg.project, region=cfg.region, settings=cfg.network))
 cluster = AutopilotCluster("gke", AutopilotClusterArgs(
-    project=cfg.project, region=cfg.region, stack=cfg.stack, network=network, settings=cfg.cluster))
+    project=cfg.project, region=cfg.region, stack=cfg.stack,
+    network_id=network.network_id, subnet_id=network.subnet_id,
+    pod_range_name=network.pod_range_name, service_range_name=network.service_range_name,
+    settings=cfg.cluster))
 registry = AgentRegistry("registry", AgentRegistryArgs(
     project=cfg.project, region=cfg.region, stack=cfg.stack, settings=cfg.registry,
     reader_member=cluster.node_service_account_member))
@@ -33,7 +36,8 @@ workload = AgentWorkload(
         livekit_api_key=cfg.livekit_api_key,
         livekit_api_secret=cfg.livekit_api_secret,
     ),
-    opts=pulumi.ResourceOptions(provider=provider, depends_on=[identity]),
+    # Pods need their Vertex AI grant and the nodes their image pull grant before they start.
+    opts=pulumi.ResourceOptions(provider=provider, depends_on=[identity, registry]),
 )
 
 if cfg.workload.spare_capacity_pods:

@@ -1,8 +1,10 @@
-"""AutopilotCluster: a private GKE Autopilot cluster reached through its DNS endpoint."""
+"""AutopilotCluster: a private GKE Autopilot cluster, reached through its IAM-gated DNS endpoint."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from typing import Mapping
 
 import pulumi
 import pulumi_gcp as gcp
@@ -10,13 +12,19 @@ import pulumi_random as random
 
 from infra.config import ClusterSettings
 from infra.kubeconfig import render_kubeconfig
-from infra.names import child, type_token
-from infra.network import VpcNetwork
+from infra.names import child, name_part, type_token
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-# Least privilege for Autopilot nodes (GKE hardening guide): logs, metrics, image pulls are
-# granted by this role; registry reads are granted on the one repository by AgentRegistry.
+# Least privilege for nodes (GKE hardening guide): this one role carries logging, monitoring
+# and the rest a node needs. Image pulls are granted on the one repository by AgentRegistry.
+# bootstrap/roles.py reads this tuple: CI may grant exactly these roles and no others.
 NODE_ROLES = ("roles/container.defaultNodeServiceAccount",)
+# Service account ids are 6-30 characters and cluster names at most 40 (GCP naming rules);
+# these fit "gva-<stack>-nodes-<4 hex>" and "voice-agents-<stack>-<4 hex>" into them.
+_SA_STACK_CHARS = 15
+_CLUSTER_STACK_CHARS = 22
+# Two random bytes: four hex digits, plenty to tell apart the clusters of one project.
+_SUFFIX_BYTES = 2
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,10 @@ class AutopilotClusterArgs:
     project: str
     region: str
     stack: str
-    network: VpcNetwork
+    network_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    pod_range_name: str
+    service_range_name: str
     settings: ClusterSettings
 
 
@@ -32,33 +43,37 @@ class AutopilotCluster(pulumi.ComponentResource):
     name: pulumi.Output[str]
     location: pulumi.Output[str]
     dns_endpoint: pulumi.Output[str]
-    kubeconfig: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]  # secret
     node_service_account_email: pulumi.Output[str]
     node_service_account_member: pulumi.Output[str]
 
     def __init__(self, name: str, args: AutopilotClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("infra", "AutopilotCluster"), name, None, opts)
         child_opts = pulumi.ResourceOptions(parent=self)
-        # A suffix keeps names unique when dev and prod share a project and when a cluster is
-        # recreated while the old one is still being deleted.
-        suffix = random.RandomId(child(name, "suffix"), byte_length=2, opts=child_opts)
+        # The suffix lets dev and prod share a project, and lets a replacement cluster be
+        # created while the old one (same stack) is still being deleted.
+        suffix = random.RandomId(child(name, "suffix"), byte_length=_SUFFIX_BYTES, opts=child_opts)
         node_sa = gcp.serviceaccount.Account(
             child(name, "nodes"),
             project=args.project,
-            account_id=suffix.hex.apply(lambda h: f"gva-{args.stack}-nodes-{h}"),
+            account_id=suffix.hex.apply(lambda h: f"gva-{name_part(args.stack, _SA_STACK_CHARS)}-nodes-{h}"),
             display_name=f"GKE Autopilot nodes ({args.stack})",
+            description="Identity of the cluster's nodes: logs, metrics and image pulls only.",
             opts=child_opts,
         )
-        for role in NODE_ROLES:
+        grants = [
             gcp.projects.IAMMember(
-                child(name, f"nodes-{role.split('/')[-1]}"),
+                child(name, f"nodes-{role_key(role)}"),
                 project=args.project, role=role, member=node_sa.member, opts=child_opts,
             )
+            for role in NODE_ROLES
+        ]
         cluster = gcp.container.Cluster(
             child(name, "cluster"),
-            name=suffix.hex.apply(lambda h: f"voice-agents-{args.stack}-{h}"),
-            **_cluster_args(args, node_sa),
-            opts=child_opts,
+            name=suffix.hex.apply(lambda h: f"voice-agents-{name_part(args.stack, _CLUSTER_STACK_CHARS)}-{h}"),
+            **_cluster_args(args, node_sa.email),
+            # Nodes booted before their role is granted cannot write logs or metrics.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
         )
         self.name = cluster.name
         self.location = cluster.location
@@ -69,9 +84,18 @@ class AutopilotCluster(pulumi.ComponentResource):
         self.node_service_account_email = node_sa.email
         self.node_service_account_member = node_sa.member
         self.register_outputs({
-            "name": self.name, "location": self.location, "dnsEndpoint": self.dns_endpoint,
-            "kubeconfig": self.kubeconfig, "nodeServiceAccount": node_sa.email,
+            "name": self.name,
+            "location": self.location,
+            "dnsEndpoint": self.dns_endpoint,
+            "kubeconfig": self.kubeconfig,
+            "nodeServiceAccount": self.node_service_account_email,
         })
+
+
+def role_key(role: str) -> str:
+    """A role as a stable child-name fragment: roles/container.defaultNodeServiceAccount ->
+    container-defaultnodeserviceaccount."""
+    return role.removeprefix("roles/").replace(".", "-").lower()
 
 
 def _dns_endpoint(endpoints) -> str:
@@ -79,55 +103,86 @@ def _dns_endpoint(endpoints) -> str:
     return (config.endpoint if config else None) or ""
 
 
-def _cluster_args(args: AutopilotClusterArgs, node_sa: gcp.serviceaccount.Account) -> dict:
+def _cluster_args(args: AutopilotClusterArgs, node_sa_email: pulumi.Input[str]) -> dict:
     s = args.settings
     return {
         "project": args.project,
+        # A region, not a zone: Autopilot clusters are regional, the control plane replicated.
         "location": args.region,
         "enable_autopilot": True,
-        "network": args.network.network_id,
-        "subnetwork": args.network.subnet_id,
+        "network": args.network_id,
+        "subnetwork": args.subnet_id,
         "ip_allocation_policy": {
-            "cluster_secondary_range_name": args.network.pod_range_name,
-            "services_secondary_range_name": args.network.service_range_name,
+            "cluster_secondary_range_name": args.pod_range_name,
+            "services_secondary_range_name": args.service_range_name,
         },
         "private_cluster_config": {"enable_private_nodes": True},
-        **_control_plane_access(s),
+        **_control_plane_access(s.authorized_networks),
         "release_channel": {"channel": s.release_channel},
         "maintenance_policy": _maintenance_policy(s),
         "deletion_protection": s.deletion_protection,
+        # The agent's PodMonitoring (k8s/workload.py) needs the managed collectors.
         "monitoring_config": {"managed_prometheus": {"enabled": True}},
+        # Lets workloads mount Secret Manager secrets as files, should a team move the LiveKit
+        # credentials there instead of a Kubernetes Secret.
         "secret_manager_config": {"enabled": True},
-        "security_posture_config": {"mode": "BASIC", "vulnerability_mode": "VULNERABILITY_BASIC"},
+        "security_posture_config": _security_posture(),
+        # Autopilot always runs Workload Identity Federation; stating the pool documents the
+        # principal AgentIdentity binds.
         "workload_identity_config": {"workload_pool": f"{args.project}.svc.id.goog"},
-        # Autopilot takes the node identity from here; node_config must stay unset (it is a
-        # known perma-diff on Autopilot that would replace the cluster).
+        # Autopilot takes the node identity from here. node_config must stay unset: on
+        # Autopilot it is a known perma-diff that replaces the cluster.
         "cluster_autoscaling": {
             "auto_provisioning_defaults": {
-                "service_account": node_sa.email,
+                "service_account": node_sa_email,
+                # The broad scope is the recommended pairing with a least-privilege account:
+                # IAM, not access scopes, decides what the nodes may do.
                 "oauth_scopes": [CLOUD_PLATFORM_SCOPE],
             }
         },
     }
 
 
-def _control_plane_access(s: ClusterSettings) -> dict:
-    """DNS endpoint always (IAM-gated); the IP endpoint only for named, narrow ranges."""
-    ip_enabled = bool(s.authorized_networks)
-    access = {
+def _security_posture() -> dict:
+    """Configuration auditing on. Workload vulnerability scanning's standard tier was shut down
+    on 2025-07-31 (GKE docs, "Removal of vulnerability scanning from GKE"), so it is not asked
+    for; images are scanned where they are stored (AgentRegistry)."""
+    return {"mode": "BASIC", "vulnerability_mode": "VULNERABILITY_DISABLED"}
+
+
+def _control_plane_access(authorized_networks: Mapping[str, str]) -> dict:
+    """The DNS endpoint always: reachable from CI without a bastion, every request checked by IAM
+    (container.clusters.connect). The IP endpoint only for named ranges, and off otherwise."""
+    _refuse_open_ranges(authorized_networks)
+    ip_enabled = bool(authorized_networks)
+    access: dict = {
         "control_plane_endpoints_config": {
             "dns_endpoint_config": {"allow_external_traffic": True},
+            # enabled=False is `gcloud container clusters update --no-enable-ip-access`: no
+            # public and no private IP endpoint, the DNS endpoint is the only way in. The
+            # Terraform google provider exposes it since v6.27 (ip_endpoints_config), which
+            # pulumi-gcp 10.x bridges. private_cluster_config.enable_private_endpoint is the
+            # older lever and only hides the public IP, so it is not used.
             "ip_endpoints_config": {"enabled": ip_enabled},
         }
     }
     if ip_enabled:
         access["master_authorized_networks_config"] = {
+            # Otherwise every Google Cloud public address is let in next to the named ranges.
             "gcp_public_cidrs_access_enabled": False,
             "cidr_blocks": [
-                {"display_name": name, "cidr_block": cidr} for name, cidr in sorted(s.authorized_networks.items())
+                {"display_name": name, "cidr_block": cidr} for name, cidr in sorted(authorized_networks.items())
             ],
         }
     return access
+
+
+def _refuse_open_ranges(authorized_networks: Mapping[str, str]) -> None:
+    """The stack config already refuses these; this guards callers that build settings in code."""
+    for name, cidr in authorized_networks.items():
+        if ipaddress.ip_network(cidr, strict=False).prefixlen == 0:
+            raise ValueError(f"authorized network {name} = {cidr} opens the control plane to the whole internet; "
+                             "use the DNS endpoint or a narrow range")
 
 
 def _maintenance_policy(s: ClusterSettings) -> dict:

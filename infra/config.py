@@ -213,7 +213,8 @@ class _Reader:
             self.fail(key, value, f"must be a number in {'(' if lo_open else '['}{lo}, {hi}]")
             return hi
         too_low = number <= lo if lo_open else number < lo
-        if too_low or number > hi:
+        # NaN compares false with everything, so it would slip through both bounds.
+        if too_low or number > hi or number != number:
             self.fail(key, number, f"must be in {'(' if lo_open else '['}{lo}, {hi}]")
         return number
 

@@ -1,23 +1,30 @@
 """Pulumi mocks for offline evaluation: record every resource, fake only what GCP would compute.
 
-Nothing here talks to GCP. Outputs a real deployment would compute (ids, emails, endpoints,
-the project number) get deterministic stand-ins, and only those the program actually reads.
+Nothing here talks to GCP. Values a real deployment learns from GCP or from the engine (ids,
+service-account emails, the DNS endpoint, the project number, auto-generated names) get
+deterministic stand-ins, and only those the program actually reads. Everything else a
+resource returns is its own inputs, as the mock monitor does by default.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+from pulumi import _types
 from pulumi.runtime.mocks import MockMonitor
 
 FAKE_PROJECT_NUMBER = "123456789012"
+FAKE_RANDOM_HEX = "a1b2"
 SECRET_MARK = "[secret]"
 # The wire form wraps secret values in {SECRET_SIG: SECRET_VALUE_SIG, "value": ...}.
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"
-FAKE_RANDOM_HEX = "a1b2"
+# Python packages of the provider SDKs whose input types the plan can look up.
+_PACKAGES = {"gcp": "pulumi_gcp", "random": "pulumi_random"}
 
 
 @dataclass
@@ -45,26 +52,60 @@ def wire_value(value: Any) -> Any:
     return value
 
 
-def _computed_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def args_class(resource_type: str) -> type | None:
+    """The SDK's input type of a provider resource: gcp:compute/router:Router -> RouterArgs."""
+    package, module_path, name = (resource_type.split(":") + ["", ""])[:3]
+    if package not in _PACKAGES or not name:
+        return None
+    module = module_path.split("/")[0]
+    try:
+        sdk = importlib.import_module(_PACKAGES[package] if module == "index" else f"{_PACKAGES[package]}.{module}")
+    except ImportError:
+        return None
+    return getattr(sdk, f"{name}Args", None)
+
+
+def _auto_name(resource_type: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The engine names a resource `<name>-<7 hex>` when the program gives it no name; the mock
+    monitor does not, so a program reading `.name` (the NAT reads its router's) would get
+    nothing. The hex here is derived from the name so plans are reproducible."""
+    cls = args_class(resource_type)
+    if cls is None or "name" in inputs or "name" not in _types.input_type_py_to_pulumi_names(cls):
+        return {}
+    return {"name": f"{name}-{hashlib.sha256(name.encode()).hexdigest()[:7]}"}
+
+
+def _resource_id(resource_type: str, name: str, outputs: dict[str, Any]) -> str:
+    """Ids the program passes on (the cluster's network and subnetwork), in GCP's form."""
+    project, region = outputs.get("project", "mock-project"), outputs.get("region", "mock-region")
+    if resource_type == "gcp:compute/network:Network":
+        return f"projects/{project}/global/networks/{outputs['name']}"
+    if resource_type == "gcp:compute/subnetwork:Subnetwork":
+        return f"projects/{project}/regions/{region}/subnetworks/{outputs['name']}"
+    return f"{name}-id"
+
+
+def _computed_outputs(resource_type: str, inputs: dict[str, Any]) -> dict[str, Any]:
     """Only the values a provider computes and the program reads."""
-    project = inputs.get("project", "mock-project")
-    if typ == "random:index/randomId:RandomId":
-        return {"hex": FAKE_RANDOM_HEX, "b64Std": "obI=", "dec": "41394"}
-    if typ == "gcp:serviceaccount/account:Account":
-        email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
-        return {"email": email, "member": f"serviceAccount:{email}", "uniqueId": "100000000000000000001"}
-    if typ == "gcp:container/cluster:Cluster":
+    if resource_type == "random:index/randomId:RandomId":
+        return {"hex": FAKE_RANDOM_HEX}
+    if resource_type == "gcp:serviceaccount/account:Account":
+        email = f"{inputs['accountId']}@{inputs.get('project', 'mock-project')}.iam.gserviceaccount.com"
+        return {"email": email, "member": f"serviceAccount:{email}"}
+    if resource_type == "gcp:container/cluster:Cluster":
+        # GKE's DNS endpoint: gke-<hash>-<project number>.<location>.gke.goog
         endpoints = dict(inputs.get("controlPlaneEndpointsConfig") or {})
         dns = dict(endpoints.get("dnsEndpointConfig") or {})
         dns["endpoint"] = f"gke-0123456789abcdef-{FAKE_PROJECT_NUMBER}.{inputs.get('location')}.gke.goog"
         endpoints["dnsEndpointConfig"] = dns
-        return {"controlPlaneEndpointsConfig": endpoints, "endpoint": "10.0.0.2"}
-    if typ.startswith("gcp:compute/"):
-        return {"selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/{name}"}
+        return {"controlPlaneEndpointsConfig": endpoints}
     return {}
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
+    """Records each registration as {type, name, parent, inputs} in wire (camelCase) form and
+    answers invokes by token."""
+
     def __init__(self) -> None:
         self.resources: list[Recorded] = []
         self.invokes: list[str] = []
@@ -72,8 +113,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(Recorded(args.typ, args.name, self.current_parent, wire_value(args.inputs)))
-        outputs = {**args.inputs, **_computed_outputs(args.typ, args.name, args.inputs)}
-        return f"{args.name}-id", outputs
+        outputs = {**args.inputs, **_auto_name(args.typ, args.name, args.inputs)}
+        outputs.update(_computed_outputs(args.typ, outputs))
+        return _resource_id(args.typ, args.name, outputs), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.invokes.append(args.token)
@@ -92,8 +134,9 @@ def _parent_name(urn: str) -> str | None:
 
 
 class ParentTrackingMonitor(MockMonitor):
-    """MockResourceArgs carries no parent; the request does. Registration is serialised so the
-    parent seen by new_resource is the one of the request being handled."""
+    """MockResourceArgs carries no parent; the request does. The SDK registers resources from
+    several threads, so registration is serialised: the parent new_resource sees is the one of
+    the request being handled."""
 
     def __init__(self, mocks: RecordingMocks):
         super().__init__(mocks)

@@ -1,4 +1,9 @@
-"""Type tokens and child names. Tokens are part of every URN: changing one replaces resources."""
+"""Type tokens, child names and name fragments. Tokens are part of every URN: changing one
+replaces every resource under it, so they are spelled in exactly one place."""
+
+from __future__ import annotations
+
+import re
 
 TYPE_PREFIX = "gke-voice-agents"
 
@@ -9,4 +14,17 @@ def type_token(module: str, component: str) -> str:
 
 
 def child(name: str, role: str) -> str:
+    """Children are named after their parent and their role, never a list position."""
     return f"{name}-{role}"
+
+
+def name_part(text: str, limit: int) -> str:
+    """`text` (a stack name) as a fragment of a GCP resource name.
+
+    Pulumi stack names may hold upper case, `_` and `.`; GCP names (service account ids,
+    cluster names, repository ids) take only lower-case letters, digits and dashes and have
+    hard length limits. Long stack names are cut rather than refused: the random suffix the
+    components add keeps cut names unique.
+    """
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return cleaned[:limit].rstrip("-") or "stack"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import runpy
 import sys
 from dataclasses import dataclass, field
@@ -54,11 +55,27 @@ class PlanResult:
         return found[0]
 
 
-def evaluate(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT) -> PlanResult:
-    """Runs __main__.py in this process under fresh mocks. Raises ConfigError/StackFileError."""
+@dataclass
+class ProgramRun:
+    """A live evaluation: the mocks' records, the program's globals (its component objects) and
+    its exports as Outputs. Tests use it to run `apply` assertions on real component outputs."""
+
+    mocks: RecordingMocks
+    namespace: dict[str, Any]
+    exports: dict[str, pulumi.Output[Any]]
+
+
+def run_program(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT) -> ProgramRun:
+    """Runs __main__.py in this process under fresh mocks and waits for every registration.
+
+    Mocks, config and settings are process-global, so each call replaces all three; calls in
+    one process are independent. Raises ConfigError or StackFileError before any resource
+    exists when the stack's config is invalid.
+    """
     values = load_stack_values(stack, root)
     config = {**values.config, **(overrides or {})}
     mocks = RecordingMocks()
+    # preview=False: every Output is known, so every apply in the program (and in tests) runs.
     pulumi_settings.reset_options(project=PROJECT, stack=stack, preview=False)
     set_all_config(config, list(values.secret_keys))
     set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=ParentTrackingMonitor(mocks))
@@ -66,12 +83,18 @@ def evaluate(stack: str, overrides: Mapping[str, str] | None = None, root: Path 
     real_export = pulumi.export
     pulumi.export = lambda key, value: exports.__setitem__(key, pulumi.Output.from_input(value))
     try:
-        runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+        namespace = runpy.run_path(str(root / "__main__.py"), run_name="__main__")
         _sync_await(wait_for_rpcs())
-        outputs = {k: _sync_await(v.future()) for k, v in exports.items()}
     finally:
         pulumi.export = real_export
-    return PlanResult(stack, [r.as_dict() for r in mocks.resources], outputs, mocks.invokes)
+    return ProgramRun(mocks, namespace, exports)
+
+
+def evaluate(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT) -> PlanResult:
+    """The stack's plan as plain data. Raises ConfigError/StackFileError on an invalid stack."""
+    run = run_program(stack, overrides, root)
+    outputs = {k: _sync_await(v.future()) for k, v in run.exports.items()}
+    return PlanResult(stack, [r.as_dict() for r in run.mocks.resources], outputs, run.mocks.invokes)
 
 
 def render_tree(resources: list[dict[str, Any]]) -> str:
@@ -144,4 +167,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The mock monitor leaves an asyncio loop in each worker thread; finalising them at
+    # interpreter exit now and then prints a spurious "Exception ignored ... Invalid file
+    # descriptor" traceback. Everything is written and flushed, so skip finalisation.
+    os._exit(code)

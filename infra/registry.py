@@ -8,7 +8,12 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.config import RegistrySettings
-from infra.names import child, type_token
+from infra.names import child, name_part, type_token
+
+READER_ROLE = "roles/artifactregistry.reader"
+# Repository ids are at most 63 characters (Artifact Registry naming rules).
+_REPO_STACK_CHARS = 63 - len("voice-agents-")
+SECONDS_PER_DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -21,7 +26,7 @@ class AgentRegistryArgs:
 
 
 class AgentRegistry(pulumi.ComponentResource):
-    url: pulumi.Output[str]
+    url: pulumi.Output[str]  # <region>-docker.pkg.dev/<project>/<repository>
 
     def __init__(self, name: str, args: AgentRegistryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("infra", "AgentRegistry"), name, None, opts)
@@ -29,24 +34,29 @@ class AgentRegistry(pulumi.ComponentResource):
         repo = gcp.artifactregistry.Repository(
             child(name, "docker"),
             project=args.project,
+            # Same region as the cluster: pulls stay in-region (no egress charge, less latency
+            # on a scale-up).
             location=args.region,
-            repository_id=f"voice-agents-{args.stack}",
+            repository_id=f"voice-agents-{name_part(args.stack, _REPO_STACK_CHARS)}",
             format="DOCKER",
             description="LiveKit voice agent images",
             # A tag, once pushed, always names the same image: a rollback redeploys exactly
-            # what ran before, and a deployed tag cannot be overwritten under a running pod.
+            # what ran before, and nobody can swap the image under running pods.
             docker_config={"immutable_tags": True},
             cleanup_policy_dry_run=False,
-            cleanup_policies=_cleanup_policies(args.settings),
+            cleanup_policies=cleanup_policies(args.settings),
+            # Scan on push, as the project's Container Scanning API setting says. GKE's own
+            # workload scanning is gone (see infra/cluster.py), so this is where CVEs show up.
             vulnerability_scanning_config={"enablement_config": "INHERITED"},
             opts=child_opts,
         )
+        # On the repository, not the project: the nodes can read these images and no others.
         gcp.artifactregistry.RepositoryIamMember(
             child(name, "node-reader"),
             project=args.project,
             location=args.region,
             repository=repo.repository_id,
-            role="roles/artifactregistry.reader",
+            role=READER_ROLE,
             member=args.reader_member,
             opts=child_opts,
         )
@@ -54,14 +64,15 @@ class AgentRegistry(pulumi.ComponentResource):
         self.register_outputs({"url": self.url})
 
 
-def _cleanup_policies(s: RegistrySettings) -> list[dict]:
-    """Keyed by stable ids. When policies overlap, KEEP wins over DELETE (Artifact Registry
-    cleanup policy docs), so recent versions survive even if untagged."""
+def cleanup_policies(s: RegistrySettings) -> list[dict]:
+    """Keyed by stable ids. When a version matches both, KEEP wins over DELETE (Artifact Registry
+    cleanup policy docs), so the newest versions survive even when untagged. Artifact Registry
+    allows at most 10 policies per repository; we use two."""
     return [
         {"id": "keep-recent", "action": "KEEP", "most_recent_versions": {"keep_count": s.keep_recent}},
         {
             "id": "delete-untagged",
             "action": "DELETE",
-            "condition": {"tag_state": "UNTAGGED", "older_than": f"{s.untagged_retention_days * 86400}s"},
+            "condition": {"tag_state": "UNTAGGED", "older_than": f"{s.untagged_retention_days * SECONDS_PER_DAY}s"},
         },
     ]

@@ -21,6 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET_PLACEHOLDER = "offline-placeholder-secret"
 
 
+class _StackFileLoader(yaml.SafeLoader):
+    """YAML as the Pulumi CLI reads it: an unquoted 2026-01-03T02:00:00Z stays the text it is.
+    (Go's yaml.v3 keeps timestamp-looking scalars as strings when decoding into interface{};
+    PyYAML would turn them into datetime objects, which then print in another format or fail
+    to serialise inside a map.)"""
+
+
+_StackFileLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 class StackFileError(ValueError):
     """A stack or project file that cannot be read at all (missing, not YAML)."""
 
@@ -49,23 +62,37 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise StackFileError(f"{path.name} not found in {path.parent}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_StackFileLoader) or {}
     except yaml.YAMLError as err:
-        raise StackFileError(f"{path.name} is not valid YAML: {err}") from err
+        raise StackFileError(f"{path.name} is not valid YAML: {_yaml_problem(err)}") from err
     if not isinstance(data, dict):
         raise StackFileError(f"{path.name} must hold a mapping at the top level")
     return data
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's message spans several lines; the plan reports one line per problem."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+def _config_block(data: dict[str, Any], path_name: str) -> dict[str, Any]:
+    block = data.get("config") or {}
+    if not isinstance(block, dict):
+        raise StackFileError(f"{path_name}: `config` must be a mapping of key: value, not {type(block).__name__}")
+    return block
+
+
 def project_declarations(root: Path = ROOT) -> dict[str, dict[str, Any]]:
     """The `config:` block of Pulumi.yaml, keyed by full key."""
-    declared = _read_yaml(root / "Pulumi.yaml").get("config") or {}
+    declared = _config_block(_read_yaml(root / "Pulumi.yaml"), "Pulumi.yaml")
     return {_full_key(k): (v if isinstance(v, dict) else {"default": v}) for k, v in declared.items()}
 
 
 def load_stack_values(stack: str, root: Path = ROOT) -> StackValues:
     declared = project_declarations(root)
-    stack_config = _read_yaml(root / f"Pulumi.{stack}.yaml").get("config") or {}
+    stack_config = _config_block(_read_yaml(root / f"Pulumi.{stack}.yaml"), f"Pulumi.{stack}.yaml")
     merged: dict[str, str] = {}
     secret_keys = {k for k, d in declared.items() if d.get("secret")}
     for key, decl in declared.items():

@@ -80,6 +80,36 @@ def test_prod_differs_where_prod_should():
     ({"geminiModel": "Gemini Live!"}, r"geminiModel = 'Gemini Live!': must be a Gemini model id"),
     ({"agentLogLevel": "TRACE"}, r"agentLogLevel = 'TRACE': must be one of DEBUG, INFO, WARNING, ERROR"),
     ({"drainTimeoutSeconds": "10"}, r"drainTimeoutSeconds = 10: must be from 30 to 86400 s"),
+    # Paths not reached by the cases above.
+    ({"podCidr": "10.110.0.0/14"}, r"podCidr = '10.110.0.0/14': must be an IPv4 CIDR block .*host bits set"),
+    ({"podCidr": "10.108.0.0/14"}, r"podCidr = '10.108.0.0/14': overlaps gke-voice-agents:nodeCidr = 10.110.0.0/20"),
+    ({"serviceCidr": "10.112.0.0/20"}, r"serviceCidr = '10.112.0.0/20': overlaps gke-voice-agents:podCidr = 10.112.0.0/14"),
+    ({"serviceCidr": "10.120.0.0/28"}, r"serviceCidr = '10.120.0.0/28': prefix length must be from /16 to /27"),
+    ({"natTcpEstablishedIdleTimeoutSec": "100000"}, r"natTcpEstablishedIdleTimeoutSec = 100000: must be from 30 to 86400 s"),
+    ({"natTcpTransitoryIdleTimeoutSec": "5"}, r"natTcpTransitoryIdleTimeoutSec = 5: must be from 30 to 3600 s"),
+    ({"loadThreshold": "nan"}, r"loadThreshold = nan: must be in \(0.0, 1.0\]"),
+    ({"loadThreshold": "high"}, r"loadThreshold = 'high': must be a number in \(0.0, 1.0\]"),
+    ({"maintenanceExclusions": "{not json"}, r"maintenanceExclusions = '\{not json': must be a map of name: value"),
+    ({"maintenanceExclusions": '{"peak": "2026-12-01"}'},
+     r"maintenanceExclusions.peak = '2026-12-01': must be a map with start, end \(RFC 3339\) and optional scope"),
+    ({"maintenanceExclusions": '{"peak": {"start": "2026-12-01T00:00:00Z"}}'},
+     r"maintenanceExclusions.peak = \{'start': '2026-12-01T00:00:00Z'\}: must be a map with start, end"),
+    ({"maintenanceExclusions": '{"peak": {"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z", "until": "x"}}'},
+     r"maintenanceExclusions.peak = .*'until': 'x'.*: must be a map with start, end"),
+    ({"maintenanceExclusions": '{"peak": {"start": "december", "end": "2026-12-02T00:00:00Z"}}'},
+     r"maintenanceExclusions.peak.start = 'december': must be an RFC 3339 time"),
+    ({"maintenanceExclusions": '{"peak": {"start": "2026-12-02T00:00:00Z", "end": "2026-12-01T00:00:00Z"}}'},
+     r"maintenanceExclusions.peak.end = '2026-12-01T00:00:00Z': must be after gke-voice-agents:maintenanceExclusions.peak.start"),
+    ({"controlPlaneAuthorizedNetworks": '{"anywhere": "::/0"}'},
+     r"controlPlaneAuthorizedNetworks.anywhere = '::/0': opens the control plane to the whole internet"),
+    ({"controlPlaneAuthorizedNetworks": '{"office": "not-a-range"}'},
+     r"controlPlaneAuthorizedNetworks.office = 'not-a-range': must be a CIDR block such as 203.0.113.0/24"),
+    ({"controlPlaneAuthorizedNetworks": '"203.0.113.0/24"'}, r"controlPlaneAuthorizedNetworks = '\"203.0.113.0/24\"': must be a map"),
+    ({"registryUntaggedRetentionDays": "400"}, r"registryUntaggedRetentionDays = 400: must be from 1 to 365 days"),
+    ({"agentImageName": "Voice Agent"}, r"agentImageName = 'Voice Agent': must be a lower-case image name"),
+    ({"hpaMinReplicas": "0"}, r"hpaMinReplicas = 0: must be from 1 to 100"),
+    ({"spareCapacityPods": "-1"}, r"spareCapacityPods = -1: must be from 0 to 50 pods"),
+    ({"spotPods": "maybe"}, r"spotPods = 'maybe': must be true or false"),
 ])
 def test_each_bad_setting_is_named_with_value_and_rule(overrides, pattern):
     with pytest.raises(ConfigError, match=pattern):
@@ -116,3 +146,50 @@ def test_every_setting_pulumi_yaml_declares_is_read_and_required():
             continue
         with pytest.raises(ConfigError, match=rf"{key} = None: is not set"):
             parse("dev", **{key: None})
+
+
+def test_cross_setting_rules_run_only_once_every_single_value_is_valid():
+    """A cross-setting rule fed a half-parsed config would report noise on top of the real
+    problem, so parse_stack_config calls it only when no single setting failed."""
+    from infra.config import Problem
+
+    calls = []
+
+    def rule(workload):
+        calls.append(workload.size)
+        return [Problem(P + "hpaTargetCpuUtilization", workload.hpa.target_cpu_utilization, "cross-rule says no")]
+
+    raw = dict(load_stack_values("dev").config)
+    with pytest.raises(ConfigError, match=r"hpaTargetCpuUtilization = 50: cross-rule says no"):
+        parse_stack_config("dev", raw, SECRETS, size_names=("S", "M", "L"), workload_rules=rule)
+    assert calls == ["S"]
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config("dev", {**raw, "gcp:region": "nowhere"}, SECRETS, size_names=("S", "M", "L"), workload_rules=rule)
+    assert calls == ["S"], "the cross-setting rule ran although a single value was invalid"
+    assert [p.key for p in caught.value.problems] == ["gcp:region"]
+
+
+def test_the_real_cross_setting_rules_are_wired_in():
+    """Without an injected rule, parse_stack_config applies k8s.capacity's workload rules: an
+    HPA target every pod reaches only after it reports itself full is refused before any
+    resource exists. (The wording of that rule belongs to tests/k8s.)"""
+    with pytest.raises(ConfigError, match=r"hpaTargetCpuUtilization = 95: .*loadThreshold 0.7"):
+        parse("dev", hpaTargetCpuUtilization="95", cpuBursting="false")
+
+
+def test_unquoted_timestamps_in_a_stack_file_stay_rfc3339(tmp_path):
+    """YAML turns an unquoted 2026-12-15T00:00:00Z into a datetime; the Pulumi CLI keeps the
+    text. The offline loader must hand the program the text, as written."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    shutil.copy(root / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "Pulumi.dev.yaml").write_text((root / "Pulumi.dev.yaml").read_text() + (
+        "  gke-voice-agents:maintenanceStartTime: 2026-01-03T01:00:00Z\n"
+        "  gke-voice-agents:maintenanceExclusions:\n"
+        "    launch: {start: 2026-03-01T00:00:00Z, end: 2026-03-08T00:00:00Z}\n"))
+    values = load_stack_values("dev", tmp_path).config
+    assert values[P + "maintenanceStartTime"] == "2026-01-03T01:00:00Z"
+    cfg = parse_stack_config("dev", values, SECRETS)
+    assert cfg.cluster.maintenance_exclusions["launch"].start == "2026-03-01T00:00:00Z"

@@ -1,4 +1,5 @@
-"""The offline plan as a user runs it: files written, exit codes, messages without tracebacks."""
+"""The offline plan as a user runs it (`python -m infra.plan` in a subprocess): files written,
+exit codes, and messages with one line per problem and no traceback."""
 
 from __future__ import annotations
 
@@ -11,6 +12,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# What issue 2 asks the platform to deploy, by type, with how many of each.
+PLATFORM = {
+    "gke-voice-agents:infra:VpcNetwork": 1, "gcp:compute/network:Network": 1, "gcp:compute/subnetwork:Subnetwork": 1,
+    "gcp:compute/router:Router": 1, "gcp:compute/routerNat:RouterNat": 1,
+    "gke-voice-agents:infra:AutopilotCluster": 1, "random:index/randomId:RandomId": 1,
+    "gcp:serviceaccount/account:Account": 1, "gcp:container/cluster:Cluster": 1,
+    "gke-voice-agents:infra:AgentRegistry": 1, "gcp:artifactregistry/repository:Repository": 1,
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
+    "gke-voice-agents:infra:AgentIdentity": 1, "gcp:projects/iAMMember:IAMMember": 2,
+}
 
 
 def run_plan(stack: str, out: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -22,20 +33,29 @@ def run_plan(stack: str, out: Path, cwd: Path = ROOT) -> subprocess.CompletedPro
 def copy_of_repo(tmp_path: Path) -> Path:
     """A throwaway copy of the program, so a test can break a stack file."""
     target = tmp_path / "repo"
-    shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(".venv", ".git", "agent", "out", ".tools", "__pycache__"))
+    shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "agent", "out", ".tools", "__pycache__", ".pytest_cache", "bootstrap"))
     return target
 
 
-def test_valid_stack_writes_plan_files_and_exits_zero(tmp_path):
-    done = run_plan("prod", tmp_path / "plan")
-    assert done.returncode == 0, done.stderr
+def problem_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("  - ")]
+
+
+@pytest.mark.parametrize("stack, manifests", [("dev", 8), ("prod", 10)])
+def test_valid_stack_writes_plan_files_and_exits_zero(tmp_path, stack, manifests):
+    done = run_plan(stack, tmp_path / "plan")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     resources = json.loads((tmp_path / "plan" / "resources.json").read_text())
-    assert {"type", "name", "parent", "inputs"} == set(resources[0])
-    assert any(r["type"] == "gcp:container/cluster:Cluster" for r in resources)
+    assert all(set(r) == {"type", "name", "parent", "inputs"} for r in resources)
+    counts = {t: sum(r["type"] == t for r in resources) for t in PLATFORM}
+    assert counts == PLATFORM
     assert json.loads((tmp_path / "plan" / "violations.json").read_text()) == []
-    # 8 agent objects plus the spare-capacity PriorityClass and placeholder Deployment of prod.
-    assert len(list((tmp_path / "plan" / "manifests").glob("*.yaml"))) == 10
+    # The agent's objects (and prod's spare-capacity PriorityClass and placeholder Deployment).
+    assert len(list((tmp_path / "plan" / "manifests").glob("*.yaml"))) == manifests
     assert "gke-voice-agents:infra:AutopilotCluster  gke\n  random:index/randomId:RandomId  gke-suffix" in done.stdout
+    assert f"stack {stack}: {len(resources)} resources" in done.stdout
     assert "offline-placeholder-secret" not in (tmp_path / "plan" / "resources.json").read_text()
 
 
@@ -48,18 +68,33 @@ def test_broken_stack_exits_two_with_one_line_per_problem(copy_of_repo, tmp_path
     done = run_plan("dev", tmp_path / "plan", cwd=copy_of_repo)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    problems = [line for line in done.stderr.splitlines() if line.startswith("  - ")]
-    assert len(problems) == 3, done.stderr
+    assert done.stderr.splitlines()[0] == "stack dev: invalid stack configuration (3 problem(s)):"
+    problems = problem_lines(done.stderr)
+    assert len(problems) == 3 == len(done.stderr.splitlines()) - 1, done.stderr
     assert any("gcp:region = 'us-middle1': must be one of" in p for p in problems)
     assert any("agentSize = 'XL': must be one of S, M, L" in p for p in problems)
     assert any("hpaMaxReplicas = 'many': must be a whole number from 1 to 1000" in p for p in problems)
     assert not (tmp_path / "plan").exists()
 
 
+@pytest.mark.parametrize("content, message", [
+    ("config:\n  gcp:project: [unclosed\n", "Pulumi.dev.yaml is not valid YAML: "),
+    ("config:\n  - gcp:project\n", "Pulumi.dev.yaml: `config` must be a mapping of key: value, not list"),
+    ("- just a list\n", "Pulumi.dev.yaml must hold a mapping at the top level"),
+])
+def test_unreadable_stack_file_exits_two_on_one_line(copy_of_repo, tmp_path, content, message):
+    (copy_of_repo / "Pulumi.dev.yaml").write_text(content)
+    done = run_plan("dev", tmp_path / "plan", cwd=copy_of_repo)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"stack dev: {message}"), line
+
+
 def test_missing_stack_file_exits_two(tmp_path):
     done = run_plan("staging", tmp_path / "plan")
     assert done.returncode == 2
-    assert "Pulumi.staging.yaml not found" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [f"stack staging: Pulumi.staging.yaml not found in {ROOT}"]
 
 
 def test_mandatory_violation_exits_one(copy_of_repo, tmp_path):
@@ -71,3 +106,4 @@ def test_mandatory_violation_exits_one(copy_of_repo, tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     violations = json.loads((tmp_path / "plan" / "violations.json").read_text())
     assert [v["rule"] for v in violations] == ["gke-autopilot-no-node-config"]
+    assert "[mandatory] gke-autopilot-no-node-config gke-cluster: " in done.stdout

@@ -1,23 +1,54 @@
-"""The GCP platform each committed stack declares, read from the offline plan under mocks."""
+"""The GCP platform each committed stack declares, read from its offline plan under mocks.
+
+Every test taking the `plan` fixture runs for both committed stacks (dev and prod). GCP is
+faked by infra/mocks.py; the values checked here are the program's own inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+import shutil
+from pathlib import Path
 
 import pytest
 
-from infra.names import TYPE_PREFIX
+from infra.config import ClusterSettings
+from infra.names import TYPE_PREFIX, name_part
+from infra.plan import evaluate
 
+P = "gke-voice-agents:"
 CLUSTER = "gcp:container/cluster:Cluster"
+NETWORK = "gcp:compute/network:Network"
+SUBNET = "gcp:compute/subnetwork:Subnetwork"
+ROUTER = "gcp:compute/router:Router"
+NAT = "gcp:compute/routerNat:RouterNat"
+ACCOUNT = "gcp:serviceaccount/account:Account"
+PROJECT_MEMBER = "gcp:projects/iAMMember:IAMMember"
+REPOSITORY = "gcp:artifactregistry/repository:Repository"
+REPOSITORY_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+ROOT = Path(__file__).resolve().parents[2]
+# GCP naming rules: service account ids 6-30 chars, cluster names at most 40, repository ids 63.
+SA_ID = re.compile(r"^[a-z](?:[-a-z0-9]{4,28}[a-z0-9])$")
+CLUSTER_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])$")
+REPOSITORY_ID = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])$")
 
 
-def test_every_component_type_shares_the_prefix(plan):
-    components = [r for r in plan.resources if r["type"].count(":") == 2 and not r["type"].startswith(("gcp:", "kubernetes:", "random:", "pulumi:"))]
-    assert {r["type"] for r in components} == {
-        f"{TYPE_PREFIX}:infra:VpcNetwork", f"{TYPE_PREFIX}:infra:AutopilotCluster", f"{TYPE_PREFIX}:infra:AgentRegistry",
-        f"{TYPE_PREFIX}:infra:AgentIdentity", f"{TYPE_PREFIX}:k8s:AgentWorkload",
-        # prod keeps spare capacity; dev does not (spareCapacityPods = 0)
-        *([f"{TYPE_PREFIX}:k8s:SpareCapacity"] if plan.stack == "prod" else [])}
+def project(plan) -> str:
+    return f"my-voice-agents-{plan.stack}"
+
+
+# --------------------------------------------------------------------------------------------
+# Structure: tokens, parents, names
+
+
+def test_every_type_token_starts_with_the_prefix_constant(plan):
+    """Component tokens are part of every URN; one drifted token would replace its subtree."""
+    ours = {r["type"] for r in plan.resources if not r["type"].startswith(("gcp:", "kubernetes:", "random:", "pulumi:providers:"))}
+    assert ours and all(t.startswith(f"{TYPE_PREFIX}:") for t in ours), ours
+    assert {t for t in ours if t.startswith(f"{TYPE_PREFIX}:infra:")} == {
+        f"{TYPE_PREFIX}:infra:VpcNetwork", f"{TYPE_PREFIX}:infra:AutopilotCluster",
+        f"{TYPE_PREFIX}:infra:AgentRegistry", f"{TYPE_PREFIX}:infra:AgentIdentity"}
 
 
 def test_every_resource_but_the_provider_is_parented_to_a_component(plan):
@@ -33,49 +64,124 @@ def test_child_names_are_derived_from_the_component(plan):
             assert r["name"].startswith(r["parent"] + "-"), r
 
 
-def test_subnet_is_private_google_access_with_named_secondary_ranges(plan):
-    subnet = plan.one("gcp:compute/subnetwork:Subnetwork")["inputs"]
-    assert subnet["privateIpGoogleAccess"] is True
-    assert [r["rangeName"] for r in subnet["secondaryIpRanges"]] == ["pods", "services"]
-    vpc = plan.one("gcp:compute/network:Network")["inputs"]
+def test_platform_children_by_component(plan):
+    children = {}
+    for r in plan.resources:
+        children.setdefault(r["parent"], []).append((r["type"], r["name"]))
+    assert sorted(children["network"]) == sorted(
+        [(NETWORK, "network-vpc"), (SUBNET, "network-nodes"), (ROUTER, "network-router"), (NAT, "network-nat")])
+    assert sorted(children["gke"]) == sorted([
+        ("random:index/randomId:RandomId", "gke-suffix"), (ACCOUNT, "gke-nodes"),
+        (PROJECT_MEMBER, "gke-nodes-container-defaultnodeserviceaccount"), (CLUSTER, "gke-cluster")])
+    assert sorted(children["registry"]) == sorted([(REPOSITORY, "registry-docker"), (REPOSITORY_MEMBER, "registry-node-reader")])
+    assert children["agent-identity"] == [(PROJECT_MEMBER, "agent-identity-vertex-user")]
+
+
+# --------------------------------------------------------------------------------------------
+# Network
+
+
+def test_vpc_is_custom_mode(plan):
+    vpc = plan.one(NETWORK)["inputs"]
     assert vpc["autoCreateSubnetworks"] is False
+    assert vpc["project"] == project(plan)
+
+
+def test_subnet_has_private_google_access_and_named_secondary_ranges(plan):
+    subnet = plan.one(SUBNET)["inputs"]
+    cidrs = {"dev": ("10.110.0.0/20", "10.112.0.0/14", "10.120.0.0/20"), "prod": ("10.10.0.0/20", "10.16.0.0/14", "10.20.0.0/20")}
+    node, pods, services = cidrs[plan.stack]
+    assert subnet["privateIpGoogleAccess"] is True
+    assert subnet["ipCidrRange"] == node
+    assert subnet["secondaryIpRanges"] == [{"rangeName": "pods", "ipCidrRange": pods},
+                                           {"rangeName": "services", "ipCidrRange": services}]
+
+
+def test_network_pieces_are_wired_by_reference(plan):
+    """Inputs that come from another resource's outputs are present and point at it (an input
+    whose Output never resolved would silently vanish from the plan)."""
+    network_id = plan.one(SUBNET)["inputs"]["network"]
+    assert re.fullmatch(rf"projects/{project(plan)}/global/networks/network-vpc-[0-9a-f]{{7}}", network_id)
+    assert plan.one(ROUTER)["inputs"]["network"] == network_id
+    assert re.fullmatch(r"network-router-[0-9a-f]{7}", plan.one(NAT)["inputs"]["router"])
+    cluster = plan.one(CLUSTER)["inputs"]
+    assert cluster["network"] == network_id
+    assert re.fullmatch(rf"projects/{project(plan)}/regions/us-central1/subnetworks/network-nodes-[0-9a-f]{{7}}", cluster["subnetwork"])
 
 
 def test_nat_covers_pods_logs_errors_and_allocates_ports_explicitly(plan):
-    nat = plan.one("gcp:compute/routerNat:RouterNat")["inputs"]
+    nat = plan.one(NAT)["inputs"]
     assert nat["sourceSubnetworkIpRangesToNat"] == "ALL_SUBNETWORKS_ALL_IP_RANGES"
     assert nat["logConfig"] == {"enable": True, "filter": "ERRORS_ONLY"}
     assert nat["enableDynamicPortAllocation"] is False and nat["enableEndpointIndependentMapping"] is False
+    assert "maxPortsPerVm" not in nat  # only valid with dynamic allocation
     assert nat["minPortsPerVm"] == 4096
-    # Long enough that a quiet but open WebSocket to LiveKit or Vertex AI is not cut.
-    assert nat["tcpEstablishedIdleTimeoutSec"] >= 1200
+    assert nat["natIpAllocateOption"] == "AUTO_ONLY"
 
 
-def test_cluster_is_private_autopilot_without_node_config(plan):
+def test_nat_idle_timeouts_come_from_the_stack_config(plan):
+    nat = plan.one(NAT)["inputs"]
+    assert (nat["tcpEstablishedIdleTimeoutSec"], nat["tcpTransitoryIdleTimeoutSec"], nat["udpIdleTimeoutSec"]) == (3600, 30, 60)
+    # Above Cloud NAT's 1200 s default: a quiet but open WebSocket to LiveKit is not cut.
+    assert nat["tcpEstablishedIdleTimeoutSec"] > 1200
+
+
+def test_nat_settings_follow_overrides():
+    nat = evaluate("dev", {P + "natMinPortsPerVm": "8192", P + "natTcpEstablishedIdleTimeoutSec": "7200",
+                           P + "natUdpIdleTimeoutSec": "120"}).one(NAT)["inputs"]
+    assert (nat["minPortsPerVm"], nat["tcpEstablishedIdleTimeoutSec"], nat["udpIdleTimeoutSec"]) == (8192, 7200, 120)
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster
+
+
+def test_cluster_is_private_regional_autopilot_without_node_config(plan):
     cluster = plan.one(CLUSTER)["inputs"]
     assert cluster["enableAutopilot"] is True
-    assert cluster["privateClusterConfig"]["enablePrivateNodes"] is True
-    assert "nodeConfig" not in cluster
+    assert cluster["location"] == "us-central1"
+    assert cluster["privateClusterConfig"] == {"enablePrivateNodes": True}
+    assert "nodeConfig" not in cluster and "nodePools" not in cluster
+    # Autopilot runs vertical pod autoscaling itself; setting it is not our business.
+    assert "verticalPodAutoscaling" not in cluster
     assert cluster["ipAllocationPolicy"] == {"clusterSecondaryRangeName": "pods", "servicesSecondaryRangeName": "services"}
-    assert cluster["monitoringConfig"]["managedPrometheus"]["enabled"] is True
-    assert cluster["secretManagerConfig"]["enabled"] is True
-    assert cluster["workloadIdentityConfig"]["workloadPool"] == f"my-voice-agents-{plan.stack}.svc.id.goog"
+
+
+def test_cluster_add_ons(plan):
+    cluster = plan.one(CLUSTER)["inputs"]
+    assert cluster["monitoringConfig"] == {"managedPrometheus": {"enabled": True}}
+    assert cluster["secretManagerConfig"] == {"enabled": True}
+    # Configuration auditing on; GKE's standard vulnerability scanning tier no longer exists.
+    assert cluster["securityPostureConfig"] == {"mode": "BASIC", "vulnerabilityMode": "VULNERABILITY_DISABLED"}
+    assert cluster["workloadIdentityConfig"] == {"workloadPool": f"{project(plan)}.svc.id.goog"}
 
 
 def test_control_plane_is_reached_by_dns_and_the_ip_endpoint_is_closed(plan):
-    endpoints = plan.one(CLUSTER)["inputs"]["controlPlaneEndpointsConfig"]
-    assert endpoints["dnsEndpointConfig"]["allowExternalTraffic"] is True
-    assert endpoints["ipEndpointsConfig"]["enabled"] is False
-    assert "masterAuthorizedNetworksConfig" not in plan.one(CLUSTER)["inputs"]
+    cluster = plan.one(CLUSTER)["inputs"]
+    assert cluster["controlPlaneEndpointsConfig"] == {
+        "dnsEndpointConfig": {"allowExternalTraffic": True}, "ipEndpointsConfig": {"enabled": False}}
+    assert "masterAuthorizedNetworksConfig" not in cluster
 
 
 def test_authorized_networks_open_the_ip_endpoint_only_to_them():
-    from infra.plan import evaluate
+    networks = json.dumps({"office": "203.0.113.0/24", "ci-runner": "198.51.100.7/32"})
+    cluster = evaluate("prod", {P + "controlPlaneAuthorizedNetworks": networks}).one(CLUSTER)["inputs"]
+    assert cluster["controlPlaneEndpointsConfig"]["ipEndpointsConfig"] == {"enabled": True}
+    assert cluster["controlPlaneEndpointsConfig"]["dnsEndpointConfig"] == {"allowExternalTraffic": True}
+    assert cluster["masterAuthorizedNetworksConfig"] == {
+        "gcpPublicCidrsAccessEnabled": False,
+        "cidrBlocks": [{"displayName": "ci-runner", "cidrBlock": "198.51.100.7/32"},
+                       {"displayName": "office", "cidrBlock": "203.0.113.0/24"}]}
 
-    result = evaluate("dev", {"gke-voice-agents:controlPlaneAuthorizedNetworks": '{"office": "203.0.113.0/24"}'})
-    cluster = result.one(CLUSTER)["inputs"]
-    assert cluster["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["enabled"] is True
-    assert cluster["masterAuthorizedNetworksConfig"]["cidrBlocks"] == [{"cidrBlock": "203.0.113.0/24", "displayName": "office"}]
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0"])
+def test_the_component_refuses_an_open_range_even_without_the_config_parser(cidr):
+    """Settings built in code skip the parser; the component still never opens the endpoint."""
+    from infra.cluster import _control_plane_access
+
+    settings = ClusterSettings("REGULAR", True, "", "", "", {}, {"anywhere": cidr})
+    with pytest.raises(ValueError, match=rf"authorized network anywhere = {re.escape(cidr)} opens the control plane"):
+        _control_plane_access(settings.authorized_networks)
 
 
 @pytest.mark.parametrize("stack, channel, protected", [("dev", "RAPID", False), ("prod", "REGULAR", True)])
@@ -83,61 +189,128 @@ def test_release_channel_and_deletion_protection_per_stack(stack, channel, prote
     from tests.conftest import _committed_plan
 
     cluster = _committed_plan(stack).one(CLUSTER)["inputs"]
-    assert cluster["releaseChannel"]["channel"] == channel
+    assert cluster["releaseChannel"] == {"channel": channel}
     assert cluster["deletionProtection"] is protected
 
 
-def test_maintenance_window_and_named_exclusions(prod_plan, dev_plan):
-    policy = prod_plan.one(CLUSTER)["inputs"]["maintenancePolicy"]
-    assert policy["recurringWindow"]["recurrence"] == "FREQ=WEEKLY;BYDAY=SA,SU"
-    assert policy["maintenanceExclusions"] == [{
+def test_maintenance_window_and_named_exclusions(plan):
+    policy = plan.one(CLUSTER)["inputs"]["maintenancePolicy"]
+    assert policy["recurringWindow"] == {
+        "startTime": "2026-01-03T02:00:00Z", "endTime": "2026-01-03T08:00:00Z", "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"}
+    expected = {"dev": [], "prod": [{
         "exclusionName": "year-end-peak", "startTime": "2026-12-15T00:00:00Z", "endTime": "2027-01-05T00:00:00Z",
-        "exclusionOptions": {"scope": "NO_UPGRADES"}}]
-    assert dev_plan.one(CLUSTER)["inputs"]["maintenancePolicy"]["maintenanceExclusions"] == []
+        "exclusionOptions": {"scope": "NO_UPGRADES"}}]}
+    assert policy["maintenanceExclusions"] == expected[plan.stack]
+
+
+def test_exclusions_are_keyed_by_name_whatever_the_order_written():
+    exclusions = {"launch": {"start": "2026-03-01T00:00:00Z", "end": "2026-03-08T00:00:00Z", "scope": "NO_MINOR_UPGRADES"},
+                  "black-friday": {"start": "2026-11-25T00:00:00Z", "end": "2026-12-02T00:00:00Z"}}
+    policy = evaluate("dev", {P + "maintenanceExclusions": json.dumps(exclusions)}).one(CLUSTER)["inputs"]["maintenancePolicy"]
+    assert [(e["exclusionName"], e["exclusionOptions"]["scope"]) for e in policy["maintenanceExclusions"]] == [
+        ("black-friday", "NO_UPGRADES"), ("launch", "NO_MINOR_UPGRADES")]
 
 
 def test_nodes_run_as_a_dedicated_least_privilege_account(plan):
-    account = plan.one("gcp:serviceaccount/account:Account")["inputs"]
-    email = f"{account['accountId']}@my-voice-agents-{plan.stack}.iam.gserviceaccount.com"
+    account = plan.one(ACCOUNT)["inputs"]
+    email = f"{account['accountId']}@{project(plan)}.iam.gserviceaccount.com"
     defaults = plan.one(CLUSTER)["inputs"]["clusterAutoscaling"]["autoProvisioningDefaults"]
-    assert defaults["serviceAccount"] == email
-    roles = sorted(r["inputs"]["role"] for r in plan.of_type("gcp:projects/iAMMember:IAMMember") if r["inputs"]["member"] == f"serviceAccount:{email}")
-    assert roles == ["roles/container.defaultNodeServiceAccount"]
+    assert defaults == {"serviceAccount": email, "oauthScopes": ["https://www.googleapis.com/auth/cloud-platform"]}
+    assert not email.endswith("-compute@developer.gserviceaccount.com")
+    grants = [r["inputs"] for r in plan.of_type(PROJECT_MEMBER) if r["inputs"]["member"] == f"serviceAccount:{email}"]
+    assert grants == [{"member": f"serviceAccount:{email}", "project": project(plan), "role": "roles/container.defaultNodeServiceAccount"}]
 
 
 def test_names_carry_the_stack_and_a_random_suffix(plan):
-    assert plan.one("random:index/randomId:RandomId")["inputs"]["byteLength"] == 2
+    assert plan.one("random:index/randomId:RandomId")["inputs"] == {"byteLength": 2}
     assert plan.one(CLUSTER)["inputs"]["name"] == f"voice-agents-{plan.stack}-a1b2"
-    assert plan.one("gcp:serviceaccount/account:Account")["inputs"]["accountId"] == f"gva-{plan.stack}-nodes-a1b2"
+    assert plan.one(ACCOUNT)["inputs"]["accountId"] == f"gva-{plan.stack}-nodes-a1b2"
 
 
-def test_registry_is_immutable_cleaned_scanned_and_readable_by_nodes_only(plan):
-    repo = plan.one("gcp:artifactregistry/repository:Repository")["inputs"]
-    assert repo["format"] == "DOCKER" and repo["dockerConfig"] == {"immutableTags": True}
+def test_any_stack_name_yields_valid_gcp_names(tmp_path: Path):
+    """Pulumi allows stack names GCP ids do not (upper case, `_`, `.`, 100 characters)."""
+    stack = "Customer_Facing.Production-Europe-West-Very-Long"
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copy(ROOT / "Pulumi.prod.yaml", tmp_path / f"Pulumi.{stack}.yaml")
+    result = evaluate(stack, root=tmp_path)
+    assert SA_ID.match(result.one(ACCOUNT)["inputs"]["accountId"]), result.one(ACCOUNT)["inputs"]["accountId"]
+    assert CLUSTER_NAME.match(result.one(CLUSTER)["inputs"]["name"]), result.one(CLUSTER)["inputs"]["name"]
+    assert REPOSITORY_ID.match(result.one(REPOSITORY)["inputs"]["repositoryId"])
+    assert result.one(ACCOUNT)["inputs"]["accountId"] == "gva-customer-facing-nodes-a1b2"
+
+
+@pytest.mark.parametrize("text, limit, expected", [
+    ("dev", 15, "dev"), ("Prod_EU.1", 15, "prod-eu-1"), ("a" * 40, 15, "a" * 15), ("abc-----def", 4, "abc"), ("___", 5, "stack")])
+def test_name_part(text, limit, expected):
+    assert name_part(text, limit) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# Registry and identity
+
+
+def test_registry_is_docker_immutable_cleaned_and_scanned(plan):
+    repo = plan.one(REPOSITORY)["inputs"]
+    assert (repo["format"], repo["location"], repo["repositoryId"]) == ("DOCKER", "us-central1", f"voice-agents-{plan.stack}")
+    assert repo["dockerConfig"] == {"immutableTags": True}
     assert repo["cleanupPolicyDryRun"] is False
-    assert {p["id"]: p["action"] for p in repo["cleanupPolicies"]} == {"keep-recent": "KEEP", "delete-untagged": "DELETE"}
-    assert repo["cleanupPolicies"][1]["condition"] == {"tagState": "UNTAGGED", "olderThan": f"{14 * 86400}s"}
+    assert repo["cleanupPolicies"] == [
+        {"id": "keep-recent", "action": "KEEP", "mostRecentVersions": {"keepCount": 20}},
+        {"id": "delete-untagged", "action": "DELETE", "condition": {"tagState": "UNTAGGED", "olderThan": f"{14 * 86400}s"}}]
     assert repo["vulnerabilityScanningConfig"] == {"enablementConfig": "INHERITED"}
-    reader = plan.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")["inputs"]
-    assert reader["role"] == "roles/artifactregistry.reader"
-    assert reader["repository"] == repo["repositoryId"]
-    assert reader["member"].startswith(f"serviceAccount:gva-{plan.stack}-nodes-")
+
+
+def test_cleanup_policies_follow_the_config():
+    repo = evaluate("dev", {P + "registryKeepRecent": "5", P + "registryUntaggedRetentionDays": "3"}).one(REPOSITORY)["inputs"]
+    by_id = {p["id"]: p for p in repo["cleanupPolicies"]}
+    assert by_id["keep-recent"]["mostRecentVersions"] == {"keepCount": 5}
+    assert by_id["delete-untagged"]["condition"]["olderThan"] == "259200s"
+
+
+def test_only_the_node_account_reads_the_registry_and_only_this_repository(plan):
+    repo = plan.one(REPOSITORY)["inputs"]
+    reader = plan.one(REPOSITORY_MEMBER)["inputs"]
+    assert reader == {"project": project(plan), "location": "us-central1", "repository": repo["repositoryId"],
+                      "role": "roles/artifactregistry.reader",
+                      "member": f"serviceAccount:gva-{plan.stack}-nodes-a1b2@{project(plan)}.iam.gserviceaccount.com"}
+    assert not [r for r in plan.of_type(PROJECT_MEMBER) if r["inputs"]["role"].startswith("roles/artifactregistry.")]
 
 
 def test_vertex_access_is_bound_to_the_agents_kubernetes_identity(plan):
-    grant = next(r["inputs"] for r in plan.of_type("gcp:projects/iAMMember:IAMMember") if r["inputs"]["role"] == "roles/aiplatform.user")
-    project = f"my-voice-agents-{plan.stack}"
-    assert grant["member"] == (f"principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/"
-                               f"{project}.svc.id.goog/subject/ns/voice-agents/sa/voice-agent")
+    grants = [r["inputs"] for r in plan.of_type(PROJECT_MEMBER) if r["inputs"]["role"] == "roles/aiplatform.user"]
+    assert grants == [{
+        "project": project(plan), "role": "roles/aiplatform.user",
+        "member": (f"principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/"
+                   f"{project(plan)}.svc.id.goog/subject/ns/voice-agents/sa/voice-agent")}]
+    assert plan.invokes == ["gcp:organizations/getProject:getProject"]
+
+
+def test_the_principal_follows_the_namespace_setting():
+    grant = evaluate("dev", {P + "agentNamespace": "calls"}).named("agent-identity-vertex-user")["inputs"]
+    assert grant["member"].endswith("/subject/ns/calls/sa/voice-agent")
+
+
+def test_no_keys_and_no_google_service_account_for_the_agent(plan):
     assert plan.of_type("gcp:serviceaccount/key:Key") == []
-    assert "gcp:organizations/getProject:getProject" in plan.invokes
+    assert [r["name"] for r in plan.of_type(ACCOUNT)] == ["gke-nodes"]
+    assert not plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+
+
+# --------------------------------------------------------------------------------------------
+# Stack outputs
 
 
 def test_stack_outputs_a_user_needs_next(plan):
     out = plan.outputs
-    assert set(out) >= {"clusterName", "clusterLocation", "clusterDnsEndpoint", "registryUrl", "kubeconfig", "agentPrincipal", "nodeServiceAccount"}
-    assert out["registryUrl"] == f"us-central1-docker.pkg.dev/my-voice-agents-{plan.stack}/voice-agents-{plan.stack}"
-    assert out["clusterDnsEndpoint"].endswith(".us-central1.gke.goog")
+    assert {"clusterName", "clusterLocation", "clusterDnsEndpoint", "registryUrl", "kubeconfig", "agentPrincipal",
+            "nodeServiceAccount"} <= set(out)
+    assert out["clusterName"] == f"voice-agents-{plan.stack}-a1b2"
+    assert out["clusterLocation"] == "us-central1"
+    assert out["registryUrl"] == f"us-central1-docker.pkg.dev/{project(plan)}/voice-agents-{plan.stack}"
+    assert re.fullmatch(r"gke-[0-9a-f]+-123456789012\.us-central1\.gke\.goog", out["clusterDnsEndpoint"])
+    assert out["nodeServiceAccount"] == f"gva-{plan.stack}-nodes-a1b2@{project(plan)}.iam.gserviceaccount.com"
+    assert out["agentPrincipal"].endswith("/subject/ns/voice-agents/sa/voice-agent")
     kubeconfig = json.loads(out["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{out['clusterDnsEndpoint']}"
     assert kubeconfig["users"][0]["user"]["exec"]["command"] == "gke-gcloud-auth-plugin"
@@ -146,5 +319,15 @@ def test_stack_outputs_a_user_needs_next(plan):
 def test_kubeconfig_is_a_secret_everywhere_it_is_recorded(plan):
     provider = plan.one("pulumi:providers:kubernetes")["inputs"]
     assert provider["kubeconfig"] == "[secret]"
-    assert provider["clusterIdentifier"] == "gke-k8s-cluster"
-    assert provider["enableServerSideApply"] == "true"
+    assert "gke-gcloud-auth-plugin" not in json.dumps(plan.resources)
+
+
+def test_settings_dataclasses_are_frozen():
+    """Component arguments cannot change after a component read them."""
+    from infra.cluster import AutopilotClusterArgs
+    from infra.identity import AgentIdentityArgs
+    from infra.network import VpcNetworkArgs
+    from infra.registry import AgentRegistryArgs
+
+    for cls in (VpcNetworkArgs, AutopilotClusterArgs, AgentRegistryArgs, AgentIdentityArgs):
+        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, cls
