@@ -1,44 +1,104 @@
 """Timing and capacity rules across the workload's settings (DESIGN section 3).
 
-Pure functions: config validation, the AgentWorkload component and the policy pack all use
-them, so a number like the shutdown budget has one home.
+Pure functions, one home for every number: config validation (`workload_problems`), the
+AgentWorkload component (grace period, annotations, resources) and the policy pack all call
+them, so a grace period or a safe HPA target is never computed twice.
 """
 
 from __future__ import annotations
 
+import math
+
 from infra.config import PROJECT, Problem, WorkloadSettings
-from k8s.sizes import SIZES, autopilot_problems
+from k8s.sizes import SIZES, AutopilotRejects, Resources, autopilot_normalise, autopilot_problems
 
-# After drain_timeout the worker asks each job process to stop and kills it after
-# shutdown_process_timeout = 10 s (livekit-agents 1.8.9 worker.py); a session's own close may
-# take up to 60 s (AgentSession close). Ten more seconds cover the HTTP server and exit.
-SHUTDOWN_PROCESS_TIMEOUT_S = 10
+# --- What the worker does after SIGTERM (livekit-agents 1.8.9, read in site-packages) --------
+# cli/cli.py: the first SIGTERM runs server.drain(), i.e. the worker reports WS_FULL and waits
+# for running jobs up to drain_timeout (worker.py: DRAIN_TIMEOUT = 3600); then server.aclose()
+# closes the process pool, whose _main_task closes every job process *concurrently*
+# (ipc/proc_pool.py: gather(proc.aclose() ...)). So the budget is that of one job process:
+FRAMEWORK_DRAIN_TIMEOUT_S = 3600
+# ipc/supervised_proc.py aclose(): wait for the ShutdownRequest ack up to close_timeout, which
+# is ServerOptions.shutdown_process_timeout = 10.0 (worker.py), else kill the process.
+SHUTDOWN_ACK_S = 10
+# ipc/job_proc_lazy_main.py _shutdown_job(): wait for the entrypoint up to 15 s ...
+ENTRYPOINT_EXIT_S = 15
+# ... then AgentSession.aclose() up to _SESSION_ACLOSE_TIMEOUT = 60.0 ...
 SESSION_CLOSE_S = 60
-EXIT_MARGIN_S = 10
-SHUTDOWN_BUDGET_S = SHUTDOWN_PROCESS_TIMEOUT_S + SESSION_CLOSE_S + EXIT_MARGIN_S
+# ... then the on_session_end callback up to ServerOptions.session_end_timeout = 300.0, but only
+# if the agent registers one. voice_agent registers none (agent/voice_agent/worker.py passes no
+# on_session_end to rtc_session); tests/k8s/test_capacity.py fails if that changes, so this
+# flag and the grace period cannot drift from the code.
+SESSION_END_CALLBACK_S = 300
+AGENT_HAS_SESSION_END_CALLBACK = False
+# ipc/supervised_proc.py aclose() again: wait for the process to exit up to close_timeout.
+PROCESS_EXIT_S = 10
+# The worker's own close (HTTP and Prometheus servers, API client) and cli.py's 3 s signal
+# escalation window; nothing in it has a timeout of its own, so a small fixed margin.
+EXIT_MARGIN_S = 5
+SHUTDOWN_BUDGET_S = (SHUTDOWN_ACK_S + ENTRYPOINT_EXIT_S + SESSION_CLOSE_S
+                     + (SESSION_END_CALLBACK_S if AGENT_HAS_SESSION_END_CALLBACK else 0)
+                     + PROCESS_EXIT_S + EXIT_MARGIN_S)
 
+# --- Kubernetes and GKE clocks ------------------------------------------------------------------
 # The HPA ignores ratios within 10% of the target (kube-controller-manager
-# --horizontal-pod-autoscaler-tolerance default 0.1), so pods can sit 10% above target for good.
+# --horizontal-pod-autoscaler-tolerance, default 0.1), so pods can sit 10% above target for good.
 HPA_TOLERANCE = 0.10
-# Cluster-autoscaler scale-down honours terminationGracePeriodSeconds only up to 10 min; node
-# auto-upgrades up to 1 h (GKE "Autopilot Pod termination" docs).
+# The HPA re-evaluates every 15 s (--horizontal-pod-autoscaler-sync-period).
+HPA_SYNC_PERIOD_S = 15
+# GKE-initiated evictions (GKE "Extend the run time of Autopilot Pods"): cluster-autoscaler
+# scale-down honours the grace period up to 10 min, node auto-upgrades up to 1 h. Pods marked
+# safe-to-evict "false" (extended duration) are left alone for up to 7 days. Spot Pods get 25 s.
 AUTOSCALER_GRACE_CAP_S = 600
 NODE_UPGRADE_GRACE_CAP_S = 3600
+SPOT_GRACE_S = 25
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+# A new Autopilot node takes 80-120 s to boot (DESIGN 3.8); start-up to a registered worker is
+# 4-6 s on 2 vCPUs (docs/agent.md, measured).
+NODE_BOOT_S = 120
+WORKER_START_S = 6
+
+# --- Planning figures per pod (reasoning and anchors in k8s/sizes.py) ---------------------------
+CPU_PER_SESSION_M = 200
+WORKER_BASE_CPU_M = 100
+MEMORY_PER_SESSION_MI = 256
+WORKER_BASE_MEMORY_MI = 768
 
 
 def _key(name: str) -> str:
     return f"{PROJECT}:{name}"
 
 
+# ------------------------------------------------------------------------------------------------
+# Timing
+
+
 def termination_grace_seconds(pre_stop_s: int, drain_timeout_s: int) -> int:
-    """The kubelet counts preStop time inside the grace period, so both add up."""
+    """The kubelet counts preStop time inside the grace period, and SIGTERM (which starts the
+    drain) arrives only after preStop; the job processes shut down after the drain."""
     return pre_stop_s + drain_timeout_s + SHUTDOWN_BUDGET_S
+
+
+def needs_extended_duration(max_session_minutes: int, grace_s: int) -> bool:
+    """A call or a drain longer than the autoscaler's 10-minute cap must not be evicted by it."""
+    return max_session_minutes * 60 > AUTOSCALER_GRACE_CAP_S or grace_s > AUTOSCALER_GRACE_CAP_S
+
+
+def seconds_to_new_capacity(scale_up_window_s: int, spare_pods: int) -> int:
+    """Worst case from a sustained rise above the HPA target to a new worker taking calls: the
+    scale-up window, one HPA sync, a node boot unless a placeholder pod holds room, the start."""
+    node = 0 if spare_pods > 0 else NODE_BOOT_S
+    return scale_up_window_s + HPA_SYNC_PERIOD_S + node + WORKER_START_S
+
+
+# ------------------------------------------------------------------------------------------------
+# Load: the worker divides CPU used by the container's CPU *limit* (livekit-agents
+# utils/hw/cpu.py reads cgroup cpu.max); the HPA divides by the CPU *request*.
 
 
 def worker_load_at_target(target_percent: float, cpu_request_m: float, cpu_limit_m: float,
                           tolerance: float = HPA_TOLERANCE) -> float:
-    """The worker's load (CPU used / CPU limit, livekit-agents utils/hw/cpu.py reads cpu.max)
-    when the HPA has just not scaled: used = target x request x (1 + tolerance)."""
+    """The worker's load when the HPA has only just not scaled: used = target x request x (1 + tolerance)."""
     return target_percent / 100 * (1 + tolerance) * cpu_request_m / cpu_limit_m
 
 
@@ -51,43 +111,136 @@ def max_safe_target(load_threshold: float, cpu_request_m: float, cpu_limit_m: fl
     return target
 
 
-def needs_extended_duration(max_session_minutes: int, grace_s: int) -> bool:
-    """Sessions longer than the autoscaler's 10-minute cap must not be evicted by it."""
-    return max_session_minutes * 60 > AUTOSCALER_GRACE_CAP_S or grace_s > AUTOSCALER_GRACE_CAP_S
+def admission_cpu_m(resources: Resources, load_threshold: float) -> float:
+    """CPU in use when the worker stops taking calls (reports WS_FULL)."""
+    return load_threshold * resources.cpu_limit_m
+
+
+def sessions_per_pod(resources: Resources, load_threshold: float) -> int:
+    """Calls a pod takes before it reports itself full, at the planned CPU per call."""
+    spare = admission_cpu_m(resources, load_threshold) - WORKER_BASE_CPU_M
+    # A hair of tolerance: 0.7 x 1400 is 979.999... in floating point.
+    return max(0, math.floor(spare / CPU_PER_SESSION_M + 1e-9))
+
+
+def memory_needed_mi(sessions: int) -> int:
+    return WORKER_BASE_MEMORY_MI + sessions * MEMORY_PER_SESSION_MI
+
+
+def workload_resources(w: WorkloadSettings) -> Resources:
+    """The chosen size in the stack's bursting mode: what the Deployment declares."""
+    return SIZES[w.size].resources(w.cpu_bursting)
+
+
+# ------------------------------------------------------------------------------------------------
+# Config validation. Each function returns the problems of one rule; every message names the
+# key, the value with its numbers, what breaks, and the fix.
+
+
+def _size_problems(w: WorkloadSettings, r: Resources) -> list[Problem]:
+    mode = "with" if w.cpu_bursting else "without"
+    reasons = autopilot_problems(r.cpu_request_m, r.memory_request_mi, w.cpu_bursting)
+    try:
+        applied = autopilot_normalise(r, w.cpu_bursting)
+    except AutopilotRejects as err:
+        applied, reasons = r, reasons or [str(err)]
+    if applied != r and not reasons:
+        reasons = [f"Autopilot would run {applied} instead of the declared {r}"]
+    return [Problem(_key("agentSize"), w.size, f"{reason} ({mode} bursting); pick a size that is valid as declared")
+            for reason in reasons]
+
+
+def _grace_problems(w: WorkloadSettings) -> list[Problem]:
+    grace = termination_grace_seconds(w.pre_stop_seconds, w.drain_timeout_seconds)
+    if grace <= NODE_UPGRADE_GRACE_CAP_S:
+        return []
+    return [Problem(
+        _key("drainTimeoutSeconds"), w.drain_timeout_seconds,
+        f"grace = preStop {w.pre_stop_seconds} + drain {w.drain_timeout_seconds} + shutdown {SHUTDOWN_BUDGET_S} = {grace} s, "
+        f"but GKE node upgrades honour at most {NODE_UPGRADE_GRACE_CAP_S} s and then kill the calls still running; "
+        f"lower drainTimeoutSeconds to {NODE_UPGRADE_GRACE_CAP_S - SHUTDOWN_BUDGET_S - w.pre_stop_seconds} or less "
+        f"(or preStopSeconds to 0)")]
+
+
+def _drain_covers_calls(w: WorkloadSettings) -> list[Problem]:
+    longest = w.max_session_minutes * 60
+    if w.drain_timeout_seconds >= longest:
+        return []
+    return [Problem(
+        _key("drainTimeoutSeconds"), w.drain_timeout_seconds,
+        f"is shorter than maxSessionMinutes = {w.max_session_minutes} ({longest} s): every rollout and scale-down would "
+        f"cut the longest calls after {w.drain_timeout_seconds} s; raise drainTimeoutSeconds to at least {longest} "
+        "or lower maxSessionMinutes")]
+
+
+def _hpa_deadlock(w: WorkloadSettings, r: Resources) -> list[Problem]:
+    load = worker_load_at_target(w.hpa.target_cpu_utilization, r.cpu_request_m, r.cpu_limit_m)
+    if load < w.load_threshold:
+        return []
+    safe = max_safe_target(w.load_threshold, r.cpu_request_m, r.cpu_limit_m)
+    return [Problem(
+        _key("hpaTargetCpuUtilization"), w.hpa.target_cpu_utilization,
+        f"at this target each pod's worker load reaches {load:.2f} (target x request/limit x 1.1 tolerance, "
+        f"request {r.cpu_request_m}m, limit {r.cpu_limit_m}m) >= loadThreshold {w.load_threshold}: pods report full "
+        f"before the HPA adds any, and new callers wait; use at most {safe}")]
+
+
+def _admission_within_request(w: WorkloadSettings, r: Resources) -> list[Problem]:
+    used = admission_cpu_m(r, w.load_threshold)
+    if used <= r.cpu_request_m + 1e-6:
+        return []
+    most = math.floor(r.cpu_request_m / r.cpu_limit_m * 100) / 100
+    return [Problem(
+        _key("loadThreshold"), w.load_threshold,
+        f"with cpuBursting the worker takes calls until it uses {used:.0f}m (loadThreshold x CPU limit {r.cpu_limit_m}m), "
+        f"more than the {r.cpu_request_m}m the pod is guaranteed: at a busy hour the node has no spare CPU and every "
+        f"call on the pod stutters; use a loadThreshold of at most {most}")]
+
+
+def _room_for_a_call(w: WorkloadSettings, r: Resources) -> list[Problem]:
+    if sessions_per_pod(r, w.load_threshold) >= 1:
+        return []
+    needed = (WORKER_BASE_CPU_M + CPU_PER_SESSION_M) / r.cpu_limit_m
+    return [Problem(
+        _key("loadThreshold"), w.load_threshold,
+        f"a pod of size {w.size} reports itself full at {admission_cpu_m(r, w.load_threshold):.0f}m, below the worker's base "
+        f"{WORKER_BASE_CPU_M}m plus one call's {CPU_PER_SESSION_M}m: it would never take a call; raise loadThreshold "
+        f"to at least {math.ceil(needed * 100) / 100} or pick a larger agentSize")]
+
+
+def _scale_down_slower(w: WorkloadSettings) -> list[Problem]:
+    h = w.hpa
+    if h.scale_down_window_seconds > h.scale_up_window_seconds:
+        return []
+    return [Problem(
+        _key("hpaScaleDownWindowSeconds"), h.scale_down_window_seconds,
+        f"must be longer than hpaScaleUpWindowSeconds = {h.scale_up_window_seconds}: capacity should arrive fast "
+        "and leave slowly, because every removed pod drains live calls and the HPA flaps otherwise; "
+        f"raise it above {h.scale_up_window_seconds} (300 or more is usual)")]
+
+
+def _no_spot(w: WorkloadSettings) -> list[Problem]:
+    if not w.spot_pods:
+        return []
+    return [Problem(
+        _key("spotPods"), True,
+        f"Spot Pods get {SPOT_GRACE_S} s to stop whatever terminationGracePeriodSeconds says "
+        f"({termination_grace_seconds(w.pre_stop_seconds, w.drain_timeout_seconds)} s here), which cuts live calls; "
+        "set it to false")]
 
 
 def workload_problems(w: WorkloadSettings) -> list[Problem]:
-    problems: list[Problem] = []
-    size = SIZES[w.size]
-    cpu_limit, _ = size.limits(w.cpu_bursting)
-    for reason in autopilot_problems(size.cpu_m, size.memory_mi, w.cpu_bursting):
-        problems.append(Problem(_key("agentSize"), w.size, f"{reason}; pick a size that is valid as declared"))
-    grace = termination_grace_seconds(w.pre_stop_seconds, w.drain_timeout_seconds)
-    if grace > NODE_UPGRADE_GRACE_CAP_S:
-        problems.append(Problem(
-            _key("drainTimeoutSeconds"), w.drain_timeout_seconds,
-            f"grace = preStop {w.pre_stop_seconds} + drain {w.drain_timeout_seconds} + shutdown {SHUTDOWN_BUDGET_S} = {grace} s, "
-            f"but GKE node upgrades honour at most {NODE_UPGRADE_GRACE_CAP_S} s; lower drainTimeoutSeconds to "
-            f"{NODE_UPGRADE_GRACE_CAP_S - SHUTDOWN_BUDGET_S - w.pre_stop_seconds} or less"))
-    if w.drain_timeout_seconds < w.max_session_minutes * 60:
-        problems.append(Problem(
-            _key("drainTimeoutSeconds"), w.drain_timeout_seconds,
-            f"is shorter than maxSessionMinutes = {w.max_session_minutes} ({w.max_session_minutes * 60} s): a rollout would cut "
-            f"the longest calls; raise drainTimeoutSeconds to at least {w.max_session_minutes * 60}"))
-    load = worker_load_at_target(w.hpa.target_cpu_utilization, size.cpu_m, cpu_limit)
-    if load >= w.load_threshold:
-        safe = max_safe_target(w.load_threshold, size.cpu_m, cpu_limit)
-        problems.append(Problem(
-            _key("hpaTargetCpuUtilization"), w.hpa.target_cpu_utilization,
-            f"at this target each pod's worker load reaches {load:.2f} (target x request/limit x 1.1 tolerance) >= "
-            f"loadThreshold {w.load_threshold}: pods report full before the HPA adds any; use at most {safe}"))
-    if w.hpa.scale_down_window_seconds <= w.hpa.scale_up_window_seconds:
-        problems.append(Problem(
-            _key("hpaScaleDownWindowSeconds"), w.hpa.scale_down_window_seconds,
-            f"must be longer than hpaScaleUpWindowSeconds = {w.hpa.scale_up_window_seconds}: capacity should arrive fast "
-            "and leave slowly, because every removed pod drains live calls"))
-    if w.spot_pods:
-        problems.append(Problem(
-            _key("spotPods"), True,
-            "Spot Pods get 25 s to stop whatever the grace period says, which cuts live calls; set it to false"))
-    return problems
+    """Cross-setting rules of the agent workload; parse_stack_config raises them together."""
+    if w.size not in SIZES:
+        return []  # reported by the single-value check of agentSize
+    r = workload_resources(w)
+    return [
+        *_size_problems(w, r),
+        *_grace_problems(w),
+        *_drain_covers_calls(w),
+        *_hpa_deadlock(w, r),
+        *_admission_within_request(w, r),
+        *_room_for_a_call(w, r),
+        *_scale_down_slower(w),
+        *_no_spot(w),
+    ]

@@ -1,11 +1,24 @@
-"""T-shirt sizes for agent pods, and the Autopilot rules every size must satisfy.
+"""T-shirt sizes for agent pods, and what Autopilot does to any requests and limits.
 
-Anchors (DESIGN 3.9): LiveKit measured about 3.8 cores / 2.8 GB for 30 sessions with VAD and
-suggests 4 cores / 8 GB per server for 10-25 jobs; seed 002 claims 0.16-0.25 core per session;
-seed 000 claims 200-300m per session with bursts during turn-taking. With Gemini Live doing
-speech in the cloud, the agent's own CPU goes to Silero VAD, resampling and WebRTC, so we plan
-for ~0.15 core per session plus a core-quarter for the worker, and keep memory generous
-because every job is its own process (see agent/bench for our own measurement).
+Upstream anchors (DESIGN 3.9), all per concurrent voice session:
+- LiveKit's load test: about 3.8 cores / 2.8 GB for 30 sessions with VAD, so ~130m and ~95 MB
+  each; their deployment guide suggests 4 cores / 8 GB per server for 10-25 jobs.
+- Seed 002: 0.16 core and 50 MB per session. Seed 000: 200-300m per session, bursting during
+  turn-taking.
+- Our own measurement (docs/agent.md, agent/bench/measure_startup.py, Gemini faked): idle worker
+  RSS 184 MiB, forkserver RSS 432 MiB (shared copy-on-write with every job process), an idle
+  prewarmed job process adds 26 MiB (USS), a job process in a call 52 MiB.
+
+With Gemini Live the speech work happens on Vertex AI; the pod's CPU goes to WebRTC (Opus,
+resampling), Silero VAD and the event loops of one process per call. We plan with the top of
+LiveKit's and seed 002's figures and the bottom of seed 000's: 200m per session, plus 100m for
+the worker, the forkserver and idle processes. Memory is planned at five times the measured
+in-call USS (256 MiB), because the real Gemini client holds audio buffers and the conversation
+our fake does not, on top of a 768 MiB base (184 + 432 + four idle processes x 26 = 720,
+rounded up). Until a load test on the cluster replaces them, these are planning figures.
+
+Sessions per pod are derived from those figures, never typed in (k8s/capacity.py):
+`sessions_per_pod`. The table below gives requests; limits follow from the bursting mode.
 """
 
 from __future__ import annotations
@@ -13,38 +26,115 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Autopilot general-purpose compute class (GKE "Resource requests in Autopilot", 2026).
-MIN_CPU_M, MIN_MEM_MI = 250, 512            # without bursting
-MIN_CPU_M_BURST, MIN_MEM_MI_BURST = 50, 52  # with bursting
+# Autopilot general-purpose compute class ("Resource requests in Autopilot", GKE docs, 2026;
+# DESIGN 3.7). Requests below a minimum are raised silently and billed; above a maximum the
+# Pod is rejected.
+MIN_CPU_M, MIN_MEM_MI = 250, 512            # clusters without bursting
+MIN_CPU_M_BURST, MIN_MEM_MI_BURST = 50, 52  # clusters with bursting (GKE >= 1.30.2, cgroup v2)
 CPU_STEP_M = 250                            # CPU rounded up to 0.25 vCPU without bursting
 MAX_CPU_M, MAX_MEM_MI = 30_000, 110 * 1024
 MIN_GIB_PER_VCPU, MAX_GIB_PER_VCPU = 1.0, 6.5
-# With bursting the CPU limit may exceed the request; memory limit stays equal to the request
-# because a memory overcommit ends in an OOM kill, which is a dropped call.
-BURST_CPU_LIMIT_FACTOR = 2
+
+# With bursting, the CPU limit is this multiple of the request. Not 2x: the worker admits calls
+# until CPU used / CPU *limit* reaches load_threshold (0.7), so a 2x limit would have it take
+# calls up to 1.4x the CPU the pod is guaranteed. At a busy hour the node's spare CPU is gone
+# and every call on the pod stutters. 1.4 x 0.7 = 0.98: admission stays within the request,
+# and the 40 % above it is room for short spikes (a job process starting, a burst of speech).
+# k8s/capacity.py checks the same bound for any configured load threshold.
+BURST_CPU_LIMIT_FACTOR = 1.4
+
+
+class AutopilotRejects(ValueError):
+    """Requests above the compute class maximum: Autopilot refuses the Pod outright."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Requests and limits of the agent container, in millicores and MiB."""
+
+    cpu_request_m: int
+    memory_request_mi: int
+    cpu_limit_m: int
+    memory_limit_mi: int
+
+    def requests(self) -> dict[str, str]:
+        return {"cpu": f"{self.cpu_request_m}m", "memory": f"{self.memory_request_mi}Mi"}
+
+    def limits(self) -> dict[str, str]:
+        return {"cpu": f"{self.cpu_limit_m}m", "memory": f"{self.memory_limit_mi}Mi"}
 
 
 @dataclass(frozen=True)
 class Size:
-    cpu_m: int          # request, millicores
-    memory_mi: int      # request, MiB
-    sessions: int       # planned concurrent sessions per pod
+    """A T-shirt size: requests, valid on Autopilot with and without bursting."""
+
+    cpu_m: int      # CPU request, millicores
+    memory_mi: int  # memory request, MiB
+
+    def resources(self, bursting: bool) -> Resources:
+        """What the Deployment declares. Memory limit = request in both modes: memory over the
+        request is not guaranteed either, and running out of it is an OOM kill, i.e. dropped
+        calls, not a slower call."""
+        cpu_limit = round(self.cpu_m * BURST_CPU_LIMIT_FACTOR) if bursting else self.cpu_m
+        return Resources(self.cpu_m, self.memory_mi, cpu_limit, self.memory_mi)
 
     def limits(self, bursting: bool) -> tuple[int, int]:
-        """(cpu_m, memory_mi) limits. Without bursting Autopilot sets limit = request anyway,
-        so we write it down rather than let the platform change it silently."""
-        return (self.cpu_m * BURST_CPU_LIMIT_FACTOR if bursting else self.cpu_m, self.memory_mi)
+        """(cpu_m, memory_mi) limits."""
+        r = self.resources(bursting)
+        return r.cpu_limit_m, r.memory_limit_mi
 
 
+# 2 GiB per vCPU: inside Autopilot's 1..6.5 GiB per vCPU, and enough for the sessions each size
+# admits (checked against the planning figures in tests/k8s/test_sizes.py). Sessions at the
+# default load threshold 0.7, from k8s/capacity.sessions_per_pod:
+#        request        no bursting (limit = request)   bursting (CPU limit 1.4x)
+#   S    1000m / 2 GiB  3 sessions                      4 sessions
+#   M    2000m / 4 GiB  6 sessions                      9 sessions
+#   L    4000m / 8 GiB  13 sessions                     19 sessions
+# L sits at LiveKit's "4 cores for 10-25 jobs"; S is the smallest pod that still carries a few
+# calls next to the worker's own base load.
 SIZES: dict[str, Size] = {
-    "S": Size(cpu_m=1000, memory_mi=2048, sessions=4),
-    "M": Size(cpu_m=2000, memory_mi=4096, sessions=10),
-    "L": Size(cpu_m=4000, memory_mi=8192, sessions=20),
+    "S": Size(cpu_m=1000, memory_mi=2048),
+    "M": Size(cpu_m=2000, memory_mi=4096),
+    "L": Size(cpu_m=4000, memory_mi=8192),
 }
 
 
+def _round_up(value: float, step: int) -> int:
+    return int(math.ceil(value / step) * step)
+
+
+def autopilot_normalise(declared: Resources, bursting: bool) -> Resources:
+    """The requests and limits Autopilot would actually run for `declared`.
+
+    Without bursting: CPU rounded up to 250m, minimums 250m / 512 MiB, limits forced to the
+    requests. With bursting: minimums 50m / 52 MiB, limits kept (never below the requests).
+    Either way, a CPU:memory ratio outside 1:1..1:6.5 is fixed by raising the smaller side.
+    Raises AutopilotRejects above the maximums.
+    """
+    min_cpu, min_mem = (MIN_CPU_M_BURST, MIN_MEM_MI_BURST) if bursting else (MIN_CPU_M, MIN_MEM_MI)
+    cpu = max(declared.cpu_request_m, min_cpu)
+    mem = max(declared.memory_request_mi, min_mem)
+    if not bursting:
+        cpu = _round_up(cpu, CPU_STEP_M)
+    if mem < cpu / 1000 * MIN_GIB_PER_VCPU * 1024:
+        mem = math.ceil(cpu / 1000 * MIN_GIB_PER_VCPU * 1024)
+    if mem > cpu / 1000 * MAX_GIB_PER_VCPU * 1024:
+        cpu = math.ceil(mem / 1024 / MAX_GIB_PER_VCPU * 1000)
+        if not bursting:
+            cpu = _round_up(cpu, CPU_STEP_M)
+    if cpu > MAX_CPU_M or mem > MAX_MEM_MI:
+        raise AutopilotRejects(f"requests {cpu}m / {mem}Mi exceed the Autopilot maximum {MAX_CPU_M}m / {MAX_MEM_MI}Mi")
+    if not bursting:
+        return Resources(cpu, mem, cpu, mem)
+    return Resources(cpu, mem, max(declared.cpu_limit_m, cpu), max(declared.memory_limit_mi, mem))
+
+
 def autopilot_problems(cpu_m: int, memory_mi: int, bursting: bool) -> list[str]:
-    """Reasons Autopilot would raise (and bill) or reject these requests; empty when valid."""
+    """Reasons Autopilot would raise (and bill) or reject these requests; empty when valid.
+
+    The policy pack calls this on rendered containers, config validation on the chosen size.
+    """
     problems = []
     min_cpu, min_mem = (MIN_CPU_M_BURST, MIN_MEM_MI_BURST) if bursting else (MIN_CPU_M, MIN_MEM_MI)
     if cpu_m < min_cpu:
@@ -52,7 +142,7 @@ def autopilot_problems(cpu_m: int, memory_mi: int, bursting: bool) -> list[str]:
     if memory_mi < min_mem:
         problems.append(f"memory request {memory_mi}Mi is below the Autopilot minimum {min_mem}Mi and would be raised silently")
     if not bursting and cpu_m % CPU_STEP_M:
-        rounded = math.ceil(cpu_m / CPU_STEP_M) * CPU_STEP_M
+        rounded = _round_up(cpu_m, CPU_STEP_M)
         problems.append(f"CPU request {cpu_m}m is not a multiple of {CPU_STEP_M}m; Autopilot rounds it up to {rounded}m")
     if cpu_m > MAX_CPU_M or memory_mi > MAX_MEM_MI:
         problems.append(f"requests {cpu_m}m / {memory_mi}Mi exceed the Autopilot maximum {MAX_CPU_M}m / {MAX_MEM_MI}Mi and are rejected")

@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 from infra.config import WorkloadSettings
 from infra.names import child, type_token
 from k8s import runtime
-from k8s.sizes import SIZES
+from k8s.capacity import workload_resources
 
 # Below every real workload (the default priority is 0) so any pod may preempt a placeholder.
 PLACEHOLDER_PRIORITY = -10
@@ -35,8 +35,8 @@ def placeholder_labels() -> dict[str, str]:
 
 
 def placeholder_pod_spec(w: WorkloadSettings, priority_class: str) -> dict:
-    size = SIZES[w.size]
-    requests = {"cpu": f"{size.cpu_m}m", "memory": f"{size.memory_mi}Mi"}
+    # The agent pod's requests exactly: a placeholder holds the room of one agent pod.
+    requests = workload_resources(w).requests()
     return {
         "priorityClassName": priority_class,
         # Evicted placeholders should leave at once: the agent pod is waiting for the room.

@@ -1,9 +1,9 @@
-"""Rendered manifests validate against the Kubernetes JSON schema of the cluster's version."""
+"""Rendered manifests: written by the offline plan, valid against the Kubernetes JSON schema of
+every version the cluster may run (strict: no unknown fields), and free of secret material."""
 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
@@ -11,13 +11,28 @@ import pytest
 import yaml
 
 from infra.plan import write_manifests
-from k8s.manifests import MASKED
+from k8s.manifests import MASKED, manifest_from_inputs
 
-# GKE's REGULAR channel runs 1.34 in late 2026; the schemas ship with kubernetes-validate.
-KUBERNETES_VERSION = "1.34"
+# The stacks pin a release channel, not a version: RAPID (dev) and REGULAR (prod) serve roughly
+# 1.34-1.36 in late 2026, and GKE moves clusters forward on its own. So every manifest must be
+# valid on each minor a channel may serve, up to the newest schema kubernetes-validate ships.
+KUBERNETES_VERSIONS = ("1.33", "1.34", "1.35", "1.36", "1.37")
 
-# The GMP PodMonitoring CRD is not in the upstream schemas: this is the part of its
-# openAPIV3Schema (monitoring.googleapis.com/v1) that our object uses, strict like the rest.
+# PodMonitoring (Google Cloud Managed Service for Prometheus, monitoring.googleapis.com/v1) is a
+# CRD, absent from the upstream schemas. Written from the CRD's openAPIV3Schema for the fields an
+# object of ours could use, equally strict: unknown fields are errors, as the API server's
+# structural-schema pruning plus `kubectl --validate=strict` would make them.
+_DURATION = r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
+_LABEL_SELECTOR = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchExpressions": {"type": "array", "items": {
+            "type": "object", "required": ["key", "operator"], "additionalProperties": False,
+            "properties": {"key": {"type": "string"}, "operator": {"type": "string"},
+                           "values": {"type": "array", "items": {"type": "string"}}}}},
+    },
+}
 POD_MONITORING_SCHEMA = {
     "type": "object",
     "required": ["apiVersion", "kind", "metadata", "spec"],
@@ -25,63 +40,145 @@ POD_MONITORING_SCHEMA = {
     "properties": {
         "apiVersion": {"const": "monitoring.googleapis.com/v1"},
         "kind": {"const": "PodMonitoring"},
-        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "metadata": {"type": "object", "required": ["name", "namespace"], "additionalProperties": False,
+                     "properties": {"name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+                                    "namespace": {"type": "string"},
+                                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                    "annotations": {"type": "object", "additionalProperties": {"type": "string"}}}},
         "spec": {
             "type": "object",
-            "required": ["endpoints"],
+            "required": ["endpoints", "selector"],
             "additionalProperties": False,
             "properties": {
-                "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}}, "additionalProperties": False},
-                "endpoints": {"type": "array", "minItems": 1, "items": {
-                    "type": "object", "required": ["port"], "additionalProperties": False,
-                    "properties": {"port": {"type": ["string", "integer"]}, "path": {"type": "string"},
-                                   "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
-                                   "timeout": {"type": "string"}, "scheme": {"enum": ["http", "https"]}}}},
+                "selector": _LABEL_SELECTOR,
+                "filterRunning": {"type": "boolean"},
+                "endpoints": {"type": "array", "minItems": 1, "maxItems": 10, "items": {
+                    "type": "object", "required": ["interval", "port"], "additionalProperties": False,
+                    "properties": {
+                        "port": {"anyOf": [{"type": "integer", "minimum": 1},
+                                           {"type": "string", "minLength": 1, "maxLength": 253}]},
+                        "path": {"type": "string"},
+                        "scheme": {"enum": ["http", "https"]},
+                        "interval": {"type": "string", "pattern": _DURATION, "minLength": 2},
+                        "timeout": {"type": "string", "pattern": _DURATION, "minLength": 2},
+                        "params": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                    }}},
+                "targetLabels": {"type": "object", "additionalProperties": False, "properties": {
+                    "fromPod": {"type": "array", "items": {"type": "object", "required": ["from"]}},
+                    "metadata": {"type": "array", "items": {
+                        "enum": ["container", "node", "pod", "top_level_controller_name", "top_level_controller_type"]}}}},
+                "limits": {"type": "object", "additionalProperties": False, "properties": {
+                    k: {"type": "integer"} for k in ("samples", "labels", "labelNameLength", "labelValueLength")}},
             },
         },
     },
 }
 
 
-def validate(manifest: dict) -> None:
+def validate(manifest: dict, version: str) -> None:
     if manifest["kind"] == "PodMonitoring":
         jsonschema.validate(manifest, POD_MONITORING_SCHEMA)
     else:
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(manifest, version, strict=True)
 
 
 @pytest.fixture
 def manifests(plan, tmp_path) -> dict[str, dict]:
+    """What `python -m infra.plan` writes to DIR/manifests, read back from disk."""
     paths = write_manifests(plan.resources, tmp_path)
     return {p.name: yaml.safe_load(p.read_text()) for p in paths}
 
 
-def test_every_object_is_written_and_schema_valid(plan, manifests):
+def test_every_kubernetes_object_is_written(plan, manifests):
     kinds = sorted(m["kind"] for m in manifests.values())
-    spare = ["PriorityClass", "Deployment"] if plan.stack == "prod" else []
+    spare = ["Deployment", "PriorityClass"] if plan.stack == "prod" else []
     assert kinds == sorted(["Namespace", "ServiceAccount", "Secret", "Deployment", "HorizontalPodAutoscaler",
                             "PodDisruptionBudget", "PodMonitoring", "NetworkPolicy", *spare])
+    objects = [r for r in plan.resources if r["type"].startswith("kubernetes:")]
+    assert len(objects) == len(manifests)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_is_valid_in_strict_mode(manifests, version):
     for name, manifest in manifests.items():
-        validate(manifest)  # raises with the path of the offending field
+        try:
+            validate(manifest, version)
+        except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as err:
+            pytest.fail(f"{name} is invalid on Kubernetes {version}: {err}")
 
 
-def test_strict_validation_can_fail(manifests):
-    """Negative control: a misspelt field must be rejected, or the test above proves nothing."""
-    deployment = copy.deepcopy(next(m for m in manifests.values() if m["kind"] == "Deployment"))
-    deployment["spec"]["template"]["spec"]["terminationGracePeriod"] = 30
-    with pytest.raises(kubernetes_validate.ValidationError):
-        validate(deployment)
-    monitoring = copy.deepcopy(next(m for m in manifests.values() if m["kind"] == "PodMonitoring"))
-    monitoring["spec"]["endpoints"][0]["intervall"] = "30s"
-    with pytest.raises(jsonschema.ValidationError):
-        validate(monitoring)
+@pytest.mark.parametrize("kind, path, field", [
+    ("Deployment", ("spec", "template", "spec"), "terminationGracePeriod"),  # misspelt
+    ("HorizontalPodAutoscaler", ("spec", "behavior", "scaleUp"), "stabilisationWindowSeconds"),
+    ("NetworkPolicy", ("spec",), "egres"),
+    ("PodMonitoring", ("spec", "endpoints", 0), "intervall"),
+])
+def test_strict_validation_rejects_an_unknown_field(manifests, kind, path, field):
+    """Negative control: if these passed, the validation above would prove nothing."""
+    broken = copy.deepcopy(next(m for m in manifests.values() if m["kind"] == kind))
+    node = broken
+    for step in path:
+        node = node[step]
+    node[field] = 30
+    with pytest.raises((kubernetes_validate.ValidationError, jsonschema.ValidationError)):
+        validate(broken, KUBERNETES_VERSIONS[-1])
 
 
-def test_secret_manifest_never_holds_secret_material(manifests):
-    secret = next(m for m in manifests.values() if m["kind"] == "Secret")
+def test_pod_monitoring_schema_requires_selector_and_interval(manifests):
+    monitoring = next(m for m in manifests.values() if m["kind"] == "PodMonitoring")
+    for drop in (("spec", "selector"), ("spec", "endpoints", 0, "interval")):
+        broken = copy.deepcopy(monitoring)
+        node = broken
+        for step in drop[:-1]:
+            node = node[step]
+        del node[drop[-1]]
+        with pytest.raises(jsonschema.ValidationError):
+            validate(broken, KUBERNETES_VERSIONS[-1])
+
+
+def test_secret_manifest_holds_placeholders_only(manifests):
+    [secret] = [m for m in manifests.values() if m["kind"] == "Secret"]
     assert secret["stringData"] == {"url": MASKED, "api-key": MASKED, "api-secret": MASKED}
+    text = yaml.safe_dump(list(manifests.values()))
+    assert "offline-placeholder-secret" not in text
 
 
-def test_manifests_are_written_in_apply_order(plan, tmp_path):
+def test_manifests_are_written_in_declaration_order(plan, tmp_path):
     names = [p.name for p in write_manifests(plan.resources, tmp_path)]
-    assert names[0].startswith("00-namespace") and names == sorted(names)
+    assert names[0] == "00-namespace-voice-agents.yaml" and names == sorted(names)
+
+
+# ---------------------------------------------------------------------------------------------
+# manifest_from_inputs on its own
+
+SECRET_ENVELOPE = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "hunter2"}
+
+
+def test_non_objects_are_not_manifests():
+    assert manifest_from_inputs("pulumi:providers:kubernetes", {"kubeconfig": "{}"}) is None
+    assert manifest_from_inputs("kubernetes:helm.sh/v3:Release", {"chart": "x"}) is None
+    assert manifest_from_inputs("gcp:container/cluster:Cluster", {"apiVersion": "v1", "kind": "X"}) is None
+
+
+def test_unset_values_go_meaningful_empty_ones_stay():
+    inputs = {"spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [], "ingress": None},
+              "kind": "NetworkPolicy", "metadata": {"name": "x", "annotations": None, "__internal": 1},
+              "apiVersion": "networking.k8s.io/v1"}
+    manifest = manifest_from_inputs("kubernetes:networking.k8s.io/v1:NetworkPolicy", inputs)
+    assert list(manifest) == ["apiVersion", "kind", "metadata", "spec"]
+    assert manifest["metadata"] == {"name": "x"}
+    assert manifest["spec"] == {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}
+
+
+def test_secret_values_never_reach_a_manifest():
+    """Whatever form a secret arrives in: plain data, the wire envelope, or the recorder's mask."""
+    plain = manifest_from_inputs("kubernetes:core/v1:Secret", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "other"}, "data": {"token": "aHVudGVyMg=="}})
+    assert plain["data"] == {"token": MASKED}
+    enveloped = manifest_from_inputs("kubernetes:core/v1:Secret", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "livekit"}, "stringData": SECRET_ENVELOPE})
+    assert enveloped["stringData"] == {"url": MASKED, "api-key": MASKED, "api-secret": MASKED}
+    elsewhere = manifest_from_inputs("kubernetes:core/v1:ConfigMap", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": SECRET_ENVELOPE, "m": "[secret]"}})
+    assert elsewhere["data"] == {"k": MASKED, "m": MASKED}
+    assert "hunter2" not in repr([plain, enveloped, elsewhere])

@@ -1,180 +1,241 @@
-"""The agent Deployment, HPA and friends: every timing number derives from the settings."""
+"""AgentWorkload as the program declares it: one evaluation of each committed stack under mocks.
+
+Guards the Deployment, HPA, PDB, PodMonitoring, NetworkPolicy and Secret against drifting from
+the runtime contract (CONTRACT.md, k8s/runtime.py) and from the timing rules (k8s/capacity.py).
+"""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
-from infra.config import ConfigError
-from infra.plan import evaluate
+from infra.mocks import ParentTrackingMonitor
 from k8s import runtime
-from k8s.capacity import SHUTDOWN_BUDGET_S, termination_grace_seconds, worker_load_at_target
-from k8s.sizes import SIZES, autopilot_problems
+from k8s.capacity import SHUTDOWN_BUDGET_S, worker_load_at_target
+from k8s.sizes import SIZES
+from tests.k8s.rendered import container_of, deployment_of, env_of, hpa_of, plan_with, pod_of
 
-ROOT = Path(__file__).resolve().parents[2]
-P = "gke-voice-agents:"
+AGENT_TYPES = {
+    "namespace": "kubernetes:core/v1:Namespace",
+    "ksa": "kubernetes:core/v1:ServiceAccount",
+    "livekit": "kubernetes:core/v1:Secret",
+    "deployment": "kubernetes:apps/v1:Deployment",
+    "hpa": "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+    "pdb": "kubernetes:policy/v1:PodDisruptionBudget",
+    "podmonitoring": "kubernetes:monitoring.googleapis.com/v1:PodMonitoring",
+    "egress": "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+}
+# Stack -> (size, bursting, drain timeout): the committed Pulumi.<stack>.yaml values.
+COMMITTED = {"dev": ("S", True, 900), "prod": ("M", False, 2700)}
 
 
-def pod_of(result):
-    return result.named("agent-deployment")["inputs"]["spec"]["template"]
+def _cpu_m(quantity: str) -> int:
+    assert quantity.endswith("m"), quantity
+    return int(quantity[:-1])
 
 
-def container_of(result):
-    return pod_of(result)["spec"]["containers"][0]
+# --- the component ------------------------------------------------------------------------------
 
 
-def env_of(result) -> dict[str, str]:
-    return {e["name"]: e.get("value") for e in container_of(result)["env"]}
+def test_children_are_parented_and_named_by_role(plan):
+    """Index-based or unparented children would change URNs on reorder and escape the component."""
+    component = plan.named("agent")
+    assert component["type"] == "gke-voice-agents:k8s:AgentWorkload" and component["parent"] is None
+    children = {r["name"]: r["type"] for r in plan.resources if r["parent"] == "agent"}
+    assert children == {f"agent-{role}": typ for role, typ in AGENT_TYPES.items()}
+
+
+def test_every_object_lives_in_the_agent_namespace(plan):
+    for role, typ in AGENT_TYPES.items():
+        metadata = plan.named(f"agent-{role}")["inputs"]["metadata"]
+        if role == "namespace":
+            assert metadata["name"] == "voice-agents"
+        else:
+            assert metadata["namespace"] == "voice-agents", role
+            assert metadata["labels"]["app.kubernetes.io/name"] == "voice-agent", role
+
+
+def test_service_account_is_the_one_workload_identity_binds(plan):
+    ksa = plan.named("agent-ksa")["inputs"]
+    assert ksa["metadata"]["name"] == runtime.AGENT_SERVICE_ACCOUNT
+    assert ksa["automountServiceAccountToken"] is False
+    assert pod_of(plan)["spec"]["serviceAccountName"] == runtime.AGENT_SERVICE_ACCOUNT
+
+
+def test_replicas_are_left_to_the_hpa(monkeypatch):
+    """Without ignore_changes every `pulumi up` would reset the HPA's replica count; the option
+    travels in the registration request, which this test reads."""
+    seen: dict[str, list[str]] = {}
+    real = ParentTrackingMonitor.RegisterResource
+
+    def register(self, request):
+        seen[request.name] = list(request.ignoreChanges)
+        return real(self, request)
+
+    monkeypatch.setattr(ParentTrackingMonitor, "RegisterResource", register)
+    result = plan_with("prod")
+    assert seen["agent-deployment"] == ["spec.replicas"]
+    assert "replicas" not in deployment_of(result)["spec"]
+
+
+def test_container_reads_livekit_credentials_from_the_secret(plan):
+    """The Secret's contents (URL, key, secret, as Pulumi secrets) are checked on the wire in
+    test_apply.py; here, that the container takes all three from it and nowhere else."""
+    assert plan.named("agent-livekit")["inputs"]["stringData"] == "[secret]"
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container_of(plan)["env"] if "valueFrom" in e}
+    assert refs == {"LIVEKIT_URL": {"name": "livekit", "key": "url"},
+                    "LIVEKIT_API_KEY": {"name": "livekit", "key": "api-key"},
+                    "LIVEKIT_API_SECRET": {"name": "livekit", "key": "api-secret"}}
+
+
+# --- the pod --------------------------------------------------------------------------------------
 
 
 def test_runs_the_worker_in_production_mode_in_exec_form(plan):
     c = container_of(plan)
-    assert c["command"] == ["python", "-m", "voice_agent"] and c["args"] == ["start"]
-    assert "lifecycle" not in c  # the worker drains on SIGTERM; no preStop sleep
+    assert c["command"] == list(runtime.COMMAND) == ["python", "-m", "voice_agent"]
+    assert c["args"] == list(runtime.ARGS) == ["start"]
+    assert "lifecycle" not in c  # the worker drains on SIGTERM; no preStop by default
 
 
-@pytest.mark.parametrize("stack, drain, sessions", [("dev", 900, 15), ("prod", 2700, 45)])
-def test_grace_is_derived_from_drain_and_shutdown_budget(stack, drain, sessions):
-    from tests.conftest import _committed_plan
+def test_ports_are_the_contracts(plan):
+    assert container_of(plan)["ports"] == [
+        {"name": "health", "containerPort": runtime.HEALTH_PORT, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": runtime.METRICS_PORT, "protocol": "TCP"},
+    ]
 
-    result = _committed_plan(stack)
-    spec = pod_of(result)["spec"]
-    assert spec["terminationGracePeriodSeconds"] == drain + SHUTDOWN_BUDGET_S
+
+@pytest.mark.parametrize("stack", sorted(COMMITTED))
+def test_grace_is_derived_from_drain_and_shutdown_budget(stack):
+    result = plan_with(stack)
+    drain = COMMITTED[stack][2]
+    assert pod_of(result)["spec"]["terminationGracePeriodSeconds"] == drain + SHUTDOWN_BUDGET_S == drain + 100
     assert env_of(result)["AGENT_DRAIN_TIMEOUT_SECONDS"] == str(drain)
-    # Longer than the autoscaler's 10-minute cap: pods must be marked extended-duration.
+    # Both stacks outlive the autoscaler's 10-minute cap: extended-duration pods.
     assert pod_of(result)["metadata"]["annotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
 
 
-def test_short_sessions_need_no_extended_duration_annotation():
-    result = evaluate("dev", {P + "maxSessionMinutes": "5", P + "drainTimeoutSeconds": "400"})
-    assert pod_of(result)["spec"]["terminationGracePeriodSeconds"] == 400 + SHUTDOWN_BUDGET_S
-    assert pod_of(result)["metadata"].get("annotations", {}) == {}
-
-
-def test_pre_stop_when_asked_for_counts_inside_grace():
-    result = evaluate("dev", {P + "preStopSeconds": "5"})
-    assert container_of(result)["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
-    assert pod_of(result)["spec"]["terminationGracePeriodSeconds"] == termination_grace_seconds(5, 900)
-
-
-def test_environment_matches_the_agent_contract(prod_plan):
-    env = env_of(prod_plan)
-    assert env["AGENT_LOAD_THRESHOLD"] == "0.7"
+def test_environment_is_exactly_the_agent_contract(plan):
+    env = env_of(plan)
+    assert set(env) == {
+        "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AGENT_DRAIN_TIMEOUT_SECONDS",
+        "AGENT_LOAD_THRESHOLD", "AGENT_HEALTH_PORT", "AGENT_METRICS_PORT", "AGENT_LOG_LEVEL",
+        "AGENT_GEMINI_MODEL", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GOOGLE_GENAI_USE_VERTEXAI", "HOME"}
+    assert env["AGENT_LOAD_THRESHOLD"] == "0.7" and env["HOME"] == "/tmp"
     assert env["AGENT_HEALTH_PORT"] == str(runtime.HEALTH_PORT) and env["AGENT_METRICS_PORT"] == str(runtime.METRICS_PORT)
-    assert env["GOOGLE_CLOUD_PROJECT"] == "my-voice-agents-prod" and env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
-    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container_of(prod_plan)["env"] if "valueFrom" in e}
-    assert set(secrets) == {"LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"}
+    assert env["GOOGLE_CLOUD_PROJECT"] == f"my-voice-agents-{plan.stack}" and env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
+    assert env["AGENT_LOG_LEVEL"] == {"dev": "DEBUG", "prod": "INFO"}[plan.stack]
 
 
-def test_image_by_digest_when_given_else_by_tag():
-    digest = "sha256:" + "ab" * 32
-    by_digest = container_of(evaluate("prod", {P + "agentImageDigest": digest}))["image"]
-    assert by_digest == f"us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/voice-agent@{digest}"
-    from tests.conftest import _committed_plan
-    assert container_of(_committed_plan("prod"))["image"].endswith("/voice-agent:0.1.0")
-
-
-def test_hardened_pod_with_writable_tmp_only(plan):
+def test_hardened_with_writable_tmp_only(plan):
     c, spec = container_of(plan), pod_of(plan)["spec"]
-    sc = c["securityContext"]
-    assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"]
-    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert sc["runAsUser"] == runtime.RUN_AS_UID
-    assert c["volumeMounts"] == [{"mountPath": "/tmp", "name": "tmp"}]
-    assert spec["volumes"][0]["emptyDir"]
-    assert spec["serviceAccountName"] == runtime.AGENT_SERVICE_ACCOUNT
-    assert spec["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
-    assert "nodeSelector" not in spec and "tolerations" not in spec
+    assert c["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": runtime.RUN_AS_UID, "runAsGroup": runtime.RUN_AS_GID,
+        "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] == 10001
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}]
+    assert spec["automountServiceAccountToken"] is False
 
 
-def test_probes_allow_for_prewarm(plan):
+def test_spread_across_zones_and_never_on_spot(plan):
+    spec = pod_of(plan)["spec"]
+    keys = [t["topologyKey"] for t in spec["topologySpreadConstraints"]]
+    assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    assert all(t["labelSelector"] == {"matchLabels": deployment_of(plan)["spec"]["selector"]["matchLabels"]}
+               for t in spec["topologySpreadConstraints"])
+    # Spot on Autopilot is asked for by node selector or toleration; neither is there.
+    assert "nodeSelector" not in spec and "tolerations" not in spec and "affinity" not in spec
+
+
+def test_probes_on_the_health_port_allow_for_prewarm(plan):
     c = container_of(plan)
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/", "port": "health"}, probe
     startup = c["startupProbe"]
-    assert startup["httpGet"]["port"] == "health"
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
-    assert c["livenessProbe"]["httpGet"]["path"] == "/"
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 120  # 20x the measured 4-6 s start
+    liveness = c["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] == 30
 
 
-@pytest.mark.parametrize("stack, size, bursting", [("dev", "S", True), ("prod", "M", False)])
-def test_resources_come_from_the_size_table(stack, size, bursting):
-    from tests.conftest import _committed_plan
-
-    resources = container_of(_committed_plan(stack))["resources"]
-    cpu_limit, mem_limit = SIZES[size].limits(bursting)
-    assert resources["requests"]["cpu"] == f"{SIZES[size].cpu_m}m"
-    assert resources["limits"] == {"cpu": f"{cpu_limit}m", "memory": f"{mem_limit}Mi", "ephemeral-storage": "1Gi"}
-
-
-@pytest.mark.parametrize("name", sorted(SIZES))
-@pytest.mark.parametrize("bursting", [False, True])
-def test_every_size_is_valid_on_autopilot_as_declared(name, bursting):
-    size = SIZES[name]
-    assert autopilot_problems(size.cpu_m, size.memory_mi, bursting) == []
+@pytest.mark.parametrize("stack", sorted(COMMITTED))
+def test_resources_come_from_the_size_table(stack):
+    size, bursting, _ = COMMITTED[stack]
+    declared = SIZES[size].resources(bursting)
+    resources = container_of(plan_with(stack))["resources"]
+    assert resources == {
+        "requests": {"cpu": f"{declared.cpu_request_m}m", "memory": f"{declared.memory_request_mi}Mi",
+                     "ephemeral-storage": "1Gi"},
+        "limits": {"cpu": f"{declared.cpu_limit_m}m", "memory": f"{declared.memory_limit_mi}Mi",
+                   "ephemeral-storage": "1Gi"},
+    }
+    assert (declared.cpu_limit_m > declared.cpu_request_m) is bursting
 
 
-def test_autopilot_rules_catch_silent_raises_and_rejections():
-    assert "rounds it up to 500m" in " ".join(autopilot_problems(300, 1024, bursting=False))
-    assert "below the Autopilot minimum 250m" in " ".join(autopilot_problems(100, 1024, bursting=False))
-    assert autopilot_problems(100, 512, bursting=True) == []
-    assert "ratio 8.00" in " ".join(autopilot_problems(1000, 8192, bursting=False))
-    assert "exceed the Autopilot maximum" in " ".join(autopilot_problems(32000, 65536, bursting=False))
+def test_rollouts_add_capacity_before_removing_any(plan):
+    spec = deployment_of(plan)["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
+    assert spec["minReadySeconds"] == 12
 
 
-def test_hpa_scales_on_cpu_fast_up_slow_down(prod_plan):
-    hpa = prod_plan.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")["inputs"]["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "voice-agent"}
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 20)
-    assert hpa["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 60
-    assert hpa["behavior"]["scaleDown"] == {"stabilizationWindowSeconds": 900, "selectPolicy": "Min",
-                                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]}
-    load = worker_load_at_target(hpa["metrics"][0]["resource"]["target"]["averageUtilization"], 2000, 2000)
-    assert load == pytest.approx(0.55) and load < 0.7
+# --- autoscaling ----------------------------------------------------------------------------------
 
 
-def test_deployment_leaves_replicas_to_the_hpa_and_surges_on_rollout(plan):
-    spec = plan.named("agent-deployment")["inputs"]["spec"]
-    assert "replicas" not in spec
-    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
-
-
-def test_pdb_monitoring_and_egress_policy(plan):
-    assert plan.one("kubernetes:policy/v1:PodDisruptionBudget")["inputs"]["spec"]["maxUnavailable"] == 1
-    monitoring = plan.one("kubernetes:monitoring.googleapis.com/v1:PodMonitoring")["inputs"]
-    assert monitoring["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
-    netpol = plan.one("kubernetes:networking.k8s.io/v1:NetworkPolicy")["inputs"]["spec"]
-    assert netpol["policyTypes"] == ["Egress"]
-    ports = {(p["protocol"], p["port"]) for rule in netpol["egress"] for p in rule["ports"]}
-    assert {("UDP", 53), ("TCP", 443), ("TCP", 7881)} <= ports
-
-
-@pytest.mark.parametrize("overrides, pattern", [
-    ({"hpaTargetCpuUtilization": "75", "cpuBursting": "false", "agentSize": "M"},
-     r"hpaTargetCpuUtilization = 75: at this target each pod's worker load reaches 0.83 .* >= loadThreshold 0.7: .*use at most 63"),
-    ({"drainTimeoutSeconds": "600", "maxSessionMinutes": "15"},
-     r"drainTimeoutSeconds = 600: is shorter than maxSessionMinutes = 15 \(900 s\)"),
-    ({"drainTimeoutSeconds": "3600", "maxSessionMinutes": "15"},
-     r"drainTimeoutSeconds = 3600: grace = preStop 0 \+ drain 3600 \+ shutdown 80 = 3680 s, but GKE node upgrades honour at most 3600 s; lower drainTimeoutSeconds to 3520"),
-    ({"hpaScaleDownWindowSeconds": "30"}, r"hpaScaleDownWindowSeconds = 30: must be longer than hpaScaleUpWindowSeconds = 30"),
-    ({"spotPods": "true"}, r"spotPods = True: Spot Pods get 25 s to stop"),
+@pytest.mark.parametrize("stack, replicas, up, down, period", [
+    ("dev", (1, 3), 30, 300, 60),
+    ("prod", (3, 20), 60, 900, 300),
 ])
-def test_unsafe_workload_settings_are_refused_before_any_resource(overrides, pattern):
-    with pytest.raises(ConfigError, match=pattern):
-        evaluate("dev", {P + k: v for k, v in overrides.items()})
+def test_hpa_scales_up_fast_and_down_slowly(stack, replicas, up, down, period):
+    hpa = hpa_of(plan_with(stack))
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "voice-agent"}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == replicas
+    assert hpa["metrics"] == [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]
+    assert hpa["behavior"]["scaleUp"] == {
+        "stabilizationWindowSeconds": up, "selectPolicy": "Max",
+        "policies": [{"type": "Pods", "value": 4, "periodSeconds": 60},
+                     {"type": "Percent", "value": 100, "periodSeconds": 60}]}
+    assert hpa["behavior"]["scaleDown"] == {
+        "stabilizationWindowSeconds": down, "selectPolicy": "Min",
+        "policies": [{"type": "Pods", "value": 1, "periodSeconds": period}]}
 
 
-def _dockerfile_instruction(text: str, name: str) -> list[str]:
-    return [m.group(1).strip() for m in re.finditer(rf"^{name}\s+(.+)$", text, re.MULTILINE)]
+def test_hpa_fires_before_the_worker_reports_full(plan):
+    """The deadlock check on the rendered numbers, not on the settings: target x request/limit
+    with the HPA's 10 % tolerance must stay below the worker's load threshold."""
+    resources = container_of(plan)["resources"]
+    target = hpa_of(plan)["metrics"][0]["resource"]["target"]["averageUtilization"]
+    load = worker_load_at_target(target, _cpu_m(resources["requests"]["cpu"]), _cpu_m(resources["limits"]["cpu"]))
+    assert load < float(env_of(plan)["AGENT_LOAD_THRESHOLD"])
+    assert load == pytest.approx({"dev": 0.55 / 1.4, "prod": 0.55}[plan.stack])
 
 
-def test_dockerfile_runs_what_the_deployment_runs():
-    dockerfile = ROOT / "agent" / "Dockerfile"
-    text = dockerfile.read_text()
-    import json
-    entrypoint = json.loads(_dockerfile_instruction(text, "ENTRYPOINT")[-1])
-    cmd = json.loads(_dockerfile_instruction(text, "CMD")[-1])
-    assert entrypoint == list(runtime.COMMAND) and cmd == list(runtime.ARGS)
-    exposed = {int(p) for line in _dockerfile_instruction(text, "EXPOSE") for p in line.split()}
-    assert exposed == {runtime.HEALTH_PORT, runtime.METRICS_PORT}
-    assert _dockerfile_instruction(text, "USER")[-1].split(":")[0] == str(runtime.RUN_AS_UID)
+# --- disruption, monitoring, network ---------------------------------------------------------------
+
+
+def test_pdb_takes_one_pod_at_a_time(plan):
+    spec = plan.named("agent-pdb")["inputs"]["spec"]
+    assert spec == {"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow",
+                    "selector": deployment_of(plan)["spec"]["selector"]}
+
+
+def test_managed_prometheus_scrapes_the_metrics_port(plan):
+    monitoring = plan.named("agent-podmonitoring")["inputs"]
+    assert monitoring["apiVersion"] == "monitoring.googleapis.com/v1" and monitoring["kind"] == "PodMonitoring"
+    assert monitoring["spec"]["selector"] == deployment_of(plan)["spec"]["selector"]
+    [endpoint] = monitoring["spec"]["endpoints"]
+    named = {p["name"]: p["containerPort"] for p in container_of(plan)["ports"]}
+    assert named[endpoint["port"]] == runtime.METRICS_PORT and endpoint["path"] == "/metrics"
+
+
+def test_egress_only_policy_opens_what_a_call_needs(plan):
+    netpol = plan.named("agent-egress")["inputs"]["spec"]
+    assert netpol["policyTypes"] == ["Egress"] and "ingress" not in netpol
+    assert netpol["podSelector"] == deployment_of(plan)["spec"]["selector"]
+    open_ports = {(p["protocol"], p["port"], p.get("endPort")) for rule in netpol["egress"] for p in rule["ports"]}
+    assert {("UDP", 53, None), ("TCP", 53, None), ("TCP", 443, None), ("TCP", 7880, None), ("TCP", 7881, None),
+            ("UDP", 3478, None), ("UDP", 50000, 60000)} <= open_ports
+    # Workload Identity tokens come from the metadata server; only it is open on link-local.
+    link_local = [(peer["ipBlock"]["cidr"], rule["ports"]) for rule in netpol["egress"] for peer in rule.get("to", [])]
+    assert link_local == [("169.254.169.254/32", [{"protocol": "TCP", "port": 80}]),
+                          ("169.254.169.252/32", [{"protocol": "TCP", "port": 988}])]

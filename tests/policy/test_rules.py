@@ -83,20 +83,20 @@ FAILING: dict[str, tuple[Mutation, str]] = {
     "vertex-via-workload-identity": (lambda rs: next(r for r in rs if r["inputs"].get("role") == "roles/aiplatform.user")["inputs"].update(
         member="serviceAccount:agent@p.iam.gserviceaccount.com"), "Vertex AI is granted to serviceAccount:agent@"),
     "agent-grace-covers-drain": (lambda rs: _pod(rs)["spec"].update(terminationGracePeriodSeconds=150),
-                                 "terminationGracePeriodSeconds 150 < preStop 0 + drain timeout 900 + shutdown 80 = 980 s"),
+                                 "terminationGracePeriodSeconds 150 < preStop 0 + drain timeout 900 + shutdown 100 = 1000 s"),
     "agent-no-sleep-prestop": (lambda rs: _container(rs).update(lifecycle={"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 120"]}}}),
                                "preStop only sleeps 120 s"),
     "agent-exec-form-start": (lambda rs: _container(rs).update(command=["/bin/sh", "-c", "python -m voice_agent start"], args=[]),
                               "the shell receives SIGTERM and the worker never drains"),
     "agent-cpu-limit": (lambda rs: _container(rs)["resources"]["limits"].pop("cpu"), "no CPU limit"),
     "agent-hpa-below-load-threshold": (lambda rs: _hpa(rs)["metrics"][0]["resource"]["target"].update(averageUtilization=95) or _set_env(rs, "AGENT_LOAD_THRESHOLD", "0.5"),
-                                       "HPA target 95% of a 1000m request with a 2000m effective limit puts each worker at load 0.52 (with the 10% HPA tolerance) "
+                                       "HPA target 95% of a 1000m request with a 1400m effective limit puts each worker at load 0.75 (with the 10% HPA tolerance) "
                                        ">= load_threshold 0.5: every pod reports full before the HPA scales, and new callers wait; "
-                                       "use a target of at most 90%"),
+                                       "use a target of at most 63%"),
     "agent-scale-down-slower": (lambda rs: _hpa(rs)["behavior"]["scaleDown"].update(stabilizationWindowSeconds=30),
                                 "scale-down window 30 s is not longer than scale-up window 30 s"),
     "agent-extended-duration": (lambda rs: _pod(rs)["metadata"].update(annotations={}),
-                                "grace 980 s exceeds the 600 s the cluster autoscaler honours"),
+                                "grace 1000 s exceeds the 600 s the cluster autoscaler honours"),
     "agent-no-spot": (lambda rs: _pod(rs)["spec"].update(nodeSelector={"cloud.google.com/gke-spot": "true"}),
                       "Spot Pods get 25 s to stop"),
     "agent-autopilot-resources": (lambda rs: _container(rs)["resources"]["requests"].update(cpu="30m"),
@@ -147,12 +147,12 @@ OVERRIDES = {
     "dev-with-a-prestop-sleep": (
         "dev", {P + "preStopSeconds": "60"}, "agent-no-sleep-prestop",
         "preStop only sleeps 60 s: the worker still advertises itself and takes new calls during the sleep, "
-        "then has 980 s of the 1040 s grace left"),
+        "then has 1000 s of the 1060 s grace left"),
     "prod-limits-above-requests-without-bursting": (
         # prod's cluster is declared without bursting (policy/prod.json): Autopilot would drop
         # the 2x CPU limit the program now renders.
         "prod", {P + "cpuBursting": "true"}, "agent-autopilot-resources",
-        "limits 4000m/4096Mi differ from requests 2000m/4096Mi: without bursting Autopilot silently sets limits"),
+        "limits 2800m/4096Mi differ from requests 2000m/4096Mi: without bursting Autopilot silently sets limits"),
 }
 
 
@@ -200,7 +200,7 @@ def test_deletion_protection_is_only_required_of_protected_stacks():
     found = evaluate_plan(resources, "staging")
     assert [(v["rule"], v["severity"]) for v in found] == [
         ("gke-deletion-protection", MANDATORY), ("agent-autopilot-resources", "advisory")]
-    assert "limits 2000m/2048Mi differ from requests 1000m/2048Mi" in found[1]["message"]
+    assert "limits 1400m/2048Mi differ from requests 1000m/2048Mi" in found[1]["message"]
 
 
 def test_exec_wrapper_is_accepted():

@@ -67,7 +67,7 @@ def tripped(bursting: bool) -> dict[str, str]:
 
 
 COMMON = {
-    # 150 s < preStop 120 + drain 3600 + shutdown 80 = 3800 s: SIGKILL lands ~an hour early.
+    # 150 s < preStop 120 + drain 3600 + shutdown 100 = 3820 s: SIGKILL lands ~an hour early.
     "agent-grace-covers-drain": "mandatory",
     # The worker keeps taking new calls during the 120 s sleep, then has 30 s to drain them.
     "agent-no-sleep-prestop": "mandatory",
@@ -104,8 +104,8 @@ def test_with_bursting_the_capacity_rules_hold_but_the_timing_traps_remain():
 def test_messages_carry_the_numbers():
     found = {v["rule"]: v["message"] for v in seed_violations(bursting=False)}
     assert found["agent-grace-covers-drain"] == (
-        "terminationGracePeriodSeconds 150 < preStop 120 + drain timeout 3600 + shutdown 80 = 3800 s: "
-        "SIGKILL lands 3650 s before running calls may finish")
+        "terminationGracePeriodSeconds 150 < preStop 120 + drain timeout 3600 + shutdown 100 = 3820 s: "
+        "SIGKILL lands 3670 s before running calls may finish")
     assert "preStop only sleeps 120 s" in found["agent-no-sleep-prestop"]
     assert "has 30 s of the 150 s grace left" in found["agent-no-sleep-prestop"]
     assert found["agent-hpa-below-load-threshold"] == (
@@ -134,4 +134,4 @@ def test_our_config_refuses_the_seed_settings_before_any_resource():
                           P + "preStopSeconds": "120", P + "drainTimeoutSeconds": "3600"})
     text = str(caught.value)
     assert "hpaTargetCpuUtilization = 75" in text
-    assert "grace = preStop 120 + drain 3600 + shutdown 80 = 3800 s" in text
+    assert "grace = preStop 120 + drain 3600 + shutdown 100 = 3820 s" in text

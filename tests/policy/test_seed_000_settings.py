@@ -50,7 +50,7 @@ def tripped(bursting: bool) -> dict[str, str]:
     return {v["rule"]: v["severity"] for v in evaluate_plan(seed_settings_on_our_plan(), "prod", config=config)}
 
 
-# Both: 150 s < preStop 120 + drain 3600 + shutdown 80 = 3800 s, and the worker keeps taking
+# Both: 150 s < preStop 120 + drain 3600 + shutdown 100 = 3820 s, and the worker keeps taking
 # calls through the 120 s sleep, then has 30 s to drain them.
 TIMING = {"agent-grace-covers-drain": "mandatory", "agent-no-sleep-prestop": "mandatory"}
 

@@ -328,7 +328,7 @@ async def our_timing(server: LiveKitServer, workdir: Path, spec: ContainerSpec, 
 
 
 # Our drain timeout scaled down for tests and the bench; the Deployment's margin between drain
-# end and SIGKILL (the 80 s shutdown budget) is kept as rendered.
+# end and SIGKILL (the rendered shutdown budget) is kept as rendered.
 SCALED_DRAIN_S = 20
 SEED_PRESTOP = {"exec": {"command": ["/bin/sh", "-c", "sleep 120"]}}
 

@@ -1,0 +1,130 @@
+"""Every workload configuration error stops the program before any resource is declared, and
+says which key, which value, what breaks and what to use instead.
+
+Each case evaluates the real program (__main__.py) under mocks with one stack's settings
+overridden; only GCP and the cluster are fake.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.config import ConfigError
+from infra.mocks import RecordingMocks
+from k8s.sizes import SIZES, Size
+from tests.k8s.rendered import plan_with
+
+CASES = {
+    # single values checked by the config loader, named in issue 3
+    "unknown size": ("dev", {"agentSize": "XL"}, r"agentSize = 'XL': must be one of S, M, L"),
+    "HPA min above max": ("prod", {"hpaMinReplicas": "25"},
+                          r"hpaMinReplicas = 25: must not exceed gke-voice-agents:hpaMaxReplicas = 20"),
+    # cross-setting rules from k8s/capacity.py
+    "seed 000 target without bursting": (
+        "prod", {"hpaTargetCpuUtilization": "75"},
+        r"hpaTargetCpuUtilization = 75: at this target each pod's worker load reaches 0\.83 \(target x request/limit x 1\.1 "
+        r"tolerance, request 2000m, limit 2000m\) >= loadThreshold 0\.7: pods report full before the HPA adds any, "
+        r"and new callers wait; use at most 63"),
+    "target too high even with bursting": (
+        "dev", {"hpaTargetCpuUtilization": "95"},
+        r"hpaTargetCpuUtilization = 95: .*reaches 0\.75 .*request 1000m, limit 1400m\) >= loadThreshold 0\.7: .*use at most 89"),
+    "target against a lower threshold": (
+        "prod", {"loadThreshold": "0.5"},
+        r"hpaTargetCpuUtilization = 50: .*reaches 0\.55 .*>= loadThreshold 0\.5: .*use at most 45"),
+    "drain shorter than the longest call": (
+        "dev", {"drainTimeoutSeconds": "600"},
+        r"drainTimeoutSeconds = 600: is shorter than maxSessionMinutes = 15 \(900 s\): every rollout and scale-down "
+        r"would cut the longest calls after 600 s; raise drainTimeoutSeconds to at least 900"),
+    "framework default drain beyond the node-upgrade cap": (
+        "prod", {"drainTimeoutSeconds": "3600"},
+        r"drainTimeoutSeconds = 3600: grace = preStop 0 \+ drain 3600 \+ shutdown 100 = 3700 s, but GKE node upgrades "
+        r"honour at most 3600 s and then kill the calls still running; lower drainTimeoutSeconds to 3500 or less"),
+    "preStop pushes grace beyond the cap": (
+        "prod", {"preStopSeconds": "200", "drainTimeoutSeconds": "3400"},
+        r"drainTimeoutSeconds = 3400: grace = preStop 200 \+ drain 3400 \+ shutdown 100 = 3700 s.*"
+        r"lower drainTimeoutSeconds to 3300 or less \(or preStopSeconds to 0\)"),
+    "scale-down as fast as scale-up": (
+        "prod", {"hpaScaleDownWindowSeconds": "60"},
+        r"hpaScaleDownWindowSeconds = 60: must be longer than hpaScaleUpWindowSeconds = 60"),
+    "spot pods": (
+        "prod", {"spotPods": "true"},
+        r"spotPods = True: Spot Pods get 25 s to stop whatever terminationGracePeriodSeconds says \(2800 s here\)"),
+    "bursting admits calls beyond the request": (
+        "dev", {"loadThreshold": "0.8"},
+        r"loadThreshold = 0\.8: with cpuBursting the worker takes calls until it uses 1120m \(loadThreshold x CPU limit "
+        r"1400m\), more than the 1000m the pod is guaranteed.*use a loadThreshold of at most 0\.71"),
+    "threshold below one call": (
+        "prod", {"loadThreshold": "0.1", "hpaTargetCpuUtilization": "10"},
+        r"loadThreshold = 0\.1: a pod of size M reports itself full at 200m, below the worker's base 100m plus one call's "
+        r"200m: it would never take a call; raise loadThreshold to at least 0\.15"),
+}
+
+
+# Single values of the workload keys, checked by infra/config.py before the rules above run.
+SINGLE_VALUES = {
+    "agentNamespace": ("Voice_Agents", r"agentNamespace = 'Voice_Agents': must be a DNS label"),
+    "agentImageName": ("Voice Agent", r"agentImageName = 'Voice Agent': must be a lower-case image name"),
+    "agentImageTag": ("-bad", r"agentImageTag = '-bad': must be a Docker tag"),
+    "agentImageDigest": ("sha256:abc", r"agentImageDigest = 'sha256:abc': must be empty or sha256: followed by 64"),
+    "cpuBursting": ("yes", r"cpuBursting = 'yes': must be true or false"),
+    "spotPods": ("maybe", r"spotPods = 'maybe': must be true or false"),
+    "drainTimeoutSeconds": ("10", r"drainTimeoutSeconds = 10: must be from 30 to 86400 s"),
+    "preStopSeconds": ("-1", r"preStopSeconds = -1: must be from 0 to 3600 s"),
+    "loadThreshold": ("0", r"loadThreshold = 0\.0: must be in \(0\.0, 1\.0\]"),
+    "maxSessionMinutes": ("0", r"maxSessionMinutes = 0: must be from 1 to 10080 min"),
+    "hpaMinReplicas": ("0", r"hpaMinReplicas = 0: must be from 1 to 100"),
+    "hpaMaxReplicas": ("many", r"hpaMaxReplicas = 'many': must be a whole number from 1 to 1000"),
+    "hpaTargetCpuUtilization": ("5", r"hpaTargetCpuUtilization = 5: must be from 10 to 95 %"),
+    "hpaScaleUpWindowSeconds": ("4000", r"hpaScaleUpWindowSeconds = 4000: must be from 0 to 3600 s"),
+    "hpaScaleDownWindowSeconds": ("4000", r"hpaScaleDownWindowSeconds = 4000: must be from 0 to 3600 s"),
+    "hpaScaleDownPodsPerPeriod": ("0", r"hpaScaleDownPodsPerPeriod = 0: must be from 1 to 100 pods"),
+    "hpaScaleDownPeriodSeconds": ("1801", r"hpaScaleDownPeriodSeconds = 1801: must be from 1 to 1800 s"),
+    "livekitUrl": ("https://x.livekit.cloud", r"livekitUrl = 'https://x\.livekit\.cloud': must be a ws:// or wss:// URL"),
+    "vertexLocation": ("mars-north1", r"vertexLocation = 'mars-north1': must be one of "),
+    "geminiModel": ("Gemini Live", r"geminiModel = 'Gemini Live': must be a Gemini model id"),
+    "agentLogLevel": ("TRACE", r"agentLogLevel = 'TRACE': must be one of DEBUG, INFO, WARNING, ERROR"),
+    "spareCapacityPods": ("51", r"spareCapacityPods = 51: must be from 0 to 50 pods"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(SINGLE_VALUES))
+def test_single_workload_value_names_key_value_and_range(key):
+    value, pattern = SINGLE_VALUES[key]
+    with pytest.raises(ConfigError, match=pattern):
+        plan_with("prod", **{key: value})
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_workload_error_names_key_value_rule_and_fix(case):
+    stack, settings, pattern = CASES[case]
+    with pytest.raises(ConfigError, match=pattern):
+        plan_with(stack, **settings)
+
+
+def test_a_size_autopilot_would_change_is_refused(monkeypatch):
+    """Sizes are data: one added to the table that Autopilot would round up is caught by config."""
+    monkeypatch.setitem(SIZES, "XS", Size(cpu_m=300, memory_mi=1024))
+    with pytest.raises(ConfigError, match=r"agentSize = 'XS': CPU request 300m is not a multiple of 250m; "
+                                          r"Autopilot rounds it up to 500m \(without bursting\)"):
+        plan_with("prod", agentSize="XS")
+
+
+def test_every_problem_is_reported_at_once_and_before_any_resource(monkeypatch):
+    """The seed-000 numbers as stack config: all three rules fire together, nothing is declared."""
+    declared = []
+    real = RecordingMocks.new_resource
+    monkeypatch.setattr(RecordingMocks, "new_resource", lambda self, args: declared.append(args.typ) or real(self, args))
+    with pytest.raises(ConfigError) as caught:
+        plan_with("prod", hpaTargetCpuUtilization="75", hpaScaleUpWindowSeconds="120",
+                  preStopSeconds="120", drainTimeoutSeconds="3600", hpaScaleDownWindowSeconds="120")
+    keys = [p.key.split(":")[1] for p in caught.value.problems]
+    assert keys == ["drainTimeoutSeconds", "hpaTargetCpuUtilization", "hpaScaleDownWindowSeconds"]
+    assert declared == []
+    plan_with("prod")  # control: the same counter sees the resources of a valid stack
+    assert "kubernetes:apps/v1:Deployment" in declared
+
+
+def test_the_committed_stacks_pass():
+    """Negative control for the cases above: the same program with the committed settings."""
+    for stack in ("dev", "prod"):
+        assert plan_with(stack).named("agent-deployment")

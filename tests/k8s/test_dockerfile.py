@@ -1,0 +1,56 @@
+"""The agent image (agent/Dockerfile) runs what the Deployment says: same command and args,
+same ports, same user. Both sides read k8s/runtime.py's contract; this test reads the
+Dockerfile itself, so an edit on either side that breaks the pair fails here."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from k8s import runtime
+
+DOCKERFILE = Path(__file__).resolve().parents[2] / "agent" / "Dockerfile"
+pytestmark = pytest.mark.skipif(not DOCKERFILE.exists(), reason="agent/Dockerfile not written yet (agent helper's area)")
+
+
+def _final_stage(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the last build stage, continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", text)
+    instructions = [(m.group(1).upper(), m.group(2).strip())
+                    for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", joined, re.MULTILINE)
+                    if not m.group(0).lstrip().startswith("#")]
+    starts = [i for i, (name, _) in enumerate(instructions) if name == "FROM"]
+    return instructions[starts[-1]:] if starts else instructions
+
+
+def _last(stage: list[tuple[str, str]], name: str) -> str:
+    found = [args for instr, args in stage if instr == name]
+    assert found, f"agent/Dockerfile's final stage has no {name}"
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def stage() -> list[tuple[str, str]]:
+    return _final_stage(DOCKERFILE.read_text())
+
+
+def test_entrypoint_and_cmd_are_the_deployments_command_and_args(stage):
+    # Exec form (JSON arrays) only: shell form would run under /bin/sh, which does not pass
+    # SIGTERM on, and the drain would never start.
+    entrypoint, cmd = json.loads(_last(stage, "ENTRYPOINT")), json.loads(_last(stage, "CMD"))
+    assert entrypoint == list(runtime.COMMAND) and cmd == list(runtime.ARGS)
+    assert "dev" not in cmd
+
+
+def test_exposed_ports_are_the_health_and_metrics_ports(stage):
+    exposed = {int(p.split("/")[0]) for instr, args in stage if instr == "EXPOSE" for p in args.split()}
+    assert exposed == {runtime.HEALTH_PORT, runtime.METRICS_PORT}
+
+
+def test_image_user_is_the_pods_user(stage):
+    user, _, group = _last(stage, "USER").partition(":")
+    assert user == str(runtime.RUN_AS_UID)
+    assert group in ("", str(runtime.RUN_AS_GID))

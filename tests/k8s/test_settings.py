@@ -1,0 +1,107 @@
+"""Each workload setting lands where it should: one setting changed on a committed stack, the
+real program evaluated under mocks, and the object that must change checked.
+
+Guards against a setting that is parsed and validated but silently ignored by the component.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from infra.plan import PlanResult
+from k8s.capacity import SHUTDOWN_BUDGET_S
+from tests.k8s.rendered import container_of, env_of, hpa_of, plan_with, pod_of
+
+DIGEST = "sha256:" + "ab" * 32
+REGISTRY = "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod"
+
+
+def _grace(r: PlanResult) -> int:
+    return pod_of(r)["spec"]["terminationGracePeriodSeconds"]
+
+
+def _annotations(r: PlanResult) -> dict:
+    return pod_of(r)["metadata"].get("annotations") or {}
+
+
+def _placeholders(r: PlanResult) -> int | None:
+    found = [x for x in r.resources if x["name"] == "spare-placeholders"]
+    return found[0]["inputs"]["spec"]["replicas"] if found else None
+
+
+# setting -> (overrides on prod, what to read from the plan, what it must be). Every workload
+# key of Pulumi.yaml appears here or in test_config_errors.py (spotPods is an error by design).
+CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
+    "agentNamespace": ({"agentNamespace": "calls"},
+                       lambda r: {x["inputs"]["metadata"].get("namespace", x["inputs"]["metadata"]["name"])
+                                  for x in r.resources if x["type"].startswith("kubernetes:")
+                                  and x["type"] != "kubernetes:scheduling.k8s.io/v1:PriorityClass"},
+                       {"calls"}),
+    "agentImageName": ({"agentImageName": "support-agent"}, lambda r: container_of(r)["image"],
+                       f"{REGISTRY}/support-agent:0.1.0"),
+    "agentImageTag": ({"agentImageTag": "1.2.3"}, lambda r: container_of(r)["image"], f"{REGISTRY}/voice-agent:1.2.3"),
+    "agentImageDigest": ({"agentImageDigest": DIGEST}, lambda r: container_of(r)["image"],
+                         f"{REGISTRY}/voice-agent@{DIGEST}"),
+    "agentSize": ({"agentSize": "L"}, lambda r: container_of(r)["resources"]["requests"],
+                  {"cpu": "4000m", "memory": "8192Mi", "ephemeral-storage": "1Gi"}),
+    "cpuBursting": ({"cpuBursting": "true"}, lambda r: container_of(r)["resources"]["limits"]["cpu"], "2800m"),
+    "drainTimeoutSeconds": ({"drainTimeoutSeconds": "3000"},
+                            lambda r: (env_of(r)["AGENT_DRAIN_TIMEOUT_SECONDS"], _grace(r)),
+                            ("3000", 3000 + SHUTDOWN_BUDGET_S)),
+    "preStopSeconds": ({"preStopSeconds": "5"}, lambda r: (container_of(r).get("lifecycle"), _grace(r)),
+                       ({"preStop": {"sleep": {"seconds": 5}}}, 5 + 2700 + SHUTDOWN_BUDGET_S)),
+    "loadThreshold": ({"loadThreshold": "0.65"}, lambda r: env_of(r)["AGENT_LOAD_THRESHOLD"], "0.65"),
+    # Calls and drain both within the autoscaler's 10 minutes: no extended-duration annotation.
+    "maxSessionMinutes": ({"maxSessionMinutes": "5", "drainTimeoutSeconds": "400"},
+                          lambda r: (_annotations(r), _grace(r)), ({}, 400 + SHUTDOWN_BUDGET_S)),
+    "spareCapacityPods": ({"spareCapacityPods": "3"},
+                          _placeholders, 3),
+    "hpaMinReplicas": ({"hpaMinReplicas": "5"}, lambda r: hpa_of(r)["minReplicas"], 5),
+    "hpaMaxReplicas": ({"hpaMaxReplicas": "40"}, lambda r: hpa_of(r)["maxReplicas"], 40),
+    "hpaTargetCpuUtilization": ({"hpaTargetCpuUtilization": "45"},
+                                lambda r: hpa_of(r)["metrics"][0]["resource"]["target"]["averageUtilization"], 45),
+    "hpaScaleUpWindowSeconds": ({"hpaScaleUpWindowSeconds": "15"},
+                                lambda r: hpa_of(r)["behavior"]["scaleUp"]["stabilizationWindowSeconds"], 15),
+    "hpaScaleDownWindowSeconds": ({"hpaScaleDownWindowSeconds": "1200"},
+                                  lambda r: hpa_of(r)["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 1200),
+    "hpaScaleDownPodsPerPeriod": ({"hpaScaleDownPodsPerPeriod": "2"},
+                                  lambda r: hpa_of(r)["behavior"]["scaleDown"]["policies"][0]["value"], 2),
+    "hpaScaleDownPeriodSeconds": ({"hpaScaleDownPeriodSeconds": "600"},
+                                  lambda r: hpa_of(r)["behavior"]["scaleDown"]["policies"][0]["periodSeconds"], 600),
+    "vertexLocation": ({"vertexLocation": "europe-west4"}, lambda r: env_of(r)["GOOGLE_CLOUD_LOCATION"], "europe-west4"),
+    "geminiModel": ({"geminiModel": "gemini-2.0-flash-live-001"}, lambda r: env_of(r)["AGENT_GEMINI_MODEL"],
+                    "gemini-2.0-flash-live-001"),
+    "agentLogLevel": ({"agentLogLevel": "WARNING"}, lambda r: env_of(r)["AGENT_LOG_LEVEL"], "WARNING"),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(CASES))
+def test_setting_reaches_the_rendered_objects(setting, prod_plan):
+    overrides, read, expected = CASES[setting]
+    assert read(plan_with("prod", **overrides)) == expected
+    # Control: the committed value gives something else, so the override is what changed it.
+    assert read(prod_plan) != expected
+
+
+def test_every_workload_setting_is_covered():
+    """A new workload setting without a case here would go unchecked: the keys below are tied
+    to the typed settings' fields by count, and to Pulumi.yaml by name."""
+    from dataclasses import fields
+
+    from infra.config import HpaSettings, WorkloadSettings
+    from infra.stackfiles import project_declarations
+
+    workload_keys = {
+        "agentNamespace", "agentImageName", "agentImageTag", "agentImageDigest", "agentSize", "cpuBursting",
+        "spotPods", "drainTimeoutSeconds", "preStopSeconds", "loadThreshold", "maxSessionMinutes",
+        "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
+    }
+    declared = {k.split(":", 1)[1] for k in project_declarations()}
+    hpa_keys = {k for k in declared if k.startswith("hpa")}
+    assert workload_keys <= declared
+    assert len(workload_keys) + len(hpa_keys) == len(fields(WorkloadSettings)) - 1 + len(fields(HpaSettings))
+    # spotPods is refused (test_config_errors.py); livekitUrl travels in the Secret
+    # (test_workload.py::test_livekit_secret_carries_url_key_and_secret_as_pulumi_secrets).
+    assert set(CASES) | {"spotPods", "livekitUrl"} == workload_keys | hpa_keys
