@@ -110,6 +110,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources: list[Recorded] = []
         self.invokes: list[str] = []
         self.current_parent: str | None = None
+        self._constructed: dict[tuple[str, str], int] = {}
+
+    def note_constructed(self, resource_type: str, name: str) -> None:
+        """Called from the resource constructor, in the program's own (single-threaded) order."""
+        self._constructed.setdefault((resource_type, name), len(self._constructed))
+
+    def in_program_order(self) -> list[Recorded]:
+        """Registrations reach the monitor in whatever order their inputs resolve, which varies
+        from run to run; sorting by construction order makes resources.json and the manifest
+        numbering reproducible and reads in the order the program declares things."""
+        last = len(self._constructed)
+        return sorted(self.resources, key=lambda r: self._constructed.get((r.type, r.name), last))
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(Recorded(args.typ, args.name, self.current_parent, wire_value(args.inputs)))

@@ -13,11 +13,13 @@ import json
 import os
 import runpy
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pulumi
+import pulumi.resource as pulumi_resource
 import yaml
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.config import set_all_config
@@ -83,18 +85,39 @@ def run_program(stack: str, overrides: Mapping[str, str] | None = None, root: Pa
     real_export = pulumi.export
     pulumi.export = lambda key, value: exports.__setitem__(key, pulumi.Output.from_input(value))
     try:
-        namespace = runpy.run_path(str(root / "__main__.py"), run_name="__main__")
-        _sync_await(wait_for_rpcs())
+        with _construction_order(mocks):
+            namespace = runpy.run_path(str(root / "__main__.py"), run_name="__main__")
+            _sync_await(wait_for_rpcs())
     finally:
         pulumi.export = real_export
     return ProgramRun(mocks, namespace, exports)
+
+
+@contextmanager
+def _construction_order(mocks: RecordingMocks) -> Iterator[None]:
+    """Tells the mocks the order in which the program constructs resources.
+
+    The SDK's Resource constructor calls `register_resource` synchronously, in program order,
+    and only then schedules the asynchronous registration the mocks see. Wrapping that one
+    call is the only place the order is still deterministic."""
+    original = pulumi_resource.register_resource
+
+    def noting(res, ty, name, *args, **kwargs):
+        mocks.note_constructed(ty, name)
+        return original(res, ty, name, *args, **kwargs)
+
+    pulumi_resource.register_resource = noting
+    try:
+        yield
+    finally:
+        pulumi_resource.register_resource = original
 
 
 def evaluate(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT) -> PlanResult:
     """The stack's plan as plain data. Raises ConfigError/StackFileError on an invalid stack."""
     run = run_program(stack, overrides, root)
     outputs = {k: _sync_await(v.future()) for k, v in run.exports.items()}
-    return PlanResult(stack, [r.as_dict() for r in run.mocks.resources], outputs, run.mocks.invokes)
+    return PlanResult(stack, [r.as_dict() for r in run.mocks.in_program_order()], outputs, run.mocks.invokes)
 
 
 def render_tree(resources: list[dict[str, Any]]) -> str:

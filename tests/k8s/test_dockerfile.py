@@ -54,3 +54,14 @@ def test_image_user_is_the_pods_user(stage):
     user, _, group = _last(stage, "USER").partition(":")
     assert user == str(runtime.RUN_AS_UID)
     assert group in ("", str(runtime.RUN_AS_GID))
+
+
+def test_parser_reads_only_the_final_stage_and_joins_continuations():
+    """Negative control for the checks above: a build stage's USER and a continued EXPOSE must
+    not be mixed up, or a root runtime stage could pass."""
+    stage = _final_stage(
+        'FROM python:3.11 AS build\nUSER 0\nCMD ["dev"]\n'
+        'FROM python:3.11-slim\n# USER 10001 in a comment is no instruction\n'
+        'EXPOSE 8081 \\\n  9100/tcp\nUSER root\nENTRYPOINT ["python", "-m", "voice_agent"]\nCMD ["start"]\n')
+    assert [name for name, _ in stage] == ["FROM", "EXPOSE", "USER", "ENTRYPOINT", "CMD"]
+    assert _last(stage, "USER") == "root" and _last(stage, "EXPOSE").split() == ["8081", "9100/tcp"]
