@@ -12,11 +12,10 @@ import pytest
 from helpers import participant
 from helpers.livekit_server import LiveKitServer
 from helpers.worker_process import (
-    WorkerProcess,
     contract_argv,
-    start_worker,
-    wait_until_registered,
+    registered_worker,
     worker_env,
+    WorkerProcess,
 )
 
 pytestmark = pytest.mark.integration
@@ -50,11 +49,7 @@ def test_named_agent_is_dispatched_explicitly_only(
     env = worker_env(
         livekit_server, extra={"AGENT_NAME": AGENT_NAME, "HOME": str(logs), "TMPDIR": str(logs)}
     )
-    worker = start_worker(contract_argv(), env, log_path=logs / "worker.log")
-    try:
-        registered = wait_until_registered(worker)
-        assert registered["agent_name"] == AGENT_NAME
+    with registered_worker(contract_argv(), env, log_path=logs / "worker.log") as worker:
+        assert worker.events("worker_registered")[0]["agent_name"] == AGENT_NAME
         asyncio.run(_scenario(livekit_server, worker))
         worker.wait_for_event("session_ended", TIMEOUT)
-    finally:
-        worker.stop()

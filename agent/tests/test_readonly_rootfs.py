@@ -20,8 +20,7 @@ from helpers.worker_process import (
     contract_argv,
     readonly_root_argv,
     readonly_root_supported,
-    start_worker,
-    wait_until_registered,
+    registered_worker,
     worker_env,
 )
 
@@ -56,15 +55,11 @@ def test_full_call_and_drain_with_read_only_root(
         livekit_server,
         extra={"HOME": "/tmp", "TMPDIR": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"},
     )
-    worker = start_worker(readonly_root_argv(contract_argv()), env, log_path=logs / "worker.log")
-    try:
-        wait_until_registered(worker)
+    with registered_worker(readonly_root_argv(contract_argv()), env, log_path=logs / "worker.log") as worker:
         asyncio.run(_one_call(livekit_server, worker))
         worker.wait_for_event("session_ended", TIMEOUT)
         worker.signal(signal.SIGTERM)
         assert worker.wait_exit(TIMEOUT) == 0, worker.tail()
-    finally:
-        worker.stop()
     problems = [
         line for line in worker.raw_lines if "Read-only file system" in line or "Errno 30" in line
     ]

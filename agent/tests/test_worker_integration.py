@@ -19,12 +19,11 @@ import pytest
 from helpers import participant
 from helpers.livekit_server import LiveKitServer
 from helpers.worker_process import (
-    WorkerProcess,
     contract_argv,
     http_get,
-    start_worker,
-    wait_until_registered,
+    registered_worker,
     worker_env,
+    WorkerProcess,
 )
 
 pytestmark = pytest.mark.integration
@@ -37,16 +36,9 @@ def worker(
     livekit_server: LiveKitServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
     logs = tmp_path_factory.mktemp("worker")
-    process = start_worker(
-        contract_argv(),
-        worker_env(livekit_server, extra={"HOME": str(logs), "TMPDIR": str(logs)}),
-        log_path=logs / "worker.log",
-    )
-    try:
-        wait_until_registered(process)
+    env = worker_env(livekit_server, extra={"HOME": str(logs), "TMPDIR": str(logs)})
+    with registered_worker(contract_argv(), env, log_path=logs / "worker.log") as process:
         yield process
-    finally:
-        process.stop()
 
 
 def _metric(worker: WorkerProcess, name: str) -> float:

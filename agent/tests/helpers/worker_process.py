@@ -22,7 +22,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,19 @@ def start_worker(
 
 def wait_until_registered(worker: WorkerProcess, timeout: float = 60.0) -> LogLine:
     return worker.wait_for_event("worker_registered", timeout)
+
+
+@contextlib.contextmanager
+def registered_worker(
+    argv: Sequence[str], env: Mapping[str, str], *, log_path: Path
+) -> Iterator[WorkerProcess]:
+    """A worker started from ``argv``/``env``, registered with the server, always stopped after."""
+    worker = start_worker(argv, env, log_path=log_path)
+    try:
+        wait_until_registered(worker)
+        yield worker
+    finally:
+        worker.stop()
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
