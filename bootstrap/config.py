@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from infra.config import ConfigError, Problem
+from infra.settings import ConfigError, Problem
 
 PROJECT = "gke-voice-agents-bootstrap"
 

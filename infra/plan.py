@@ -27,7 +27,7 @@ from pulumi.runtime.mocks import set_mocks
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config import PROJECT, ConfigError
+from infra.settings import PROJECT, ConfigError
 from infra.mocks import ParentTrackingMonitor, RecordingMocks
 from infra.stackfiles import ROOT, StackFileError, load_stack_values
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from infra.config import PROJECT
+from infra.settings import PROJECT
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_PLACEHOLDER = "offline-placeholder-secret"

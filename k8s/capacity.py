@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from infra.config import PROJECT, Problem, WorkloadSettings
+from infra.settings import Problem, WorkloadSettings, setting_key
 from k8s.sizes import SIZES, AutopilotRejects, Resources, autopilot_normalise, autopilot_problems
 
 # --- What the worker does after SIGTERM (livekit-agents 1.8.9, read in site-packages) --------
@@ -65,8 +65,7 @@ MEMORY_PER_SESSION_MI = 256
 WORKER_BASE_MEMORY_MI = 768
 
 
-def _key(name: str) -> str:
-    return f"{PROJECT}:{name}"
+_key = setting_key
 
 
 # ------------------------------------------------------------------------------------------------

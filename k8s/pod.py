@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.config import WorkloadSettings
+from infra.settings import WorkloadSettings
 from k8s import runtime
 from k8s.capacity import (
     SAFE_TO_EVICT,

@@ -23,7 +23,7 @@ Why these numbers (config checks the cross-setting rules in k8s/capacity.py):
 
 from __future__ import annotations
 
-from infra.config import WorkloadSettings
+from infra.settings import WorkloadSettings
 from k8s.pod import APP_NAME
 
 SCALE_UP_PODS_PER_MINUTE = 4

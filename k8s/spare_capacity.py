@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import WorkloadSettings
+from infra.settings import WorkloadSettings
 from infra.names import child, type_token
 from k8s import runtime
 from k8s.capacity import workload_resources

@@ -1,4 +1,4 @@
-"""CrossGuard adapters: each rule in policy/rules.py becomes one pulumi-policy policy.
+"""CrossGuard adapters: each rule in policy/rules/ becomes one pulumi-policy policy.
 
 Kept apart from policy/__main__.py because constructing PolicyPack starts a blocking gRPC
 server; tests import this module instead. The adapters only translate: which resources a rule

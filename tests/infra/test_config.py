@@ -5,7 +5,8 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from infra.config import ConfigError, parse_stack_config
+from infra.config import parse_stack_config
+from infra.settings import ConfigError
 from infra.stackfiles import load_stack_values
 
 P = "gke-voice-agents:"
@@ -151,7 +152,7 @@ def test_every_setting_pulumi_yaml_declares_is_read_and_required():
 def test_cross_setting_rules_run_only_once_every_single_value_is_valid():
     """A cross-setting rule fed a half-parsed config would report noise on top of the real
     problem, so parse_stack_config calls it only when no single setting failed."""
-    from infra.config import Problem
+    from infra.settings import Problem
 
     calls = []
 

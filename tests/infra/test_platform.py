@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import ClusterSettings
+from infra.settings import ClusterSettings
 from infra.names import TYPE_PREFIX, name_part
 from infra.plan import evaluate
 

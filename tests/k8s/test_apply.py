@@ -16,7 +16,8 @@ from pulumi.runtime.mocks import set_mocks
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config import PROJECT, parse_stack_config
+from infra.config import parse_stack_config
+from infra.settings import PROJECT
 from infra.stackfiles import load_stack_values
 from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import ConfigError
+from infra.settings import ConfigError
 from infra.mocks import RecordingMocks
 from k8s.sizes import SIZES, Size
 from tests.k8s.rendered import plan_with

@@ -90,7 +90,7 @@ def test_every_workload_setting_is_covered():
     to the typed settings' fields by count, and to Pulumi.yaml by name."""
     from dataclasses import fields
 
-    from infra.config import HpaSettings, WorkloadSettings
+    from infra.settings import HpaSettings, WorkloadSettings
     from infra.stackfiles import project_declarations
 
     workload_keys = {

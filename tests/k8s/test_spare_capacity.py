@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import ConfigError
+from infra.settings import ConfigError
 from infra.plan import evaluate
 from k8s import runtime
 from k8s.sizes import SIZES

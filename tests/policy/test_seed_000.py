@@ -15,7 +15,7 @@ import copy
 
 import pytest
 
-from infra.config import ConfigError
+from infra.settings import ConfigError
 from infra.plan import evaluate
 from policy.engine import evaluate_plan, load_policy_config
 from tests.conftest import _committed_plan

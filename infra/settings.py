@@ -1,0 +1,153 @@
+"""The vocabulary of a stack's settings: typed values, problems, and the facts they are checked against.
+
+The bottom layer: it imports nothing of ours, so every other module (stack-file loading, domain
+rules, components, the policy pack) can depend on it without a circle. Parsing raw config into
+these types happens in `infra.config`; the rules that span several settings live with their
+domain (`k8s.capacity` for the workload's timing and capacity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Mapping, Sequence
+
+import pulumi
+
+PROJECT = "gke-voice-agents"
+
+
+def setting_key(name: str) -> str:
+    """The full config key of one of our settings, as users write it in a stack file."""
+    return f"{PROJECT}:{name}"
+
+
+# Regions with GKE Autopilot and Artifact Registry (Google Cloud locations page, 2026).
+KNOWN_REGIONS = frozenset(
+    {
+        "africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2",
+        "asia-northeast3", "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2",
+        "australia-southeast1", "australia-southeast2", "europe-central2", "europe-north1",
+        "europe-north2", "europe-southwest1", "europe-west1", "europe-west2", "europe-west3",
+        "europe-west4", "europe-west6", "europe-west8", "europe-west9", "europe-west10",
+        "europe-west12", "me-central1", "me-central2", "me-west1", "northamerica-northeast1",
+        "northamerica-northeast2", "northamerica-south1", "southamerica-east1",
+        "southamerica-west1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1",
+        "us-west1", "us-west2", "us-west3", "us-west4",
+    }
+)
+RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
+EXCLUSION_SCOPES = ("NO_UPGRADES", "NO_MINOR_UPGRADES", "NO_MINOR_OR_NODE_UPGRADES")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# GKE asks for maintenance windows of at least 4 contiguous hours (GKE maintenance windows docs).
+MIN_MAINTENANCE_WINDOW = timedelta(hours=4)
+# GKE allows a NO_UPGRADES exclusion of at most 30 days (GKE maintenance exclusions docs).
+MAX_NO_UPGRADES_EXCLUSION = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid setting: which key, what it holds, and what would be accepted."""
+
+    key: str
+    value: Any
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value!r}: {self.rule}"
+
+
+class ConfigError(ValueError):
+    """All the problems of one stack's configuration, one per line."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed settings. Components receive these, never raw config.
+
+
+@dataclass(frozen=True)
+class MaintenanceExclusion:
+    start: str
+    end: str
+    scope: str
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    node_cidr: str
+    pod_cidr: str
+    service_cidr: str
+    nat_min_ports_per_vm: int
+    nat_tcp_established_idle_timeout_sec: int
+    nat_tcp_transitory_idle_timeout_sec: int
+    nat_udp_idle_timeout_sec: int
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    release_channel: str
+    deletion_protection: bool
+    maintenance_start: str
+    maintenance_end: str
+    maintenance_recurrence: str
+    maintenance_exclusions: Mapping[str, MaintenanceExclusion]
+    # name -> CIDR. Empty keeps the control plane's IP endpoint closed to the internet; CI and
+    # people reach the cluster through the IAM-gated DNS endpoint instead.
+    authorized_networks: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    keep_recent: int
+    untagged_retention_days: int
+
+
+@dataclass(frozen=True)
+class HpaSettings:
+    min_replicas: int
+    max_replicas: int
+    target_cpu_utilization: int  # percent of the CPU request
+    scale_up_window_seconds: int
+    scale_down_window_seconds: int
+    scale_down_pods_per_period: int
+    scale_down_period_seconds: int
+
+
+@dataclass(frozen=True)
+class WorkloadSettings:
+    namespace: str
+    image_name: str
+    image_tag: str
+    image_digest: str  # empty: deploy by tag (immutable in the registry)
+    size: str
+    cpu_bursting: bool
+    spot_pods: bool
+    drain_timeout_seconds: int
+    pre_stop_seconds: int
+    load_threshold: float
+    max_session_minutes: int
+    spare_capacity_pods: int
+    hpa: HpaSettings
+    livekit_url: str
+    vertex_location: str
+    gemini_model: str
+    log_level: str
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    project: str
+    region: str
+    network: NetworkSettings
+    cluster: ClusterSettings
+    registry: RegistrySettings
+    workload: WorkloadSettings
+    # Secrets stay Outputs so they are never printed or written in plain text.
+    livekit_api_key: pulumi.Output[str] = field(repr=False, compare=False)
+    livekit_api_secret: pulumi.Output[str] = field(repr=False, compare=False)
