@@ -1,17 +1,21 @@
 """Which CI identity may do what, as data. Components turn these into IAM members.
 
-Three kinds of identity, each reachable only from one kind of GitHub job:
-- a deployer per stack: jobs in that stack's GitHub environment (`environment: production`),
-  so the environment's required reviewers and branch rule gate every use of it;
-- one previewer: pull-request jobs; read-only, so a pull request cannot change anything;
-- nobody else: the provider refuses tokens from any other repository.
+Four kinds of identity, each reachable only from one kind of GitHub job:
+- a deployer per stack: jobs of the deploy workflow on main in that stack's GitHub environment
+  (`environment: production`), so the environment's required reviewers gate every use of it;
+- a planner per gated stack (optional): jobs of the deploy workflow on main in the stack's plan
+  environment; read-only on that one stack, it saves the plan reviewers approve;
+- one previewer: pull-request jobs; read-only and only on the previewed stacks;
+- nobody else: the provider refuses tokens from any other repository, workflow or ref.
+None of them holds any role in the home project, where the CI identities, the pool and the state
+live: their rights there are per bucket and per key, each limited to their own stage.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bootstrap.config import BootstrapConfig, Environment
+from bootstrap.config import BootstrapConfig, Environment, environment_subject, preview_subject  # noqa: F401 (re-exported)
 from infra.cluster import NODE_ROLES
 from infra.identity import VERTEX_ROLE
 
@@ -31,6 +35,8 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
             "the Autopilot cluster, and every Kubernetes object through the DNS endpoint (container.clusters.connect)"),
     RoleUse("roles/artifactregistry.admin", ("gcp:artifactregistry/",),
             "the registry, its cleanup policies and its reader grant; pushes the agent image"),
+    # Project-wide in the stage's own project: the CI identities live in the dedicated home
+    # project (bootstrap/config.py refuses a home project that a stack deploys to).
     RoleUse("roles/iam.serviceAccountAdmin", ("gcp:serviceaccount/",), "the node service account"),
     RoleUse("roles/iam.serviceAccountUser", (), "attach the node service account to the cluster (actAs)"),
 )
@@ -98,19 +104,15 @@ def deployer_grants(env: Environment, cfg: BootstrapConfig) -> tuple[ProjectGran
 
 
 def previewer_grants(cfg: BootstrapConfig) -> tuple[ProjectGrant, ...]:
-    return _unique([ProjectGrant(env.project, use.role) for env in cfg.environments for use in PREVIEWER_ROLES])
+    """Only the previewed stacks' projects: pull-request code runs as this identity."""
+    return _unique([ProjectGrant(cfg.environment(stack).project, use.role)
+                    for stack in cfg.preview_stacks for use in PREVIEWER_ROLES])
+
+
+def planner_grants(env: Environment) -> tuple[ProjectGrant, ...]:
+    return _unique([ProjectGrant(env.project, use.role) for use in PREVIEWER_ROLES])
 
 
 def _unique(grants: list[ProjectGrant]) -> tuple[ProjectGrant, ...]:
     """Two stacks in one project must not produce two resources with the same name."""
     return tuple({g.key: g for g in grants}.values())
-
-
-def deploy_subject(repository: str, github_environment: str) -> str:
-    """GitHub's default `sub` claim for a job that declares `environment:`."""
-    return f"repo:{repository}:environment:{github_environment}"
-
-
-def preview_subject(repository: str) -> str:
-    """GitHub's default `sub` claim for a job triggered by `pull_request`."""
-    return f"repo:{repository}:pull_request"

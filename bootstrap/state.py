@@ -1,7 +1,12 @@
-"""StateBackend: the self-managed Pulumi state bucket and one secrets key per stack.
+"""StateBackend: one self-managed Pulumi state bucket and one secrets key per stage, plus a
+bucket for the bootstrap's own state that no CI identity can read.
 
-Both are optional: with Pulumi Cloud as the backend there is no bucket, and with the passphrase
-secrets provider there are no keys. Both are protected: losing either loses every stack.
+Separate buckets, not prefixes in one: the DIY backend lists and reads `.pulumi/` paths across
+the bucket, and bucket-level IAM is the boundary Cloud Storage enforces without conditions. So
+the dev deployer (no reviewers) can neither read nor rewrite prod's checkpoint.
+
+Both are optional: with Pulumi Cloud as the backend there are no buckets, and with the passphrase
+secrets provider there are no keys. Both are protected: losing either loses a stack.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Mapping
 import pulumi
 import pulumi_gcp as gcp
 
+from bootstrap.config import BOOTSTRAP_BUCKET_SUFFIX as BOOTSTRAP
 from bootstrap.roles import KEY_DECRYPTER_ROLE, KEY_USER_ROLE, STATE_READER_ROLE, STATE_WRITER_ROLE
 from infra.names import child, type_token
 
@@ -25,35 +31,38 @@ BACKUPS_PREFIX = ".pulumi/backups/"
 @dataclass(frozen=True)
 class StateBackendArgs:
     project: str
-    stacks: tuple[str, ...]
-    bucket: str | None  # None: Pulumi Cloud keeps the state
+    buckets: Mapping[str, str] | None  # stack (and "bootstrap") -> bucket name; None: Pulumi Cloud
     location: str
     noncurrent_days: int
     kms_location: str | None  # None: passphrase secrets provider
     writers: Mapping[str, pulumi.Input[str]]  # stack -> its deployer's member
-    reader: pulumi.Input[str]  # the previewer's member
+    readers: Mapping[str, Mapping[str, pulumi.Input[str]]]  # stack -> {previewer|planner: member}, read-only
     key_users: tuple[str, ...]  # people who init stacks and run local updates
+
+    @property
+    def stacks(self) -> tuple[str, ...]:
+        return tuple(self.writers)
 
 
 class StateBackend(pulumi.ComponentResource):
-    url: pulumi.Output[str]  # what `pulumi login` takes; empty for Pulumi Cloud
+    urls: dict[str, pulumi.Output[str]]  # stack (and "bootstrap") -> `pulumi login` URL; empty for Pulumi Cloud
     secrets_providers: dict[str, pulumi.Output[str]]  # stack -> gcpkms://... for `pulumi stack init`
 
     def __init__(self, name: str, args: StateBackendArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("bootstrap", "StateBackend"), name, None, opts)
-        self.url = pulumi.Output.from_input("")
+        self.urls = {stack: pulumi.Output.from_input("") for stack in (*args.stacks, BOOTSTRAP)}
         self.secrets_providers = {}
-        if args.bucket is not None:
-            self.url = self._bucket(name, args)
+        for stack, bucket in (args.buckets or {}).items():
+            self.urls[stack] = self._bucket(name, stack, bucket, args)
         if args.kms_location is not None:
             self.secrets_providers = self._keys(name, args)
-        self.register_outputs({"url": self.url, "secretsProviders": self.secrets_providers})
+        self.register_outputs({"urls": self.urls, "secretsProviders": self.secrets_providers})
 
-    def _bucket(self, name: str, args: StateBackendArgs) -> pulumi.Output[str]:
+    def _bucket(self, name: str, stack: str, bucket_name: str, args: StateBackendArgs) -> pulumi.Output[str]:
         bucket = gcp.storage.Bucket(
-            child(name, "bucket"),
+            child(name, f"bucket-{stack}"),
             project=args.project,
-            name=args.bucket,
+            name=bucket_name,
             location=args.location,
             uniform_bucket_level_access=True,
             public_access_prevention="enforced",
@@ -68,17 +77,17 @@ class StateBackend(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
         child_opts = pulumi.ResourceOptions(parent=self)
-        # One bucket for all stacks: each deployer can write it. The stacks' secrets stay apart
-        # because each stack has its own key below.
-        for stack in args.stacks:
+        # The bootstrap's own bucket has no CI member at all: only project owners reach it.
+        if stack in args.writers:
             gcp.storage.BucketIAMMember(
                 child(name, f"bucket-{stack}-deployer"),
                 bucket=bucket.name, role=STATE_WRITER_ROLE, member=args.writers[stack], opts=child_opts,
             )
-        gcp.storage.BucketIAMMember(
-            child(name, "bucket-previewer"),
-            bucket=bucket.name, role=STATE_READER_ROLE, member=args.reader, opts=child_opts,
-        )
+        for role_name, member in _named_readers(args, stack):
+            gcp.storage.BucketIAMMember(
+                child(name, f"bucket-{stack}-{role_name}"),
+                bucket=bucket.name, role=STATE_READER_ROLE, member=member, opts=child_opts,
+            )
         return pulumi.Output.concat("gs://", bucket.name)
 
     def _keys(self, name: str, args: StateBackendArgs) -> dict[str, pulumi.Output[str]]:
@@ -106,10 +115,11 @@ class StateBackend(pulumi.ComponentResource):
                 child(name, f"key-{stack}-deployer"),
                 crypto_key_id=key.id, role=KEY_DECRYPTER_ROLE, member=args.writers[stack], opts=child_opts,
             )
-            gcp.kms.CryptoKeyIAMMember(
-                child(name, f"key-{stack}-previewer"),
-                crypto_key_id=key.id, role=KEY_DECRYPTER_ROLE, member=args.reader, opts=child_opts,
-            )
+            for role_name, member in _named_readers(args, stack):
+                gcp.kms.CryptoKeyIAMMember(
+                    child(name, f"key-{stack}-{role_name}"),
+                    crypto_key_id=key.id, role=KEY_DECRYPTER_ROLE, member=member, opts=child_opts,
+                )
             for member in args.key_users:
                 gcp.kms.CryptoKeyIAMMember(
                     child(name, f"key-{stack}-{_member_slug(member)}"),
@@ -117,6 +127,10 @@ class StateBackend(pulumi.ComponentResource):
                 )
             providers[stack] = key.id.apply(lambda key_id: f"gcpkms://{key_id}")
         return providers
+
+
+def _named_readers(args: StateBackendArgs, stack: str) -> list[tuple[str, pulumi.Input[str]]]:
+    return list(args.readers.get(stack, {}).items())
 
 
 def _member_slug(member: str) -> str:

@@ -100,6 +100,20 @@ class _ProtectRecorder(ParentTrackingMonitor):
         return super().RegisterResource(request)
 
 
+def evaluate_build(cfg: Any) -> BootstrapRun:
+    """Runs `bootstrap.program.build` on an already-parsed config, bypassing the loader's rules:
+    for negative controls that show what a layout the loader refuses would grant."""
+    from bootstrap.program import build
+
+    mocks = BootstrapMocks()
+    pulumi_settings.reset_options(project=PROJECT, stack=STACK, preview=False)
+    set_mocks(mocks, project=PROJECT, stack=STACK, preview=False, monitor=ParentTrackingMonitor(mocks))
+    exports = {k: pulumi.Output.from_input(v) for k, v in build(cfg).items()}
+    _sync_await(wait_for_rpcs())
+    outputs = {k: _sync_await(v.future()) for k, v in exports.items()}
+    return BootstrapRun([r.as_dict() for r in mocks.resources], outputs)
+
+
 def evaluate_bootstrap(config: Mapping[str, str] | None = None) -> BootstrapRun:
     """Runs the real entry file (not a copy of its wiring) under fresh mocks."""
     mocks = BootstrapMocks()

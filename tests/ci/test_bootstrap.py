@@ -3,6 +3,7 @@ with which rights, and where state and secrets live. Plus its config validation.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -16,7 +17,9 @@ from bootstrap.config import PROJECT, ConfigError, load_bootstrap_config
 from bootstrap.program import build
 from bootstrap.roles import DELEGATED_ROLES, DEPLOYER_ROLES, PREVIEWER_ROLES
 from infra.mocks import FAKE_PROJECT_NUMBER
-from tests.ci.bootstrap_harness import BootstrapMocks, BootstrapRun, evaluate_bootstrap, stack_file_config
+from tests.ci.bootstrap_harness import BootstrapMocks, BootstrapRun, evaluate_bootstrap, evaluate_build, stack_file_config
+from tests.ci.cel import evaluate_condition
+from tests.ci.trust import violations
 
 REPO = "my-org/gke-voice-agents"
 POOL = f"projects/{FAKE_PROJECT_NUMBER}/locations/global/workloadIdentityPools/github"
@@ -49,35 +52,65 @@ def _grants(run: BootstrapRun, parent: str) -> dict[tuple[str, str], dict]:
 
 # --- identity federation -------------------------------------------------------------------------
 
-def test_the_provider_accepts_tokens_of_this_repository_only(run):
+def test_the_provider_trusts_this_repository_by_its_ids(run):
     provider = run.of_type("gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider")[0]["inputs"]
     assert provider["oidc"] == {"issuerUri": "https://token.actions.githubusercontent.com"}
-    assert provider["attributeCondition"] == f"assertion.repository == '{REPO}'"
+    condition = provider["attributeCondition"]
+    assert "assertion.repository_owner_id == '1234567'" in condition
+    assert "assertion.repository_id == '765432109'" in condition
     assert provider["attributeMapping"]["google.subject"] == "assertion.sub"
     assert run.outputs["workloadIdentityProvider"] == f"{POOL}/providers/github-actions"
 
 
-def test_the_owner_id_pins_the_owner_when_given():
-    run = evaluate_bootstrap(_with(githubRepositoryOwnerId="1234567"))
+def _exchange(run: BootstrapRun, **claims: str) -> str | None:
+    """What Google STS + IAM would let a GitHub token act as: None when the provider's condition
+    refuses the token, else the one account whose binding names the token's subject."""
     provider = run.of_type("gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider")[0]["inputs"]
-    assert provider["attributeCondition"] == (
-        f"assertion.repository == '{REPO}' && assertion.repository_owner_id == '1234567'")
+    token = {"repository": REPO, "repository_id": "765432109", "repository_owner_id": "1234567", **claims}
+    if not evaluate_condition(provider["attributeCondition"], token):
+        return None
+    subject = f"principal://iam.googleapis.com/{POOL}/subject/{token['sub']}"
+    matches = [r["parent"] for r in run.of_type(SA_IAM) if r["inputs"]["member"] == subject]
+    assert len(matches) <= 1, matches
+    return matches[0] if matches else None
 
 
-def test_each_identity_is_usable_from_one_github_subject_only(run):
-    """Deployers only from their GitHub environment (reviewers, branch rule), the previewer only
-    from pull requests. Exactly one binding each: nothing else can impersonate them."""
+DEPLOY_ON_MAIN = {"ref": "refs/heads/main", "job_workflow_ref": f"{REPO}/.github/workflows/deploy.yml@refs/heads/main"}
+
+
+@pytest.mark.parametrize(("claims", "account"), [
+    # Pull requests: the previewer, whatever workflow or ref.
+    ({"sub": f"repo:{REPO}:pull_request", "ref": "refs/pull/7/merge",
+      "job_workflow_ref": f"{REPO}/.github/workflows/pull-request.yml@refs/pull/7/merge"}, "ci-preview"),
+    # The deploy workflow on main, in each environment: that environment's identity.
+    ({"sub": f"repo:{REPO}:environment:dev", **DEPLOY_ON_MAIN}, "ci-deploy-dev"),
+    ({"sub": f"repo:{REPO}:environment:production", **DEPLOY_ON_MAIN}, "ci-deploy-prod"),
+    ({"sub": f"repo:{REPO}:environment:production-plan", **DEPLOY_ON_MAIN}, "ci-plan-prod"),
+    # The deploy workflow from another branch, even in the right environment: refused.
+    ({"sub": f"repo:{REPO}:environment:production", "ref": "refs/heads/hotfix",
+      "job_workflow_ref": f"{REPO}/.github/workflows/deploy.yml@refs/heads/hotfix"}, None),
+    # Another workflow on main that declares the environment: refused.
+    ({"sub": f"repo:{REPO}:environment:production", "ref": "refs/heads/main",
+      "job_workflow_ref": f"{REPO}/.github/workflows/other.yml@refs/heads/main"}, None),
+    # A pull request whose job declares an environment: refused (its ref is not main).
+    ({"sub": f"repo:{REPO}:environment:dev", "ref": "refs/pull/7/merge",
+      "job_workflow_ref": f"{REPO}/.github/workflows/deploy.yml@refs/pull/7/merge"}, None),
+    # A repository re-registered under the same name (new ids): refused.
+    ({"sub": f"repo:{REPO}:environment:production", "repository_id": "1", **DEPLOY_ON_MAIN}, None),
+    ({"sub": f"repo:{REPO}:environment:production", "repository_owner_id": "2", **DEPLOY_ON_MAIN}, None),
+    # A push to main outside any environment: accepted by the provider, bound to nobody.
+    ({"sub": f"repo:{REPO}:ref:refs/heads/main", **DEPLOY_ON_MAIN}, None),
+])
+def test_each_identity_is_reachable_from_one_kind_of_job_only(run, claims, account):
+    assert _exchange(run, **claims) == account
+
+
+def test_each_identity_has_exactly_one_workload_identity_binding(run):
     bindings = {r["parent"]: r["inputs"] for r in run.of_type(SA_IAM)}
-    assert len(run.of_type(SA_IAM)) == len(bindings) == 3
-    expected = {
-        "ci-preview": f"repo:{REPO}:pull_request",
-        "ci-deploy-dev": f"repo:{REPO}:environment:dev",
-        "ci-deploy-prod": f"repo:{REPO}:environment:production",
-    }
-    for account, subject in expected.items():
-        assert bindings[account]["role"] == "roles/iam.workloadIdentityUser"
-        assert bindings[account]["member"] == f"principal://iam.googleapis.com/{POOL}/subject/{subject}"
-        assert bindings[account]["serviceAccountId"].endswith(f"/serviceAccounts/{account}@my-voice-agents-prod.iam.gserviceaccount.com")
+    assert len(run.of_type(SA_IAM)) == len(bindings) == 4
+    for account, binding in bindings.items():
+        assert binding["role"] == "roles/iam.workloadIdentityUser"
+        assert binding["serviceAccountId"].endswith(f"/serviceAccounts/{account}@my-voice-agents-ci.iam.gserviceaccount.com")
 
 
 def test_no_key_is_created_for_any_service_account(run):
@@ -110,52 +143,112 @@ def test_project_iam_admin_can_only_grant_the_stacks_own_roles(run):
     assert unconditioned == []
 
 
-def test_the_previewer_only_reads(run):
-    roles = {role for _, role in _grants(run, "ci-preview")}
-    assert roles == {u.role for u in PREVIEWER_ROLES}
-    assert all(r.endswith(("viewer", "Viewer")) for r in roles)
-    bucket = [r["inputs"]["role"] for r in run.of_type(BUCKET_IAM) if r["name"] == "state-bucket-previewer"]
-    assert bucket == ["roles/storage.objectViewer"]
-    keys = {r["inputs"]["role"] for r in run.of_type(KEY_IAM) if r["name"].endswith("-previewer")}
-    assert keys == {"roles/cloudkms.cryptoKeyDecrypter"}
+def test_the_previewer_only_reads_and_only_the_previewed_stacks(run):
+    """Pull-request code runs as the previewer: it reaches dev (previewStacks) and nothing of prod."""
+    grants = _grants(run, "ci-preview")
+    assert {p for p, _ in grants} == {"my-voice-agents-dev"}
+    assert {r for _, r in grants} == {u.role for u in PREVIEWER_ROLES}
+    member = "serviceAccount:ci-preview@my-voice-agents-ci.iam.gserviceaccount.com"
+    buckets = {(r["inputs"]["bucket"], r["inputs"]["role"]) for r in run.of_type(BUCKET_IAM) if r["inputs"]["member"] == member}
+    assert buckets == {("my-voice-agents-ci-pulumi-dev", "roles/storage.objectViewer")}
+    keys = {(r["inputs"]["cryptoKeyId"].rpartition("/")[2], r["inputs"]["role"])
+            for r in run.of_type(KEY_IAM) if r["inputs"]["member"] == member}
+    assert keys == {("stack-secrets-dev", "roles/cloudkms.cryptoKeyDecrypter")}
 
 
-def test_each_stack_has_its_own_key_and_only_its_deployer_unwraps_it(run):
+def test_previewing_prod_is_a_setting_that_extends_the_previewer_to_prod():
+    run = evaluate_bootstrap(_with(previewStacks=["dev", "prod"]))
+    assert {p for p, _ in _grants(run, "ci-preview")} == {"my-voice-agents-dev", "my-voice-agents-prod"}
+    assert json.loads(run.outputs["githubVariables"]["PREVIEW_MATRIX"]) == {"include": [
+        {"stack": "dev", "stack-name": "organization/gke-voice-agents/dev", "backend": "gs://my-voice-agents-ci-pulumi-dev"},
+        {"stack": "prod", "stack-name": "organization/gke-voice-agents/prod", "backend": "gs://my-voice-agents-ci-pulumi-prod"},
+    ]}
+    assert violations(run, load_bootstrap_config(_with(previewStacks=["dev", "prod"]))) == []
+
+
+def test_the_planner_reads_only_its_own_stage(run):
+    grants = _grants(run, "ci-plan-prod")
+    assert grants and {p for p, _ in grants} == {"my-voice-agents-prod"}
+    assert all(r.endswith(("viewer", "Viewer")) for _, r in grants)
+    assert run.outputs["githubEnvironmentVariables"]["production-plan"] == {
+        "GCP_PLAN_SERVICE_ACCOUNT": "ci-plan-prod@my-voice-agents-ci.iam.gserviceaccount.com",
+        "PULUMI_BACKEND_URL": "gs://my-voice-agents-ci-pulumi-prod"}
+
+
+def test_no_ci_identity_reaches_a_ci_identity_the_pool_or_another_stages_state(run):
+    """The trust boundary, read from every declared binding (tests/ci/trust.py)."""
+    assert violations(run, load_bootstrap_config(stack_file_config())) == []
+
+
+def test_the_trust_check_catches_a_home_project_shared_with_a_stage():
+    """Negative control, and the layout before this change: CI identities in prod's project gave
+    prod's deployer serviceAccountAdmin over them (the loader now refuses it; built anyway here)."""
+    cfg = dataclasses.replace(load_bootstrap_config(stack_file_config()), home_project="my-voice-agents-prod")
+    found = violations(evaluate_build(cfg), cfg)
+    assert any("ci-deploy-prod" in v and "roles/iam.serviceAccountAdmin" in v for v in found), found
+
+
+def test_the_trust_check_catches_a_deployer_on_another_stages_state(run):
+    """Negative control, and the layout before this change: one bucket all deployers could write."""
+    cfg = load_bootstrap_config(stack_file_config())
+    dev = "serviceAccount:ci-deploy-dev@my-voice-agents-ci.iam.gserviceaccount.com"
+    shared = dataclasses.replace(run, resources=[*run.resources,
+        {"type": BUCKET_IAM, "name": "x", "parent": "state", "inputs": {
+            "bucket": "my-voice-agents-ci-pulumi-prod", "role": "roles/storage.objectUser", "member": dev}},
+        {"type": KEY_IAM, "name": "y", "parent": "state", "inputs": {
+            "cryptoKeyId": "projects/p/locations/global/keyRings/r/cryptoKeys/stack-secrets-prod",
+            "role": "roles/cloudkms.cryptoKeyDecrypter", "member": dev}}])
+    found = violations(shared, cfg)
+    assert len(found) == 2 and all("stage prod" in v for v in found), found
+
+
+def test_each_stack_has_its_own_key_and_only_its_own_identities_unwrap_it(run):
     keys = {r["name"]: r["inputs"] for r in run.of_type("gcp:kms/cryptoKey:CryptoKey")}
     assert set(keys) == {"state-key-dev", "state-key-prod"}
     assert {k["rotationPeriod"] for k in keys.values()} == {"7776000s"}
-    for stack in ("dev", "prod"):
-        members = {r["inputs"]["member"] for r in run.of_type(KEY_IAM)
-                   if r["inputs"]["cryptoKeyId"].endswith(f"/stack-secrets-{stack}")}
-        other = "prod" if stack == "dev" else "dev"
-        assert f"serviceAccount:ci-deploy-{stack}@my-voice-agents-prod.iam.gserviceaccount.com" in members
-        assert f"serviceAccount:ci-deploy-{other}@my-voice-agents-prod.iam.gserviceaccount.com" not in members
+    ci = "@my-voice-agents-ci.iam.gserviceaccount.com"
+    expected = {"dev": {f"serviceAccount:ci-deploy-dev{ci}", f"serviceAccount:ci-preview{ci}"},
+                "prod": {f"serviceAccount:ci-deploy-prod{ci}", f"serviceAccount:ci-plan-prod{ci}"}}
+    for stack, members in expected.items():
+        found = {r["inputs"]["member"] for r in run.of_type(KEY_IAM)
+                 if r["inputs"]["cryptoKeyId"].endswith(f"/stack-secrets-{stack}") and r["inputs"]["member"].startswith("serviceAccount:")}
+        assert found == members, stack
     assert run.outputs["secretsProviders"]["prod"] == (
-        "gcpkms://projects/my-voice-agents-prod/locations/global/keyRings/pulumi-secrets/cryptoKeys/stack-secrets-prod")
+        "gcpkms://projects/my-voice-agents-ci/locations/global/keyRings/pulumi-secrets/cryptoKeys/stack-secrets-prod")
 
 
-def test_the_state_bucket_is_private_versioned_and_protected(run):
-    bucket = run.of_type("gcp:storage/bucket:Bucket")[0]
-    inputs = bucket["inputs"]
-    assert inputs["name"] == "my-voice-agents-prod-pulumi-state"
-    assert inputs["uniformBucketLevelAccess"] is True and inputs["publicAccessPrevention"] == "enforced"
-    assert inputs["versioning"] == {"enabled": True} and inputs["forceDestroy"] is False
-    assert {bucket["name"], "state-key-ring", "state-key-dev", "state-key-prod"} <= run.protected
-    assert run.outputs["stateBackendUrl"] == "gs://my-voice-agents-prod-pulumi-state"
+def test_each_stage_and_the_bootstrap_have_their_own_private_versioned_protected_bucket(run):
+    buckets = {r["inputs"]["name"]: r for r in run.of_type("gcp:storage/bucket:Bucket")}
+    assert set(buckets) == {f"my-voice-agents-ci-pulumi-{s}" for s in ("bootstrap", "dev", "prod")}
+    for bucket in buckets.values():
+        inputs = bucket["inputs"]
+        assert inputs["uniformBucketLevelAccess"] is True and inputs["publicAccessPrevention"] == "enforced"
+        assert inputs["versioning"] == {"enabled": True} and inputs["forceDestroy"] is False
+        assert bucket["name"] in run.protected
+    assert {"state-key-ring", "state-key-dev", "state-key-prod"} <= run.protected
+    writers = {(r["inputs"]["bucket"], r["inputs"]["member"]) for r in run.of_type(BUCKET_IAM) if r["inputs"]["role"] == "roles/storage.objectUser"}
+    ci = "@my-voice-agents-ci.iam.gserviceaccount.com"
+    assert writers == {("my-voice-agents-ci-pulumi-dev", f"serviceAccount:ci-deploy-dev{ci}"),
+                       ("my-voice-agents-ci-pulumi-prod", f"serviceAccount:ci-deploy-prod{ci}")}
+    assert not [r for r in run.of_type(BUCKET_IAM) if r["inputs"]["bucket"].endswith("-bootstrap")], "no CI identity reads the bootstrap's state"
+    assert run.outputs["stateBackendUrls"] == {"dev": "gs://my-voice-agents-ci-pulumi-dev", "prod": "gs://my-voice-agents-ci-pulumi-prod"}
+    assert run.outputs["bootstrapStateUrl"] == "gs://my-voice-agents-ci-pulumi-bootstrap"
 
 
 def test_pulumi_cloud_and_passphrase_need_no_bucket_and_no_keys():
-    run = evaluate_bootstrap(_with(stateBackend="pulumi-cloud", secretsProvider="passphrase"))
+    run = evaluate_bootstrap(_with(stateBackend="pulumi-cloud", pulumiOrganization="my-org", secretsProvider="passphrase"))
     assert not run.of_type("gcp:storage/bucket:Bucket") and not run.of_type("gcp:kms/keyRing:KeyRing")
-    assert run.outputs["githubVariables"]["PULUMI_BACKEND_URL"] == ""
+    assert run.outputs["githubEnvironmentVariables"]["production"]["PULUMI_BACKEND_URL"] == ""
+    assert run.outputs["githubVariables"]["PULUMI_ORGANIZATION"] == "my-org"
+    assert run.outputs["stackNames"] == {"dev": "my-org/gke-voice-agents/dev", "prod": "my-org/gke-voice-agents/prod"}
     assert run.outputs["secretsProviders"] == {}
-    assert "apis-my-voice-agents-prod-cloudkms" not in {r["name"] for r in run.resources}
+    assert "apis-my-voice-agents-ci-cloudkms" not in {r["name"] for r in run.resources}
 
 
 def test_apis_are_enabled_and_never_disabled_again(run):
     services = run.of_type("gcp:projects/service:Service")
     enabled = {(s["inputs"]["project"], s["inputs"]["service"]) for s in services}
-    assert ("my-voice-agents-prod", "sts.googleapis.com") in enabled
+    assert ("my-voice-agents-ci", "sts.googleapis.com") in enabled
     assert ("my-voice-agents-dev", "container.googleapis.com") in enabled
     assert all(s["inputs"]["disableOnDestroy"] is False for s in services)
 
@@ -170,7 +263,7 @@ def test_an_apply_on_the_exported_variables_really_runs():
     runs = []
 
     def check(variables: dict) -> dict:
-        assert variables["production"]["GCP_DEPLOY_SERVICE_ACCOUNT"] == "ci-deploy-prod@my-voice-agents-prod.iam.gserviceaccount.com"
+        assert variables["production"]["GCP_DEPLOY_SERVICE_ACCOUNT"] == "ci-deploy-prod@my-voice-agents-ci.iam.gserviceaccount.com"
         runs.append(variables)
         return variables
 
@@ -189,21 +282,32 @@ def test_the_committed_example_stack_is_valid():
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"githubRepository": "gke-voice-agents"}, r"githubRepository = 'gke-voice-agents': must be the repository as owner/name"),
-    ({"environments": None}, r"environments = None: required: a map of stack -> settings"),
-    ({"environments": {"dev": {"project": "my-voice-agents-dev"}}}, r"environments\.dev\.githubEnvironment = None: must be a GitHub environment name"),
+    ({"environments": None}, r"environments = \(not set\): required: a map of stack -> settings"),
+    ({"environments": {"dev": {"project": "my-voice-agents-dev"}}}, r"environments\.dev\.githubEnvironment = \(not set\): must be a GitHub environment name"),
     ({"environments": {"Dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev"}}}, r"environments\.Dev = 'Dev': stack names are 1-20 lower-case"),
     ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev", "promoteFrom": "qa"}}},
      r"environments\.dev\.promoteFrom = 'qa': must name another stack"),
     ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "x"},
                        "prod": {"project": "my-voice-agents-prod", "githubEnvironment": "x"}}},
-     r"each stack needs its own GitHub environment"),
-    ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev", "region": "eu"}}},
-     r"environments\.dev = \['region'\]: unknown keys"),
-    ({"gcp:project": "my-voice-agents-dev"}, r"gcp:project = 'my-voice-agents-dev': is also the project of stack dev, which is promoted from"),
+     r"each stack needs its own GitHub environments"),
+    ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev", "projet": "eu"}}},
+     r"environments\.dev\.projet = 'eu': is not an environment setting; did you mean project\?"),
+    ({"gcp:project": "my-voice-agents-dev"}, r"gcp:project = 'my-voice-agents-dev': is also the project of stack dev"),
+    ({"gcp:project": "my-voice-agents-prod"}, r"gcp:project = 'my-voice-agents-prod': is also the project of stack prod: its deployer could take over"),
+    ({"secretsProvidr": "passphrase"}, r"bootstrap:secretsProvidr = 'passphrase': is not a bootstrap setting; did you mean gke-voice-agents-bootstrap:secretsProvider\?"),
+    ({"stateBucket": "x-state"}, r"bootstrap:stateBucket = 'x-state': is not a bootstrap setting; did you mean gke-voice-agents-bootstrap:stateBucketPrefix\?"),
+    ({"gcp:regoin": "us-central1"}, r"gcp:regoin = 'us-central1': the bootstrap reads only gcp:project"),
+    ({"githubRepositoryId": None}, r"githubRepositoryId = \(not set\): required: the numeric repository id"),
+    ({"githubRepositoryOwnerId": None}, r"githubRepositoryOwnerId = \(not set\): required: the numeric owner id"),
+    ({"previewStacks": ["qa"]}, r"previewStacks = \['qa'\]: must be a non-empty list of stacks from environments: dev, prod"),
+    ({"previewStacks": []}, r"previewStacks = \[\]: must be a non-empty list"),
+    ({"stateBackend": "pulumi-cloud"}, r"pulumiOrganization = \(not set\): required: the Pulumi Cloud organisation"),
+    ({"pulumiOrganization": "my-org"}, r"pulumiOrganization = 'my-org': applies to stateBackend pulumi-cloud only"),
+    ({"deployWorkflow": "deploy.yml"}, r"deployWorkflow = 'deploy.yml': must be a path like \.github/workflows/deploy\.yml"),
     ({"poolId": "gcp-github"}, r"poolId = 'gcp-github': the gcp- prefix is reserved"),
     ({"stateBackend": "s3"}, r"stateBackend = 's3': must be one of gcs, pulumi-cloud"),
     ({"secretsKeyUsers": ["platform@example.com"]}, r"secretsKeyUsers = \['platform@example.com'\]: must be a list of IAM members"),
-    ({"githubRepositoryOwnerId": "my-org"}, r"githubRepositoryOwnerId = 'my-org': must be the numeric owner id"),
+    ({"githubRepositoryOwnerId": "my-org"}, r"githubRepositoryOwnerId = 'my-org': the numeric owner id"),
     ({"stateNoncurrentDays": "0"}, r"stateNoncurrentDays = '0': must be in \[1, 3650\]"),
 ])
 def test_each_invalid_setting_is_named_with_its_value_and_the_fix(changes, message):
@@ -226,3 +330,36 @@ def test_the_bootstrap_is_its_own_project_on_the_main_venv():
     project = yaml.safe_load((BOOTSTRAP / "Pulumi.yaml").read_text())
     assert project["name"] == PROJECT != "gke-voice-agents"
     assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "../.venv"}}
+
+
+# --- OIDC subject length: Google's 127-byte google.subject limit, at its boundary --------------
+
+def _environments_with(production: str) -> dict:
+    return {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev"},
+            "prod": {"project": "my-voice-agents-prod", "githubEnvironment": production, "promoteFrom": "dev"}}
+
+
+@pytest.mark.parametrize(("length", "accepted"), [(85, True), (86, True), (87, False)])
+def test_subjects_longer_than_127_bytes_are_refused(length, accepted):
+    """`repo:my-org/gke-voice-agents:environment:` is 41 bytes, so an 86-character environment
+    makes a 127-byte subject (the most Google accepts) and 87 one byte too many."""
+    name = "e" * length
+    subject = f"repo:{REPO}:environment:{name}"
+    assert len(subject.encode()) == 41 + length
+    config = _with(environments=_environments_with(name))
+    if accepted:
+        assert load_bootstrap_config(config).environment("prod").github_environment == name
+    else:
+        with pytest.raises(ConfigError, match=rf"environments \({name}\) = '{subject}': is 128 bytes as an OIDC subject; Google accepts at most 127"):
+            load_bootstrap_config(config)
+
+
+def test_every_key_of_the_committed_stack_is_one_the_bootstrap_reads():
+    """The unknown-key check sees every key the engine passes, not only the ones it looks up."""
+    from bootstrap.config import SETTINGS, read_pulumi_config
+    from pulumi.runtime.config import set_all_config
+
+    set_all_config({**stack_file_config(), f"{PROJECT}:secretsProvidr": "x", "aws:region": "eu-west-1"}, [])
+    raw = read_pulumi_config()
+    assert f"{PROJECT}:secretsProvidr" in raw and "aws:region" not in raw
+    assert {k.partition(":")[2] for k in stack_file_config() if k.startswith(PROJECT)} <= set(SETTINGS)

@@ -1,0 +1,94 @@
+"""Who can reach what: every IAM binding the bootstrap declares, read back from the mocked
+resources and checked against the trust boundaries in docs/ci.md.
+
+A CI identity must never hold a right over a CI identity (the service accounts, their
+workload-identity bindings), over the identity pool or its provider, or over another stage's
+state bucket or secrets key. Rights are read from the declared bindings, not from the code that
+builds them, so a new binding anywhere in the bootstrap is checked too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bootstrap.config import BOOTSTRAP_BUCKET_SUFFIX, BootstrapConfig
+from tests.ci.bootstrap_harness import BootstrapRun
+
+PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
+SA_IAM = "gcp:serviceaccount/iAMMember:IAMMember"
+BUCKET_IAM = "gcp:storage/bucketIAMMember:BucketIAMMember"
+KEY_IAM = "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
+# Any binding type that names a member: anything else granting a CI member must be added here.
+BINDING_TYPES_WITH_A_MEMBER = {PROJECT_IAM, SA_IAM, BUCKET_IAM, KEY_IAM}
+
+
+@dataclass(frozen=True)
+class Identity:
+    member: str  # serviceAccount:<email>
+    kind: str  # deployer, planner, previewer
+    stacks: frozenset[str]  # the stages whose state and key it may touch
+
+
+def ci_identities(run: BootstrapRun, cfg: BootstrapConfig) -> dict[str, Identity]:
+    out = run.outputs
+    found = {f"serviceAccount:{out['previewServiceAccount']}": Identity(
+        f"serviceAccount:{out['previewServiceAccount']}", "previewer", frozenset(cfg.preview_stacks))}
+    for kind, key in (("deployer", "deployServiceAccounts"), ("planner", "planServiceAccounts")):
+        for stack, email in out[key].items():
+            found[f"serviceAccount:{email}"] = Identity(f"serviceAccount:{email}", kind, frozenset({stack}))
+    return found
+
+
+def _stage_of(name: str, prefix: str, cfg: BootstrapConfig) -> str | None:
+    for stack in (BOOTSTRAP_BUCKET_SUFFIX, *(e.stack for e in cfg.environments)):
+        if name == f"{prefix}{stack}" or name.endswith(f"/{prefix}{stack}"):
+            return stack
+    return None
+
+
+def violations(run: BootstrapRun, cfg: BootstrapConfig) -> list[str]:
+    """Every binding that lets a CI identity reach past its boundary, one line each."""
+    identities = ci_identities(run, cfg)
+    problems: list[str] = []
+    for resource in run.resources:
+        inputs: dict[str, Any] = resource["inputs"]
+        who = identities.get(inputs.get("member", ""))
+        if who is None:
+            continue
+        where = f"{resource['name']} ({inputs.get('role')})"
+        typ = resource["type"]
+        if typ not in BINDING_TYPES_WITH_A_MEMBER:
+            problems.append(f"{who.kind} {who.member} is granted something the checks do not know: {where} {typ}")
+        elif typ == PROJECT_IAM and inputs["project"] == cfg.home_project:
+            problems.append(f"{who.kind} {who.member} holds a project role where the CI identities, pool and state live: {where}")
+        elif typ == SA_IAM:
+            problems.append(f"{who.kind} {who.member} holds a role on a service account: {where}")
+        elif typ == BUCKET_IAM:
+            stage = _stage_of(inputs["bucket"], f"{cfg.state_bucket_prefix}-", cfg)
+            if stage not in who.stacks:
+                problems.append(f"{who.kind} {who.member} reaches the state of stage {stage}: {where}")
+            elif who.kind != "deployer" and not inputs["role"].endswith(("Viewer", "viewer")):
+                problems.append(f"{who.kind} {who.member} may write state: {where}")
+        elif typ == KEY_IAM:
+            stage = _stage_of(inputs["cryptoKeyId"], "stack-secrets-", cfg)
+            if stage not in who.stacks:
+                problems.append(f"{who.kind} {who.member} reaches the secrets key of stage {stage}: {where}")
+            elif inputs["role"] != "roles/cloudkms.cryptoKeyDecrypter":
+                problems.append(f"{who.kind} {who.member} may do more than decrypt: {where}")
+        elif typ == PROJECT_IAM:
+            problems += _project_grant_problems(who, inputs, where, cfg)
+    return problems
+
+
+def _project_grant_problems(who: Identity, inputs: dict[str, Any], where: str, cfg: BootstrapConfig) -> list[str]:
+    own = {cfg.environment(s).project for s in who.stacks}
+    if inputs["project"] in own:
+        if who.kind != "deployer" and not inputs["role"].endswith(("viewer", "Viewer")):
+            return [f"{who.kind} {who.member} may change its stage's project: {where}"]
+        return []
+    promoted = {cfg.environment(cfg.environment(s).promote_from).project
+                for s in who.stacks if who.kind == "deployer" and cfg.environment(s).promote_from}
+    if inputs["project"] in promoted and inputs["role"] == "roles/artifactregistry.reader":
+        return []
+    return [f"{who.kind} {who.member} holds a role in another stage's project {inputs['project']}: {where}"]
