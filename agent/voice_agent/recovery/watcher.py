@@ -1,0 +1,226 @@
+"""The worker side of recovery: every worker watches for calls whose agent died, and exactly one
+of them re-dispatches each such call.
+
+Self-hosted livekit-server v1.13.5 never re-dispatches a dead worker's job
+(pkg/service/agentservice.go drops its jobs; job migration is a no-op outside LiveKit Cloud), and
+an agent that was SIGKILLed stays listed in its room for about 20 s until the server times its
+connection out (measured with this harness). So each worker runs this loop:
+
+1. rows whose lease ran out (database clock) and that no live claim covers;
+2. RoomService: is a caller (any non-agent participant) still in the room? No: forget the call
+   (nothing is re-dispatched). Another agent than the dead one present: someone serves it.
+3. claim the row atomically (UPDATE ... WHERE lease and claim expired RETURNING): one winner;
+4. remove the dead agent's lingering participant, then CreateDispatch with the claim token in
+   the metadata; the new job takes the row over only with that token.
+
+There is no leader and no inbound endpoint: any worker can do it, and PostgreSQL's row lock
+decides. The watcher never acts while its own view of the database is younger than one lease:
+after an outage every live job needs one heartbeat to renew the leases the outage let expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from ..logs import log_event
+from . import store
+from .checkpoints import Connect, connect
+from .config import RecoverySettings
+from .resume import recovery_metadata
+from .telemetry import RecoveryMetrics, default_recovery_metrics
+
+logger = logging.getLogger("voice_agent.recovery")
+
+AGENT_KIND = 4  # livekit.protocol.models.ParticipantInfo.AGENT
+SWEEP_INTERVAL_SECONDS = 60.0
+
+
+def http_url(livekit_url: str) -> str:
+    """RoomService and AgentDispatchService are Twirp over HTTP on the same host as signalling."""
+    for ws, http in (("wss://", "https://"), ("ws://", "http://")):
+        if livekit_url.startswith(ws):
+            return http + livekit_url[len(ws):]
+    return livekit_url
+
+
+class RecoveryWatcher:
+    def __init__(self, settings: RecoverySettings, *, livekit_url: str, api_key: str,
+                 api_secret: str, metrics: RecoveryMetrics | None = None,
+                 connect_fn: Connect = connect) -> None:
+        self._settings = settings
+        self._url, self._key, self._secret = http_url(livekit_url), api_key, api_secret
+        self._metrics = metrics or default_recovery_metrics()
+        self._connect_fn = connect_fn
+        self._conn: Any = None
+        self._healthy_since: float | None = None
+        self._last_sweep = 0.0
+        self._failing = False
+        self._lk: Any = None
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self.poll_once()
+                await asyncio.sleep(self._settings.poll_seconds)
+        finally:
+            await self.aclose()
+
+    async def poll_once(self) -> int:
+        """One pass; returns how many calls were re-dispatched. Never raises (logs instead)."""
+        try:
+            conn = await self._connection()
+            orphans = await asyncio.wait_for(store.orphans(conn), self._settings.db_timeout_seconds)
+            self._db_ok()
+            await self._sweep_if_due(conn)
+            if not orphans or not self._db_trusted():
+                return 0
+            dispatched = 0
+            for orphan in orphans:
+                try:
+                    dispatched += await self._recover(conn, orphan)
+                except Exception as exc:  # noqa: BLE001 - e.g. LiveKit API down: next pass
+                    if conn.is_closed():
+                        raise
+                    self._metrics.recoveries.labels(result="failed").inc()
+                    log_event("recovery_failed", "could not examine a call whose agent died",
+                              level=logging.WARNING, room=orphan.room,
+                              error=f"{type(exc).__name__}: {exc}"[:300])
+            return dispatched
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the watcher must outlive any outage
+            await self._db_failed(exc)
+            return 0
+
+    async def _recover(self, conn: Any, orphan: store.Orphan) -> int:
+        participants = await self._participants(orphan.room)
+        callers = [p for p in participants if p.kind != AGENT_KIND]
+        agents = {p.identity for p in participants if p.kind == AGENT_KIND}
+        timeout = self._settings.db_timeout_seconds
+        if not callers:
+            if await asyncio.wait_for(store.abandon(conn, room=orphan.room), timeout):
+                self._metrics.recoveries.labels(result="abandoned").inc()
+                log_event("recovery_abandoned", "agent died and the caller left: call forgotten",
+                          room=orphan.room, dead_agent=orphan.agent_identity)
+            return 0
+        if agents - {orphan.agent_identity}:
+            self._metrics.recoveries.labels(result="skipped_agent_present").inc()
+            return 0
+        token = uuid.uuid4().hex
+        won = await asyncio.wait_for(
+            store.claim(conn, room=orphan.room, token=token,
+                        claim_seconds=self._settings.claim_seconds), timeout)
+        if won is None:
+            self._metrics.recoveries.labels(result="lost_race").inc()
+            return 0
+        try:
+            if orphan.agent_identity in agents:
+                await self._remove_participant(orphan.room, orphan.agent_identity)
+            dispatch_id = await self._dispatch(won.room, won.agent_name, token)
+        except Exception as exc:  # noqa: BLE001 - the claim expires and any watcher retries
+            self._metrics.recoveries.labels(result="failed").inc()
+            log_event("recovery_failed", "re-dispatch failed; retried when the claim expires",
+                      level=logging.WARNING, room=orphan.room, error=f"{type(exc).__name__}: {exc}"[:300])
+            return 0
+        self._metrics.recoveries.labels(result="dispatched").inc()
+        log_event("recovery_dispatched", "call whose agent died re-dispatched", room=orphan.room,
+                  dead_agent=orphan.agent_identity, dispatch_id=dispatch_id,
+                  agent_name=won.agent_name, recoveries=won.recoveries)
+        return 1
+
+    # ----------------------------------------------------------------- LiveKit server API
+    def _api(self) -> Any:
+        if self._lk is None:
+            from livekit import api
+
+            self._lk = api.LiveKitAPI(url=self._url, api_key=self._key, api_secret=self._secret)
+        return self._lk
+
+    async def _participants(self, room: str) -> list[Any]:
+        from livekit import api
+
+        try:
+            response = await self._api().room.list_participants(api.ListParticipantsRequest(room=room))
+        except api.TwirpError as exc:
+            if exc.code == api.TwirpErrorCode.NOT_FOUND:
+                return []  # the room is gone: everyone left
+            raise
+        return list(response.participants)
+
+    async def _remove_participant(self, room: str, identity: str) -> None:
+        from livekit import api
+
+        # the dead agent lingers until the server times out its connection (about 20 s)
+        with contextlib.suppress(api.TwirpError):
+            await self._api().room.remove_participant(
+                api.RoomParticipantIdentity(room=room, identity=identity))
+
+    async def _dispatch(self, room: str, agent_name: str, token: str) -> str:
+        from livekit import api
+
+        dispatch = await self._api().agent_dispatch.create_dispatch(
+            api.CreateAgentDispatchRequest(agent_name=agent_name, room=room,
+                                           metadata=recovery_metadata(token)))
+        return str(dispatch.id)
+
+    # ----------------------------------------------------------------- database health
+    async def _connection(self) -> Any:
+        if self._conn is None or self._conn.is_closed():
+            timeout = self._settings.db_timeout_seconds
+            conn = await asyncio.wait_for(self._connect_fn(self._settings.dsn, timeout), timeout)
+            try:
+                await asyncio.wait_for(store.migrate(conn), max(timeout, 10.0))
+            except BaseException:
+                conn.terminate()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _db_ok(self) -> None:
+        if self._healthy_since is None:
+            self._healthy_since = time.monotonic()
+        if self._failing:
+            self._failing = False
+            log_event("recovery_watcher_recovered", "recovery watcher reaches the database again")
+
+    def _db_trusted(self) -> bool:
+        """Leases that ran out while this watcher could not see the database may belong to live
+        calls that could not renew them either: act only after one full lease of health."""
+        return (self._healthy_since is not None
+                and time.monotonic() - self._healthy_since >= self._settings.lease_seconds)
+
+    async def _db_failed(self, exc: BaseException) -> None:
+        self._healthy_since = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+        if not self._failing:
+            self._failing = True
+            log_event("recovery_watcher_unavailable", "recovery watcher cannot work: no re-dispatch",
+                      level=logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300])
+
+    async def _sweep_if_due(self, conn: Any) -> None:
+        if time.monotonic() - self._last_sweep < SWEEP_INTERVAL_SECONDS:
+            return
+        self._last_sweep = time.monotonic()
+        swept = await asyncio.wait_for(
+            store.sweep(conn, retention_seconds=self._settings.retention_seconds),
+            self._settings.db_timeout_seconds)
+        if swept:
+            log_event("checkpoints_swept", "old checkpoints deleted", count=swept)
+
+    async def aclose(self) -> None:
+        if self._lk is not None:
+            with contextlib.suppress(Exception):
+                await self._lk.aclose()
+            self._lk = None
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.terminate()
+            self._conn = None

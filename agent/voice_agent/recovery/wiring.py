@@ -1,0 +1,41 @@
+"""What the worker process runs for recovery: the watcher task and the recovery metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from .telemetry import RecoveryLogCounter, default_recovery_metrics
+
+if TYPE_CHECKING:
+    from ..settings import AgentSettings
+
+
+class RecoveryRuntime:
+    """Counts the job processes' checkpoint lines; runs the watcher when recovery is on."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self._settings = settings
+        self._task: asyncio.Task[None] | None = None
+        if settings.recovery.enabled:
+            logging.getLogger().addHandler(RecoveryLogCounter(default_recovery_metrics()))
+
+    def start(self) -> None:
+        recovery = self._settings.recovery
+        if not (recovery.enabled and recovery.watcher) or self._task is not None:
+            return
+        from .watcher import RecoveryWatcher
+
+        watcher = RecoveryWatcher(
+            recovery,
+            livekit_url=self._settings.livekit_url,
+            api_key=self._settings.livekit_api_key,
+            api_secret=self._settings.livekit_api_secret,
+        )
+        self._task = asyncio.get_running_loop().create_task(watcher.run(), name="voice_agent_recovery_watcher")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
