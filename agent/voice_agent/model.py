@@ -1,14 +1,31 @@
-"""The one place the Gemini Live model is built: the test seam.
+"""The one place the Gemini Live model is built.
 
 Production: Gemini Live through Vertex AI, authenticated with Application Default Credentials
 (Workload Identity on GKE, bound to roles/aiplatform.user). No API key is read or passed.
 
-Tests that run the real worker process replace ``build_realtime_model`` (and only it) from a
-``sitecustomize.py`` on PYTHONPATH, so the process is started exactly as the Deployment says.
-Callers must therefore look it up on this module at call time (``model.build_realtime_model``),
-never bind it with ``from voice_agent.model import build_realtime_model``.
+Calls outlive any single Gemini connection (Vertex AI, "Session management with Live API",
+https://ai.google.dev/gemini-api/docs/live-session):
+- a connection lasts about 10 minutes and ends with GoAway; livekit-plugins-google 1.8.9
+  (``realtime/realtime_api.py``, ``_build_connect_config``) always asks for session
+  resumption and reconnects with the last handle, so the same session continues;
+- an audio session without context window compression ends at 15 minutes (the plugin treats
+  that close, 1007, as fatal), so compression is always configured here (sliding window,
+  ``AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS`` / ``_TARGET_TOKENS``).
 
-Imports of livekit stay inside the function: a sitecustomize imports this module at
+A fatal model error (connect refused: permission, quota, model not in the region; a failed
+reconnect) is not retried by the plugin for a connection that never opened. The model is
+therefore wrapped in livekit-agents 1.8.9 ``RealtimeModelFallbackAdapter`` over
+``1 + AGENT_GEMINI_CONNECT_RETRIES`` instances of the primary and as many of the optional
+fallback (another region and/or model): each fatal error moves the session, with its chat
+context, to the next instance; when all are exhausted the error reaches the AgentSession and
+call_life.py apologises and ends the call.
+
+Tests run the real plugin against a local Live API server (tests/fakes/gemini_live.py), so
+nothing here is replaced in tests. The older in-process seam (tests/fake_gemini, replacing
+``build_realtime_model`` from a sitecustomize) still works: callers look the function up on
+this module at call time (``model.build_realtime_model``).
+
+Imports of livekit stay inside the functions: a sitecustomize may import this module at
 interpreter start, before ``python -m voice_agent`` has prepared the metrics directory.
 """
 
@@ -23,16 +40,49 @@ if TYPE_CHECKING:
 
 # Gemini voice; the plugin's default, named here so a change is a reviewed diff.
 VOICE = "Puck"
+# A failed model instance stays out of rotation this long (livekit-agents 1.8.9
+# RealtimeModelFallbackAdapter default cooldown is 10 s); longer than any call's retry cascade,
+# so retries move forward through the list instead of returning to a model that just failed.
+FALLBACK_COOLDOWN_SECONDS = 300.0
 
 
 def build_realtime_model(settings: AgentSettings) -> llm.RealtimeModel:
-    """Gemini Live on Vertex AI for one session. Building it does not connect."""
+    """Gemini Live on Vertex AI for one session, with retries and fallback. Does not connect."""
+    instances = model_plan(settings)
+    models = [gemini(settings, location, model_id) for location, model_id in instances]
+    if len(models) == 1:
+        return models[0]
+    from livekit.agents import llm
+
+    return llm.RealtimeModelFallbackAdapter(models, cooldown=FALLBACK_COOLDOWN_SECONDS)
+
+
+def model_plan(settings: AgentSettings) -> list[tuple[str, str]]:
+    """(location, model) of every instance tried, in order: primary retries, then fallback."""
+    attempts = 1 + settings.gemini_connect_retries
+    plan = [(settings.gcp_location, settings.gemini_model)] * attempts
+    if settings.gemini_fallback_location or settings.gemini_fallback_model:
+        fallback = (
+            settings.gemini_fallback_location or settings.gcp_location,
+            settings.gemini_fallback_model or settings.gemini_model,
+        )
+        plan += [fallback] * attempts
+    return plan
+
+
+def gemini(settings: AgentSettings, location: str, model_id: str) -> llm.RealtimeModel:
+    from google.genai import types
     from livekit.plugins import google
 
     return google.realtime.RealtimeModel(
         vertexai=True,
         project=settings.gcp_project,
-        location=settings.gcp_location,
-        model=settings.gemini_model,
+        location=location,
+        model=model_id,
         voice=VOICE,
+        context_window_compression=types.ContextWindowCompressionConfig(
+            trigger_tokens=settings.compression_trigger_tokens,
+            sliding_window=types.SlidingWindow(target_tokens=settings.compression_target_tokens),
+        ),
+        session_resumption=types.SessionResumptionConfig(),
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from livekit.agents import Agent, RunContext, ToolError, function_tool
+from livekit.agents.beta.tools import EndCallTool
 
 logger = logging.getLogger("voice_agent.persona")
 
@@ -24,8 +26,8 @@ GREETING = "Greet the caller in one short sentence and ask how you can help."
 class VoiceAssistant(Agent):
     """The agent a caller talks to."""
 
-    def __init__(self) -> None:
-        super().__init__(instructions=INSTRUCTIONS)
+    def __init__(self, *, on_end_call: Callable[[], None] | None = None) -> None:
+        super().__init__(instructions=INSTRUCTIONS, tools=[end_call_tool(on_end_call)])
 
     @function_tool
     async def current_time(self, context: RunContext, timezone: str = "UTC") -> str:
@@ -36,13 +38,23 @@ class VoiceAssistant(Agent):
         """
         return current_time_in(timezone)
 
-    @function_tool
-    async def end_call(self, context: RunContext) -> str:
-        """End the call after saying goodbye, when the caller has nothing more to ask."""
-        logger.info("caller asked to end the call", extra={"event": "end_call_requested"})
-        # drain=True lets the goodbye finish playing before the session closes
-        context.session.shutdown(drain=True)
-        return "The call is ending; say a short goodbye."
+
+def end_call_tool(on_end_call: Callable[[], None] | None) -> EndCallTool:
+    """livekit-agents 1.8.9 ``beta.tools.EndCallTool``: the tool's output asks the model for a
+    goodbye; once that reply has played out (it waits up to 5 s for it to start) the session
+    shuts down, the room is deleted (every caller, SIP included, is disconnected) and the job
+    ends. Our hook only records why the call ended."""
+
+    async def _called(_event: object) -> None:
+        logger.info("the model ended the call", extra={"event": "end_call_requested"})
+        if on_end_call is not None:
+            on_end_call()
+
+    return EndCallTool(
+        delete_room=True,
+        end_instructions="Say a short goodbye to the caller.",
+        on_tool_called=_called,
+    )
 
 
 def current_time_in(timezone: str) -> str:

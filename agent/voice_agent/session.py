@@ -7,20 +7,23 @@ ignore SIGTERM by design; the worker process owns the drain.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
 from typing import Any
 
-from livekit.agents import AgentSession, CloseEvent, JobContext, JobProcess, JobRequest
+from livekit.agents import AgentSession, JobContext, JobProcess, JobRequest, llm
 
 # google is imported for its side effect: a plugin registered in the worker process is
 # preloaded in the forkserver, so job processes do not import it at every session start.
 from livekit.plugins import google, silero  # noqa: F401
 
 from . import model
+from .call_life import CallLife
 from .logs import log_event
 from .persona import GREETING, VoiceAssistant
+from .recovery import resume
 from .settings import AgentSettings, load_settings
 
 SETTINGS_KEY = "settings"
@@ -58,27 +61,63 @@ async def entrypoint(ctx: JobContext) -> None:
     ctx.log_context_fields = session_log_fields(ctx, session_id)
     tracker = SessionTracker(session_id=session_id, job_id=ctx.job.id)
 
+    # crash recovery (recovery/resume.py): take the room's checkpoint over, or leave if a newer
+    # replacement owns the room
+    recovery = await resume.begin(ctx, settings.recovery)
+    if recovery.superseded:
+        ctx.shutdown(reason="recovery superseded")
+        return
+    realtime_model = model.build_realtime_model(settings)
+    recovery.offer_handle(realtime_model)
+    watch_model_switches(realtime_model, tracker)
     session: AgentSession[Any] = AgentSession(
-        llm=model.build_realtime_model(settings),
+        llm=realtime_model,
         vad=ctx.proc.userdata[VAD_KEY],
+        # the framework's "away" clock is the silence timeout (call_life.py)
+        user_away_timeout=float(settings.silence_timeout_seconds),
     )
-
-    def _on_close(event: CloseEvent) -> None:
-        tracker.end(event.reason.value, error=event.error)
-        # the caller left (or the model failed): end the job now instead of idling in the
-        # room until the server's empty-room timeout closes it
-        ctx.shutdown(reason=f"session closed: {event.reason.value}")
+    call = CallLife(
+        ctx,
+        session,
+        max_call_seconds=settings.max_call_seconds,
+        warning_seconds=settings.call_warning_seconds,
+        on_end=tracker.end,
+    )
 
     async def _on_job_shutdown(reason: str) -> None:
         tracker.end(f"job shutdown: {reason}")
 
-    session.on("close", _on_close)
     ctx.add_shutdown_callback(_on_job_shutdown)
 
     # record=False: self-hosted, no LiveKit Cloud upload, and nothing written to disk
-    await session.start(agent=VoiceAssistant(), room=ctx.room, record=False)
+    await session.start(
+        agent=VoiceAssistant(on_end_call=call.end_call_requested), room=ctx.room, record=False
+    )
     tracker.begin(participants=len(ctx.room.remote_participants))
-    session.generate_reply(instructions=GREETING)
+    call.start()
+    await recovery.started(ctx, session)
+    session.generate_reply(instructions=recovery.opening(GREETING))
+
+
+def watch_model_switches(realtime_model: llm.RealtimeModel, tracker: SessionTracker) -> None:
+    """Log each Gemini instance taken out of (or back into) rotation by the fallback adapter."""
+    if not isinstance(realtime_model, llm.RealtimeModelFallbackAdapter):
+        return
+
+    def _on_change(event: Any) -> None:
+        options = getattr(event.realtime_model, "_opts", None)
+        if not event.available:
+            tracker.model_switches += 1
+        log_event(
+            "model_availability_changed",
+            "Gemini instance available" if event.available else "Gemini instance failed",
+            level=logging.INFO if event.available else logging.WARNING,
+            available=event.available,
+            location=getattr(options, "location", None),
+            model=getattr(event.realtime_model, "model", None),
+        )
+
+    realtime_model.on("realtime_availability_changed", _on_change)
 
 
 def session_log_fields(ctx: JobContext, session_id: str) -> dict[str, Any]:
@@ -114,6 +153,8 @@ class SessionTracker:
         self._job_id = job_id
         self._started_at: float | None = None
         self._ended = False
+        # Gemini instances that failed during this call (model.py's retries and fallback)
+        self.model_switches = 0
 
     def begin(self, **fields: Any) -> None:
         self._started_at = time.monotonic()
@@ -135,6 +176,7 @@ class SessionTracker:
             "job_id": self._job_id,
             "reason": reason,
             "duration_seconds": round(duration, 3),
+            "model_switches": self.model_switches,
         }
         if error is not None:
             fields["error"] = str(error)
