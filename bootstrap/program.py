@@ -51,7 +51,7 @@ def _preview_matrix(cfg: BootstrapConfig, urls: dict[str, pulumi.Output[str]]) -
     stacks = list(cfg.preview_stacks)
 
     def render(backends: list[str]) -> str:
-        include = [{"stack": s, "stack-name": cfg.qualified_stack(s), "backend": b} for s, b in zip(stacks, backends)]
+        include = [{"stack": s, "qualified": cfg.qualified_stack(s), "backend": b} for s, b in zip(stacks, backends)]
         return json.dumps({"include": include}, separators=(",", ":"))
 
     return pulumi.Output.all(*(urls[s] for s in stacks)).apply(render)

@@ -160,8 +160,8 @@ def test_previewing_prod_is_a_setting_that_extends_the_previewer_to_prod():
     run = evaluate_bootstrap(_with(previewStacks=["dev", "prod"]))
     assert {p for p, _ in _grants(run, "ci-preview")} == {"my-voice-agents-dev", "my-voice-agents-prod"}
     assert json.loads(run.outputs["githubVariables"]["PREVIEW_MATRIX"]) == {"include": [
-        {"stack": "dev", "stack-name": "organization/gke-voice-agents/dev", "backend": "gs://my-voice-agents-ci-pulumi-dev"},
-        {"stack": "prod", "stack-name": "organization/gke-voice-agents/prod", "backend": "gs://my-voice-agents-ci-pulumi-prod"},
+        {"stack": "dev", "qualified": "organization/gke-voice-agents/dev", "backend": "gs://my-voice-agents-ci-pulumi-dev"},
+        {"stack": "prod", "qualified": "organization/gke-voice-agents/prod", "backend": "gs://my-voice-agents-ci-pulumi-prod"},
     ]}
     assert violations(run, load_bootstrap_config(_with(previewStacks=["dev", "prod"]))) == []
 

@@ -9,7 +9,7 @@ import yaml
 
 from bootstrap.roles import DELEGATED_ROLES, DEPLOYER_ROLES, PROJECT_IAM_COVERS
 from tests.ci.bootstrap_harness import BootstrapRun, evaluate_bootstrap
-from tests.ci.workflows import ROOT, VAR_REFERENCE, jobs
+from tests.ci.workflows import ROOT, VAR_REFERENCE, jobs, stack_of
 
 # Types that need no GCP role: our own components, providers, and purely local resources.
 NO_ROLE_NEEDED = ("gke-voice-agents:", "pulumi:providers:", "random:")
@@ -29,22 +29,33 @@ def test_every_variable_a_workflow_reads_is_one_the_bootstrap_outputs(bootstrap)
         assert read <= available, f"{j.workflow}:{j.id} reads {sorted(read - available)}, which the bootstrap never sets"
 
 
-def _bootstrap_environments() -> dict[str, str]:
-    """stack -> GitHub environment, as the committed bootstrap stack binds them."""
+def _bootstrap_environments(field: str) -> dict[str, str]:
+    """stack -> GitHub environment (`githubEnvironment` or `planEnvironment`), as the committed
+    bootstrap stack binds them."""
     config = yaml.safe_load((ROOT / "bootstrap" / "Pulumi.ci.yaml").read_text())["config"]
-    return {stack: s["githubEnvironment"] for stack, s in config["gke-voice-agents-bootstrap:environments"].items()}
+    return {stack: s[field] for stack, s in config["gke-voice-agents-bootstrap:environments"].items() if field in s}
 
 
 def test_deploy_jobs_run_in_the_environments_the_bootstrap_binds(bootstrap):
-    by_stack = _bootstrap_environments()
     bound = set(bootstrap.outputs["githubEnvironmentVariables"])
     used = {j.environment for j in jobs() if j.environment}
     assert used == bound, f"workflows use {sorted(used)}, the bootstrap binds {sorted(bound)}"
-    for j in jobs():
+    for j in jobs("deploy.yml"):
         for command in j.pulumi_commands():
-            if command["command"] == "up":
-                assert j.environment == by_stack[command["stack-name"]], (
-                    f"{j.workflow}:{j.id} deploys {command['stack-name']} from environment {j.environment}")
+            field = "githubEnvironment" if command["command"] == "up" else "planEnvironment"
+            stack = stack_of(j, command["stack-name"])
+            assert j.environment == _bootstrap_environments(field)[stack], (
+                f"{j.workflow}:{j.id} runs {command['command']} on {stack} from environment {j.environment}")
+
+
+def test_the_previewed_stacks_have_policy_configs_and_committed_stack_files(bootstrap):
+    import json
+
+    matrix = json.loads(bootstrap.outputs["githubVariables"]["PREVIEW_MATRIX"])
+    for entry in matrix["include"]:
+        assert (ROOT / "policy" / f"{entry['stack']}.json").is_file()
+        assert (ROOT / f"Pulumi.{entry['stack']}.yaml").is_file()
+        assert entry["qualified"] == bootstrap.outputs["stackNames"][entry["stack"]]
 
 
 def test_the_bootstrap_covers_exactly_the_committed_stacks_in_their_projects():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci.workflows import NAMES, ROOT, WORKFLOWS, job, jobs, load, uses_lines
+from tests.ci.workflows import NAMES, ROOT, WORKFLOWS, job, jobs, load, stack_of, uses_lines
 
 ACTIONLINT = ROOT / ".tools" / "bin" / "actionlint"
 
@@ -23,6 +23,7 @@ PINS = {
     "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
     "actions/setup-go": ("b7ad1dad31e06c5925ef5d2fc7ad053ef454303e", "v7.0.0"),
     "actions/upload-artifact": ("bbbca2ddaa5d8feaa63e36b76fdaad77386f024f", "v7.0.0"),
+    "actions/download-artifact": ("3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1"),
     "google-github-actions/auth": ("7c6bc770dae815cd3e89ee6cdf493a5fab2cc093", "v3.0.0"),
     "google-github-actions/setup-gcloud": ("aa5489c8933f4cc7a4f7d45035b3b1440c9c10db", "v3.0.1"),
     "docker/setup-buildx-action": ("37fe631027851001ddb9b187196cc803df7f5f0e", "v4.3.0"),
@@ -45,6 +46,8 @@ INPUTS = {
                          "cache-dependency-path", "architecture", "go-download-base-url"},
     "actions/upload-artifact": {"name", "path", "if-no-files-found", "retention-days", "compression-level",
                                 "overwrite", "include-hidden-files", "archive"},
+    "actions/download-artifact": {"name", "artifact-ids", "path", "pattern", "merge-multiple", "github-token",
+                                  "repository", "run-id", "skip-decompress", "digest-mismatch"},
     "google-github-actions/auth": {"project_id", "workload_identity_provider", "service_account", "audience",
                                    "credentials_json", "create_credentials_file", "export_environment_variables",
                                    "token_format", "delegates", "universe", "request_reason", "cleanup_credentials",
@@ -68,6 +71,11 @@ INPUTS = {
                        "suppress-outputs", "suppress-progress", "always-include-summary", "continue-on-error",
                        "log-verbosity", "log-flow", "debug"},
 }
+
+# What both up jobs and the prod plan hand the program: the digest built once, and the commit
+# (agentImageTag) that the stack then reports as running, for the order check of later runs.
+CONFIG_MAP = ("{agentImageDigest: {value: '${{ needs.build.outputs.digest }}', secret: false}, "
+              "agentImageTag: {value: '${{ github.sha }}', secret: false}}")
 
 BROKEN_WORKFLOW = """\
 on: push
@@ -232,11 +240,13 @@ def test_pull_requests_test_plan_build_and_preview_every_stack():
     assert build["with"]["push"] is False and build["with"]["context"] == "agent"
 
     preview = job("pull-request.yml", "preview")
-    assert preview.spec["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    # The previewed stacks are the bootstrap's previewStacks, each with its own backend.
+    assert preview.spec["strategy"]["matrix"] == "${{ fromJSON(vars.PREVIEW_MATRIX) }}"
     assert preview.spec["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
     assert set(preview.needs) == {"test", "plan"}
     (command,) = preview.pulumi_commands()
-    assert command["command"] == "preview" and command["stack-name"] == "${{ matrix.stack }}"
+    assert command["command"] == "preview" and command["stack-name"] == "${{ matrix.qualified }}"
+    assert command["cloud-url"] == "${{ matrix.backend }}"
     assert command["policyPacks"] == "policy"
     assert command["policyPackConfigs"] == "policy/${{ matrix.stack }}.json"
     assert command["comment-on-pr"] is True
@@ -262,15 +272,20 @@ def test_policy_configs_exist_for_every_previewed_and_deployed_stack():
 
 # --- deploys -------------------------------------------------------------------------------------
 
-def _up_jobs() -> dict[str, tuple[str, dict]]:
-    """stack -> (job id, pulumi/actions inputs) for every `pulumi up`."""
+def _commands(kind: str) -> dict[str, tuple[str, dict]]:
+    """stack -> (job id, pulumi/actions inputs) for every `pulumi <kind>` of deploy.yml."""
     found: dict[str, tuple[str, dict]] = {}
     for j in jobs("deploy.yml"):
         for command in j.pulumi_commands():
-            if command["command"] == "up":
-                assert command["stack-name"] not in found, f"two jobs run up for {command['stack-name']}"
-                found[command["stack-name"]] = (j.id, command)
+            if command["command"] == kind:
+                stack = stack_of(j, command["stack-name"])
+                assert stack not in found, f"two jobs run {kind} for {stack}"
+                found[stack] = (j.id, command)
     return found
+
+
+def _up_jobs() -> dict[str, tuple[str, dict]]:
+    return _commands("up")
 
 
 def test_every_up_is_serialised_per_stack_and_never_cancelled():
@@ -313,19 +328,19 @@ def test_the_image_is_built_once_and_both_stacks_deploy_its_digest():
     assert push["id"] == "push"
     assert build.spec["outputs"]["digest"] == "${{ steps.image.outputs.digest }}"
     checked = build.step("image")
-    assert checked["env"]["DIGEST"] == "${{ steps.push.outputs.digest }}"
+    assert checked["env"]["DIGEST"] == "${{ steps.existing.outputs.digest || steps.push.outputs.digest }}"
     assert "^sha256:[0-9a-f]{64}$" in checked["run"], "the digest is validated before it is handed on"
 
     for stack, (job_id, command) in _up_jobs().items():
         assert "build" in job("deploy.yml", job_id).needs, job_id
-        assert command["config-map"] == (
-            "{agentImageDigest: {value: '${{ needs.build.outputs.digest }}', secret: false}}"), job_id
+        assert command["config-map"] == CONFIG_MAP, job_id
 
 
 def test_prod_is_promoted_from_dev_behind_the_production_environment():
     up_prod = job("deploy.yml", _up_jobs()["prod"][0])
     assert up_prod.environment == "production"
-    assert set(up_prod.needs) == {"build", job("deploy.yml", _up_jobs()["dev"][0]).id}
+    plan = job("deploy.yml", _commands("preview")["prod"][0])
+    assert set(up_prod.needs) == {"build", plan.id} and set(plan.needs) == {"build", _up_jobs()["dev"][0]}
     assert up_prod.spec["env"]["DIGEST"] == "${{ needs.build.outputs.digest }}"
     assert up_prod.spec["env"]["SOURCE_IMAGE"] == "${{ needs.build.outputs.image }}"
     (copy,) = [s for s in up_prod.steps if "imagetools create" in s.get("run", "")]
@@ -341,14 +356,17 @@ def test_only_environment_jobs_act_as_a_deployer():
         for step in j.steps_using("google-github-actions/auth"):
             if step["with"]["service_account"] == "${{ vars.GCP_DEPLOY_SERVICE_ACCOUNT }}":
                 assert j.environment in {"dev", "production"}, f"{j.workflow}:{j.id}"
+            elif step["with"]["service_account"] == "${{ vars.GCP_PLAN_SERVICE_ACCOUNT }}":
+                assert j.environment == "production-plan", f"{j.workflow}:{j.id}"
             else:
                 assert j.environment is None, f"{j.workflow}:{j.id}"
 
 
 def test_registry_is_read_from_the_stack_not_configured_twice():
     for job_id, stack in (("build", "dev"), ("up-prod", "prod")):
-        step = job("deploy.yml", job_id).step("registry")
-        assert f"pulumi stack output registryUrl --stack {stack}" in step["run"]
+        j = job("deploy.yml", job_id)
+        assert 'pulumi stack output registryUrl --stack "$STACK"' in j.step("registry")["run"]
+        assert stack_of(j, j.spec["env"]["STACK"]) == stack
 
 
 def test_the_pulumi_cli_matches_the_sdk_pin():

@@ -78,3 +78,15 @@ def uses_lines() -> Iterator[tuple[str, str, str | None]]:
             match = USES_LINE.match(line)
             if match:
                 yield name, match.group(1), match.group(2)
+
+
+# `<organisation>/<project>/<stack>`: the organisation from the bootstrap's variable.
+QUALIFIED_PREFIX = "${{ vars.PULUMI_ORGANIZATION }}/gke-voice-agents/"
+
+
+def stack_of(j: Job, stack_name: str) -> str:
+    """The short stack name a pulumi/actions `stack-name` resolves to in job `j`."""
+    if stack_name == "${{ env.STACK }}":
+        stack_name = j.spec["env"]["STACK"]
+    assert stack_name.startswith(QUALIFIED_PREFIX), f"{j.workflow}:{j.id}: {stack_name} is not fully qualified"
+    return stack_name.removeprefix(QUALIFIED_PREFIX)
