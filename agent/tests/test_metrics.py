@@ -24,7 +24,8 @@ def ledger(registry: CollectorRegistry) -> SessionLedger:
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    value = registry.get_sample_value(name, labels or None)
+    # every series carries the release; create_metrics() without one says "unversioned"
+    value = registry.get_sample_value(name, {"version": "unversioned", **labels})
     assert value is not None, f"{name}{labels} not exported"
     return value
 

@@ -28,7 +28,9 @@ def test_settings_are_wired_into_the_agent_server(valid_env: dict[str, str]) -> 
     server = VoiceAgentServer(settings, metrics=create_metrics(CollectorRegistry()))
     assert server._drain_timeout == 1234
     assert server._load_threshold == 0.55
-    assert (server._host, server._port, server._prometheus_port) == ("127.0.0.1", 18081, 19100)
+    # no framework metrics server: our probe server serves /metrics (with /ready, /live) there
+    assert (server._host, server._port, server._prometheus_port) == ("127.0.0.1", 18081, None)
+    assert (server._probes._host, server._probes._port) == ("127.0.0.1", 19100)
     assert server._agent_name == "support"
     assert (server._ws_url, server._api_key) == (
         valid_env["LIVEKIT_URL"],

@@ -52,9 +52,14 @@ class CloudLoggingFormatter(logging.Formatter):
     project is known; without a trace id the key is omitted rather than invented.
     """
 
-    def __init__(self, *, project: str | None = None) -> None:
+    def __init__(
+        self, *, project: str | None = None, static_fields: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self._project = project
+        # e.g. the release (AGENT_VERSION) on every line, job processes' lines included: they
+        # are formatted here, in the worker process
+        self._static_fields = dict(static_fields or {})
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -72,6 +77,8 @@ class CloudLoggingFormatter(logging.Formatter):
             },
         }
         entry.update(self._extras(record))
+        for key, value in self._static_fields.items():
+            entry.setdefault(key, value)
         self._link_trace(entry)
         return json.dumps(entry, default=_fallback, ensure_ascii=False)
 
@@ -112,14 +119,16 @@ def _fallback(value: Any) -> Any:
     return str(value)
 
 
-def configure_logging(level: str, *, project: str | None = None) -> logging.Handler:
+def configure_logging(
+    level: str, *, project: str | None = None, static_fields: dict[str, Any] | None = None
+) -> logging.Handler:
     """Make root log exactly one JSON line per record to stdout, at ``level``.
 
     Called again after the framework's own setup (which installs its JSON handler with a
     different shape); replacing the handlers keeps one format and no duplicate lines.
     """
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(CloudLoggingFormatter(project=project))
+    handler.setFormatter(CloudLoggingFormatter(project=project, static_fields=static_fields))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

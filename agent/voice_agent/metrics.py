@@ -29,39 +29,71 @@ SESSION_DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200
 MISSING_PASSES_BEFORE_REAP = 2
 
 
+# Every series of ours carries the release (AGENT_VERSION), so "by version" is one PromQL
+# aggregation during a rollout, when two releases serve side by side (seed 001's runbook).
+VERSION_LABEL = "version"
+
+
 @dataclass(frozen=True)
 class AgentMetrics:
     active_sessions: Gauge
     session_duration: Histogram
     sessions_ended: Counter
     draining: Gauge
+    sessions_started: Counter
+    registered: Gauge
+    load_threshold: Gauge
+    version: str = "unversioned"
 
 
-def create_metrics(registry: CollectorRegistry = REGISTRY) -> AgentMetrics:
+def create_metrics(registry: CollectorRegistry = REGISTRY, *, version: str = "unversioned") -> AgentMetrics:
     """Register our metrics once per process (tests pass their own registry)."""
+    label = [VERSION_LABEL]
     return AgentMetrics(
         active_sessions=Gauge(
             "voice_agent_active_sessions",
             "Voice sessions running on this worker (started and not yet ended).",
+            label,
             registry=registry,
-        ),
+        ).labels(version),
         session_duration=Histogram(
             "voice_agent_session_duration_seconds",
             "Duration of ended voice sessions, from session start to session close.",
+            label,
             buckets=SESSION_DURATION_BUCKETS,
             registry=registry,
-        ),
+        ).labels(version),
         sessions_ended=Counter(
             "voice_agent_sessions_ended",
             "Ended voice sessions by close reason.",
-            ["reason"],
+            [VERSION_LABEL, "reason"],
             registry=registry,
         ),
         draining=Gauge(
             "voice_agent_draining",
             "1 while the worker drains after SIGTERM (takes no new jobs), else 0.",
+            label,
             registry=registry,
-        ),
+        ).labels(version),
+        sessions_started=Counter(
+            "voice_agent_sessions_started",
+            "Voice sessions started on this worker (new sessions by version during a rollout).",
+            label,
+            registry=registry,
+        ).labels(version),
+        registered=Gauge(
+            "voice_agent_registered",
+            "1 while the worker is registered with LiveKit (can be offered jobs), else 0.",
+            label,
+            registry=registry,
+        ).labels(version),
+        load_threshold=Gauge(
+            "voice_agent_load_threshold",
+            "AGENT_LOAD_THRESHOLD: the lk_agents_worker_load at which this worker reports full.",
+            label,
+            registry=registry,
+        ).labels(version),
+        version=version,
     )
 
 
@@ -69,11 +101,11 @@ _default_metrics: AgentMetrics | None = None
 _default_lock = threading.Lock()
 
 
-def default_metrics() -> AgentMetrics:
+def default_metrics(version: str = "unversioned") -> AgentMetrics:
     global _default_metrics
     with _default_lock:
         if _default_metrics is None:
-            _default_metrics = create_metrics()
+            _default_metrics = create_metrics(version=version)
         return _default_metrics
 
 
@@ -113,6 +145,7 @@ class SessionLedger(logging.Handler):
                 return
             self._open[session_id] = _OpenSession(job_id=job_id, started_at=time.monotonic())
             self._metrics.active_sessions.inc()
+            self._metrics.sessions_started.inc()
 
     def ended(self, session_id: str, *, reason: str, duration: float) -> None:
         with self._ledger_lock:
@@ -145,7 +178,7 @@ class SessionLedger(logging.Handler):
     def _record_end(self, reason: str, duration: float) -> None:
         self._metrics.active_sessions.dec()
         self._metrics.session_duration.observe(max(duration, 0.0))
-        self._metrics.sessions_ended.labels(reason=reason).inc()
+        self._metrics.sessions_ended.labels(self._metrics.version, reason).inc()
 
 
 # Close reasons of livekit-agents 1.8.9 (voice.events.CloseReason) plus ours; anything else is
@@ -158,6 +191,11 @@ END_REASONS = frozenset(
         "user_initiated",
         "task_completed",
         "job_lost",
+        # call_life.py: the agent ended the call
+        "end_call",
+        "max_duration",
+        "silence_timeout",
+        "model_unavailable",
     }
 )
 

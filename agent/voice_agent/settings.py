@@ -32,6 +32,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_GCP_LOCATION = "us-central1"
 # The Vertex AI Live API model livekit-plugins-google 1.8.9 picks when vertexai=True.
 DEFAULT_GEMINI_MODEL = "gemini-live-2.5-flash-native-audio"
+# What a process started without a release (a laptop, a test) calls itself on metrics and logs.
+DEFAULT_VERSION = "unversioned"
 
 _URL_SCHEMES = ("ws", "wss", "http", "https")
 # Google Cloud project ids: 6-30 chars, lowercase letters, digits and hyphens, starting with a
@@ -40,6 +42,8 @@ _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _LOCATION = re.compile(r"^(global|[a-z]+-[a-z]+[0-9]+)$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# An image tag (128 chars of [A-Za-z0-9_.-]) or a digest (sha256:<64 hex>), as k8s/pod.py sets it.
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _TRUE = ("true", "1")
 _FALSE = ("false", "0")
 
@@ -82,6 +86,8 @@ class AgentSettings:
     """AGENT_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
     agent_name: str = ""
     """AGENT_NAME: empty = automatic dispatch to every new room; set = explicit dispatch only."""
+    version: str = DEFAULT_VERSION
+    """AGENT_VERSION: the release (image tag or digest), a label on metrics and lifecycle lines."""
 
     def public_fields(self) -> dict[str, object]:
         """The settings that are safe to log (no key, no secret)."""
@@ -97,6 +103,8 @@ class AgentSettings:
             "gcp_project": self.gcp_project,
             "gcp_location": self.gcp_location,
             "gemini_model": self.gemini_model,
+            # "agent_version": framework lines already use "version" for their own release
+            "agent_version": self.version,
         }
 
 
@@ -153,6 +161,13 @@ def load_settings(env: Mapping[str, str]) -> AgentSettings:
             "",
             _AGENT_NAME,
             "empty (automatic dispatch) or up to 128 letters, digits, '.', '_' or '-'",
+        ),
+        "version": reader.pattern(
+            "AGENT_VERSION",
+            DEFAULT_VERSION,
+            _VERSION,
+            "the release: an image tag or digest (up to 128 letters, digits, '.', '_', ':' "
+            "or '-'), e.g. v1.4.2 or sha256:<64 hex>",
         ),
     }
     _check_vertex_only(env, problems)

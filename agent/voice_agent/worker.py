@@ -20,6 +20,8 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from . import session
 from .logs import configure_logging, log_event
 from .metrics import AgentMetrics, SessionLedger, default_metrics
+from .model_access import check_model_access
+from .readiness import ConnectionWatch, ProbeServer, Readiness
 from .settings import AgentSettings
 
 # how often the worker reconciles open sessions with the framework's list of running jobs
@@ -43,7 +45,8 @@ class VoiceAgentServer(AgentServer):
             load_threshold=settings.load_threshold,
             host=settings.http_host,
             port=settings.health_port,
-            prometheus_port=settings.metrics_port,
+            # No prometheus_port: our ProbeServer serves /metrics on that port, next to /ready
+            # and /live (readiness.py explains why the framework's servers cannot host them).
             setup_fnc=session.prewarm,
             # our code imported once in the forkserver and shared copy-on-write by job processes
             preload_modules=["voice_agent.session"],
@@ -55,10 +58,14 @@ class VoiceAgentServer(AgentServer):
             on_request=session.on_request,
         )
         self._settings = settings
-        self._metrics = metrics or default_metrics()
+        self._metrics = metrics or default_metrics(settings.version)
+        self._metrics.load_threshold.set(settings.load_threshold)
         self._ledger = SessionLedger(self._metrics)
+        self._readiness = Readiness(on_change=self._on_readiness_change)
+        self._probes = ProbeServer(self._readiness, settings.http_host, settings.metrics_port)
         self._reconcile_task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
+        self._framework_started = False
         self.on("worker_started", self._on_worker_started)
         self.on("worker_registered", self._on_worker_registered)
 
@@ -70,12 +77,23 @@ class VoiceAgentServer(AgentServer):
     def ledger(self) -> SessionLedger:
         return self._ledger
 
+    @property
+    def readiness(self) -> Readiness:
+        return self._readiness
+
     async def run(self, *, devmode: bool = False, unregistered: bool = False) -> None:
         # The framework's start command has just installed its own JSON handler (another
         # shape); switch to the Cloud Logging shape before its first line.
-        configure_logging(self._settings.log_level, project=self._settings.gcp_project)
+        configure_logging(
+            self._settings.log_level,
+            project=self._settings.gcp_project,
+            # not "version": framework lines carry their own (livekit-agents' release) under it
+            static_fields={"agent_version": self._settings.version},
+        )
         logging.getLogger().addHandler(self._ledger)
+        logging.getLogger().addHandler(ConnectionWatch(self._readiness))
         self._metrics.draining.set(0)
+        self._metrics.registered.set(0)
         log_event(
             "worker_starting",
             "voice agent worker starting",
@@ -83,20 +101,54 @@ class VoiceAgentServer(AgentServer):
             **self._settings.public_fields(),
         )
         try:
+            # up before anything slow, so /live answers while the worker starts
+            await self._probes.start()
+            await self._require_model_access()
+            self._framework_started = True
             await super().run(devmode=devmode, unregistered=unregistered)
         except Exception as exc:
             # the framework logs "worker failed" and still exits cleanly; remember it so
             # __main__ can exit non-zero (e.g. LiveKit unreachable after all retries)
             self.failure = exc
+            self._readiness.blocked(f"worker failed: {exc}")
             raise
         finally:
             if self._reconcile_task is not None:
                 self._reconcile_task.cancel()
+            await self._probes.aclose()
+
+    async def _require_model_access(self) -> None:
+        """Never register (so never be ready, never take a call) without a way to the model."""
+        started = time.monotonic()
+        result = await check_model_access(self._settings)
+        log_event(
+            "model_access_checked" if result.ok else "model_unreachable",
+            "model access checked" if result.ok else "model unreachable: not registering",
+            level=logging.INFO if result.ok else logging.ERROR,
+            ok=result.ok,
+            detail=result.detail,
+            attempts=result.attempts,
+            waited_seconds=round(time.monotonic() - started, 3),
+            gemini_model=self._settings.gemini_model,
+            gcp_project=self._settings.gcp_project,
+        )
+        if not result.ok:
+            raise RuntimeError(f"model unreachable: {result.detail}")
+
+    def _on_readiness_change(self, registered: bool) -> None:
+        self._metrics.registered.set(1 if registered else 0)
 
     async def drain(self, timeout: NotGivenOr[int | None] = NOT_GIVEN) -> None:
-        if self.draining:
+        if not self._framework_started:
+            # the CLI calls drain() after any end of run(); before the framework ran there is
+            # nothing to drain (and no process pool to look at)
+            return
+        if self.draining or self.failure is not None:
+            # after a failed run the framework still calls drain(); nothing new was taken
             await super().drain(timeout)
             return
+        # out of readiness before anything else: the pod stops counting as available at once
+        self._readiness.draining()
         self._metrics.draining.set(1)
         started = time.monotonic()
         log_event(
@@ -139,6 +191,7 @@ class VoiceAgentServer(AgentServer):
         )
 
     def _on_worker_registered(self, worker_id: str, server_info: Any) -> None:
+        self._readiness.registered()
         log_event(
             "worker_registered",
             "worker registered with LiveKit",
