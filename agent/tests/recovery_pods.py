@@ -1,0 +1,201 @@
+"""Harness for the crash-recovery scenarios and agent/bench/recovery.py: real livekit-server,
+real PostgreSQL, real worker "pods" (each the contract command as PID 1 of its own PID namespace,
+term/kubelet.py's Pod, so SIGKILL of PID 1 takes the whole pod the way a node loss or OOM kill
+of the container does), and real rtc callers.
+
+Only Gemini is replaced (fake_gemini on PYTHONPATH). Recovery timings are scaled down for the
+tests (lease 1.5 s, watcher poll 0.25 s) and stated where used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from helpers.livekit_server import LiveKitServer
+from helpers.participant import LOUD, Caller, join_as_caller, list_participant_kinds
+from helpers.postgres import PostgresServer
+from helpers.worker_process import contract_argv, worker_env
+from term.kubelet import ContainerSpec, Pod
+
+AGENT_KIND = 4
+REGISTER_TIMEOUT = 90.0
+# scaled for tests: a dead job is noticed within lease + poll (production defaults 6 s / 1 s)
+TEST_RECOVERY_ENV = {
+    "AGENT_CHECKPOINT_LEASE_SECONDS": "1.5",
+    "AGENT_RECOVERY_POLL_SECONDS": "0.25",
+    "AGENT_RECOVERY_CLAIM_SECONDS": "10",
+    "AGENT_CHECKPOINT_DB_TIMEOUT_SECONDS": "1",
+}
+TABLE = "voice_agent_checkpoints"
+
+
+def pod_env(server: LiveKitServer, pg: PostgresServer, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    return worker_env(server, extra={"AGENT_CHECKPOINT_DSN": pg.dsn, **TEST_RECOVERY_ENV, **(extra or {})})
+
+
+def start_pod(env: Mapping[str, str], log_path: Path) -> Pod:
+    spec = ContainerSpec(tuple(contract_argv()), dict(env), grace_seconds=30, pre_stop=None,
+                         drain_timeout_seconds=20)
+    host = {"PATH": env["PATH"], "PYTHONUNBUFFERED": "1"}
+    return Pod(spec, env=host, log_path=log_path)
+
+
+def wait_registered(*pods: Pod) -> None:
+    for pod in pods:
+        pod.worker.wait_for_event("worker_registered", REGISTER_TIMEOUT)
+
+
+def pod_serving(pods: Mapping[str, Pod], room: str) -> str | None:
+    for name, pod in pods.items():
+        if any(line.get("room") == room for line in pod.worker.events("job_accepted")):
+            return name
+    return None
+
+
+def call_process(pod: Pod) -> psutil.Process:
+    """The job process carrying a call: the only process of the pod holding UDP sockets
+    (WebRTC media); idle prewarmed job processes have none."""
+    for proc in psutil.Process(pod.pid1).children(recursive=True):
+        try:
+            if proc.net_connections(kind="udp"):
+                return proc
+        except psutil.Error:
+            continue
+    raise AssertionError("no job process with a media socket in the pod")
+
+
+def events(pods: Mapping[str, Pod], event: str, **fields: Any) -> list[dict[str, Any]]:
+    return [line for pod in pods.values() for line in pod.worker.events(event)
+            if all(line.get(k) == v for k, v in fields.items())]
+
+
+async def db_row(pg: PostgresServer, room: str) -> dict[str, Any] | None:
+    import asyncpg
+
+    conn = await asyncpg.connect(pg.dsn)
+    try:
+        row = await conn.fetchrow(f"SELECT job_id, payload, recoveries FROM {TABLE} WHERE room = $1", room)
+    finally:
+        await conn.close()
+    if row is None:
+        return None
+    return {"job_id": row["job_id"], "payload": json.loads(row["payload"]), "recoveries": row["recoveries"]}
+
+
+def item_ids(row: Mapping[str, Any] | None) -> list[str]:
+    if not row:
+        return []
+    return [item["id"] for item in row["payload"]["chat_ctx"]["items"]]
+
+
+async def wait_row(pg: PostgresServer, room: str, predicate, timeout: float, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        with_suppressed = None
+        try:
+            last = await db_row(pg, room)
+        except (OSError, Exception) as exc:  # the database may be down in a scenario
+            with_suppressed = exc
+        if last is not None and predicate(last):
+            return last
+        await asyncio.sleep(0.1 if with_suppressed is None else 0.5)
+    raise AssertionError(f"checkpoint of {room}: {what} not seen within {timeout}s (last: {last})")
+
+
+async def agents_in_room(server: LiveKitServer, room: str) -> list[str]:
+    kinds = await list_participant_kinds(server, room)
+    return [identity for identity, kind in kinds.items() if kind == AGENT_KIND]
+
+
+@dataclass
+class Trial:
+    room: str
+    killed: str
+    seconds: float | None = None
+    context_kept: bool = False
+    agents_after: list[str] = field(default_factory=list)
+    dispatches: int = 0
+
+
+def listen_for_new_agent(caller: Caller, old_agents: set[str]) -> asyncio.Event:
+    """Set on the first loud audio frame from an agent not in ``old_agents`` (the dead agent's
+    last buffered frames must not count as the replacement speaking)."""
+    from livekit import rtc
+
+    heard = asyncio.Event()
+
+    async def count(track: rtc.Track) -> None:
+        stream = rtc.AudioStream(track)
+        try:
+            async for event in stream:
+                if max(abs(sample) for sample in event.frame.data) > LOUD:
+                    heard.set()
+                    return
+        finally:
+            await stream.aclose()
+
+    def on_track(track: rtc.Track, _pub: Any, participant: rtc.RemoteParticipant) -> None:
+        if (track.kind == rtc.TrackKind.KIND_AUDIO and participant.identity not in old_agents
+                and participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT):
+            caller._tasks.append(asyncio.ensure_future(count(track)))
+
+    caller.room.on("track_subscribed", on_track)
+    return heard
+
+
+async def answered_call(server: LiveKitServer, pg: PostgresServer, pods: Mapping[str, Pod],
+                        room: str, timeout: float = 60.0) -> tuple[Caller, str, dict[str, Any]]:
+    """A caller in ``room`` whose agent has spoken and whose checkpoint holds the greeting."""
+    caller = await join_as_caller(server, room, f"caller-{room}")
+    await asyncio.wait_for(caller.agent_audio.wait(), timeout)
+    row = await wait_row(pg, room, lambda r: len(item_ids(r)) >= 1, timeout, "a first item")
+    name = pod_serving(pods, room)
+    assert name is not None, f"no pod logged job_accepted for {room}"
+    return caller, name, row
+
+
+async def kill_and_measure(server: LiveKitServer, pg: PostgresServer, pods: Mapping[str, Pod],
+                           caller: Caller, room: str, before: dict[str, Any], *, whole_pod: bool,
+                           timeout: float = 45.0) -> Trial:
+    """SIGKILL the serving pod (its PID namespace) or only the call's job process; seconds run
+    from the signal to the replacement agent's first audio heard by the caller."""
+    name = pod_serving(pods, room)
+    assert name is not None
+    pod = pods[name]
+    victim = pod.pid1 if whole_pod else call_process(pod).pid
+    old_agents = set(await agents_in_room(server, room))
+    replacement_audio = listen_for_new_agent(caller, old_agents)
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    trial = Trial(room=room, killed=name if whole_pod else f"{name}/job")
+    if whole_pod:
+        await asyncio.to_thread(pod.worker.process.wait, 10)
+    try:
+        await asyncio.wait_for(replacement_audio.wait(), timeout)
+        trial.seconds = time.monotonic() - killed_at
+    except asyncio.TimeoutError:
+        return trial
+    old_ids = item_ids(before)
+    try:
+        after = await wait_row(pg, room, lambda r: r["job_id"] != before["job_id"]
+                               and set(old_ids) <= set(item_ids(r)), 15.0, "the old items under a new job")
+        trial.context_kept = bool(after)
+    except AssertionError:
+        trial.context_kept = False
+    # a duplicate would join within the claim window; look once the dust has settled
+    await asyncio.sleep(2.0)
+    trial.agents_after = await agents_in_room(server, room)
+    trial.dispatches = len(events(pods, "recovery_dispatched", room=room))
+    return trial
