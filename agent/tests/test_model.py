@@ -29,7 +29,12 @@ def test_builds_the_real_vertex_ai_gemini_live_model(
     monkeypatch.setenv("GOOGLE_API_KEY", "AIza-must-be-ignored")
     monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "false")  # our explicit vertexai=True wins
     settings = load_settings(
-        {**valid_env, "GOOGLE_CLOUD_LOCATION": "europe-west4", "GOOGLE_CLOUD_PROJECT": "acme-voice"}
+        {
+            **valid_env,
+            "GOOGLE_CLOUD_LOCATION": "europe-west4",
+            "GOOGLE_CLOUD_PROJECT": "acme-voice",
+            "AGENT_GEMINI_CONNECT_RETRIES": "0",
+        }
     )
 
     built = model.build_realtime_model(settings)
@@ -43,6 +48,27 @@ def test_builds_the_real_vertex_ai_gemini_live_model(
     assert options.api_key is None
     assert options.voice == model.VOICE
     assert built.capabilities.audio_output is True
+    # calls outlive one connection and 15 minutes: compression and resumption always sent
+    assert options.context_window_compression.sliding_window.target_tokens == 65536
+    assert options.context_window_compression.trigger_tokens == 104857
+    assert options.session_resumption is not None
+
+
+def test_retries_and_fallback_wrap_the_model_in_the_frameworks_adapter(
+    valid_env: dict[str, str], no_adc_lookup: None
+) -> None:
+    from livekit.agents import llm
+
+    settings = load_settings(
+        {**valid_env, "AGENT_GEMINI_CONNECT_RETRIES": "1", "AGENT_GEMINI_FALLBACK_LOCATION": "europe-west4"}
+    )
+    assert model.model_plan(settings) == [
+        ("us-central1", "gemini-live-2.5-flash-native-audio"),
+        ("us-central1", "gemini-live-2.5-flash-native-audio"),
+        ("europe-west4", "gemini-live-2.5-flash-native-audio"),
+        ("europe-west4", "gemini-live-2.5-flash-native-audio"),
+    ]
+    assert isinstance(model.build_realtime_model(settings), llm.RealtimeModelFallbackAdapter)
 
 
 def test_model_module_imports_without_livekit() -> None:
