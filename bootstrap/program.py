@@ -114,6 +114,7 @@ def build(cfg: BootstrapConfig) -> dict[str, Any]:
             environment_variables[env.plan_environment] = {
                 VAR_PLANNER: planners[env.stack].email, VAR_BACKEND: state.urls[env.stack]}
     return {
+        "githubRepository": cfg.github_repository,
         "workloadIdentityProvider": oidc.provider_name,
         "previewServiceAccount": previewer.email,
         "deployServiceAccounts": {stack: d.email for stack, d in deployers.items()},
