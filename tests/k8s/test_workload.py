@@ -119,7 +119,8 @@ def test_environment_is_exactly_the_agent_contract(plan):
     assert set(env) == {
         "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AGENT_DRAIN_TIMEOUT_SECONDS",
         "AGENT_LOAD_THRESHOLD", "AGENT_HEALTH_PORT", "AGENT_METRICS_PORT", "AGENT_LOG_LEVEL",
-        "AGENT_GEMINI_MODEL", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GOOGLE_GENAI_USE_VERTEXAI", "HOME"}
+        "AGENT_GEMINI_MODEL", "AGENT_VERSION", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION",
+        "GOOGLE_GENAI_USE_VERTEXAI", "HOME"}
     assert env["AGENT_LOAD_THRESHOLD"] == "0.7" and env["HOME"] == "/tmp"
     assert env["AGENT_HEALTH_PORT"] == str(runtime.HEALTH_PORT) and env["AGENT_METRICS_PORT"] == str(runtime.METRICS_PORT)
     assert env["GOOGLE_CLOUD_PROJECT"] == f"my-voice-agents-{plan.stack}" and env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
@@ -148,14 +149,21 @@ def test_spread_across_zones_and_never_on_spot(plan):
     assert "nodeSelector" not in spec and "tolerations" not in spec and "affinity" not in spec
 
 
-def test_probes_on_the_health_port_allow_for_prewarm(plan):
+def test_probes_ask_the_agent_for_registration_and_a_live_loop(plan):
+    """Guards against readiness on the framework's GET / (200 until it gives up on LiveKit,
+    ~130 s), which let a release with a wrong secret replace every healthy pod."""
     c = container_of(plan)
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/", "port": "health"}, probe
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports["metrics"] == int(env_of(plan)["AGENT_METRICS_PORT"]) == runtime.METRICS_PORT
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/live", "port": "metrics"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/live", "port": "metrics"}
     startup = c["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] == 120  # 20x the measured 4-6 s start
     liveness = c["livenessProbe"]
-    assert liveness["periodSeconds"] * liveness["failureThreshold"] == 30
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] == 60
+    readiness = c["readinessProbe"]
+    assert (readiness["periodSeconds"], readiness["failureThreshold"]) == (5, 1)
 
 
 @pytest.mark.parametrize("stack", sorted(COMMITTED))
@@ -173,9 +181,52 @@ def test_resources_come_from_the_size_table(stack):
 
 
 def test_rollouts_add_capacity_before_removing_any(plan):
+    """A new pod that never registers never becomes ready, so with maxUnavailable 0 no old pod
+    is ever terminated for it: the rollout stalls (and reports ProgressDeadlineExceeded)."""
     spec = deployment_of(plan)["spec"]
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
-    assert spec["minReadySeconds"] == 12
+    assert spec["minReadySeconds"] == 10
+    # node boot 120 + startup budget 120 + model check 20 + start 6 + minReady 10 = 276 <= 300
+    assert spec["progressDeadlineSeconds"] == 300 > spec["minReadySeconds"]
+
+
+@pytest.mark.parametrize("stack", sorted(COMMITTED))
+def test_pods_and_the_agent_carry_the_release(stack):
+    result = plan_with(stack)
+    version = pod_of(result)["metadata"]["labels"]["app.kubernetes.io/version"]
+    assert env_of(result)["AGENT_VERSION"] == version
+    # the committed stacks deploy by tag: the label is the image reference's tag
+    assert container_of(result)["image"].rsplit(":", 1)[1] == version
+    # the selector is immutable: the release must never be part of it
+    assert "app.kubernetes.io/version" not in deployment_of(result)["spec"]["selector"]["matchLabels"]
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize("tag, digest, expected", [
+    ("v1.2.3", "", "v1.2.3"),
+    ("a" * 63, "", "a" * 63),                     # the longest label value
+    ("v1.2.3", DIGEST, "sha256-0123456789ab"),     # a digest wins, shortened to a label
+])
+def test_release_version_is_a_valid_label(tag, digest, expected):
+    from dataclasses import replace
+
+    from k8s.pod import release_version
+    from tests.k8s.test_apply import workload_settings
+
+    assert release_version(replace(workload_settings(), image_tag=tag, image_digest=digest)) == expected
+
+
+@pytest.mark.parametrize("tag", ["a" * 64, "v1.2.3-", "_v1"])
+def test_a_tag_that_cannot_label_a_pod_is_refused_by_name(tag):
+    from dataclasses import replace
+
+    from k8s.pod import release_version
+    from tests.k8s.test_apply import workload_settings
+
+    with pytest.raises(ValueError, match=r"agentImageTag=.*at most 63 characters.*agentImageDigest"):
+        release_version(replace(workload_settings(), image_tag=tag, image_digest=""))
 
 
 # --- autoscaling ----------------------------------------------------------------------------------
