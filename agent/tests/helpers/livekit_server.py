@@ -26,6 +26,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEV_API_KEY = "devkey"
 SERVER_START_TIMEOUT = 20.0
+# The load threshold of every test worker (helpers/worker_process.worker_env and the TERM
+# harness set AGENT_LOAD_THRESHOLD to it; test_readiness checks they agree). livekit-server
+# v1.13.5 routes no job to a worker whose reported load is at or above its own
+# agents.target_load (pkg/agent/config.go: DefaultTargetLoad 0.7; pkg/service/agentservice.go,
+# JobRequestAffinity), whatever the worker's threshold. The test server is configured as
+# production must be: its target_load equals the workers' threshold. With the default 0.7
+# against workers at 1.0, a busy machine (load 0.7-1.0) made the server refuse rooms the
+# workers would take ("no servers available") and dispatch a room's agent never again.
+TEST_LOAD_THRESHOLD = 1.0
 
 
 def find_livekit_server() -> str:
@@ -122,14 +131,22 @@ def media_interface() -> tuple[str, str]:
 
 
 def server_config(
-    http_port: int, rtc_udp_port: int, media: tuple[str, str], api_key: str, api_secret: str
+    http_port: int,
+    rtc_udp_port: int,
+    media: tuple[str, str],
+    api_key: str,
+    api_secret: str,
+    target_load: float = TEST_LOAD_THRESHOLD,
 ) -> str:
-    """Signalling on 127.0.0.1 (--bind); media on one UDP port of one local address; no ICE/TCP."""
+    """Signalling on 127.0.0.1 (--bind); media on one UDP port of one local address; no ICE/TCP;
+    agents.target_load equal to the workers' load threshold (see TEST_LOAD_THRESHOLD)."""
     interface, address = media
     return (
         f"port: {http_port}\n"
         "keys:\n"
         f'  {api_key}: "{api_secret}"\n'
+        "agents:\n"
+        f"  target_load: {target_load}\n"
         "rtc:\n"
         "  tcp_port: 0\n"
         f"  udp_port: {rtc_udp_port}\n"
