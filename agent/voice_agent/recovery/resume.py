@@ -188,7 +188,10 @@ class CallRecovery:
         session is created (realtime_api.py, RealtimeSession.__init__) and has no public setter;
         tests/test_recovery_unit.py pins this against the installed plugin."""
         handle = self.model_handle()
-        opts = getattr(realtime_model, "_opts", None)
+        # behind livekit-agents 1.8.9's RealtimeModelFallbackAdapter the primary (first) model
+        # is the one whose Gemini session the handle belongs to (realtime_fallback_adapter.py)
+        primary = (getattr(realtime_model, "_models", None) or [realtime_model])[0]
+        opts = getattr(primary, "_opts", None)
         if handle is None or opts is None or not hasattr(opts, "session_resumption"):
             return False
         from google.genai import types
