@@ -10,9 +10,9 @@ import pulumi
 
 from bootstrap.apis import HOME_APIS, KMS_APIS, STACK_APIS, STATE_APIS, EnabledApis, EnabledApisArgs
 from bootstrap.ci_account import CiServiceAccount, CiServiceAccountArgs
-from bootstrap.config import BOOTSTRAP_BUCKET_SUFFIX, BootstrapConfig
+from bootstrap.config import BOOTSTRAP_BUCKET_SUFFIX, BootstrapConfig, environment_subject, preview_subject
 from bootstrap.oidc import GithubOidc, GithubOidcArgs, TrustedRepository
-from bootstrap.roles import deployer_grants, environment_subject, planner_grants, preview_subject, previewer_grants
+from bootstrap.roles import deployer_grants, planner_grants, previewer_grants
 from bootstrap.state import StateBackend, StateBackendArgs
 
 # The names the workflows read (`vars.NAME`). Repository variables serve every job; environment

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bootstrap.config import BootstrapConfig, Environment, environment_subject, preview_subject  # noqa: F401 (re-exported)
+from bootstrap.config import BootstrapConfig, Environment
 from infra.cluster import NODE_ROLES
 from infra.identity import VERTEX_ROLE
 
