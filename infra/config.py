@@ -11,6 +11,7 @@ resource is declared. Each message names the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -24,8 +25,10 @@ from infra.settings import (
     RELEASE_CHANNELS, ClusterSettings, ConfigError, HpaSettings, MaintenanceExclusion, NetworkSettings, Problem,
     RegistrySettings, StackConfig, WorkloadSettings, setting_key,
 )
-from infra.stackfiles import project_declarations
-from k8s.capacity import workload_problems
+from infra.stackfiles import gcp_provider_keys, project_declarations
+from k8s.capacity import (
+    MAX_DRAIN_TIMEOUT_S, MAX_SESSION_MINUTES, NODE_UPGRADE_GRACE_CAP_S, SHUTDOWN_BUDGET_S, workload_problems,
+)
 from k8s.sizes import SIZES
 
 _GCP_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -55,27 +58,30 @@ class _Reader:
             self.fail(key, None, "is not set; set it in Pulumi.<stack>.yaml or declare a default in Pulumi.yaml")
         return value
 
-    def text(self, key: str, *, pattern: re.Pattern[str] | None = None, allowed: str = "", choices: Sequence[str] = ()) -> str:
+    def text(self, key: str, *, pattern: re.Pattern[str] | None = None, allowed: str = "", choices: Sequence[str] = (),
+             what: str = "") -> str:
         value = self._get(key)
         if value is None:
             return ""
         if choices and value not in choices:
-            self.fail(key, value, f"must be one of {', '.join(choices)}")
+            self.fail(key, value, one_of(value, choices, what))
         elif pattern is not None and not pattern.match(value):
             self.fail(key, value, f"must be {allowed}")
         return value
 
-    def integer(self, key: str, lo: int, hi: int, unit: str = "") -> int:
+    def integer(self, key: str, lo: int, hi: int, unit: str = "", why: str = "") -> int:
+        """`why` says where a bound comes from when it is not obvious (a GKE clock, say)."""
         value = self._get(key)
         if value is None:
             return lo
+        because = f" ({why})" if why else ""
         try:
             number = int(str(value), 10)
         except ValueError:
-            self.fail(key, value, f"must be a whole number from {lo} to {hi}{unit}")
+            self.fail(key, value, f"must be a whole number from {lo} to {hi}{unit}{because}")
             return lo
         if not lo <= number <= hi:
-            self.fail(key, number, f"must be from {lo} to {hi}{unit}")
+            self.fail(key, number, f"must be from {lo} to {hi}{unit}{because}")
         return number
 
     def number(self, key: str, lo: float, hi: float, *, lo_open: bool = False) -> float:
@@ -135,6 +141,20 @@ class _Reader:
 
 
 _key = setting_key
+# Long lists are not printed whole: a suggestion and where to find them all says more.
+_LONGEST_LISTED = 8
+
+
+def one_of(value: str, choices: Sequence[str], what: str = "") -> str:
+    """The rule for a value outside a fixed set, with the nearest allowed value when one is close.
+
+    `what` names a long set and where it is listed ("GKE Autopilot region, infra/data/regions.json")."""
+    near = difflib.get_close_matches(value, choices, n=1, cutoff=0.8)
+    hint = f"; did you mean {near[0]}?" if near else ""
+    if len(choices) <= _LONGEST_LISTED:
+        return f"must be one of {', '.join(choices)}{hint}"
+    kind, _, listed_in = what.partition(", ")
+    return f"is not a known {kind or 'value'}{hint} ({len(choices)} allowed, listed in {listed_in or 'the code'})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,16 +299,20 @@ def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
         image_digest=_image_digest(r),
         size=r.text(_key("agentSize"), choices=size_names),
         cpu_bursting=r.boolean(_key("cpuBursting")),
-        spot_pods=r.boolean(_key("spotPods")),
-        drain_timeout_seconds=r.integer(_key("drainTimeoutSeconds"), 30, 86400, " s"),
-        pre_stop_seconds=r.integer(_key("preStopSeconds"), 0, 3600, " s"),
+        drain_timeout_seconds=r.integer(
+            _key("drainTimeoutSeconds"), 30, MAX_DRAIN_TIMEOUT_S, " s",
+            why=f"GKE node upgrades honour at most {NODE_UPGRADE_GRACE_CAP_S} s of grace, {SHUTDOWN_BUDGET_S} s of which "
+                "the worker needs to shut down after its drain"),
         load_threshold=r.number(_key("loadThreshold"), 0.0, 1.0, lo_open=True),
-        max_session_minutes=r.integer(_key("maxSessionMinutes"), 1, 7 * 24 * 60, " min"),
+        max_session_minutes=r.integer(
+            _key("maxSessionMinutes"), 1, MAX_SESSION_MINUTES, " min",
+            why=f"a drain can carry a call to its end for at most drainTimeoutSeconds {MAX_DRAIN_TIMEOUT_S}"),
         spare_capacity_pods=r.integer(_key("spareCapacityPods"), 0, 50, " pods"),
         hpa=_hpa(r),
         livekit_url=r.text(_key("livekitUrl"), pattern=re.compile(r"^wss?://[^\s/]+(/\S*)?$"),
                            allowed="a ws:// or wss:// URL such as wss://my-project.livekit.cloud"),
-        vertex_location=r.text(_key("vertexLocation"), choices=sorted(KNOWN_REGIONS | {"global"})),
+        vertex_location=r.text(_key("vertexLocation"), choices=sorted(KNOWN_REGIONS | {"global"}),
+                               what="Vertex AI location, infra/data/regions.json plus global"),
         gemini_model=r.text(_key("geminiModel"), pattern=re.compile(r"^[a-z0-9][a-z0-9.\-]{2,80}$"),
                             allowed="a Gemini model id such as gemini-live-2.5-flash-native-audio"),
         log_level=r.text(_key("agentLogLevel"), choices=LOG_LEVELS),
@@ -303,31 +327,97 @@ def _image_digest(r: _Reader) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Keys: every key in our namespace and in the gcp provider's must be one somebody reads.
+
+SECRET_KEYS = ("livekitApiKey", "livekitApiSecret")
+# Map-valued settings Pulumi.yaml cannot declare (project config types are scalar or array).
+MAP_KEYS = ("maintenanceExclusions", "controlPlaneAuthorizedNetworks")
+GCP_KEYS_READ = ("gcp:project", "gcp:region")
+# Settings that existed once and were removed on purpose: the reason beats a bare "unknown".
+RETIRED_KEYS = {
+    "spotPods": "Spot Pods get 25 s to stop whatever the grace period says, which cuts live calls; "
+                "agents never run on Spot, so the setting is gone: delete the line",
+    "preStopSeconds": "the worker drains on SIGTERM, and a preStop sleep only keeps it taking new calls while "
+                      "the grace period runs down (DESIGN 3.2); the setting is gone: delete the line",
+}
+
+
+def _known_keys(declared: Sequence[str]) -> tuple[set[str], set[str]]:
+    """(our settings, gcp provider settings) that a stack may set."""
+    ours = {*declared, *(_key(k) for k in MAP_KEYS)}
+    return ours, {*GCP_KEYS_READ, *gcp_provider_keys()}
+
+
+def _unknown_key_problems(raw: Mapping[str, str], secret_keys: set[str], declared: Sequence[str]) -> list[Problem]:
+    ours, gcp = _known_keys(declared)
+    problems = []
+    for key in sorted(raw):
+        namespace, _, name = key.partition(":")
+        if namespace == PROJECT and key not in ours:
+            rule = (f"is no longer a setting: {RETIRED_KEYS[name]}" if name in RETIRED_KEYS
+                    else "is not a setting of this project (Pulumi.yaml lists them all)" + _did_you_mean(key, ours))
+        elif namespace == "gcp" and key not in gcp:
+            rule = ("is not a setting of the gcp provider (pulumi-gcp) and nothing here reads it"
+                    + _did_you_mean(key, gcp, prefer=GCP_KEYS_READ))
+        else:
+            continue
+        problems.append(Problem(key, raw[key], rule, secret=key in secret_keys))
+    return problems
+
+
+def _did_you_mean(key: str, known: set[str], prefer: Sequence[str] = ()) -> str:
+    # A typo of a key we read beats a near miss among the provider's two hundred settings.
+    near = difflib.get_close_matches(key, list(prefer), n=1, cutoff=0.75) or difflib.get_close_matches(key, sorted(known), n=1)
+    return f"; did you mean {near[0]}?" if near else ""
+
+
+def _secret_problems(raw: Mapping[str, str], secret_keys: set[str]) -> list[Problem]:
+    """A secret must be one (encrypted in the stack file) and must hold something."""
+    problems = []
+    for name in SECRET_KEYS:
+        key, value = _key(name), raw.get(_key(name))
+        fix = f"run `pulumi config set --secret {name} <value>`"
+        if value is None:
+            problems.append(Problem(key, None, f"is not set; {fix}", secret=True))
+        elif key not in secret_keys:
+            problems.append(Problem(key, value, f"is stored in plain text, so the stack file (and git) hold it unencrypted; "
+                                                f"{fix}, which replaces the plain entry", secret=True))
+        elif not value.strip():
+            problems.append(Problem(key, value, f"is empty: workers could never register with LiveKit; {fix}", secret=True))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
 # Entry points.
 
 
 def parse_stack_config(
     stack: str,
     raw: Mapping[str, str],
-    secrets: Mapping[str, pulumi.Output[str]] | None = None,
+    secret_keys: Sequence[str] = (),
     *,
+    declared: Sequence[str] | None = None,
     size_names: Sequence[str] | None = None,
     workload_rules: Callable[[WorkloadSettings], list[Problem]] | None = None,
 ) -> StackConfig:
-    """Builds the typed config from raw values or raises one ConfigError with every problem."""
+    """Builds the typed config from every config value the engine holds for the stack (ours, the
+    gcp provider's, secrets included as text) or raises one ConfigError with every problem.
+
+    `secret_keys` are the keys the engine marks secret; `declared` the keys Pulumi.yaml declares
+    (read from it when not given)."""
     size_names = size_names or tuple(SIZES)
     workload_rules = workload_rules or workload_problems
+    declared = tuple(project_declarations()) if declared is None else tuple(declared)
+    secret = set(secret_keys)
     r = _Reader(raw)
-    secrets = dict(secrets or {})
-    for name in SECRET_KEYS:
-        if secrets.get(name) is None:
-            r.fail(_key(name), None, f"is not set; run `pulumi config set --secret {name} <value>`")
+    r.problems += _unknown_key_problems(raw, secret, declared)
+    r.problems += _secret_problems(raw, secret)
     project = r.text("gcp:project", pattern=_GCP_PROJECT_ID, allowed="a GCP project id (6-30 lower-case letters, digits, dashes)")
-    region = r.text("gcp:region", choices=sorted(KNOWN_REGIONS))
+    region = r.text("gcp:region", choices=sorted(KNOWN_REGIONS), what="GKE Autopilot region, infra/data/regions.json")
     network, cluster, registry = _network(r), _cluster(r), _registry(r)
     workload = _workload(r, size_names)
     if not r.problems:
-        # Cross-setting rules (drain vs grace, HPA vs load threshold, Autopilot sizing) need
+        # Cross-setting rules (drain vs calls, HPA vs load threshold, Autopilot sizing) need
         # every single value valid first, or they would report noise.
         r.problems.extend(workload_rules(workload))
     if r.problems:
@@ -335,30 +425,25 @@ def parse_stack_config(
     return StackConfig(
         stack=stack, project=project, region=region, network=network, cluster=cluster,
         registry=registry, workload=workload,
-        livekit_api_key=secrets["livekitApiKey"],
-        livekit_api_secret=secrets["livekitApiSecret"],
+        livekit_api_key=pulumi.Output.secret(raw[_key("livekitApiKey")]),
+        livekit_api_secret=pulumi.Output.secret(raw[_key("livekitApiSecret")]),
     )
 
 
-SECRET_KEYS = ("livekitApiKey", "livekitApiSecret")
-# Map-valued settings Pulumi.yaml cannot declare (project config types are scalar or array).
-MAP_KEYS = ("maintenanceExclusions", "controlPlaneAuthorizedNetworks")
+def engine_config() -> tuple[dict[str, str], set[str]]:
+    """Every config value the engine gave this program run, and which keys are secret.
+
+    The SDK keeps them in two places: what `set_all_config` stored (mocks, the automation API,
+    recent language hosts) and the PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS environment the
+    CLI's language host sets. `pulumi.Config` reads both; so does this."""
+    from pulumi.runtime import config as runtime_config
+
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret = set(runtime_config.get_config_secret_keys_env()) | {k for k in values if runtime_config.is_config_secret(k)}
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}, secret
 
 
 def load_stack_config() -> StackConfig:
-    """Reads the running stack's config from the Pulumi engine (CLI or mocks)."""
-    ours, gcp = pulumi.Config(PROJECT), pulumi.Config("gcp")
-    # Pulumi.yaml is the one list of settings; the CLI runs the program next to it.
-    declared = [k.split(":", 1)[1] for k, d in project_declarations().items()
-                if k.startswith(f"{PROJECT}:") and not d.get("secret")]
-    raw: dict[str, str] = {}
-    for name in (*declared, *MAP_KEYS):
-        value = ours.get(name)
-        if value is not None:
-            raw[_key(name)] = value
-    for name in ("project", "region"):
-        value = gcp.get(name)
-        if value is not None:
-            raw[f"gcp:{name}"] = value
-    secrets = {name: ours.get_secret(name) for name in SECRET_KEYS}
-    return parse_stack_config(pulumi.get_stack(), raw, secrets)
+    """Reads and validates the running stack's config (under the CLI or the mocks)."""
+    raw, secret = engine_config()
+    return parse_stack_config(pulumi.get_stack(), raw, sorted(secret))

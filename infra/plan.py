@@ -29,7 +29,8 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra.settings import PROJECT, ConfigError
 from infra.mocks import ParentTrackingMonitor, RecordingMocks
-from infra.stackfiles import ROOT, StackFileError, load_stack_values
+from k8s.capacity import capacity_summary
+from infra.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
 
@@ -40,6 +41,7 @@ class PlanResult:
     resources: list[dict[str, Any]]
     outputs: dict[str, Any]
     invokes: list[str] = field(default_factory=list)
+    capacity: dict[str, Any] = field(default_factory=dict)  # k8s.capacity.capacity_summary, for people
 
     def of_type(self, typ: str) -> list[dict[str, Any]]:
         return [r for r in self.resources if r["type"] == typ]
@@ -117,7 +119,9 @@ def evaluate(stack: str, overrides: Mapping[str, str] | None = None, root: Path 
     """The stack's plan as plain data. Raises ConfigError/StackFileError on an invalid stack."""
     run = run_program(stack, overrides, root)
     outputs = {k: _sync_await(v.future()) for k, v in run.exports.items()}
-    return PlanResult(stack, [r.as_dict() for r in run.mocks.in_program_order()], outputs, run.mocks.invokes)
+    cfg = run.namespace.get("cfg")
+    capacity = {"size": cfg.workload.size, **capacity_summary(cfg.workload)} if cfg is not None else {}
+    return PlanResult(stack, [r.as_dict() for r in run.mocks.in_program_order()], outputs, run.mocks.invokes, capacity)
 
 
 def render_tree(resources: list[dict[str, Any]]) -> str:
@@ -175,10 +179,36 @@ def run(stack: str, out: Path, root: Path = ROOT) -> int:
     print(render_tree(result.resources))
     for v in violations:
         print(f"[{v['severity']}] {v['rule']} {v['resource']}: {v['message']}")
+    print(report(result, load_stack_values(stack, root)))
     mandatory = [v for v in violations if v["severity"] == "mandatory"]
     print(f"stack {stack}: {len(result.resources)} resources, {len(manifests)} manifests, "
           f"{len(violations)} policy violations ({len(mandatory)} mandatory) -> {out}")
     return EXIT_POLICY if mandatory else EXIT_OK
+
+
+# Outputs too long or too secret to print; the plan names them instead.
+_UNPRINTED_OUTPUTS = {"kubeconfig": "kubeconfig for the DNS endpoint (gke-gcloud-auth-plugin)"}
+
+
+def report(result: PlanResult, values: StackValues) -> str:
+    """What a person needs after the tree: outputs, capacity, what is made up, what to run next."""
+    lines = ["", "outputs (mocked GCP ids; names and wiring are real):"]
+    for key, value in result.outputs.items():
+        lines.append(f"  {key}: {_UNPRINTED_OUTPUTS.get(key) or value}")
+    if result.capacity:
+        c = result.capacity
+        lines += ["", f"capacity: {c['calls_per_pod']} calls per pod (size {c['size']}); "
+                      f"{c['min_pods']}-{c['max_pods']} pods carry {c['calls_at_min_pods']}-{c['calls_at_max_pods']} "
+                      f"concurrent calls; a spike waits at most {c['seconds_to_new_capacity']} s for new capacity; "
+                      f"a draining pod gets {c['grace_seconds']} s"]
+    made_up = [f"{k} (secret placeholder: not set or encrypted)" for k in values.placeholders]
+    made_up += [f"{k} = {values.config[k]} (the example's value)" for k in example_values(values)]
+    if made_up:
+        lines += ["", "placeholders in this plan; set real values before `pulumi up`:"]
+        lines += [f"  {m}" for m in made_up]
+    lines += ["", f"next: pulumi preview --stack {values.stack} --policy-pack policy "
+                  f"--policy-pack-config policy/{values.stack}.json   (README: Going to `pulumi up`)"]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

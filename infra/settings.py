@@ -8,11 +8,14 @@ domain (`k8s.capacity` for the workload's timing and capacity).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import pulumi
+if TYPE_CHECKING:  # only for annotations: this module must import without the Pulumi SDK
+    import pulumi
 
 PROJECT = "gke-voice-agents"
 
@@ -22,20 +25,8 @@ def setting_key(name: str) -> str:
     return f"{PROJECT}:{name}"
 
 
-# Regions with GKE Autopilot and Artifact Registry (Google Cloud locations page, 2026).
-KNOWN_REGIONS = frozenset(
-    {
-        "africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2",
-        "asia-northeast3", "asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2",
-        "australia-southeast1", "australia-southeast2", "europe-central2", "europe-north1",
-        "europe-north2", "europe-southwest1", "europe-west1", "europe-west2", "europe-west3",
-        "europe-west4", "europe-west6", "europe-west8", "europe-west9", "europe-west10",
-        "europe-west12", "me-central1", "me-central2", "me-west1", "northamerica-northeast1",
-        "northamerica-northeast2", "northamerica-south1", "southamerica-east1",
-        "southamerica-west1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1",
-        "us-west1", "us-west2", "us-west3", "us-west4",
-    }
-)
+# Regions with GKE Autopilot and Artifact Registry: data with its source and date, beside us.
+KNOWN_REGIONS = frozenset(json.loads((Path(__file__).parent / "data" / "regions.json").read_text())["regions"])
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 EXCLUSION_SCOPES = ("NO_UPGRADES", "NO_MINOR_UPGRADES", "NO_MINOR_OR_NODE_UPGRADES")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -45,16 +36,31 @@ MIN_MAINTENANCE_WINDOW = timedelta(hours=4)
 MAX_NO_UPGRADES_EXCLUSION = timedelta(days=30)
 
 
+def shown_value(value: Any) -> str:
+    """A value the way a user writes it in a stack file, not the way Python prints it."""
+    if value is None:
+        return "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One invalid setting: which key, what it holds, and what would be accepted."""
+    """One invalid setting: which key, what it holds, and what would be accepted.
+
+    A secret's value is never shown, only whether it is set."""
 
     key: str
     value: Any
     rule: str
+    secret: bool = False
 
     def __str__(self) -> str:
-        return f"{self.key} = {self.value!r}: {self.rule}"
+        shown = "(secret, not shown)" if self.secret and self.value is not None else shown_value(self.value)
+        return f"{self.key} = {shown}: {self.rule}"
 
 
 class ConfigError(ValueError):
@@ -126,9 +132,7 @@ class WorkloadSettings:
     image_digest: str  # empty: deploy by tag (immutable in the registry)
     size: str
     cpu_bursting: bool
-    spot_pods: bool
     drain_timeout_seconds: int
-    pre_stop_seconds: int
     load_threshold: float
     max_session_minutes: int
     spare_capacity_pods: int

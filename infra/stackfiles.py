@@ -8,7 +8,9 @@ are still marked secret, so the program sees the same shape it sees under `pulum
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,8 @@ class StackValues:
     stack: str
     config: dict[str, str]  # full keys ("gke-voice-agents:nodeCidr") -> engine string form
     secret_keys: tuple[str, ...]
+    # Keys whose value is made up offline: encrypted values and secrets the stack has not set.
+    placeholders: tuple[str, ...] = ()
 
 
 def _engine_string(value: Any) -> str:
@@ -91,10 +95,16 @@ def project_declarations(root: Path = ROOT) -> dict[str, dict[str, Any]]:
 
 
 def load_stack_values(stack: str, root: Path = ROOT) -> StackValues:
+    """Pulumi.yaml defaults merged with Pulumi.<stack>.yaml, the way the CLI hands them over.
+
+    Only `secure:` values are secret, as for the CLI: a plain value of a key Pulumi.yaml
+    declares secret stays plain, and infra.config refuses it (the CLI itself refuses it with
+    "must be encrypted as it's secret", pulumi/pulumi sdk/go/common/workspace)."""
     declared = project_declarations(root)
     stack_config = _config_block(_read_yaml(root / f"Pulumi.{stack}.yaml"), f"Pulumi.{stack}.yaml")
     merged: dict[str, str] = {}
-    secret_keys = {k for k, d in declared.items() if d.get("secret")}
+    secret_keys: set[str] = set()
+    placeholders: set[str] = set()
     for key, decl in declared.items():
         if "default" in decl:
             merged[key] = _engine_string(decl["default"])
@@ -102,9 +112,38 @@ def load_stack_values(stack: str, root: Path = ROOT) -> StackValues:
         full = _full_key(key)
         if isinstance(value, dict) and set(value) == {"secure"}:
             secret_keys.add(full)
+            placeholders.add(full)
             merged[full] = SECRET_PLACEHOLDER
         else:
             merged[full] = _engine_string(value)
-    for key in secret_keys:
-        merged.setdefault(key, SECRET_PLACEHOLDER)
-    return StackValues(stack=stack, config=merged, secret_keys=tuple(sorted(secret_keys)))
+    for key in (k for k, d in declared.items() if d.get("secret") and k not in merged):
+        # Unset secrets: the plan still runs and says it used a placeholder; `pulumi up`
+        # (which has no placeholder) fails on them in infra.config.
+        secret_keys.add(key)
+        placeholders.add(key)
+        merged[key] = SECRET_PLACEHOLDER
+    return StackValues(stack=stack, config=merged, secret_keys=tuple(sorted(secret_keys)),
+                       placeholders=tuple(sorted(placeholders)))
+
+
+# The values the committed example stacks hold until a user sets their own. The offline plan
+# names them, so nobody mistakes a plan of the example for a plan of their project.
+EXAMPLE_VALUES = {
+    "gcp:project": ("my-voice-agents-dev", "my-voice-agents-prod"),
+    f"{PROJECT}:livekitUrl": ("wss://my-project.livekit.cloud",),
+}
+
+
+def example_values(values: StackValues) -> list[str]:
+    """Keys of `values` that still hold an example value."""
+    return sorted(k for k, examples in EXAMPLE_VALUES.items() if values.config.get(k) in examples)
+
+
+def gcp_provider_keys() -> frozenset[str]:
+    """Every setting the installed pulumi-gcp provider reads (`gcp:<name>`), taken from its
+    generated config module's source, so the list follows the pinned provider version."""
+    spec = importlib.util.find_spec("pulumi_gcp")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    source = (Path(next(iter(spec.submodule_search_locations))) / "config" / "vars.py").read_text()
+    return frozenset(f"gcp:{name}" for name in re.findall(r"__config__\.get\w*\('(\w+)'\)", source))

@@ -72,10 +72,19 @@ _key = setting_key
 # Timing
 
 
-def termination_grace_seconds(pre_stop_s: int, drain_timeout_s: int) -> int:
+def termination_grace_seconds(drain_timeout_s: int, pre_stop_s: int = 0) -> int:
     """The kubelet counts preStop time inside the grace period, and SIGTERM (which starts the
-    drain) arrives only after preStop; the job processes shut down after the drain."""
+    drain) arrives only after preStop; the job processes shut down after the drain. Our pods
+    have no preStop (the worker drains on SIGTERM); the policy applies the same sum to any
+    manifest that has one."""
     return pre_stop_s + drain_timeout_s + SHUTDOWN_BUDGET_S
+
+
+# The longest drain whose grace period GKE node upgrades still honour in full: beyond it an
+# upgrade kills the calls a drain was waiting for. The config's declared range stops here.
+MAX_DRAIN_TIMEOUT_S = NODE_UPGRADE_GRACE_CAP_S - SHUTDOWN_BUDGET_S
+# The longest call a drain can carry to its end: whole minutes within MAX_DRAIN_TIMEOUT_S.
+MAX_SESSION_MINUTES = MAX_DRAIN_TIMEOUT_S // 60
 
 
 def needs_extended_duration(max_session_minutes: int, grace_s: int) -> bool:
@@ -149,18 +158,6 @@ def _size_problems(w: WorkloadSettings, r: Resources) -> list[Problem]:
             for reason in reasons]
 
 
-def _grace_problems(w: WorkloadSettings) -> list[Problem]:
-    grace = termination_grace_seconds(w.pre_stop_seconds, w.drain_timeout_seconds)
-    if grace <= NODE_UPGRADE_GRACE_CAP_S:
-        return []
-    return [Problem(
-        _key("drainTimeoutSeconds"), w.drain_timeout_seconds,
-        f"grace = preStop {w.pre_stop_seconds} + drain {w.drain_timeout_seconds} + shutdown {SHUTDOWN_BUDGET_S} = {grace} s, "
-        f"but GKE node upgrades honour at most {NODE_UPGRADE_GRACE_CAP_S} s and then kill the calls still running; "
-        f"lower drainTimeoutSeconds to {NODE_UPGRADE_GRACE_CAP_S - SHUTDOWN_BUDGET_S - w.pre_stop_seconds} or less "
-        f"(or preStopSeconds to 0)")]
-
-
 def _drain_covers_calls(w: WorkloadSettings) -> list[Problem]:
     longest = w.max_session_minutes * 60
     if w.drain_timeout_seconds >= longest:
@@ -169,7 +166,7 @@ def _drain_covers_calls(w: WorkloadSettings) -> list[Problem]:
         _key("drainTimeoutSeconds"), w.drain_timeout_seconds,
         f"is shorter than maxSessionMinutes = {w.max_session_minutes} ({longest} s): every rollout and scale-down would "
         f"cut the longest calls after {w.drain_timeout_seconds} s; raise drainTimeoutSeconds to at least {longest} "
-        "or lower maxSessionMinutes")]
+        f"(at most {MAX_DRAIN_TIMEOUT_S}) or lower maxSessionMinutes to {w.drain_timeout_seconds // 60} or less")]
 
 
 def _hpa_deadlock(w: WorkloadSettings, r: Resources) -> list[Problem]:
@@ -218,16 +215,6 @@ def _scale_down_slower(w: WorkloadSettings) -> list[Problem]:
         f"raise it above {h.scale_up_window_seconds} (300 or more is usual)")]
 
 
-def _no_spot(w: WorkloadSettings) -> list[Problem]:
-    if not w.spot_pods:
-        return []
-    return [Problem(
-        _key("spotPods"), True,
-        f"Spot Pods get {SPOT_GRACE_S} s to stop whatever terminationGracePeriodSeconds says "
-        f"({termination_grace_seconds(w.pre_stop_seconds, w.drain_timeout_seconds)} s here), which cuts live calls; "
-        "set it to false")]
-
-
 def workload_problems(w: WorkloadSettings) -> list[Problem]:
     """Cross-setting rules of the agent workload; parse_stack_config raises them together."""
     if w.size not in SIZES:
@@ -235,11 +222,27 @@ def workload_problems(w: WorkloadSettings) -> list[Problem]:
     r = workload_resources(w)
     return [
         *_size_problems(w, r),
-        *_grace_problems(w),
         *_drain_covers_calls(w),
         *_hpa_deadlock(w, r),
         *_admission_within_request(w, r),
         *_room_for_a_call(w, r),
         *_scale_down_slower(w),
-        *_no_spot(w),
     ]
+
+
+# ------------------------------------------------------------------------------------------------
+# What a stack's settings add up to, for people (the offline plan prints it).
+
+
+def capacity_summary(w: WorkloadSettings) -> dict[str, int]:
+    """Calls per pod, the fleet's range, and how long a spike waits for new capacity."""
+    per_pod = sessions_per_pod(workload_resources(w), w.load_threshold)
+    return {
+        "calls_per_pod": per_pod,
+        "min_pods": w.hpa.min_replicas,
+        "max_pods": w.hpa.max_replicas,
+        "calls_at_min_pods": per_pod * w.hpa.min_replicas,
+        "calls_at_max_pods": per_pod * w.hpa.max_replicas,
+        "seconds_to_new_capacity": seconds_to_new_capacity(w.hpa.scale_up_window_seconds, w.spare_capacity_pods),
+        "grace_seconds": termination_grace_seconds(w.drain_timeout_seconds),
+    }

@@ -14,7 +14,9 @@ RUN_AS_GID = 10001
 # Kubernetes service account of the agent; infra/identity.py binds exactly this subject.
 AGENT_SERVICE_ACCOUNT = "voice-agent"
 CONTAINER_NAME = "agent"
-# Placeholder pods (k8s/spare_capacity.py) carry this label; the workload policy rules, which
-# are about agent pods, leave them out.
+# Every pod template of ours says what it is. The agent policy rules check the pods labelled
+# AGENT_ROLE and no others: placeholder pods (k8s/spare_capacity.py) run no agent, and
+# `python -m policy.manifests` may be handed Deployments that are not ours at all.
 ROLE_LABEL = "gke-voice-agents/role"
+AGENT_ROLE = "agent"
 PLACEHOLDER_ROLE = "capacity-placeholder"

@@ -14,7 +14,7 @@ from k8s.capacity import (
     max_safe_target,
     worker_load_at_target,
 )
-from k8s.runtime import HEALTH_PORT, PLACEHOLDER_ROLE, ROLE_LABEL
+from k8s.runtime import AGENT_ROLE, HEALTH_PORT, ROLE_LABEL
 from k8s.sizes import autopilot_problems
 from policy.quantities import cpu_millicores, memory_mib
 from policy.rules.base import (
@@ -86,20 +86,20 @@ def _is_sleep_only(pre_stop: Mapping[str, Any] | None) -> bool:
     return bool(words) and all(w == "sleep" or w.isdigit() for w in words)
 
 
-def is_placeholder(template: Mapping[str, Any]) -> bool:
-    """Capacity placeholders (k8s/spare_capacity.py) run no agent; the agent rules skip them."""
-    return prop(template, "metadata", "labels", default={}).get(ROLE_LABEL) == PLACEHOLDER_ROLE
+def is_agent(template: Mapping[str, Any]) -> bool:
+    """Agent pods say so (k8s/pod.py: gke-voice-agents/role=agent). Placeholders, tool servers
+    and Deployments that are not ours carry another role or none, and the agent rules, which are
+    about a LiveKit worker's drain and load, leave them alone."""
+    return prop(template, "metadata", "labels", default={}).get(ROLE_LABEL) == AGENT_ROLE
 
 
 def agent_pods(resources: Iterable[Resource]) -> list[AgentPod]:
-    """Every Deployment is taken for an agent unless it declares itself a placeholder: a
-    Deployment the rules do not recognise is checked, never silently skipped."""
     pods = []
     for r in resources:
         if r.type != DEPLOYMENT:
             continue
         template = prop(r.props, "spec", "template", default={})
-        if is_placeholder(template):
+        if not is_agent(template):
             continue
         spec = prop(template, "spec", default={})
         for container in prop(spec, "containers", default=[]):

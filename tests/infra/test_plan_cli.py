@@ -71,7 +71,7 @@ def test_broken_stack_exits_two_with_one_line_per_problem(copy_of_repo, tmp_path
     assert done.stderr.splitlines()[0] == "stack dev: invalid stack configuration (3 problem(s)):"
     problems = problem_lines(done.stderr)
     assert len(problems) == 3 == len(done.stderr.splitlines()) - 1, done.stderr
-    assert any("gcp:region = 'us-middle1': must be one of" in p for p in problems)
+    assert any("gcp:region = 'us-middle1': is not a known GKE Autopilot region" in p for p in problems)
     assert any("agentSize = 'XL': must be one of S, M, L" in p for p in problems)
     assert any("hpaMaxReplicas = 'many': must be a whole number from 1 to 1000" in p for p in problems)
     assert not (tmp_path / "plan").exists()

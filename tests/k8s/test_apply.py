@@ -55,9 +55,9 @@ def _build(mocks: EchoMocks, preview: bool, livekit_url: str = "wss://calls.exam
     pulumi_settings.reset_options(project=PROJECT, stack="dev", preview=preview)
     set_mocks(mocks, project=PROJECT, stack="dev", preview=preview)
     values = load_stack_values("dev")
-    raw = {**values.config, "gke-voice-agents:livekitUrl": livekit_url}
-    cfg = parse_stack_config("dev", raw, {"livekitApiKey": pulumi.Output.secret("key-1"),
-                                          "livekitApiSecret": pulumi.Output.secret("secret-1")})
+    secrets = {"gke-voice-agents:livekitApiKey": "key-1", "gke-voice-agents:livekitApiSecret": "secret-1"}
+    raw = {**values.config, "gke-voice-agents:livekitUrl": livekit_url, **secrets}
+    cfg = parse_stack_config("dev", raw, tuple(secrets))
     image = image_reference(pulumi.Output.from_input("us-central1-docker.pkg.dev/p/r"), cfg.workload)
     return AgentWorkload("agent", AgentWorkloadArgs(
         settings=cfg.workload, image=image, gcp_project=cfg.project,
@@ -98,8 +98,7 @@ def test_livekit_url_and_credentials_reach_the_secret_as_secrets():
 
 def workload_settings():
     values = load_stack_values("dev")
-    cfg = parse_stack_config("dev", values.config, {"livekitApiKey": pulumi.Output.secret("k"),
-                                                    "livekitApiSecret": pulumi.Output.secret("s")})
+    cfg = parse_stack_config("dev", values.config, values.secret_keys)
     return cfg.workload
 
 

@@ -37,18 +37,30 @@ CASES = {
         r"would cut the longest calls after 600 s; raise drainTimeoutSeconds to at least 900"),
     "framework default drain beyond the node-upgrade cap": (
         "prod", {"drainTimeoutSeconds": "3600"},
-        r"drainTimeoutSeconds = 3600: grace = preStop 0 \+ drain 3600 \+ shutdown 100 = 3700 s, but GKE node upgrades "
-        r"honour at most 3600 s and then kill the calls still running; lower drainTimeoutSeconds to 3500 or less"),
-    "preStop pushes grace beyond the cap": (
-        "prod", {"preStopSeconds": "200", "drainTimeoutSeconds": "3400"},
-        r"drainTimeoutSeconds = 3400: grace = preStop 200 \+ drain 3400 \+ shutdown 100 = 3700 s.*"
-        r"lower drainTimeoutSeconds to 3300 or less \(or preStopSeconds to 0\)"),
+        r"drainTimeoutSeconds = 3600: must be from 30 to 3500 s \(GKE node upgrades honour at most 3600 s of grace, "
+        r"100 s of which the worker needs to shut down after its drain\)"),
+    "drain one second beyond the cap": (
+        "prod", {"drainTimeoutSeconds": "3501"}, r"drainTimeoutSeconds = 3501: must be from 30 to 3500 s"),
+    "calls longer than any drain can carry": (
+        # Issue 19: 120 minutes once asked for a drain of 7200 s that the next rule refused.
+        "prod", {"maxSessionMinutes": "120"},
+        r"maxSessionMinutes = 120: must be from 1 to 58 min \(a drain can carry a call to its end for at most "
+        r"drainTimeoutSeconds 3500\)"),
+    "calls one minute beyond the cap": (
+        "prod", {"maxSessionMinutes": "59", "drainTimeoutSeconds": "3500"}, r"maxSessionMinutes = 59: must be from 1 to 58 min"),
+    "calls one minute longer than the drain": (
+        "prod", {"maxSessionMinutes": "46"},
+        r"drainTimeoutSeconds = 2700: is shorter than maxSessionMinutes = 46 \(2760 s\).*raise drainTimeoutSeconds to at "
+        r"least 2760 \(at most 3500\) or lower maxSessionMinutes to 45 or less"),
     "scale-down as fast as scale-up": (
         "prod", {"hpaScaleDownWindowSeconds": "60"},
         r"hpaScaleDownWindowSeconds = 60: must be longer than hpaScaleUpWindowSeconds = 60"),
-    "spot pods": (
+    "spot pods, a retired setting": (
         "prod", {"spotPods": "true"},
-        r"spotPods = True: Spot Pods get 25 s to stop whatever terminationGracePeriodSeconds says \(2800 s here\)"),
+        r"spotPods = 'true': is no longer a setting: Spot Pods get 25 s to stop whatever the grace period says"),
+    "preStop, a retired setting": (
+        "prod", {"preStopSeconds": "0"},
+        r"preStopSeconds = '0': is no longer a setting: the worker drains on SIGTERM, .*delete the line"),
     "bursting admits calls beyond the request": (
         "dev", {"loadThreshold": "0.8"},
         r"loadThreshold = 0\.8: with cpuBursting the worker takes calls until it uses 1120m \(loadThreshold x CPU limit "
@@ -67,11 +79,9 @@ SINGLE_VALUES = {
     "agentImageTag": ("-bad", r"agentImageTag = '-bad': must be a Docker tag"),
     "agentImageDigest": ("sha256:abc", r"agentImageDigest = 'sha256:abc': must be empty or sha256: followed by 64"),
     "cpuBursting": ("yes", r"cpuBursting = 'yes': must be true or false"),
-    "spotPods": ("maybe", r"spotPods = 'maybe': must be true or false"),
-    "drainTimeoutSeconds": ("10", r"drainTimeoutSeconds = 10: must be from 30 to 86400 s"),
-    "preStopSeconds": ("-1", r"preStopSeconds = -1: must be from 0 to 3600 s"),
+    "drainTimeoutSeconds": ("10", r"drainTimeoutSeconds = 10: must be from 30 to 3500 s"),
     "loadThreshold": ("0", r"loadThreshold = 0\.0: must be in \(0\.0, 1\.0\]"),
-    "maxSessionMinutes": ("0", r"maxSessionMinutes = 0: must be from 1 to 10080 min"),
+    "maxSessionMinutes": ("0", r"maxSessionMinutes = 0: must be from 1 to 58 min"),
     "hpaMinReplicas": ("0", r"hpaMinReplicas = 0: must be from 1 to 100"),
     "hpaMaxReplicas": ("many", r"hpaMaxReplicas = 'many': must be a whole number from 1 to 1000"),
     "hpaTargetCpuUtilization": ("5", r"hpaTargetCpuUtilization = 5: must be from 10 to 95 %"),
@@ -80,7 +90,8 @@ SINGLE_VALUES = {
     "hpaScaleDownPodsPerPeriod": ("0", r"hpaScaleDownPodsPerPeriod = 0: must be from 1 to 100 pods"),
     "hpaScaleDownPeriodSeconds": ("1801", r"hpaScaleDownPeriodSeconds = 1801: must be from 1 to 1800 s"),
     "livekitUrl": ("https://x.livekit.cloud", r"livekitUrl = 'https://x\.livekit\.cloud': must be a ws:// or wss:// URL"),
-    "vertexLocation": ("mars-north1", r"vertexLocation = 'mars-north1': must be one of "),
+    "vertexLocation": ("us-centrall1", r"vertexLocation = 'us-centrall1': is not a known Vertex AI location; "
+                                       r"did you mean us-central1\?"),
     "geminiModel": ("Gemini Live", r"geminiModel = 'Gemini Live': must be a Gemini model id"),
     "agentLogLevel": ("TRACE", r"agentLogLevel = 'TRACE': must be one of DEBUG, INFO, WARNING, ERROR"),
     "spareCapacityPods": ("51", r"spareCapacityPods = 51: must be from 0 to 50 pods"),
@@ -116,12 +127,21 @@ def test_every_problem_is_reported_at_once_and_before_any_resource(monkeypatch):
     monkeypatch.setattr(RecordingMocks, "new_resource", lambda self, args: declared.append(args.typ) or real(self, args))
     with pytest.raises(ConfigError) as caught:
         plan_with("prod", hpaTargetCpuUtilization="75", hpaScaleUpWindowSeconds="120",
-                  preStopSeconds="120", drainTimeoutSeconds="3600", hpaScaleDownWindowSeconds="120")
+                  drainTimeoutSeconds="3000", hpaScaleDownWindowSeconds="120", maxSessionMinutes="51")
     keys = [p.key.split(":")[1] for p in caught.value.problems]
     assert keys == ["drainTimeoutSeconds", "hpaTargetCpuUtilization", "hpaScaleDownWindowSeconds"]
     assert declared == []
     plan_with("prod")  # control: the same counter sees the resources of a valid stack
     assert "kubernetes:apps/v1:Deployment" in declared
+
+
+@pytest.mark.parametrize("drain, minutes", [("3500", "58"), ("2760", "46"), ("60", "1")])
+def test_caps_hold_at_their_boundary(drain, minutes):
+    """Equal to each cap is accepted (the longest drain, the longest call, a call exactly as long
+    as the drain, the shortest call); one past it is refused by the cases above."""
+    plan = plan_with("prod", drainTimeoutSeconds=drain, maxSessionMinutes=minutes)
+    grace = plan.named("agent-deployment")["inputs"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace == int(drain) + 100
 
 
 def test_the_committed_stacks_pass():

@@ -32,7 +32,7 @@ def _placeholders(r: PlanResult) -> int | None:
 
 
 # setting -> (overrides on prod, what to read from the plan, what it must be). Every workload
-# key of Pulumi.yaml appears here or in test_config_errors.py (spotPods is an error by design).
+# key of Pulumi.yaml appears here.
 CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
     "agentNamespace": ({"agentNamespace": "calls"},
                        lambda r: {x["inputs"]["metadata"].get("namespace", x["inputs"]["metadata"]["name"])
@@ -50,8 +50,6 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
     "drainTimeoutSeconds": ({"drainTimeoutSeconds": "3000"},
                             lambda r: (env_of(r)["AGENT_DRAIN_TIMEOUT_SECONDS"], _grace(r)),
                             ("3000", 3000 + SHUTDOWN_BUDGET_S)),
-    "preStopSeconds": ({"preStopSeconds": "5"}, lambda r: (container_of(r).get("lifecycle"), _grace(r)),
-                       ({"preStop": {"sleep": {"seconds": 5}}}, 5 + 2700 + SHUTDOWN_BUDGET_S)),
     "loadThreshold": ({"loadThreshold": "0.65"}, lambda r: env_of(r)["AGENT_LOAD_THRESHOLD"], "0.65"),
     # Calls and drain both within the autoscaler's 10 minutes: no extended-duration annotation.
     "maxSessionMinutes": ({"maxSessionMinutes": "5", "drainTimeoutSeconds": "400"},
@@ -95,13 +93,13 @@ def test_every_workload_setting_is_covered():
 
     workload_keys = {
         "agentNamespace", "agentImageName", "agentImageTag", "agentImageDigest", "agentSize", "cpuBursting",
-        "spotPods", "drainTimeoutSeconds", "preStopSeconds", "loadThreshold", "maxSessionMinutes",
+        "drainTimeoutSeconds", "loadThreshold", "maxSessionMinutes",
         "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
     }
     declared = {k.split(":", 1)[1] for k in project_declarations()}
     hpa_keys = {k for k in declared if k.startswith("hpa")}
     assert workload_keys <= declared
     assert len(workload_keys) + len(hpa_keys) == len(fields(WorkloadSettings)) - 1 + len(fields(HpaSettings))
-    # spotPods is refused (test_config_errors.py); livekitUrl travels in the Secret
+    # livekitUrl travels in the Secret
     # (test_workload.py::test_livekit_secret_carries_url_key_and_secret_as_pulumi_secrets).
-    assert set(CASES) | {"spotPods", "livekitUrl"} == workload_keys | hpa_keys
+    assert set(CASES) | {"livekitUrl"} == workload_keys | hpa_keys

@@ -144,10 +144,6 @@ OVERRIDES = {
     "prod-without-deletion-protection": (
         "prod", {P + "deletionProtection": "false"}, "gke-deletion-protection",
         "deletionProtection is off in a protected stack: one `pulumi destroy` ends every live call"),
-    "dev-with-a-prestop-sleep": (
-        "dev", {P + "preStopSeconds": "60"}, "agent-no-sleep-prestop",
-        "preStop only sleeps 60 s: the worker still advertises itself and takes new calls during the sleep, "
-        "then has 1000 s of the 1060 s grace left"),
     "prod-limits-above-requests-without-bursting": (
         # prod's cluster is declared without bursting (policy/prod.json): Autopilot would drop
         # the 2x CPU limit the program now renders.
