@@ -12,6 +12,7 @@ from infra.settings import WorkloadSettings
 from k8s import runtime
 from k8s.capacity import (
     SAFE_TO_EVICT,
+    NODE_BOOT_S,
     WORKER_START_S,
     needs_extended_duration,
     termination_grace_seconds,
@@ -25,17 +26,41 @@ LIVEKIT_SECRET = "livekit"
 LIVEKIT_SECRET_ENV = {"url": "LIVEKIT_URL", "api-key": "LIVEKIT_API_KEY", "api-secret": "LIVEKIT_API_SECRET"}
 LIVEKIT_SECRET_KEYS = tuple(LIVEKIT_SECRET_ENV)
 
+# Probes go to the agent's own probe server on the metrics port (agent/voice_agent/readiness.py),
+# not to the framework's GET / on the health port: that answers 200 until the worker has given
+# up on LiveKit for good (16 retries, ~130 s; livekit-agents 1.8.9 worker.py), so as readiness it
+# let a release with a wrong secret replace every healthy pod.
+# - /ready: registered with LiveKit and not draining (and the model reachable at start).
+# - /live: the worker's event loop answers. Never fails for a LiveKit outage (readiness shows
+#   it) nor for a drain, so no liveness restart ever cuts the calls a pod is draining.
+PROBE_PORT = "metrics"
+READY_PATH = "/ready"
+LIVE_PATH = "/live"
 PROBE_PERIOD_S = 10
-# The framework's health server answers as soon as it listens, before the job processes are
-# prewarmed (Silero VAD loaded) and before the worker registers (livekit-agents worker.py: GET /
-# is 200 unless the LiveKit connection failed for good). So the startup probe only has to cover
+# The probe server listens before the framework starts, so the startup probe only has to cover
 # imports on a slow, freshly booted node; 120 s is twenty times the measured 4-6 s start and
 # costs nothing when start-up is quick (the probe passes on its first success).
 STARTUP_BUDGET_S = 120
-# Readiness cannot see registration either, so a new pod counts as available only after it has
-# been ready for twice the measured time to register: a rollout then never stops an old worker
-# (which stops taking calls at once) before its replacement takes calls.
-MIN_READY_SECONDS = 2 * WORKER_START_S
+# A wedged event loop for a whole minute: far beyond any pause a busy worker shows.
+LIVENESS_BUDGET_S = 60
+# Readiness is polled faster: a pod that loses LiveKit leaves the available count within 5 s.
+READINESS_PERIOD_S = 5
+# Readiness now sees registration; a new pod counts as available once it has stayed registered
+# for four of the worker's status reports (UPDATE_STATUS_INTERVAL 2.5 s, livekit-agents 1.8.9
+# worker.py), i.e. LiveKit has it in rotation, and for two readiness periods.
+MIN_READY_SECONDS = 10
+# How long a rollout may go without progress before the Deployment reports
+# ProgressDeadlineExceeded (Kubernetes never rolls back by itself; maxUnavailable 0 keeps every
+# old pod serving meanwhile): a node boot, the startup budget, the model check (20 s,
+# agent/voice_agent/model_access.py), registration and minReadySeconds, rounded up.
+MODEL_CHECK_BUDGET_S = 20
+PROGRESS_DEADLINE_SECONDS = 300
+assert PROGRESS_DEADLINE_SECONDS >= NODE_BOOT_S + STARTUP_BUDGET_S + MODEL_CHECK_BUDGET_S + WORKER_START_S + MIN_READY_SECONDS
+# The release on every pod (and, as AGENT_VERSION, on the agent's metrics and log lines).
+VERSION_LABEL = "app.kubernetes.io/version"
+# A label value: at most 63 characters, alphanumeric at both ends, [-_.A-Za-z0-9] inside.
+_LABEL_VALUE_MAX = 63
+DIGEST_VERSION_HEX = 12
 # Everything the process writes goes to /tmp (forkserver socket, a temp dir per job); a few
 # MiB in practice (docs/agent.md). The container's logs count against the same request.
 TMP_SIZE_LIMIT = "512Mi"
@@ -67,6 +92,7 @@ def container_env(w: WorkloadSettings, gcp_project: str) -> list[dict]:
         "AGENT_METRICS_PORT": str(runtime.METRICS_PORT),
         "AGENT_LOG_LEVEL": w.log_level,
         "AGENT_GEMINI_MODEL": w.gemini_model,
+        "AGENT_VERSION": release_version(w),
         "GOOGLE_CLOUD_PROJECT": gcp_project,
         "GOOGLE_CLOUD_LOCATION": w.vertex_location,
         "GOOGLE_GENAI_USE_VERTEXAI": "true",
@@ -86,12 +112,27 @@ def container_resources(w: WorkloadSettings) -> dict:
     }
 
 
-def _probe(failure_threshold: int) -> dict:
+def release_version(w: WorkloadSettings) -> str:
+    """The release as a label value: the image tag, or `sha256-` and the digest's first 12 hex
+    digits when deploying by digest (a digest has a colon and 71 characters; labels allow
+    neither)."""
+    if w.image_digest:
+        return "sha256-" + w.image_digest.split(":", 1)[-1][:DIGEST_VERSION_HEX]
+    tag = w.image_tag
+    if len(tag) > _LABEL_VALUE_MAX or not (tag[0].isalnum() and tag[-1].isalnum()):
+        raise ValueError(
+            f"agentImageTag={tag!r} cannot label the pods: a release label is at most "
+            f"{_LABEL_VALUE_MAX} characters and starts and ends with a letter or digit; "
+            "use a shorter tag or deploy by agentImageDigest")
+    return tag
+
+
+def _probe(path: str, period_s: int, budget_s: int) -> dict:
     return {
-        "httpGet": {"path": "/", "port": "health"},
-        "periodSeconds": PROBE_PERIOD_S,
+        "httpGet": {"path": path, "port": PROBE_PORT},
+        "periodSeconds": period_s,
         "timeoutSeconds": 3,
-        "failureThreshold": failure_threshold,
+        "failureThreshold": max(1, budget_s // period_s),
     }
 
 
@@ -121,11 +162,14 @@ def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: s
             {"name": "metrics", "containerPort": runtime.METRICS_PORT, "protocol": "TCP"},
         ],
         "resources": container_resources(w),
-        "startupProbe": _probe(STARTUP_BUDGET_S // PROBE_PERIOD_S),
-        # GET / turns 503 once the worker has given up on LiveKit; the restart that follows is
-        # a SIGTERM too, so running calls are drained, not cut.
-        "livenessProbe": _probe(3),
-        "readinessProbe": _probe(2),
+        "startupProbe": _probe(LIVE_PATH, PROBE_PERIOD_S, STARTUP_BUDGET_S),
+        # Not a way out of a lost LiveKit connection: once the worker's run has ended (it gave
+        # up on LiveKit), livekit-agents 1.8.9 (cli/cli.py) drains by itself and its handler
+        # force-exits on SIGTERM, so a liveness restart then would cut calls, not drain them.
+        # The worker exits by itself in that case; /live fails only for a wedged event loop.
+        "livenessProbe": _probe(LIVE_PATH, PROBE_PERIOD_S, LIVENESS_BUDGET_S),
+        # one failed answer takes the pod out: "not registered" and "draining" are facts, not noise
+        "readinessProbe": _probe(READY_PATH, READINESS_PERIOD_S, READINESS_PERIOD_S),
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -187,13 +231,18 @@ def deployment_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: 
     # No `replicas`: the HPA owns the count (and the component ignores changes to it).
     return {
         "selector": {"matchLabels": labels()},
-        # New pods first, old ones after: capacity never dips during a rollout. Old pods stop
-        # taking calls at SIGTERM and drain in the background without holding the rollout up.
+        # New pods first, old ones after: capacity never dips during a rollout. An old pod is
+        # terminated (SIGTERM: it stops taking calls and drains in the background) only once a
+        # new one is ready, i.e. registered with LiveKit. A release that never registers (wrong
+        # secret or URL, no model access) therefore stalls the rollout with every old pod
+        # still serving: maxUnavailable must stay 0.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "minReadySeconds": MIN_READY_SECONDS,
+        "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
         "revisionHistoryLimit": 5,
         "template": {
-            "metadata": {"labels": pod_labels(), "annotations": pod_annotations(w)},
+            "metadata": {"labels": {**pod_labels(), VERSION_LABEL: release_version(w)},
+                         "annotations": pod_annotations(w)},
             "spec": pod_spec(w, image, gcp_project),
         },
     }
