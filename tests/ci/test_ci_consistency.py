@@ -100,3 +100,18 @@ def test_every_stack_output_the_workflows_read_exists(plan):
     """A missing output makes the order check see 'nothing deployed' and let any run through."""
     missing = _outputs_the_workflows_read() - set(plan.outputs)
     assert not missing, f"stack {plan.stack} exports no {sorted(missing)}"
+
+
+def test_the_provider_trusts_the_workflow_and_branch_that_really_deploy():
+    """The provider accepts deployer tokens only from `deployWorkflow` on `deployBranch`: those
+    must be the file that holds the deploy jobs and the branch it runs on."""
+    from bootstrap.config import load_bootstrap_config
+    from tests.ci.bootstrap_harness import stack_file_config
+    from tests.ci.workflows import load
+
+    cfg = load_bootstrap_config(stack_file_config())
+    deploy = ROOT / cfg.deploy_workflow
+    assert deploy.is_file(), cfg.deploy_workflow
+    assert load(deploy.name)["on"] == {"push": {"branches": [cfg.deploy_branch]}}
+    assert {j.environment for j in jobs(deploy.name) if j.environment} == set(bootstrap_environments := {
+        n for e in cfg.environments for n in (e.github_environment, e.plan_environment) if n}), bootstrap_environments
