@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .recovery.config import RecoverySettings, read_recovery_settings
+
 # livekit-agents 1.8.9 worker.DRAIN_TIMEOUT (3600 s since 1.8; older docs say 1800).
 DEFAULT_DRAIN_TIMEOUT_SECONDS = 3600
 # Upper bound: the longest a pod can be kept for a session on GKE Autopilot is the
@@ -88,6 +90,8 @@ class AgentSettings:
     """AGENT_NAME: empty = automatic dispatch to every new room; set = explicit dispatch only."""
     version: str = DEFAULT_VERSION
     """AGENT_VERSION: the release (image tag or digest), a label on metrics and lifecycle lines."""
+    recovery: RecoverySettings = RecoverySettings()
+    """AGENT_CHECKPOINT_* / AGENT_RECOVERY_*: crash recovery (recovery/config.py, docs/recovery.md)."""
 
     def public_fields(self) -> dict[str, object]:
         """The settings that are safe to log (no key, no secret)."""
@@ -105,6 +109,7 @@ class AgentSettings:
             "gemini_model": self.gemini_model,
             # "agent_version": framework lines already use "version" for their own release
             "agent_version": self.version,
+            **self.recovery.public_fields(),
         }
 
 
@@ -170,6 +175,7 @@ def load_settings(env: Mapping[str, str]) -> AgentSettings:
             "or '-'), e.g. v1.4.2 or sha256:<64 hex>",
         ),
     }
+    settings_kwargs["recovery"] = read_recovery_settings(env, problems)
     _check_vertex_only(env, problems)
     _check_ports_differ(settings_kwargs, problems)
     if problems:

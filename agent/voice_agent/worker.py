@@ -22,6 +22,7 @@ from .logs import configure_logging, log_event
 from .metrics import AgentMetrics, SessionLedger, default_metrics
 from .model_access import check_model_access
 from .readiness import ConnectionWatch, ProbeServer, Readiness
+from .recovery.wiring import RecoveryRuntime
 from .settings import AgentSettings
 
 # how often the worker reconciles open sessions with the framework's list of running jobs
@@ -91,6 +92,7 @@ class VoiceAgentServer(AgentServer):
             static_fields={"agent_version": self._settings.version},
         )
         logging.getLogger().addHandler(self._ledger)
+        self._recovery = RecoveryRuntime(self._settings)  # crash recovery (docs/recovery.md)
         logging.getLogger().addHandler(ConnectionWatch(self._readiness))
         self._metrics.draining.set(0)
         self._metrics.registered.set(0)
@@ -115,6 +117,7 @@ class VoiceAgentServer(AgentServer):
         finally:
             if self._reconcile_task is not None:
                 self._reconcile_task.cancel()
+            self._recovery.stop()
             await self._probes.aclose()
 
     async def _require_model_access(self) -> None:
@@ -189,6 +192,7 @@ class VoiceAgentServer(AgentServer):
         self._reconcile_task = asyncio.get_running_loop().create_task(
             self._reconcile_forever(), name="voice_agent_session_reconcile"
         )
+        self._recovery.start()
 
     def _on_worker_registered(self, worker_id: str, server_info: Any) -> None:
         self._readiness.registered()
