@@ -1,0 +1,136 @@
+"""AgentDatabase (infra/database.py) under the Pulumi mocks of infra/mocks.py: what it declares
+for a dev-sized and a prod-sized stack, the database policy rules over exactly those inputs,
+every input a field of the pinned pulumi-gcp, and each validation at its boundary.
+
+The component is not wired into __main__.py yet, so the tests build it in a program of their own
+(mocks, config and settings are process-global: each build replaces them)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pulumi
+import pytest
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.mocks import set_mocks
+from pulumi.runtime.stack import wait_for_rpcs
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.database import AgentDatabase, AgentDatabaseArgs, iam_user_name
+from infra.mocks import ParentTrackingMonitor, RecordingMocks, args_class
+from infra.settings import ConfigError
+from policy.rules.base import Context
+from policy.rules_database import RULES, SQL_INSTANCE
+from tests.infra.test_provider_schema import unknown_fields
+
+PRINCIPAL = "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p.svc.id.goog/subject/ns/voice-agents/sa/voice-agent"
+NETWORK = "projects/my-voice-agents-dev/global/networks/vpc"
+
+
+def args(stack: str, **changes) -> AgentDatabaseArgs:
+    base = AgentDatabaseArgs(project=f"my-voice-agents-{stack}", region="us-central1", stack=stack,
+                             network_id=NETWORK, agent_principal=PRINCIPAL, production=stack == "prod")
+    return dataclasses.replace(base, **changes)
+
+
+def build(db_args: AgentDatabaseArgs):
+    mocks = RecordingMocks()
+    pulumi_settings.reset_options(project="gke-voice-agents", stack=db_args.stack, preview=False)
+    set_mocks(mocks, project="gke-voice-agents", stack=db_args.stack, preview=False, monitor=ParentTrackingMonitor(mocks))
+    component = AgentDatabase("checkpoints", db_args)
+    _sync_await(wait_for_rpcs())
+    return component, mocks
+
+
+def recorded(mocks: RecordingMocks, resource_type: str):
+    found = [r for r in mocks.resources if r.type == resource_type]
+    assert len(found) == 1, f"{resource_type}: {[r.name for r in mocks.resources]}"
+    return found[0].inputs
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_private_tls_iam_and_backups(stack):
+    _, mocks = build(args(stack, tier="db-g1-small" if stack == "dev" else "db-custom-2-7680"))
+    instance = recorded(mocks, SQL_INSTANCE)
+    settings = instance["settings"]
+    ip = settings["ipConfiguration"]
+    assert ip["ipv4Enabled"] is False and ip["privateNetwork"] == NETWORK
+    assert ip["sslMode"] == "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+    assert settings["databaseFlags"] == [{"name": "cloudsql.iam_authentication", "value": "on"}]
+    assert settings["backupConfiguration"]["enabled"] is True
+    prod = stack == "prod"
+    assert settings["availabilityType"] == ("REGIONAL" if prod else "ZONAL")
+    assert settings["backupConfiguration"]["pointInTimeRecoveryEnabled"] is prod
+    assert instance["deletionProtection"] is prod and settings["deletionProtectionEnabled"] is prod
+    assert recorded(mocks, "gcp:compute/globalAddress:GlobalAddress")["purpose"] == "VPC_PEERING"
+    assert recorded(mocks, "gcp:sql/user:User")["type"] == "CLOUD_IAM_SERVICE_ACCOUNT"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_database_policy_passes_on_what_the_component_declares(stack):
+    """prod as a protected stack, dev as a throwaway one (policy/dev.json turns protection off)."""
+    _, mocks = build(args(stack))
+    props = recorded(mocks, SQL_INSTANCE)
+    ctx = Context(protected=stack == "prod")
+    assert {rule.id: rule.check_resource(props, ctx) for rule in RULES} == {rule.id: [] for rule in RULES}
+
+
+def test_dev_sizes_fail_the_backup_rule_on_a_protected_stack():
+    """The rule is not vacuous for this component: dev's zonal instance without PITR is caught."""
+    _, mocks = build(args("dev"))
+    messages = next(r for r in RULES if r.id == "database-backups-in-prod").check_resource(
+        recorded(mocks, SQL_INSTANCE), Context(protected=True))
+    assert any("REGIONAL" in m for m in messages) and any("point-in-time" in m for m in messages)
+
+
+def test_every_input_is_a_field_of_the_pinned_provider():
+    _, mocks = build(args("prod"))
+    unknown = [path for r in mocks.resources if (cls := args_class(r.type)) is not None
+               for path in unknown_fields(cls, r.inputs, r.name)]
+    assert unknown == []
+    assert all(r.parent == "checkpoints" for r in mocks.resources if r.name != "checkpoints")
+
+
+def test_the_database_user_is_the_impersonated_service_account(apply_probe):
+    component, mocks = build(args("prod"))
+    impersonation = recorded(mocks, "gcp:serviceaccount/iAMMember:IAMMember")
+    assert impersonation["role"] == "roles/iam.serviceAccountTokenCreator" and impersonation["member"] == PRINCIPAL
+    apply_probe.check("db user", pulumi.Output.all(component.user, component.service_account_email),
+                      lambda v: _equal(v[0], "gva-prod-db@my-voice-agents-prod.iam"))
+    apply_probe.check("sa email", component.service_account_email,
+                      lambda e: _equal(e, "gva-prod-db@my-voice-agents-prod.iam.gserviceaccount.com"))
+
+
+def _equal(actual, expected):
+    assert actual == expected, f"{actual!r} != {expected!r}"
+
+
+def test_iam_user_name():
+    assert iam_user_name("a@p.iam.gserviceaccount.com") == "a@p.iam"
+
+
+@pytest.mark.parametrize(("field", "value", "ok"), [
+    ("disk_size_gb", 9, False), ("disk_size_gb", 10, True), ("disk_size_gb", 65536, True), ("disk_size_gb", 65537, False),
+    ("psa_prefix_length", 15, False), ("psa_prefix_length", 16, True), ("psa_prefix_length", 24, True), ("psa_prefix_length", 25, False),
+    ("transaction_log_retention_days", 0, False), ("transaction_log_retention_days", 1, True),
+    ("transaction_log_retention_days", 7, True), ("transaction_log_retention_days", 8, False),
+    ("retained_backups", 0, False), ("retained_backups", 365, True), ("retained_backups", 366, False),
+    ("tier", "db-custom-2-7680", True), ("tier", "db-custom-3-7680", False), ("tier", "db-n1-standard-1", False),
+    # 0.9..6.5 GiB per vCPU: 2 vCPU -> 1843.2..13312 MiB
+    ("tier", "db-custom-2-1843", False), ("tier", "db-custom-2-1844", True),
+    ("tier", "db-custom-2-13312", True), ("tier", "db-custom-2-13313", False),
+    ("backup_start_time", "24:00", False), ("backup_start_time", "23:59", True),
+    ("database_version", "POSTGRES_14", False),
+])
+def test_validation_boundaries(field, value, ok):
+    if ok:
+        args("prod", **{field: value})
+        return
+    with pytest.raises(ConfigError, match=rf"database\.\w+ = .*{str(value)[:4]}"):
+        args("prod", **{field: value})
+
+
+def test_shared_core_is_refused_for_production_with_the_fix():
+    with pytest.raises(ConfigError, match="shared-core tiers have no SLA.*use db-custom"):
+        args("prod", tier="db-f1-micro")
+    args("dev", tier="db-f1-micro")
