@@ -37,6 +37,21 @@ DEFAULT_GEMINI_MODEL = "gemini-live-2.5-flash-native-audio"
 # What a process started without a release (a laptop, a test) calls itself on metrics and logs.
 DEFAULT_VERSION = "unversioned"
 
+# Call life (docs/agent.md, "Call life"). 45 min is prod's maxSessionMinutes (Pulumi.prod.yaml).
+DEFAULT_MAX_CALL_SECONDS = 2700
+MAX_MAX_CALL_SECONDS = 24 * 3600
+DEFAULT_CALL_WARNING_SECONDS = 60
+# livekit-agents 1.8.9 AgentSession(user_away_timeout=15.0) marks the caller "away" after 15 s
+# of shared silence; ending a call needs a longer, deliberate wait.
+DEFAULT_SILENCE_TIMEOUT_SECONDS = 120
+DEFAULT_GEMINI_CONNECT_RETRIES = 2
+MAX_GEMINI_CONNECT_RETRIES = 5
+# Context window compression (sliding window). gemini-live-2.5-flash-native-audio has a 128k
+# token context on Vertex AI; compress at 80 % of it, keep half of it.
+MAX_CONTEXT_TOKENS = 128 * 1024
+DEFAULT_COMPRESSION_TRIGGER_TOKENS = 104857
+DEFAULT_COMPRESSION_TARGET_TOKENS = 65536
+
 _URL_SCHEMES = ("ws", "wss", "http", "https")
 # Google Cloud project ids: 6-30 chars, lowercase letters, digits and hyphens, starting with a
 # letter and not ending with a hyphen.
@@ -88,6 +103,24 @@ class AgentSettings:
     """AGENT_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
     agent_name: str = ""
     """AGENT_NAME: empty = automatic dispatch to every new room; set = explicit dispatch only."""
+    max_call_seconds: int = DEFAULT_MAX_CALL_SECONDS
+    """AGENT_MAX_CALL_SECONDS: a call ends (warning, goodbye, room deleted) after this long."""
+    call_warning_seconds: int = DEFAULT_CALL_WARNING_SECONDS
+    """AGENT_CALL_WARNING_SECONDS: the caller is warned this long before AGENT_MAX_CALL_SECONDS."""
+    silence_timeout_seconds: int = DEFAULT_SILENCE_TIMEOUT_SECONDS
+    """AGENT_SILENCE_TIMEOUT_SECONDS: a call where nobody spoke for this long says goodbye."""
+    gemini_connect_retries: int = DEFAULT_GEMINI_CONNECT_RETRIES
+    """AGENT_GEMINI_CONNECT_RETRIES: new Gemini sessions tried after a fatal model error."""
+    gemini_fallback_location: str = ""
+    """AGENT_GEMINI_FALLBACK_LOCATION: Vertex AI region tried once the primary is exhausted."""
+    gemini_fallback_model: str = ""
+    """AGENT_GEMINI_FALLBACK_MODEL: model tried once the primary is exhausted (empty = same)."""
+    compression_trigger_tokens: int = DEFAULT_COMPRESSION_TRIGGER_TOKENS
+    """AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS: context size at which Gemini compresses."""
+    compression_target_tokens: int = DEFAULT_COMPRESSION_TARGET_TOKENS
+    """AGENT_CONTEXT_COMPRESSION_TARGET_TOKENS: context size the sliding window keeps."""
+    log_conversation_text: bool = False
+    """AGENT_LOG_CONVERSATION_TEXT: true = conversation text in DEBUG lines (never INFO+)."""
     version: str = DEFAULT_VERSION
     """AGENT_VERSION: the release (image tag or digest), a label on metrics and lifecycle lines."""
     recovery: RecoverySettings = RecoverySettings()
@@ -107,6 +140,13 @@ class AgentSettings:
             "gcp_project": self.gcp_project,
             "gcp_location": self.gcp_location,
             "gemini_model": self.gemini_model,
+            "max_call_seconds": self.max_call_seconds,
+            "call_warning_seconds": self.call_warning_seconds,
+            "silence_timeout_seconds": self.silence_timeout_seconds,
+            "gemini_connect_retries": self.gemini_connect_retries,
+            "gemini_fallback_location": self.gemini_fallback_location,
+            "gemini_fallback_model": self.gemini_fallback_model,
+            "log_conversation_text": self.log_conversation_text,
             # "agent_version": framework lines already use "version" for their own release
             "agent_version": self.version,
             **self.recovery.public_fields(),
@@ -176,7 +216,9 @@ def load_settings(env: Mapping[str, str]) -> AgentSettings:
         ),
     }
     settings_kwargs["recovery"] = read_recovery_settings(env, problems)
+    settings_kwargs.update(_read_call_life(reader))
     _check_vertex_only(env, problems)
+    _check_call_life(settings_kwargs, problems)
     _check_ports_differ(settings_kwargs, problems)
     if problems:
         raise SettingsError(problems)
@@ -200,6 +242,82 @@ def _check_vertex_only(env: Mapping[str, str], problems: list[str]) -> None:
         problems.append(
             "GOOGLE_API_KEY is set (value hidden) but this agent never uses API keys: Gemini is "
             "reached through Vertex AI with Workload Identity; remove the variable"
+        )
+
+
+def _read_call_life(reader: _Reader) -> dict[str, object]:
+    return {
+        "max_call_seconds": reader.integer(
+            "AGENT_MAX_CALL_SECONDS",
+            DEFAULT_MAX_CALL_SECONDS,
+            10,
+            MAX_MAX_CALL_SECONDS,
+            "seconds a call may last before the agent says goodbye and deletes the room",
+        ),
+        "call_warning_seconds": reader.integer(
+            "AGENT_CALL_WARNING_SECONDS",
+            DEFAULT_CALL_WARNING_SECONDS,
+            1,
+            MAX_MAX_CALL_SECONDS,
+            "seconds before the call limit at which the caller is warned",
+        ),
+        "silence_timeout_seconds": reader.integer(
+            "AGENT_SILENCE_TIMEOUT_SECONDS",
+            DEFAULT_SILENCE_TIMEOUT_SECONDS,
+            5,
+            3600,
+            "seconds of silence on both sides after which an abandoned call is ended",
+        ),
+        "gemini_connect_retries": reader.integer(
+            "AGENT_GEMINI_CONNECT_RETRIES",
+            DEFAULT_GEMINI_CONNECT_RETRIES,
+            0,
+            MAX_GEMINI_CONNECT_RETRIES,
+            "fresh Gemini sessions tried per model after a fatal error",
+        ),
+        "gemini_fallback_location": reader.pattern(
+            "AGENT_GEMINI_FALLBACK_LOCATION",
+            "",
+            _LOCATION,
+            "empty (no fallback region) or a Vertex AI region such as europe-west4",
+        ),
+        "gemini_fallback_model": reader.pattern(
+            "AGENT_GEMINI_FALLBACK_MODEL",
+            "",
+            _MODEL_ID,
+            f"empty (the primary model) or a Gemini Live model id such as {DEFAULT_GEMINI_MODEL}",
+        ),
+        "compression_trigger_tokens": reader.integer(
+            "AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS",
+            DEFAULT_COMPRESSION_TRIGGER_TOKENS,
+            1000,
+            MAX_CONTEXT_TOKENS,
+            "context tokens at which Gemini compresses the conversation (model limit 131072)",
+        ),
+        "compression_target_tokens": reader.integer(
+            "AGENT_CONTEXT_COMPRESSION_TARGET_TOKENS",
+            DEFAULT_COMPRESSION_TARGET_TOKENS,
+            500,
+            MAX_CONTEXT_TOKENS,
+            "context tokens the sliding window keeps after compressing",
+        ),
+        "log_conversation_text": reader.boolean("AGENT_LOG_CONVERSATION_TEXT", False),
+    }
+
+
+def _check_call_life(values: Mapping[str, object], problems: list[str]) -> None:
+    limit, warning = values["max_call_seconds"], values["call_warning_seconds"]
+    if isinstance(limit, int) and isinstance(warning, int) and warning >= limit:
+        problems.append(
+            f"AGENT_CALL_WARNING_SECONDS={warning} is not below AGENT_MAX_CALL_SECONDS={limit}: "
+            "the warning must come before the end of the call"
+        )
+    trigger, target = values["compression_trigger_tokens"], values["compression_target_tokens"]
+    if isinstance(trigger, int) and isinstance(target, int) and target >= trigger:
+        problems.append(
+            f"AGENT_CONTEXT_COMPRESSION_TARGET_TOKENS={target} is not below "
+            f"AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS={trigger}: compression must shrink the "
+            "context"
         )
 
 
@@ -288,6 +406,17 @@ class _Reader:
             self.problems.append(f"{name}={raw} is out of range: {rule}")
             return None
         return value
+
+    def boolean(self, name: str, default: bool) -> bool | None:
+        raw = self._raw(name)
+        if not raw:
+            return default
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        self.problems.append(f"{name}={raw!r} is not a boolean: allowed true, false, 1 or 0")
+        return None
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str | None:
         raw = self._raw(name)

@@ -19,6 +19,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from . import session
 from .logs import configure_logging, log_event
+from .privacy import guard_root_handlers
 from .metrics import AgentMetrics, SessionLedger, default_metrics
 from .model_access import check_model_access
 from .readiness import ConnectionWatch, ProbeServer, Readiness
@@ -91,6 +92,8 @@ class VoiceAgentServer(AgentServer):
             # not "version": framework lines carry their own (livekit-agents' release) under it
             static_fields={"agent_version": self._settings.version},
         )
+        # no conversation text in any line at INFO+, at DEBUG only if explicitly allowed
+        guard_root_handlers(allow_debug_text=self._settings.log_conversation_text)
         logging.getLogger().addHandler(self._ledger)
         self._recovery = RecoveryRuntime(self._settings)  # crash recovery (docs/recovery.md)
         logging.getLogger().addHandler(ConnectionWatch(self._readiness))
