@@ -30,7 +30,7 @@ from term.kubelet import ContainerSpec, Pod
 
 AGENT_KIND = 4
 REGISTER_TIMEOUT = 90.0
-# scaled for tests: a dead job is noticed within lease + poll (production defaults 6 s / 1 s)
+# scaled for tests: a dead job is noticed within lease + poll (production defaults 3 s / 0.5 s)
 TEST_RECOVERY_ENV = {
     "AGENT_CHECKPOINT_LEASE_SECONDS": "1.5",
     "AGENT_RECOVERY_POLL_SECONDS": "0.25",
