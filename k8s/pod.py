@@ -33,9 +33,9 @@ LIVEKIT_SECRET_KEYS = tuple(LIVEKIT_SECRET_ENV)
 # - /ready: registered with LiveKit and not draining (and the model reachable at start).
 # - /live: the worker's event loop answers. Never fails for a LiveKit outage (readiness shows
 #   it) nor for a drain, so no liveness restart ever cuts the calls a pod is draining.
-PROBE_PORT = "metrics"
-READY_PATH = "/ready"
-LIVE_PATH = "/live"
+PROBE_PORT = runtime.METRICS_PORT_NAME
+READY_PATH = runtime.READY_PATH
+LIVE_PATH = runtime.LIVE_PATH
 PROBE_PERIOD_S = 10
 # The probe server listens before the framework starts, so the startup probe only has to cover
 # imports on a slow, freshly booted node; 120 s is twenty times the measured 4-6 s start and
@@ -159,7 +159,7 @@ def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: s
         "env": container_env(w, gcp_project),
         "ports": [
             {"name": "health", "containerPort": runtime.HEALTH_PORT, "protocol": "TCP"},
-            {"name": "metrics", "containerPort": runtime.METRICS_PORT, "protocol": "TCP"},
+            {"name": runtime.METRICS_PORT_NAME, "containerPort": runtime.METRICS_PORT, "protocol": "TCP"},
         ],
         "resources": container_resources(w),
         "startupProbe": _probe(LIVE_PATH, PROBE_PERIOD_S, STARTUP_BUDGET_S),

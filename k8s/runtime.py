@@ -9,6 +9,13 @@ ARGS = ("start",)
 # The livekit-agents worker serves its health check on this port (GET / and /worker).
 HEALTH_PORT = 8081
 METRICS_PORT = 9100
+# The agent's own probe server (agent/voice_agent/readiness.py) answers next to /metrics:
+# /ready while registered with LiveKit and not draining, /live while its event loop answers.
+# The framework's GET / on HEALTH_PORT stays 200 until the worker gives up on LiveKit (~130 s),
+# so it is no readiness signal (DESIGN 7.5). tests/k8s checks the agent serves these paths.
+METRICS_PORT_NAME = "metrics"
+READY_PATH = "/ready"
+LIVE_PATH = "/live"
 RUN_AS_UID = 10001
 RUN_AS_GID = 10001
 # Kubernetes service account of the agent; infra/identity.py binds exactly this subject.

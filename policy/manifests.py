@@ -1,21 +1,42 @@
-"""Run the policy rules over plain Kubernetes YAML (rendered or hand-written manifests).
+"""Run the agent policy rules over plain Kubernetes YAML (rendered or hand-written manifests).
 
     python -m policy.manifests [--bursting] FILE...
 
-Exit 0 when no mandatory rule fails, 1 otherwise. The same rule functions as the pack: a
-manifest is the wire form of the Pulumi resource, typed `kubernetes:<group/version>:<Kind>`.
+The agent rules check the Deployments whose pod template carries the agent's role label
+(gke-voice-agents/role=agent, as k8s/pod.py renders it); other objects are read and left alone.
+Exit 0 when no mandatory rule fails, 1 when one does, 2 when the input cannot be checked (a
+missing or unreadable file, no Kubernetes object, no agent workload). Needs PyYAML, not the
+Pulumi SDK: a manifest is the wire form of the Pulumi resource, typed
+`kubernetes:<group/version>:<Kind>`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from k8s.runtime import AGENT_ROLE, ROLE_LABEL
 from policy.engine import violations
 from policy.rules import MANDATORY, RULES, Resource
+from policy.rules.workload import agent_pods
+
+EXIT_OK, EXIT_POLICY, EXIT_INPUT = 0, 1, 2
+
+
+class InputError(ValueError):
+    """A file the rules cannot read; the message names it."""
+
+
+@dataclass
+class Loaded:
+    resources: list[Resource] = field(default_factory=list)
+    origin: dict[tuple[str, str], Path] = field(default_factory=dict)  # (type, name) -> file
+    skipped: list[str] = field(default_factory=list)      # documents that are no Kubernetes object
 
 
 def resource_type(manifest: dict) -> str:
@@ -24,27 +45,84 @@ def resource_type(manifest: dict) -> str:
     return f"kubernetes:{group_version}:{manifest['kind']}"
 
 
-def load_manifests(paths: list[Path]) -> list[Resource]:
-    resources = []
+def _is_object(doc: Any) -> bool:
+    return (isinstance(doc, dict) and isinstance(doc.get("apiVersion"), str) and isinstance(doc.get("kind"), str)
+            and isinstance(doc.get("metadata"), dict) and isinstance(doc["metadata"].get("name"), str))
+
+
+def _documents(path: Path) -> list[Any]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        return list(yaml.safe_load_all(path.read_text()))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).splitlines()[0]
+        raise InputError(f"{path}: not valid YAML ({first})") from err
+
+
+def load_manifests(paths: list[Path]) -> Loaded:
+    loaded = Loaded()
     for path in paths:
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
-                resources.append(Resource(resource_type(doc), doc["metadata"]["name"], doc))
-    return resources
+        for number, doc in enumerate(_documents(path), start=1):
+            if doc is None:
+                continue
+            if not _is_object(doc):
+                loaded.skipped.append(f"{path} document {number}: not a Kubernetes object (no apiVersion, kind, metadata.name)")
+                continue
+            resource = Resource(resource_type(doc), doc["metadata"]["name"], doc)
+            loaded.resources.append(resource)
+            loaded.origin[(resource.type, resource.name)] = path
+    return loaded
+
+
+def _file_of(loaded: Loaded, name: str) -> Path | str:
+    """The file a violation points at. Rules report a resource by name, and a Deployment, its
+    Service and its NetworkPolicy often share one: the workload objects the rules judge win."""
+    candidates = {t: p for (t, n), p in loaded.origin.items() if n == name}
+    for judged in ("kubernetes:apps/v1:Deployment", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+                   "kubernetes:policy/v1:PodDisruptionBudget"):
+        if judged in candidates:
+            return candidates[judged]
+    return next(iter(candidates.values()), "(all files)")
+
+
+def check(paths: list[Path], bursting: bool) -> tuple[int, list[str]]:
+    """(exit code, lines to print)."""
+    try:
+        loaded = load_manifests(paths)
+    except InputError as err:
+        return EXIT_INPUT, [str(err)]
+    lines = [f"skipped {s}" for s in loaded.skipped]
+    if not loaded.resources:
+        return EXIT_INPUT, lines + [f"no Kubernetes object in {len(paths)} file(s): nothing to check"]
+    agents = sorted({pod.name for pod in agent_pods(loaded.resources)})
+    if not agents:
+        return EXIT_INPUT, lines + [
+            f"no agent workload among {len(loaded.resources)} object(s): the agent rules check Deployments whose pod "
+            f"template is labelled {ROLE_LABEL}={AGENT_ROLE}; label the agent's pod template"]
+    workload_rules = tuple(r for r in RULES if r.id.startswith("agent-"))
+    # The same per-rule config form as policy/<stack>.json.
+    config = {r.id: {"bursting": bursting} for r in workload_rules if "bursting" in r.config}
+    found = violations(loaded.resources, config, workload_rules)
+    for v in found:
+        where = _file_of(loaded, v["resource"])
+        lines.append(f"{where}: [{v['severity']}] {v['rule']} {v['resource']}: {v['message']}")
+    mandatory = sum(v["severity"] == MANDATORY for v in found)
+    lines.append(f"checked {len(loaded.resources)} object(s) in {len(paths)} file(s), agent workload(s): "
+                 f"{', '.join(agents)}; {len(found)} violation(s), {mandatory} mandatory")
+    return (EXIT_POLICY if mandatory else EXIT_OK), lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m policy.manifests", description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
-    parser.add_argument("--bursting", action="store_true", help="Autopilot CPU bursting is on")
+    parser.add_argument("--bursting", action="store_true", help="the cluster supports Autopilot CPU bursting")
     args = parser.parse_args(argv)
-    workload_rules = tuple(r for r in RULES if r.id.startswith("agent-"))
-    # The same per-rule config form as policy/<stack>.json.
-    config = {r.id: {"bursting": args.bursting} for r in workload_rules if "bursting" in r.config}
-    found = violations(load_manifests(args.files), config, workload_rules)
-    for v in found:
-        print(f"[{v['severity']}] {v['rule']} {v['resource']}: {v['message']}")
-    return 1 if any(v["severity"] == MANDATORY for v in found) else 0
+    code, lines = check(args.files, args.bursting)
+    stream = sys.stderr if code == EXIT_INPUT else sys.stdout
+    for line in lines:
+        print(line, file=stream)
+    return code
 
 
 if __name__ == "__main__":

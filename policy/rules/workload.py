@@ -14,7 +14,7 @@ from k8s.capacity import (
     max_safe_target,
     worker_load_at_target,
 )
-from k8s.runtime import AGENT_ROLE, HEALTH_PORT, ROLE_LABEL
+from k8s.runtime import AGENT_ROLE, HEALTH_PORT, LIVE_PATH, METRICS_PORT, READY_PATH, ROLE_LABEL
 from k8s.sizes import autopilot_problems
 from policy.quantities import cpu_millicores, memory_mib
 from policy.rules.base import (
@@ -324,25 +324,86 @@ def _probes(pod: AgentPod, ctx: Context) -> list[str]:
     return messages + _probe_port_problems(pod)
 
 
+def _probe_target(pod: AgentPod, kind: str) -> tuple[Any, str | None] | None:
+    """(port number or None when unresolvable, path) a probe aims at; None without a handler."""
+    probe = pod.container.get(kind) or {}
+    handler = prop(probe, "httpGet") or prop(probe, "tcpSocket")
+    if not handler or prop(handler, "port") is None:
+        return None
+    port = prop(handler, "port")
+    named = {p.get("name"): p.get("containerPort") for p in pod.container.get("ports") or []}
+    number = named.get(port) if isinstance(port, str) and not port.isdigit() else port
+    return number, prop(handler, "path")
+
+
 def _probe_port_problems(pod: AgentPod) -> list[str]:
-    """A probe aimed at another port than the worker's health server fails every time: the
-    kubelet restarts a pod that was fine (liveness) or never lets it start (startup)."""
-    health = int(pod.env.get("AGENT_HEALTH_PORT", HEALTH_PORT))
-    named = {port.get("name"): port.get("containerPort") for port in pod.container.get("ports") or []}
+    """A probe aimed at a port nothing serves fails every time: the kubelet restarts a pod that
+    was fine (liveness) or never lets it start (startup). The agent answers probes on its own
+    server (/ready, /live next to /metrics); the framework's health port serves GET / only."""
+    serving = {int(pod.env.get("AGENT_METRICS_PORT", METRICS_PORT)): "AGENT_METRICS_PORT",
+               int(pod.env.get("AGENT_HEALTH_PORT", HEALTH_PORT)): "AGENT_HEALTH_PORT"}
     problems = []
     for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
-        probe = pod.container.get(kind) or {}
-        handler = prop(probe, "httpGet") or prop(probe, "tcpSocket")
-        if not handler or prop(handler, "port") is None:
+        target = _probe_target(pod, kind)
+        if target is None:
             continue
-        port = prop(handler, "port")
-        number = named.get(port) if isinstance(port, str) and not port.isdigit() else port
+        number, _ = target
+        port = prop(pod.container.get(kind), "httpGet", "port") or prop(pod.container.get(kind), "tcpSocket", "port")
         if number is None:
             problems.append(f"{kind} checks port {port!r}, which no container port is named: the probe always fails")
-        elif int(float(number)) != health:
-            problems.append(f"{kind} checks port {as_number(number)} but the worker serves health on {health} (AGENT_HEALTH_PORT): "
+        elif int(float(number)) not in serving:
+            ports = ", ".join(f"{n} ({env})" for n, env in sorted(serving.items()))
+            problems.append(f"{kind} checks port {as_number(number)} but the agent serves only {ports}: "
                             "the probe always fails and the kubelet restarts or holds back a healthy pod")
     return problems
+
+
+def _readiness_means_registered(pod: AgentPod, ctx: Context) -> list[str]:
+    """Readiness is what a rollout waits for before it drains an old pod. The framework's GET /
+    answers 200 until the worker has given up on LiveKit (~130 s): a release with a wrong secret
+    would be 'ready', and every old pod would drain while the new ones take no call."""
+    target = _probe_target(pod, "readinessProbe")
+    metrics = int(pod.env.get("AGENT_METRICS_PORT", METRICS_PORT))
+    if target is None:
+        return ["no readinessProbe: a pod counts as ready before its worker has registered with LiveKit, so a bad "
+                f"release replaces every serving pod; probe GET {READY_PATH} on the metrics port ({metrics})"]
+    number, path = target
+    if number is None or int(float(number)) != metrics or path != READY_PATH:
+        return [f"readinessProbe checks {path or '(tcp)'} on port {as_number(number) if number is not None else '?'}, not "
+                f"GET {READY_PATH} on {metrics}: readiness must mean registered with LiveKit and not draining, or a "
+                "release that cannot take calls (wrong secret, wrong URL, no model access) still replaces the fleet"]
+    return []
+
+
+def _liveness_not_readiness(pod: AgentPod, ctx: Context) -> list[str]:
+    """A liveness probe that fails with readiness restarts pods for what readiness already shows."""
+    target = _probe_target(pod, "livenessProbe")
+    if target is None or target[1] != READY_PATH:
+        return []
+    return [f"livenessProbe checks {READY_PATH}, which fails during a LiveKit outage and during every drain: the kubelet "
+            f"would restart healthy pods in an outage and cut the calls a draining pod carries; use {LIVE_PATH}"]
+
+
+def _rollout_keeps_old_pods(resources: list[Resource], ctx: Context) -> list[Finding]:
+    """A bad release must stall with the old pods still serving: only surge, never unavailable."""
+    findings = []
+    for r in resources:
+        if r.type != DEPLOYMENT or not is_agent(prop(r.props, "spec", "template", default={})):
+            continue
+        spec = prop(r.props, "spec", default={})
+        strategy = prop(spec, "strategy", default={})
+        unavailable = prop(strategy, "rollingUpdate", "maxUnavailable", default="25%")
+        if prop(strategy, "type", default="RollingUpdate") == "Recreate":
+            findings.append((r.name, "strategy Recreate stops every pod before the new release proves it can take calls; "
+                                     "use RollingUpdate with maxUnavailable 0"))
+        elif str(as_number(unavailable)) not in ("0", "0%"):
+            findings.append((r.name, f"rollingUpdate.maxUnavailable is {as_number(unavailable)} (Kubernetes' default 25 % when "
+                                     "unset): old pods start draining before new ones are ready, so a release that never "
+                                     "becomes ready still takes capacity away; set maxUnavailable 0 and let maxSurge add pods"))
+        if prop(spec, "progressDeadlineSeconds") is None:
+            findings.append((r.name, "no progressDeadlineSeconds: a stuck rollout is reported after Kubernetes' default 600 s; "
+                                     "set it from the time a new pod needs to become ready, so a bad release alarms early"))
+    return findings
 
 
 def _security_context(pod: AgentPod, ctx: Context) -> list[str]:
@@ -409,6 +470,12 @@ RULES: tuple[Rule, ...] = (
     Rule("agent-autopilot-resources", ADVISORY, "Requests and limits are valid on Autopilot as declared.", check_stack=_per_pod(_autopilot_resources),
          config=("bursting",)),
     Rule("agent-probes", ADVISORY, "The agent has liveness and startup probes.", check_stack=_per_pod(_probes)),
+    Rule("agent-readiness-registered", MANDATORY, "Readiness means registered with LiveKit and not draining.",
+         check_stack=_per_pod(_readiness_means_registered)),
+    Rule("agent-liveness-not-readiness", MANDATORY, "Liveness never fails for what readiness shows (outage, drain).",
+         check_stack=_per_pod(_liveness_not_readiness)),
+    Rule("agent-rollout-keeps-old-pods", MANDATORY, "Rollouts surge and never take an old pod away before a new one is ready.",
+         check_stack=_rollout_keeps_old_pods),
     Rule("agent-security-context", MANDATORY, "The agent container is hardened.", check_stack=_per_pod(_security_context)),
     Rule("agent-pdb", ADVISORY, "A PodDisruptionBudget covers the agent.", check_stack=_pdb_present),
 )

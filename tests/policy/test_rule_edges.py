@@ -152,23 +152,40 @@ def test_budget_that_allows_no_disruption_is_flagged_on_the_pdb(budget, setting)
 
 
 def test_probes_on_a_port_the_worker_does_not_serve_are_flagged():
-    """The named port `health` renumbered to 8080: every probe now misses the worker's 8081."""
+    """The named port `metrics` renumbered to 8080: every probe now misses the agent's 9100."""
     resources = _committed_plan("dev").resources
     container = _container(resources)
-    next(p for p in container["ports"] if p["name"] == "health")["containerPort"] = 8080
+    next(p for p in container["ports"] if p["name"] == "metrics")["containerPort"] = 8080
     messages = _rule_messages(resources, "dev", "agent-probes")
     assert [m.split(" checks")[0] for m in messages] == ["startupProbe", "livenessProbe", "readinessProbe"]
-    assert messages[1] == ("livenessProbe checks port 8080 but the worker serves health on 8081 (AGENT_HEALTH_PORT): "
-                           "the probe always fails and the kubelet restarts or holds back a healthy pod")
+    assert messages[1] == ("livenessProbe checks port 8080 but the agent serves only 8081 (AGENT_HEALTH_PORT), "
+                           "9100 (AGENT_METRICS_PORT): the probe always fails and the kubelet restarts or holds back a healthy pod")
     _same_in_crossguard(resources, "dev")
 
 
-def test_probe_port_follows_the_agent_health_port_env():
+def test_probe_port_follows_the_agent_metrics_port_env():
     resources = _committed_plan("dev").resources
     env = _container(resources)["env"]
-    next(e for e in env if e["name"] == "AGENT_HEALTH_PORT")["value"] = "9000"
+    next(e for e in env if e["name"] == "AGENT_METRICS_PORT")["value"] = "9000"
     messages = _rule_messages(resources, "dev", "agent-probes")
-    assert len(messages) == 3 and all("serves health on 9000" in m for m in messages)
+    assert len(messages) == 3 and all("serves only 8081 (AGENT_HEALTH_PORT), 9000 (AGENT_METRICS_PORT)" in m for m in messages)
+    assert _rule_messages(resources, "dev", "agent-readiness-registered") == [
+        "readinessProbe checks /ready on port 9100, not GET /ready on 9000: readiness must mean registered with LiveKit "
+        "and not draining, or a release that cannot take calls (wrong secret, wrong URL, no model access) still replaces "
+        "the fleet"]
+
+
+def test_a_rollout_without_deadline_or_with_recreate_is_flagged():
+    resources = _committed_plan("prod").resources
+    deployment = next(r for r in resources if r["name"] == "agent-deployment")["inputs"]["spec"]
+    deployment.pop("progressDeadlineSeconds")
+    assert [m.split(":")[0] for m in _rule_messages(resources, "prod", "agent-rollout-keeps-old-pods")] == [
+        "no progressDeadlineSeconds"]
+    deployment["strategy"] = {"type": "Recreate"}
+    assert len(_rule_messages(resources, "prod", "agent-rollout-keeps-old-pods")) == 2
+    deployment["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "0%"}}
+    deployment["progressDeadlineSeconds"] = 300
+    assert _rule_messages(resources, "prod", "agent-rollout-keeps-old-pods") == []
 
 
 def test_probe_on_an_unnamed_port_is_flagged():

@@ -34,6 +34,10 @@ def _container(resources):
     return _first(resources, "kubernetes:apps/v1:Deployment")["spec"]["template"]["spec"]["containers"][0]
 
 
+def _deployment(resources):
+    return _first(resources, "kubernetes:apps/v1:Deployment")
+
+
 def _pod(resources):
     return _first(resources, "kubernetes:apps/v1:Deployment")["spec"]["template"]
 
@@ -102,6 +106,13 @@ FAILING: dict[str, tuple[Mutation, str]] = {
     "agent-autopilot-resources": (lambda rs: _container(rs)["resources"]["requests"].update(cpu="30m"),
                                   "CPU request 30m is below the Autopilot minimum 50m"),
     "agent-probes": (lambda rs: _container(rs).pop("startupProbe"), "missing startupProbe"),
+    # The readiness the framework offers: GET / on the health port, 200 until it gives up on LiveKit.
+    "agent-readiness-registered": (lambda rs: _container(rs)["readinessProbe"].update(httpGet={"path": "/", "port": "health"}),
+                                   "readinessProbe checks / on port 8081, not GET /ready on 9100"),
+    "agent-liveness-not-readiness": (lambda rs: _container(rs)["livenessProbe"]["httpGet"].update(path="/ready"),
+                                     "livenessProbe checks /ready, which fails during a LiveKit outage and during every drain"),
+    "agent-rollout-keeps-old-pods": (lambda rs: _deployment(rs)["spec"]["strategy"]["rollingUpdate"].update(maxUnavailable="25%"),
+                                     "rollingUpdate.maxUnavailable is 25%"),
     "agent-security-context": (lambda rs: _container(rs)["securityContext"].update(readOnlyRootFilesystem=False),
                                "container is not hardened: root filesystem is writable"),
     "agent-pdb": (lambda rs: rs.remove(next(r for r in rs if r["type"] == "kubernetes:policy/v1:PodDisruptionBudget")),

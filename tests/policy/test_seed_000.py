@@ -81,6 +81,11 @@ COMMON = {
     "agent-security-context": "mandatory",
     # No liveness or startup probe.
     "agent-probes": "advisory",
+    # No readiness probe: a new pod is "ready" before its worker registers, so a bad release
+    # drains the whole fleet.
+    "agent-readiness-registered": "mandatory",
+    # No strategy: Kubernetes' default maxUnavailable 25 % and a 600 s progress deadline.
+    "agent-rollout-keeps-old-pods": "mandatory",
     # No PodDisruptionBudget.
     "agent-pdb": "advisory",
 }
