@@ -23,7 +23,7 @@ import pulumi
 from infra.settings import (
     EXCLUSION_SCOPES, KNOWN_REGIONS, LOG_LEVELS, MAX_NO_UPGRADES_EXCLUSION, MIN_MAINTENANCE_WINDOW, PROJECT,
     RELEASE_CHANNELS, ClusterSettings, ConfigError, HpaSettings, MaintenanceExclusion, NetworkSettings, Problem,
-    RegistrySettings, StackConfig, WorkloadSettings, setting_key,
+    RegistrySettings, StackConfig, WorkloadSettings, setting_key, CallSettings,
 )
 from infra.stackfiles import gcp_provider_keys, project_declarations
 from k8s.capacity import (
@@ -36,6 +36,7 @@ _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _STABLE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_GEMINI_MODEL = re.compile(r"^[a-z0-9][a-z0-9.\-]{2,80}$")
 
 # ---------------------------------------------------------------------------------------------
 # Reading raw values. Raw values are strings, as the Pulumi engine hands them to the program
@@ -313,10 +314,36 @@ def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
                            allowed="a ws:// or wss:// URL such as wss://my-project.livekit.cloud"),
         vertex_location=r.text(_key("vertexLocation"), choices=sorted(KNOWN_REGIONS | {"global"}),
                                what="Vertex AI location, infra/data/regions.json plus global"),
-        gemini_model=r.text(_key("geminiModel"), pattern=re.compile(r"^[a-z0-9][a-z0-9.\-]{2,80}$"),
+        gemini_model=r.text(_key("geminiModel"), pattern=_GEMINI_MODEL,
                             allowed="a Gemini model id such as gemini-live-2.5-flash-native-audio"),
         log_level=r.text(_key("agentLogLevel"), choices=LOG_LEVELS),
+        call=_call(r),
     )
+
+
+def _call(r: _Reader) -> CallSettings:
+    call = CallSettings(
+        warning_seconds=r.integer(_key("callWarningSeconds"), 1, 600, " s"),
+        silence_timeout_seconds=r.integer(_key("silenceTimeoutSeconds"), 5, 3600, " s"),
+        gemini_connect_retries=r.integer(_key("geminiConnectRetries"), 0, 5, " retries"),
+        gemini_fallback_location=r.text(_key("geminiFallbackLocation")),
+        gemini_fallback_model=r.text(_key("geminiFallbackModel")),
+        log_conversation_text=r.boolean(_key("logConversationText")),
+    )
+    _check_fallback(r, call)
+    return call
+
+
+def _check_fallback(r: _Reader, call: CallSettings) -> None:
+    location, model = call.gemini_fallback_location, call.gemini_fallback_model
+    locations = sorted(KNOWN_REGIONS | {"global"})
+    if location and location not in locations:
+        near = difflib.get_close_matches(location, locations, n=1, cutoff=0.8)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        r.fail(_key("geminiFallbackLocation"), location,
+               f"must be empty or a Vertex AI location (a region in infra/data/regions.json, or global){hint}")
+    if model and not _GEMINI_MODEL.match(model):
+        r.fail(_key("geminiFallbackModel"), model, "must be empty or a Gemini model id such as gemini-live-2.5-flash-native-audio")
 
 
 def _image_digest(r: _Reader) -> str:

@@ -125,6 +125,18 @@ class HpaSettings:
 
 
 @dataclass(frozen=True)
+class CallSettings:
+    """How the agent ends and rescues a call (the agent's AGENT_* call-life variables)."""
+
+    warning_seconds: int
+    silence_timeout_seconds: int
+    gemini_connect_retries: int
+    gemini_fallback_location: str  # empty: no fallback region
+    gemini_fallback_model: str  # empty: the primary model
+    log_conversation_text: bool
+
+
+@dataclass(frozen=True)
 class WorkloadSettings:
     namespace: str
     image_name: str
@@ -141,6 +153,7 @@ class WorkloadSettings:
     vertex_location: str
     gemini_model: str
     log_level: str
+    call: CallSettings
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,38 @@ def _scale_down_slower(w: WorkloadSettings) -> list[Problem]:
         f"raise it above {h.scale_up_window_seconds} (300 or more is usual)")]
 
 
+def _warning_before_the_end(w: WorkloadSettings) -> list[Problem]:
+    longest = w.max_session_minutes * 60
+    if w.call.warning_seconds < longest:
+        return []
+    return [Problem(
+        _key("callWarningSeconds"), w.call.warning_seconds,
+        f"must be below maxSessionMinutes = {w.max_session_minutes} ({longest} s): the caller is warned this long before "
+        f"the end, so the warning would come before the call starts; use at most {longest - 1}")]
+
+
+def _fallback_differs(w: WorkloadSettings) -> list[Problem]:
+    c = w.call
+    same_place = c.gemini_fallback_location in ("", w.vertex_location)
+    same_model = c.gemini_fallback_model in ("", w.gemini_model)
+    if not (c.gemini_fallback_location or c.gemini_fallback_model) or not (same_place and same_model):
+        return []
+    key = "geminiFallbackLocation" if c.gemini_fallback_location else "geminiFallbackModel"
+    return [Problem(
+        _key(key), c.gemini_fallback_location or c.gemini_fallback_model,
+        f"names what the primary already is (vertexLocation = {w.vertex_location}, geminiModel = {w.gemini_model}): "
+        "the fallback would fail the way the primary did; name another region or model, or leave both empty")]
+
+
+def _conversation_text_needs_debug(w: WorkloadSettings) -> list[Problem]:
+    if not w.call.log_conversation_text or w.log_level == "DEBUG":
+        return []
+    return [Problem(
+        _key("logConversationText"), True,
+        f"puts conversation text in DEBUG lines only, but agentLogLevel = {w.log_level} drops them: "
+        "set agentLogLevel to DEBUG (dev only) or leave logConversationText false")]
+
+
 def workload_problems(w: WorkloadSettings) -> list[Problem]:
     """Cross-setting rules of the agent workload; parse_stack_config raises them together."""
     if w.size not in SIZES:
@@ -227,6 +259,9 @@ def workload_problems(w: WorkloadSettings) -> list[Problem]:
         *_admission_within_request(w, r),
         *_room_for_a_call(w, r),
         *_scale_down_slower(w),
+        *_warning_before_the_end(w),
+        *_fallback_differs(w),
+        *_conversation_text_needs_debug(w),
     ]
 
 

@@ -98,10 +98,29 @@ def container_env(w: WorkloadSettings, gcp_project: str) -> list[dict]:
         "GOOGLE_GENAI_USE_VERTEXAI": "true",
         # Read-only root filesystem: caches and temp files go to the writable /tmp volume.
         "HOME": "/tmp",
+        **call_env(w),
     }
     from_secret = [{"name": env, "valueFrom": {"secretKeyRef": {"name": LIVEKIT_SECRET, "key": key}}}
                    for key, env in LIVEKIT_SECRET_ENV.items()]
     return [*from_secret, *({"name": k, "value": v} for k, v in plain.items())]
+
+
+def call_env(w: WorkloadSettings) -> dict[str, str]:
+    """How a call ends and is rescued (agent/voice_agent/call_life.py, model.py). The call limit
+    is the one maxSessionMinutes the drain is sized for, so a call never outlives its drain."""
+    c = w.call
+    env = {
+        "AGENT_MAX_CALL_SECONDS": str(w.max_session_minutes * 60),
+        "AGENT_CALL_WARNING_SECONDS": str(c.warning_seconds),
+        "AGENT_SILENCE_TIMEOUT_SECONDS": str(c.silence_timeout_seconds),
+        "AGENT_GEMINI_CONNECT_RETRIES": str(c.gemini_connect_retries),
+        "AGENT_LOG_CONVERSATION_TEXT": "true" if c.log_conversation_text else "false",
+    }
+    if c.gemini_fallback_location:
+        env["AGENT_GEMINI_FALLBACK_LOCATION"] = c.gemini_fallback_location
+    if c.gemini_fallback_model:
+        env["AGENT_GEMINI_FALLBACK_MODEL"] = c.gemini_fallback_model
+    return env
 
 
 def container_resources(w: WorkloadSettings) -> dict:

@@ -406,6 +406,14 @@ def _rollout_keeps_old_pods(resources: list[Resource], ctx: Context) -> list[Fin
     return findings
 
 
+def _no_conversation_text(pod: AgentPod, ctx: Context) -> list[str]:
+    """Callers' words are personal data; Cloud Logging keeps them for weeks and many people read it."""
+    value = pod.env.get("AGENT_LOG_CONVERSATION_TEXT", "false").strip().lower()
+    return unless(value not in ("true", "1"),
+                  "AGENT_LOG_CONVERSATION_TEXT is on: every caller's words go to Cloud Logging in DEBUG lines; "
+                  "leave logConversationText false (a dev stack may allow it in its policy config)")
+
+
 def _security_context(pod: AgentPod, ctx: Context) -> list[str]:
     c, p = pod.container.get("securityContext") or {}, pod.spec.get("securityContext") or {}
 
@@ -476,6 +484,7 @@ RULES: tuple[Rule, ...] = (
          check_stack=_per_pod(_liveness_not_readiness)),
     Rule("agent-rollout-keeps-old-pods", MANDATORY, "Rollouts surge and never take an old pod away before a new one is ready.",
          check_stack=_rollout_keeps_old_pods),
+    Rule("agent-no-conversation-text", MANDATORY, "No caller's words in the logs.", check_stack=_per_pod(_no_conversation_text)),
     Rule("agent-security-context", MANDATORY, "The agent container is hardened.", check_stack=_per_pod(_security_context)),
     Rule("agent-pdb", ADVISORY, "A PodDisruptionBudget covers the agent.", check_stack=_pdb_present),
 )

@@ -61,6 +61,15 @@ CASES = {
     "preStop, a retired setting": (
         "prod", {"preStopSeconds": "0"},
         r"preStopSeconds = '0': is no longer a setting: the worker drains on SIGTERM, .*delete the line"),
+    "warning as long as the call": (
+        "prod", {"maxSessionMinutes": "1", "drainTimeoutSeconds": "60", "callWarningSeconds": "60"},
+        r"callWarningSeconds = 60: must be below maxSessionMinutes = 1 \(60 s\).*use at most 59"),
+    "fallback that is the primary": (
+        "prod", {"geminiFallbackLocation": "us-central1"},
+        r"geminiFallbackLocation = 'us-central1': names what the primary already is \(vertexLocation = us-central1"),
+    "conversation text without DEBUG": (
+        "prod", {"logConversationText": "true"},
+        r"logConversationText = true: puts conversation text in DEBUG lines only, but agentLogLevel = INFO drops them"),
     "bursting admits calls beyond the request": (
         "dev", {"loadThreshold": "0.8"},
         r"loadThreshold = 0\.8: with cpuBursting the worker takes calls until it uses 1120m \(loadThreshold x CPU limit "
@@ -95,6 +104,13 @@ SINGLE_VALUES = {
     "geminiModel": ("Gemini Live", r"geminiModel = 'Gemini Live': must be a Gemini model id"),
     "agentLogLevel": ("TRACE", r"agentLogLevel = 'TRACE': must be one of DEBUG, INFO, WARNING, ERROR"),
     "spareCapacityPods": ("51", r"spareCapacityPods = 51: must be from 0 to 50 pods"),
+    "callWarningSeconds": ("601", r"callWarningSeconds = 601: must be from 1 to 600 s"),
+    "silenceTimeoutSeconds": ("4", r"silenceTimeoutSeconds = 4: must be from 5 to 3600 s"),
+    "geminiConnectRetries": ("6", r"geminiConnectRetries = 6: must be from 0 to 5 retries"),
+    "geminiFallbackLocation": ("europe-wst4", r"geminiFallbackLocation = 'europe-wst4': must be empty or a Vertex AI "
+                                              r"location .*; did you mean europe-west4\?"),
+    "geminiFallbackModel": ("Gemini Live", r"geminiFallbackModel = 'Gemini Live': must be empty or a Gemini model id"),
+    "logConversationText": ("yes", r"logConversationText = 'yes': must be true or false"),
 }
 
 
@@ -135,11 +151,22 @@ def test_every_problem_is_reported_at_once_and_before_any_resource(monkeypatch):
     assert "kubernetes:apps/v1:Deployment" in declared
 
 
+@pytest.mark.parametrize("settings", [
+    {"maxSessionMinutes": "1", "drainTimeoutSeconds": "60", "callWarningSeconds": "59"},  # just below the call
+    {"silenceTimeoutSeconds": "5", "geminiConnectRetries": "5", "callWarningSeconds": "600"},
+    {"geminiFallbackLocation": "europe-west4", "geminiFallbackModel": "gemini-live-2.5-flash-native-audio"},
+    {"geminiFallbackModel": "gemini-2.0-flash-live-001"},  # same region, another model
+    {"logConversationText": "true", "agentLogLevel": "DEBUG"},  # config allows it; prod's policy refuses it
+])
+def test_call_settings_at_their_edges_are_accepted(settings):
+    assert plan_with("prod", **settings).named("agent-deployment")
+
+
 @pytest.mark.parametrize("drain, minutes", [("3500", "58"), ("2760", "46"), ("60", "1")])
 def test_caps_hold_at_their_boundary(drain, minutes):
     """Equal to each cap is accepted (the longest drain, the longest call, a call exactly as long
     as the drain, the shortest call); one past it is refused by the cases above."""
-    plan = plan_with("prod", drainTimeoutSeconds=drain, maxSessionMinutes=minutes)
+    plan = plan_with("prod", drainTimeoutSeconds=drain, maxSessionMinutes=minutes, callWarningSeconds="30")
     grace = plan.named("agent-deployment")["inputs"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace == int(drain) + 100
 

@@ -53,7 +53,8 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
     "loadThreshold": ({"loadThreshold": "0.65"}, lambda r: env_of(r)["AGENT_LOAD_THRESHOLD"], "0.65"),
     # Calls and drain both within the autoscaler's 10 minutes: no extended-duration annotation.
     "maxSessionMinutes": ({"maxSessionMinutes": "5", "drainTimeoutSeconds": "400"},
-                          lambda r: (_annotations(r), _grace(r)), ({}, 400 + SHUTDOWN_BUDGET_S)),
+                          lambda r: (_annotations(r), _grace(r), env_of(r)["AGENT_MAX_CALL_SECONDS"]),
+                          ({}, 400 + SHUTDOWN_BUDGET_S, "300")),
     "spareCapacityPods": ({"spareCapacityPods": "3"},
                           _placeholders, 3),
     "hpaMinReplicas": ({"hpaMinReplicas": "5"}, lambda r: hpa_of(r)["minReplicas"], 5),
@@ -72,6 +73,16 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
     "geminiModel": ({"geminiModel": "gemini-2.0-flash-live-001"}, lambda r: env_of(r)["AGENT_GEMINI_MODEL"],
                     "gemini-2.0-flash-live-001"),
     "agentLogLevel": ({"agentLogLevel": "WARNING"}, lambda r: env_of(r)["AGENT_LOG_LEVEL"], "WARNING"),
+    "callWarningSeconds": ({"callWarningSeconds": "90"}, lambda r: env_of(r)["AGENT_CALL_WARNING_SECONDS"], "90"),
+    "silenceTimeoutSeconds": ({"silenceTimeoutSeconds": "300"}, lambda r: env_of(r)["AGENT_SILENCE_TIMEOUT_SECONDS"], "300"),
+    "geminiConnectRetries": ({"geminiConnectRetries": "0"}, lambda r: env_of(r)["AGENT_GEMINI_CONNECT_RETRIES"], "0"),
+    "geminiFallbackLocation": ({"geminiFallbackLocation": "europe-west4"},
+                               lambda r: env_of(r).get("AGENT_GEMINI_FALLBACK_LOCATION"), "europe-west4"),
+    "geminiFallbackModel": ({"geminiFallbackModel": "gemini-2.0-flash-live-001"},
+                            lambda r: env_of(r).get("AGENT_GEMINI_FALLBACK_MODEL"), "gemini-2.0-flash-live-001"),
+    # prod's policy refuses it; the plan is still rendered (evaluate does not stop on policy).
+    "logConversationText": ({"logConversationText": "true", "agentLogLevel": "DEBUG"},
+                            lambda r: env_of(r)["AGENT_LOG_CONVERSATION_TEXT"], "true"),
 }
 
 
@@ -88,18 +99,21 @@ def test_every_workload_setting_is_covered():
     to the typed settings' fields by count, and to Pulumi.yaml by name."""
     from dataclasses import fields
 
-    from infra.settings import HpaSettings, WorkloadSettings
+    from infra.settings import CallSettings, HpaSettings, WorkloadSettings
     from infra.stackfiles import project_declarations
 
     workload_keys = {
         "agentNamespace", "agentImageName", "agentImageTag", "agentImageDigest", "agentSize", "cpuBursting",
         "drainTimeoutSeconds", "loadThreshold", "maxSessionMinutes",
+        "callWarningSeconds", "silenceTimeoutSeconds", "geminiConnectRetries", "geminiFallbackLocation",
+        "geminiFallbackModel", "logConversationText",
         "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
     }
     declared = {k.split(":", 1)[1] for k in project_declarations()}
     hpa_keys = {k for k in declared if k.startswith("hpa")}
     assert workload_keys <= declared
-    assert len(workload_keys) + len(hpa_keys) == len(fields(WorkloadSettings)) - 1 + len(fields(HpaSettings))
+    assert (len(workload_keys) + len(hpa_keys)
+            == len(fields(WorkloadSettings)) - 2 + len(fields(HpaSettings)) + len(fields(CallSettings)))
     # livekitUrl travels in the Secret
     # (test_workload.py::test_livekit_secret_carries_url_key_and_secret_as_pulumi_secrets).
     assert set(CASES) | {"livekitUrl"} == workload_keys | hpa_keys

@@ -6,6 +6,9 @@ the runtime contract (CONTRACT.md, k8s/runtime.py) and from the timing rules (k8
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from infra.mocks import ParentTrackingMonitor
@@ -120,11 +123,24 @@ def test_environment_is_exactly_the_agent_contract(plan):
         "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AGENT_DRAIN_TIMEOUT_SECONDS",
         "AGENT_LOAD_THRESHOLD", "AGENT_HEALTH_PORT", "AGENT_METRICS_PORT", "AGENT_LOG_LEVEL",
         "AGENT_GEMINI_MODEL", "AGENT_VERSION", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION",
-        "GOOGLE_GENAI_USE_VERTEXAI", "HOME"}
+        "GOOGLE_GENAI_USE_VERTEXAI", "HOME", "AGENT_MAX_CALL_SECONDS", "AGENT_CALL_WARNING_SECONDS",
+        "AGENT_SILENCE_TIMEOUT_SECONDS", "AGENT_GEMINI_CONNECT_RETRIES", "AGENT_LOG_CONVERSATION_TEXT"}
     assert env["AGENT_LOAD_THRESHOLD"] == "0.7" and env["HOME"] == "/tmp"
     assert env["AGENT_HEALTH_PORT"] == str(runtime.HEALTH_PORT) and env["AGENT_METRICS_PORT"] == str(runtime.METRICS_PORT)
     assert env["GOOGLE_CLOUD_PROJECT"] == f"my-voice-agents-{plan.stack}" and env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
     assert env["AGENT_LOG_LEVEL"] == {"dev": "DEBUG", "prod": "INFO"}[plan.stack]
+    # the call limit is the maxSessionMinutes the drain is sized for
+    assert env["AGENT_MAX_CALL_SECONDS"] == {"dev": "900", "prod": "2700"}[plan.stack]
+    assert env["AGENT_LOG_CONVERSATION_TEXT"] == "false"
+
+
+def test_every_agent_variable_the_pod_sets_is_one_the_agent_reads(plan):
+    """The agent's settings module is the other half of the contract (a separate venv, so it is
+    read as text): a variable it does not read would be a setting that silently does nothing."""
+    source = (Path(__file__).resolve().parents[2] / "agent" / "voice_agent" / "settings.py").read_text()
+    read_by_agent = set(re.findall(r'"((?:AGENT|LIVEKIT|GOOGLE)_[A-Z_]+)"', source))
+    assert len(read_by_agent) > 15, "the agent's settings module no longer names its variables"
+    assert {k for k in env_of(plan) if k != "HOME"} <= read_by_agent
 
 
 def test_hardened_with_writable_tmp_only(plan):

@@ -113,6 +113,8 @@ FAILING: dict[str, tuple[Mutation, str]] = {
                                      "livenessProbe checks /ready, which fails during a LiveKit outage and during every drain"),
     "agent-rollout-keeps-old-pods": (lambda rs: _deployment(rs)["spec"]["strategy"]["rollingUpdate"].update(maxUnavailable="25%"),
                                      "rollingUpdate.maxUnavailable is 25%"),
+    "agent-no-conversation-text": (lambda rs: _set_env(rs, "AGENT_LOG_CONVERSATION_TEXT", "true"),
+                                   "AGENT_LOG_CONVERSATION_TEXT is on: every caller's words go to Cloud Logging"),
     "agent-security-context": (lambda rs: _container(rs)["securityContext"].update(readOnlyRootFilesystem=False),
                                "container is not hardened: root filesystem is writable"),
     "agent-pdb": (lambda rs: rs.remove(next(r for r in rs if r["type"] == "kubernetes:policy/v1:PodDisruptionBudget")),
@@ -137,9 +139,10 @@ def test_committed_stacks_pass_every_rule(stack):
 @pytest.mark.parametrize("rule_id", sorted(FAILING))
 def test_rule_fails_for_its_stated_reason(rule_id):
     mutate, reason = FAILING[rule_id]
-    # Deletion protection is only required of prod; every other case starts from dev, whose
+    # Deletion protection and the conversation-text ban are mandatory in prod (dev's policy
+    # config relaxes them); every other case starts from dev, whose
     # HPA/limit settings (bursting) make the capacity cases the less obvious ones.
-    stack = "prod" if rule_id == "gke-deletion-protection" else "dev"
+    stack = "prod" if rule_id in ("gke-deletion-protection", "agent-no-conversation-text") else "dev"
     resources = _committed_plan(stack).resources
     assert _only(evaluate_plan(resources, stack), rule_id) == [], "passing case first: the real plan is clean"
     mutate(resources)
@@ -161,6 +164,16 @@ OVERRIDES = {
         "prod", {P + "cpuBursting": "true"}, "agent-autopilot-resources",
         "limits 2800m/4096Mi differ from requests 2000m/4096Mi: without bursting Autopilot silently sets limits"),
 }
+
+
+def test_conversation_text_is_refused_in_prod_and_allowed_in_dev():
+    """Config accepts logConversationText with DEBUG; the policy decides per stack: mandatory by
+    default (prod), advisory where the stack's policy config says so (policy/dev.json)."""
+    overrides = {P + "logConversationText": "true", P + "agentLogLevel": "DEBUG"}
+    prod = evaluate_plan(evaluate("prod", overrides).resources, "prod")
+    dev = evaluate_plan(evaluate("dev", overrides).resources, "dev")
+    assert [(v["rule"], v["severity"]) for v in prod] == [("agent-no-conversation-text", "mandatory")]
+    assert [(v["rule"], v["severity"]) for v in dev] == [("agent-no-conversation-text", "advisory")]
 
 
 @pytest.mark.parametrize("case", sorted(OVERRIDES))
