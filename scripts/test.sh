@@ -25,3 +25,4 @@ echo "== infra, workload, policy and CI tests (infra venv)"
 
 echo "== agent tests against a real LiveKit server (agent venv)"
 agent/.venv/bin/python -m pytest agent/tests -q -p no:cacheprovider
+bash scripts/setup-tools-places.sh && echo "== Places tool server (own venv)" && tools/places/.venv/bin/python -m pytest tools/places/tests -q -p no:cacheprovider
