@@ -23,6 +23,8 @@ done
 echo "== infra, workload, policy and CI tests (infra venv)"
 .venv/bin/python -m pytest tests -q -p no:cacheprovider
 
+# before the agent tests: they start this tool server from its venv
+bash scripts/setup-tools-places.sh && echo "== Places tool server (own venv)" && tools/places/.venv/bin/python -m pytest tools/places/tests -q -p no:cacheprovider
+
 echo "== agent tests against a real LiveKit server (agent venv)"
 agent/.venv/bin/python -m pytest agent/tests -q -p no:cacheprovider
-bash scripts/setup-tools-places.sh && echo "== Places tool server (own venv)" && tools/places/.venv/bin/python -m pytest tools/places/tests -q -p no:cacheprovider

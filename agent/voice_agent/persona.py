@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from livekit.agents import Agent, RunContext, ToolError, function_tool
+from livekit.agents import Agent, RunContext, ToolError, function_tool, llm
 from livekit.agents.beta.tools import EndCallTool
 
 logger = logging.getLogger("voice_agent.persona")
@@ -18,7 +18,10 @@ Speak in short, plain sentences; this is audio, so no lists, markdown or emoji.
 You can tell the caller the current date and time in any time zone (use the current_time
 tool; never guess the time), and you can end the call when the caller is done (use end_call).
 You cannot look up accounts, orders or personal data and you cannot transfer calls: say so
-plainly instead of pretending. If you did not understand, ask the caller to repeat."""
+plainly instead of pretending. If you did not understand, ask the caller to repeat.
+When place search tools are offered (find_places, places_nearby), use them to find places for
+the caller; if they are missing or a tool says it is unavailable, tell the caller in one
+sentence that place search is unavailable right now and carry on."""
 
 GREETING = "Greet the caller in one short sentence and ask how you can help."
 
@@ -26,8 +29,16 @@ GREETING = "Greet the caller in one short sentence and ask how you can help."
 class VoiceAssistant(Agent):
     """The agent a caller talks to."""
 
-    def __init__(self, *, on_end_call: Callable[[], None] | None = None) -> None:
-        super().__init__(instructions=INSTRUCTIONS, tools=[end_call_tool(on_end_call)])
+    def __init__(
+        self,
+        *,
+        on_end_call: Callable[[], None] | None = None,
+        remote_tools: Sequence[llm.Toolset] = (),
+    ) -> None:
+        # remote_tools: MCP tool servers (tools_mcp.py), each with its own identity
+        super().__init__(
+            instructions=INSTRUCTIONS, tools=[end_call_tool(on_end_call), *remote_tools]
+        )
 
     @function_tool
     async def current_time(self, context: RunContext, timezone: str = "UTC") -> str:

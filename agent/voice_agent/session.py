@@ -19,7 +19,7 @@ from livekit.agents import AgentSession, JobContext, JobProcess, JobRequest, llm
 # preloaded in the forkserver, so job processes do not import it at every session start.
 from livekit.plugins import google, silero  # noqa: F401
 
-from . import model
+from . import model, tools_mcp
 from .call_life import CallLife
 from .logs import log_event
 from .persona import GREETING, VoiceAssistant
@@ -91,7 +91,12 @@ async def entrypoint(ctx: JobContext) -> None:
 
     # record=False: self-hosted, no LiveKit Cloud upload, and nothing written to disk
     await session.start(
-        agent=VoiceAssistant(on_end_call=call.end_call_requested), room=ctx.room, record=False
+        agent=VoiceAssistant(
+            on_end_call=call.end_call_requested,
+            remote_tools=tools_mcp.tool_server_toolsets(settings),
+        ),
+        room=ctx.room,
+        record=False,
     )
     tracker.begin(participants=len(ctx.room.remote_participants))
     call.start()

@@ -61,6 +61,10 @@ _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # An image tag (128 chars of [A-Za-z0-9_.-]) or a digest (sha256:<64 hex>), as k8s/pod.py sets it.
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Remote tools (tools_mcp.py): where the kubelet writes each server's projected token.
+DEFAULT_TOOL_TOKEN_DIR = "/var/run/secrets/tokens"
+_TOOL_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+_TOOL_URL = re.compile(r"^https?://[^\s/]+/mcp$")
 _TRUE = ("true", "1")
 _FALSE = ("false", "0")
 
@@ -125,6 +129,11 @@ class AgentSettings:
     """AGENT_VERSION: the release (image tag or digest), a label on metrics and lifecycle lines."""
     recovery: RecoverySettings = RecoverySettings()
     """AGENT_CHECKPOINT_* / AGENT_RECOVERY_*: crash recovery (recovery/config.py, docs/recovery.md)."""
+    tool_servers: tuple[tuple[str, str], ...] = ()
+    """AGENT_TOOL_SERVERS: comma-separated name=url MCP tool servers (tools_mcp.py), e.g.
+    places=http://places-mcp.voice-agents.svc:8080/mcp; empty = no remote tools."""
+    tool_token_dir: str = DEFAULT_TOOL_TOKEN_DIR
+    """AGENT_TOOL_TOKEN_DIR: projected service-account tokens, one <dir>/<name>/token per server."""
 
     def public_fields(self) -> dict[str, object]:
         """The settings that are safe to log (no key, no secret)."""
@@ -150,6 +159,7 @@ class AgentSettings:
             # "agent_version": framework lines already use "version" for their own release
             "agent_version": self.version,
             **self.recovery.public_fields(),
+            "tool_servers": ",".join(f"{name}={url}" for name, url in self.tool_servers),
         }
 
 
@@ -217,6 +227,7 @@ def load_settings(env: Mapping[str, str]) -> AgentSettings:
     }
     settings_kwargs["recovery"] = read_recovery_settings(env, problems)
     settings_kwargs.update(_read_call_life(reader))
+    settings_kwargs.update(_read_tool_servers(env, problems))
     _check_vertex_only(env, problems)
     _check_call_life(settings_kwargs, problems)
     _check_ports_differ(settings_kwargs, problems)
@@ -303,6 +314,28 @@ def _read_call_life(reader: _Reader) -> dict[str, object]:
         ),
         "log_conversation_text": reader.boolean("AGENT_LOG_CONVERSATION_TEXT", False),
     }
+
+
+def _read_tool_servers(env: Mapping[str, str], problems: list[str]) -> dict[str, object]:
+    """AGENT_TOOL_SERVERS=name=url,...: each name a DNS label (its token lives in
+    <AGENT_TOOL_TOKEN_DIR>/<name>/token), each URL http(s)://host[:port]/mcp (streamable HTTP)."""
+    raw = env.get("AGENT_TOOL_SERVERS", "").strip()
+    servers: list[tuple[str, str]] = []
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        name, _, url = entry.partition("=")
+        if not (_TOOL_NAME.match(name.strip()) and _TOOL_URL.match(url.strip())):
+            problems.append(
+                f"AGENT_TOOL_SERVERS entry {entry!r} is invalid: expected name=url with name a DNS label "
+                "(e.g. places) and url http(s)://host[:port]/mcp"
+            )
+            continue
+        servers.append((name.strip(), url.strip()))
+    if len({name for name, _ in servers}) != len(servers):
+        problems.append(f"AGENT_TOOL_SERVERS={raw!r} names a server twice: each name must be unique")
+    token_dir = env.get("AGENT_TOOL_TOKEN_DIR", "").strip() or DEFAULT_TOOL_TOKEN_DIR
+    if not token_dir.startswith("/"):
+        problems.append(f"AGENT_TOOL_TOKEN_DIR={token_dir!r} is invalid: expected an absolute path")
+    return {"tool_servers": tuple(servers), "tool_token_dir": token_dir}
 
 
 def _check_call_life(values: Mapping[str, object], problems: list[str]) -> None:

@@ -1,0 +1,251 @@
+"""A call where the model asks for a place gets its answer through MCP; a tool server that is
+slow or down costs the caller one sentence, not the call.
+
+Real parts: livekit-server, the agent worker (contract command), an rtc caller, the Gemini
+plugin against the Live API stand-in, the Places tool server as its own process in its own
+venv (tools/places/.venv), MCP over streamable HTTP between them. Imitated at the network
+boundary (tests/fakes): Gemini Live, the metadata servers (one identity for the agent, another
+for the tool server), the cluster's token issuer, the Places API (New). No internet here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes.cluster_issuer import ClusterIssuer
+from fakes.gemini_live import REPLY_HZ, FakeGeminiLive, _Connection
+from fakes.metadata_server import MetadataServer
+from fakes.places_api import PlacesApi
+from helpers import participant
+from helpers.livekit_server import LiveKitServer, free_port
+from helpers.talking_caller import join_talking_caller
+from helpers.worker_process import contract_argv, registered_worker, worker_env
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS_PYTHON = REPO / "tools" / "places" / ".venv" / "bin" / "python"
+PROJECT = "voice-agent-test"
+AUDIENCE = "places-mcp"
+ASK = {"name": "find_places", "args": {"query": "pharmacy", "latitude": 45.7578, "longitude": 4.832}}
+
+
+class _AskingConnection(_Connection):
+    """The model's side of a tool call: on the caller's first turn it calls find_places (only
+    if the setup declared it: the real model can only call declared functions); after the
+    toolResponse it speaks (auto tool reply)."""
+
+    async def _on_user_turn(self, spoken_ms: float) -> None:
+        if self.user_turns == 0 and ASK["name"] in self.record.tools and self.pending_tool is None:
+            self.user_turns += 1
+            self.pending_tool = "call-" + secrets.token_hex(4)
+            with self.server.lock:
+                self.session.tool_calls.append(ASK["name"])
+            await self._send({"toolCall": {"functionCalls": [{"id": self.pending_tool, **ASK}]}})
+            return
+        await super()._on_user_turn(spoken_ms)
+
+    async def _on_tool_response(self, response: dict[str, Any]) -> None:
+        with self.server.lock:
+            self.session.tool_responses.extend(response.get("functionResponses") or response.get("function_responses") or [])
+        if self.pending_tool is not None:
+            self.pending_tool = None
+            await self._reply(REPLY_HZ, "reply")
+
+
+class AskingGemini(FakeGeminiLive):
+    """The Live API stand-in with a model that asks for a place. Same protocol handling as
+    FakeGeminiLive._handle; only the per-connection behaviour differs."""
+
+    async def _handle(self, ws) -> None:  # type: ignore[no-untyped-def]
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            setup = json.loads(await ws.recv())["setup"]
+        except (ConnectionClosed, KeyError, ValueError):
+            await ws.close(1007, "Request contains an invalid argument.")
+            return
+        record = self._open(setup)
+        session = self._attach_session(record, setup)
+        if session is None:
+            await self._close(ws, record, "not_found")
+            return
+        await ws.send(json.dumps({"setupComplete": {"sessionId": session.id}}))
+        with self.lock:
+            record.ready_at = time.monotonic()
+        if record.resumption:
+            await self._send_handle(ws, session)
+        await _AskingConnection(self, ws, record, session).run()
+
+
+@dataclass
+class Stage:
+    server: LiveKitServer
+    workdir: Path
+    issuer: ClusterIssuer
+    places: PlacesApi
+    tool_metadata: MetadataServer
+    tool_port: int
+    token_dir: Path
+
+
+@pytest.fixture(scope="module")
+def stage(livekit_server, tmp_path_factory) -> Iterator[Stage]:
+    if not TOOLS_PYTHON.exists():
+        pytest.fail("tools/places/.venv missing: run `bash scripts/setup-tools-places.sh`")
+    workdir = tmp_path_factory.mktemp("tools")
+    issuer = ClusterIssuer().start()
+    # the tool server's own Google identity: a different token from the agent's
+    tool_metadata = MetadataServer(project=PROJECT, email="places-mcp@voice-agent-test.iam.gserviceaccount.com").start()
+    places = PlacesApi(token=tool_metadata.token, quota_project=PROJECT).start()
+    token_dir = workdir / "tokens"
+    (token_dir / "places").mkdir(parents=True)
+    issuer.write_token(token_dir / "places" / "token", audience=AUDIENCE)
+    try:
+        yield Stage(livekit_server, workdir, issuer, places, tool_metadata, free_port(), token_dir)
+    finally:
+        places.stop()
+        tool_metadata.stop()
+        issuer.stop()
+
+
+def start_tool_server(stage: Stage, name: str) -> subprocess.Popen:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PLACES_MCP_ISSUER": stage.issuer.url,
+        "PLACES_MCP_ALLOWED_SUBJECTS": "system:serviceaccount:voice-agents:voice-agent",
+        "PLACES_QUOTA_PROJECT": PROJECT,
+        "PLACES_MCP_HOST": "127.0.0.1",
+        "PLACES_MCP_PORT": str(stage.tool_port),
+        "PLACES_API_BASE_URL": stage.places.base_url,
+        "GCE_METADATA_HOST": stage.tool_metadata.host,
+        "PLACES_TIMEOUT_SECONDS": "2",
+    }
+    log = (stage.workdir / f"{name}-tool.log").open("wb")
+    process = subprocess.Popen([str(TOOLS_PYTHON), "-m", "places_mcp"], cwd=REPO / "tools" / "places", env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{stage.tool_port}/readyz", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("tool server never ready")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGCONT)
+    process.terminate()
+    process.wait(10)
+
+
+@dataclass
+class Call:
+    live: AskingGemini
+    lines: list[dict[str, Any]]
+    heard_reply_after_tool: bool
+    tool_responses: list[dict[str, Any]]
+    declared: list[str]
+
+
+def place_call(stage: Stage, room: str, *, during_tool_call=None, wait_s: float = 45.0) -> Call:
+    agent_metadata = MetadataServer(project=PROJECT).start()
+    live = AskingGemini(stage.workdir).start(token=agent_metadata.token)
+    try:
+        env = worker_env(stage.server, fake_gemini=False, extra={
+            "HOME": str(stage.workdir), "TMPDIR": str(stage.workdir),
+            **agent_metadata.env(), **live.env(), "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "AGENT_TOOL_SERVERS": f"places=http://127.0.0.1:{stage.tool_port}/mcp",
+            "AGENT_TOOL_TOKEN_DIR": str(stage.token_dir),
+        })
+        with registered_worker(contract_argv(), env, log_path=stage.workdir / f"{room}-worker.log") as worker:
+            heard = asyncio.run(_talk(stage.server, room, live, during_tool_call, wait_s))
+            lines = list(worker.lines)
+        sessions, connections = live.snapshot()
+        return Call(live=live, lines=lines, heard_reply_after_tool=heard,
+                    tool_responses=[r for s in sessions for r in s.tool_responses],
+                    declared=sorted({t for c in connections for t in c.tools}))
+    finally:
+        live.stop()
+        agent_metadata.stop()
+
+
+async def _talk(server: LiveKitServer, room: str, live: AskingGemini, during_tool_call, wait_s: float) -> bool:
+    await participant.create_room(server, room)
+    caller = await join_talking_caller(server, room, f"caller-{room}")
+    try:
+        await asyncio.wait_for(caller.agent_joined.wait(), 30)
+        deadline = time.monotonic() + wait_s
+        called_at = None
+        while time.monotonic() < deadline:
+            sessions, _ = live.snapshot()
+            if called_at is None and any(s.tool_calls for s in sessions):
+                called_at = time.monotonic()
+                if during_tool_call is not None:
+                    during_tool_call()
+            if any(s.tool_responses for s in sessions):
+                break
+            await asyncio.sleep(0.1)
+        answered_at = time.monotonic()
+        await asyncio.sleep(3.0)  # the reply after the tool plays out; the call goes on
+        return any(h.at >= answered_at for h in caller.heard_near(REPLY_HZ)) and caller.disconnected_at is None
+    finally:
+        await caller.leave()
+
+
+def _output(response: dict[str, Any]) -> str:
+    return json.dumps(response.get("response", response), ensure_ascii=False)
+
+
+def test_model_asks_for_a_place_and_gets_the_answer_through_mcp(stage):
+    tool = start_tool_server(stage, "ok")
+    try:
+        before = len(stage.places.calls)
+        call = place_call(stage, "tools-ok")
+    finally:
+        stop(tool)
+    assert {"find_places", "places_nearby"} <= set(call.declared), call.declared
+    assert len(call.tool_responses) == 1, call.tool_responses
+    spoken = _output(call.tool_responses[0])
+    assert "Pharmacie Bellecour" in spoken and "Grande Pharmacie Lyonnaise" in spoken, spoken
+    assert call.heard_reply_after_tool
+    # Places saw the tool server's identity; the agent's Google token never left the agent
+    upstream = stage.places.calls[before:]
+    assert upstream and all(c["headers"]["authorization"] == f"Bearer {stage.tool_metadata.token}" for c in upstream)
+    assert [line["tool_server"] for line in call.lines if line.get("event") == "tools_ready"] == ["places"]
+
+
+def test_a_frozen_tool_server_costs_one_sentence_and_the_call_goes_on(stage):
+    """The tool server stops answering the moment the model calls it (SIGSTOP): the agent's own
+    6 s budget (tools_mcp.TOOL_CALL_TIMEOUT_SECONDS) ends the wait with a sentence."""
+    tool = start_tool_server(stage, "frozen")
+    try:
+        call = place_call(stage, "tools-frozen", during_tool_call=lambda: tool.send_signal(signal.SIGSTOP))
+    finally:
+        stop(tool)
+    assert len(call.tool_responses) == 1, call.tool_responses
+    spoken = _output(call.tool_responses[0])
+    assert "did not answer within 6 seconds" in spoken and "unavailable right now" in spoken, spoken
+    assert call.heard_reply_after_tool
+    assert [line["reason"] for line in call.lines if line.get("event") == "tool_call_failed"] == ["timeout"]
+
+
+def test_a_tool_server_down_at_call_start_leaves_the_call_without_its_tools(stage):
+    call = place_call(stage, "tools-down", wait_s=8.0)
+    assert "find_places" not in call.declared
+    assert [line["tool_server"] for line in call.lines if line.get("event") == "tools_unavailable"] == ["places"]
+    assert not call.tool_responses
