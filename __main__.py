@@ -2,31 +2,45 @@
 
 import pulumi
 
+from infra.binauthz import AdmissionPolicy, AdmissionPolicyArgs
 from infra.cluster import AutopilotCluster, AutopilotClusterArgs
 from infra.config import load_stack_config
+from infra.encryption import SecretsKey, SecretsKeyArgs
 from infra.identity import AgentIdentity, AgentIdentityArgs
 from infra.network import VpcNetwork, VpcNetworkArgs
+from infra.notifications import UpgradeNotifications, UpgradeNotificationsArgs
 from infra.registry import AgentRegistry, AgentRegistryArgs
 from k8s.provider import cluster_provider
 from k8s.runtime import AGENT_SERVICE_ACCOUNT
-from k8s.spare_capacity import SpareCapacity, SpareCapacityArgs
+from k8s.spare_capacity import PAUSE_IMAGE, SpareCapacity, SpareCapacityArgs
 from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
 
 cfg = load_stack_config()
 
 network = VpcNetwork("network", VpcNetworkArgs(project=cfg.project, region=cfg.region, settings=cfg.network))
+notifications = (UpgradeNotifications("upgrades", UpgradeNotificationsArgs(project=cfg.project, stack=cfg.stack))
+                 if cfg.cluster.upgrade_notifications else None)
+secrets_key = (SecretsKey("secrets-key", SecretsKeyArgs(project=cfg.project, region=cfg.region, stack=cfg.stack))
+               if cfg.cluster.secrets_encryption else None)
 cluster = AutopilotCluster("gke", AutopilotClusterArgs(
     project=cfg.project, region=cfg.region, stack=cfg.stack,
     network_id=network.network_id, subnet_id=network.subnet_id,
     pod_range_name=network.pod_range_name, service_range_name=network.service_range_name,
-    settings=cfg.cluster))
+    settings=cfg.cluster,
+    notification_topic=notifications.topic_id if notifications else None,
+    secrets_key=secrets_key.key_id if secrets_key else None))
 registry = AgentRegistry("registry", AgentRegistryArgs(
     project=cfg.project, region=cfg.region, stack=cfg.stack, settings=cfg.registry,
     reader_member=cluster.node_service_account_member))
+if cfg.cluster.binary_authorization:
+    AdmissionPolicy("admission", AdmissionPolicyArgs(
+        project=cfg.project, registry_url=registry.url,
+        platform_images=(PAUSE_IMAGE,) if cfg.workload.spare_capacity_pods else ()))
 identity = AgentIdentity("agent-identity", AgentIdentityArgs(
-    project=cfg.project, namespace=cfg.workload.namespace, service_account=AGENT_SERVICE_ACCOUNT))
+    project=cfg.project, namespace=cfg.workload.namespace, service_account=AGENT_SERVICE_ACCOUNT,
+    workload_pool=cluster.workload_pool))
 
-provider = cluster_provider("gke-k8s", cluster.kubeconfig)
+provider = cluster_provider("gke-k8s", cluster.kubeconfig, cluster.name)
 workload = AgentWorkload(
     "agent",
     AgentWorkloadArgs(

@@ -27,6 +27,15 @@ _CLUSTER_STACK_CHARS = 22
 _SUFFIX_BYTES = 2
 
 
+# Kubernetes state the agent's operators watch (HPA decisions, rollout progress, pod restarts),
+# on top of SYSTEM_COMPONENTS. Sending enable_components without SYSTEM_COMPONENTS, or an empty
+# list, turns system metrics off (TGKE #1786); Autopilot requires them, so they are always sent.
+SYSTEM_METRICS = ("SYSTEM_COMPONENTS",)
+WORKLOAD_STATE_METRICS = ("HPA", "DEPLOYMENT", "POD")
+# What operators need to hear before a node upgrade drains calls, and security bulletins.
+NOTIFIED_EVENTS = ("UPGRADE_AVAILABLE_EVENT", "UPGRADE_EVENT", "SECURITY_BULLETIN_EVENT")
+
+
 @dataclass(frozen=True)
 class AutopilotClusterArgs:
     project: str
@@ -37,6 +46,11 @@ class AutopilotClusterArgs:
     pod_range_name: str
     service_range_name: str
     settings: ClusterSettings
+    # projects/<p>/topics/<t> for upgrade notifications (infra/notifications.py), or None.
+    notification_topic: pulumi.Input[str] | None = None
+    # The Cloud KMS key for application-layer Secrets encryption (infra/encryption.py), or None.
+    # Its Output must resolve only once the GKE service agent may use the key.
+    secrets_key: pulumi.Input[str] | None = None
 
 
 class AutopilotCluster(pulumi.ComponentResource):
@@ -46,13 +60,19 @@ class AutopilotCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]  # secret
     node_service_account_email: pulumi.Output[str]
     node_service_account_member: pulumi.Output[str]
+    workload_pool: pulumi.Output[str]  # <project>.svc.id.goog, once the cluster exists
 
     def __init__(self, name: str, args: AutopilotClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("infra", "AutopilotCluster"), name, None, opts)
         child_opts = pulumi.ResourceOptions(parent=self)
-        # The suffix lets dev and prod share a project, and lets a replacement cluster be
-        # created while the old one (same stack) is still being deleted.
-        suffix = random.RandomId(child(name, "suffix"), byte_length=_SUFFIX_BYTES, opts=child_opts)
+        # The suffix lets dev and prod share a project, and makes a replacement a new cluster:
+        # its keepers are the inputs that force GKE to replace the cluster, so a change to one
+        # draws a new suffix, hence a new name, and Pulumi creates the new cluster before it
+        # deletes the old one (in prod the deletion then stops on deletion protection, with the
+        # new cluster already serving). Without keepers the replacement would reuse the name,
+        # which forces delete-before-create: every call dropped in dev, a stuck update in prod.
+        suffix = random.RandomId(child(name, "suffix"), byte_length=_SUFFIX_BYTES,
+                                 keepers=replacement_keepers(args), opts=child_opts)
         node_sa = gcp.serviceaccount.Account(
             child(name, "nodes"),
             project=args.project,
@@ -77,6 +97,9 @@ class AutopilotCluster(pulumi.ComponentResource):
         )
         self.name = cluster.name
         self.location = cluster.location
+        # Read from the cluster, not computed: whatever needs the `<project>.svc.id.goog` pool
+        # (AgentIdentity's grants) then waits for the cluster that creates it.
+        self.workload_pool = cluster.workload_identity_config.apply(lambda c: c.workload_pool if c else "")
         self.dns_endpoint = cluster.control_plane_endpoints_config.apply(_dns_endpoint)
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(cluster.name, self.dns_endpoint).apply(lambda a: render_kubeconfig(a[0], a[1]))
@@ -90,6 +113,20 @@ class AutopilotCluster(pulumi.ComponentResource):
             "kubeconfig": self.kubeconfig,
             "nodeServiceAccount": self.node_service_account_email,
         })
+
+
+def replacement_keepers(args: AutopilotClusterArgs) -> dict[str, pulumi.Input[str]]:
+    """The cluster inputs that GKE cannot change in place (ForceNew in the Terraform google
+    provider that pulumi-gcp 10.2.0 bridges): project, location, network, subnetwork and the
+    secondary ranges. Keyed by name, so adding one later changes only that key."""
+    return {
+        "project": args.project,
+        "location": args.region,
+        "network": args.network_id,
+        "subnetwork": args.subnet_id,
+        "podRange": args.pod_range_name,
+        "serviceRange": args.service_range_name,
+    }
 
 
 def role_key(role: str) -> str:
@@ -121,8 +158,8 @@ def _cluster_args(args: AutopilotClusterArgs, node_sa_email: pulumi.Input[str]) 
         "release_channel": {"channel": s.release_channel},
         "maintenance_policy": _maintenance_policy(s),
         "deletion_protection": s.deletion_protection,
-        # The agent's PodMonitoring (k8s/workload.py) needs the managed collectors.
-        "monitoring_config": {"managed_prometheus": {"enabled": True}},
+        "monitoring_config": _monitoring(s),
+        **_hardening(args),
         # Lets workloads mount Secret Manager secrets as files, should a team move the LiveKit
         # credentials there instead of a Kubernetes Secret.
         "secret_manager_config": {"enabled": True},
@@ -141,6 +178,33 @@ def _cluster_args(args: AutopilotClusterArgs, node_sa_email: pulumi.Input[str]) 
             }
         },
     }
+
+
+def _monitoring(s: ClusterSettings) -> dict:
+    """System metrics always; Kubernetes state metrics unless turned off; Managed Prometheus for
+    the agent's PodMonitoring (k8s/workload.py)."""
+    components = SYSTEM_METRICS + (WORKLOAD_STATE_METRICS if s.workload_state_metrics else ())
+    return {"enable_components": list(components), "managed_prometheus": {"enabled": True}}
+
+
+def _hardening(args: AutopilotClusterArgs) -> dict:
+    """What the best GKE modules add (issue 15), each from its setting."""
+    s = args.settings
+    hardening: dict = {
+        # The kubelet's unauthenticated read-only port (10255) exposes pod specs and metrics to
+        # anything on the node network. Always off: nothing here reads it.
+        "node_pool_auto_config": {"node_kubelet_config": {"insecure_kubelet_readonly_port_enabled": "FALSE"}},
+        "cost_management_config": {"enabled": s.cost_allocation},
+    }
+    if args.notification_topic is not None:
+        hardening["notification_config"] = {"pubsub": {
+            "enabled": True, "topic": args.notification_topic, "filter": {"event_types": list(NOTIFIED_EVENTS)}}}
+    if args.secrets_key is not None:
+        hardening["database_encryption"] = {"state": "ENCRYPTED", "key_name": args.secrets_key}
+    if s.binary_authorization:
+        # The project's singleton policy (infra/binauthz.py) decides; the cluster enforces it.
+        hardening["binary_authorization"] = {"evaluation_mode": "PROJECT_SINGLETON_POLICY_ENFORCE"}
+    return hardening
 
 
 def _security_posture() -> dict:

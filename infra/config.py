@@ -21,10 +21,12 @@ from typing import Any, Callable, Mapping, Sequence
 import pulumi
 
 from infra.settings import (
-    EXCLUSION_SCOPES, KNOWN_REGIONS, LOG_LEVELS, MAX_NO_UPGRADES_EXCLUSION, MIN_MAINTENANCE_WINDOW, PROJECT,
+    EXCLUSION_SCOPES, KNOWN_REGIONS, LOG_LEVELS, MAINTENANCE_AVAILABILITY_PERIOD, MAX_NO_UPGRADES_EXCLUSION,
+    MIN_MAINTENANCE_AVAILABILITY, MIN_MAINTENANCE_WINDOW, PROJECT,
     RELEASE_CHANNELS, ClusterSettings, ConfigError, HpaSettings, MaintenanceExclusion, NetworkSettings, Problem,
     RegistrySettings, StackConfig, WorkloadSettings, setting_key, CallSettings,
 )
+from infra.maintenance import RECURRENCE, RECURRENCE_HELP, hours, least_availability
 from infra.stackfiles import gcp_provider_keys, project_declarations
 from k8s.capacity import (
     MAX_DRAIN_TIMEOUT_S, MAX_SESSION_MINUTES, NODE_UPGRADE_GRACE_CAP_S, SHUTDOWN_BUDGET_S, workload_problems,
@@ -193,17 +195,51 @@ def _cluster(r: _Reader) -> ClusterSettings:
     start = r.text(_key("maintenanceStartTime"))
     end = r.text(_key("maintenanceEndTime"))
     _check_window(r, _key("maintenanceStartTime"), start, _key("maintenanceEndTime"), end, MIN_MAINTENANCE_WINDOW)
-    recurrence = r.text(_key("maintenanceRecurrence"), pattern=re.compile(r"^FREQ=(DAILY|WEEKLY)(;.*)?$"),
-                        allowed="an RFC 5545 RRULE such as FREQ=WEEKLY;BYDAY=SA,SU")
+    recurrence = r.text(_key("maintenanceRecurrence"), pattern=RECURRENCE, allowed=RECURRENCE_HELP)
+    exclusions = _exclusions(r)
+    if not any(p.key.startswith(_key("maintenance")) for p in r.problems):
+        _check_availability(r, start, end, recurrence, exclusions)
     return ClusterSettings(
         release_channel=r.text(_key("releaseChannel"), choices=RELEASE_CHANNELS),
         deletion_protection=r.boolean(_key("deletionProtection")),
         maintenance_start=start,
         maintenance_end=end,
         maintenance_recurrence=recurrence,
-        maintenance_exclusions=_exclusions(r),
+        maintenance_exclusions=exclusions,
         authorized_networks=_authorized_networks(r),
+        workload_state_metrics=r.boolean(_key("workloadStateMetrics")),
+        upgrade_notifications=r.boolean(_key("upgradeNotifications")),
+        secrets_encryption=r.boolean(_key("secretsEncryption")),
+        binary_authorization=r.boolean(_key("binaryAuthorization")),
+        cost_allocation=r.boolean(_key("costAllocation")),
     )
+
+
+def _check_availability(r: _Reader, start: str, end: str, recurrence: str,
+                        exclusions: Mapping[str, MaintenanceExclusion]) -> None:
+    """GKE's 48 hours in every 32 days (infra/maintenance.py), checked once every single
+    maintenance value is valid. The window alone falling short is the window's fault; otherwise
+    the NO_UPGRADES exclusion that overlaps the worst period is named."""
+    begin, finish = _parse_time(r, _key("maintenanceStartTime"), start), _parse_time(r, _key("maintenanceEndTime"), end)
+    blocked = {name: (_parse_time(r, name, ex.start), _parse_time(r, name, ex.end))
+               for name, ex in exclusions.items() if ex.scope == "NO_UPGRADES"}
+    alone = least_availability(begin, finish, recurrence)
+    need = f"GKE requires at least {hours(MIN_MAINTENANCE_AVAILABILITY)} of maintenance availability in every 32 days"
+    if not alone.enough:
+        r.fail(_key("maintenanceRecurrence"), recurrence,
+               f"the window {start} to {end} repeated {recurrence} leaves only {hours(alone.least)} in the 32 days from "
+               f"{alone.period_start:%Y-%m-%d}; {need}: lengthen the window or add days")
+        return
+    worst = least_availability(begin, finish, recurrence, sorted(blocked.values()))
+    if worst.enough:
+        return
+    period_end = worst.period_start + MAINTENANCE_AVAILABILITY_PERIOD
+    culprits = [n for n, (s, e) in sorted(blocked.items()) if s < period_end and e > worst.period_start]
+    for name in culprits:
+        r.fail(f"{_key('maintenanceExclusions')}.{name}", exclusions[name].end,
+               f"with this NO_UPGRADES exclusion the 32 days from {worst.period_start:%Y-%m-%d} keep only "
+               f"{hours(worst.least)} of maintenance; {need}: shorten it, or use scope NO_MINOR_OR_NODE_UPGRADES "
+               "(no node upgrades, so no drained calls; control-plane patches still allowed)")
 
 
 def _parse_time(r: _Reader, key: str, value: str) -> datetime | None:
@@ -273,6 +309,9 @@ def _registry(r: _Reader) -> RegistrySettings:
     return RegistrySettings(
         keep_recent=r.integer(_key("registryKeepRecent"), 1, 1000, " versions"),
         untagged_retention_days=r.integer(_key("registryUntaggedRetentionDays"), 1, 365, " days"),
+        # Artifact Registry's olderThan takes any duration; a week is the least that leaves a
+        # rollback target, ten years the most anybody means.
+        retention_days=r.integer(_key("registryRetentionDays"), 7, 3650, " days"),
     )
 
 

@@ -12,12 +12,12 @@ from infra.names import child, type_token
 VERTEX_ROLE = "roles/aiplatform.user"
 
 
-def workload_principal(project_number: str, project: str, namespace: str, ksa: str) -> str:
-    """A Workload Identity Federation principal for one Kubernetes service account. Autopilot
-    always has the `<project>.svc.id.goog` pool, so no Google service account is needed."""
+def workload_principal(project_number: str, pool: str, namespace: str, ksa: str) -> str:
+    """A Workload Identity Federation principal for one Kubernetes service account in the
+    `<project>.svc.id.goog` pool every Autopilot cluster has: no Google service account needed."""
     return (
         f"principal://iam.googleapis.com/projects/{project_number}/locations/global/"
-        f"workloadIdentityPools/{project}.svc.id.goog/subject/ns/{namespace}/sa/{ksa}"
+        f"workloadIdentityPools/{pool}/subject/ns/{namespace}/sa/{ksa}"
     )
 
 
@@ -26,6 +26,11 @@ class AgentIdentityArgs:
     project: str
     namespace: str
     service_account: str
+    # The cluster's pool (AutopilotCluster.workload_pool). The pool exists only once a cluster
+    # of the project does; IAM refuses a grant naming it before ("Identity Pool does not
+    # exist", terraform-google-kubernetes-engine #916), so the grant must wait for the cluster.
+    # Taking the name from the cluster's output is what makes it wait.
+    workload_pool: pulumi.Input[str]
 
 
 class AgentIdentity(pulumi.ComponentResource):
@@ -35,8 +40,8 @@ class AgentIdentity(pulumi.ComponentResource):
         super().__init__(type_token("infra", "AgentIdentity"), name, None, opts)
         child_opts = pulumi.ResourceOptions(parent=self)
         project = gcp.organizations.get_project_output(project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self))
-        self.principal = project.number.apply(
-            lambda number: workload_principal(number, args.project, args.namespace, args.service_account)
+        self.principal = pulumi.Output.all(project.number, args.workload_pool).apply(
+            lambda a: workload_principal(a[0], a[1], args.namespace, args.service_account)
         )
         gcp.projects.IAMMember(
             child(name, "vertex-user"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -33,9 +33,14 @@ class Recorded:
     name: str
     parent: str | None
     inputs: dict[str, Any]
+    # Names of the resources the engine must finish first: explicit depends_on (a component
+    # expanded to its children) and every resource whose Output feeds an input. The parent is
+    # not one of them: a parent orders nothing.
+    depends_on: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
+        return {"type": self.type, "name": self.name, "parent": self.parent, "dependsOn": self.depends_on,
+                "inputs": self.inputs}
 
 
 def wire_value(value: Any) -> Any:
@@ -82,6 +87,12 @@ def _resource_id(resource_type: str, name: str, outputs: dict[str, Any]) -> str:
         return f"projects/{project}/global/networks/{outputs['name']}"
     if resource_type == "gcp:compute/subnetwork:Subnetwork":
         return f"projects/{project}/regions/{region}/subnetworks/{outputs['name']}"
+    if resource_type == "gcp:pubsub/topic:Topic":
+        return f"projects/{project}/topics/{outputs['name']}"
+    if resource_type == "gcp:kms/keyRing:KeyRing":
+        return f"projects/{project}/locations/{outputs.get('location')}/keyRings/{outputs['name']}"
+    if resource_type == "gcp:kms/cryptoKey:CryptoKey":
+        return f"{outputs['keyRing']}/cryptoKeys/{outputs['name']}"
     return f"{name}-id"
 
 
@@ -110,6 +121,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources: list[Recorded] = []
         self.invokes: list[str] = []
         self.current_parent: str | None = None
+        self.current_dependencies: list[str] = []
         self._constructed: dict[tuple[str, str], int] = {}
 
     def note_constructed(self, resource_type: str, name: str) -> None:
@@ -124,7 +136,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return sorted(self.resources, key=lambda r: self._constructed.get((r.type, r.name), last))
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources.append(Recorded(args.typ, args.name, self.current_parent, wire_value(args.inputs)))
+        self.resources.append(Recorded(args.typ, args.name, self.current_parent, wire_value(args.inputs),
+                                       list(self.current_dependencies)))
         outputs = {**args.inputs, **_auto_name(args.typ, args.name, args.inputs)}
         outputs.update(_computed_outputs(args.typ, outputs))
         return _resource_id(args.typ, args.name, outputs), outputs
@@ -145,6 +158,12 @@ def _parent_name(urn: str) -> str | None:
     return None if qualified_type.split("$")[-1] == "pulumi:pulumi:Stack" else name
 
 
+def _dependency_names(urns) -> list[str]:
+    """The request's dependency URNs as resource names, sorted: the order the SDK resolves them
+    in varies from run to run, the plan must not."""
+    return sorted({urn.split("::")[-1] for urn in urns})
+
+
 class ParentTrackingMonitor(MockMonitor):
     """MockResourceArgs carries no parent; the request does. The SDK registers resources from
     several threads, so registration is serialised: the parent new_resource sees is the one of
@@ -157,4 +176,5 @@ class ParentTrackingMonitor(MockMonitor):
     def RegisterResource(self, request):
         with self._lock:
             self.mocks.current_parent = _parent_name(request.parent)
+            self.mocks.current_dependencies = _dependency_names(request.dependencies)
             return super().RegisterResource(request)

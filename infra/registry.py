@@ -45,8 +45,10 @@ class AgentRegistry(pulumi.ComponentResource):
             docker_config={"immutable_tags": True},
             cleanup_policy_dry_run=False,
             cleanup_policies=cleanup_policies(args.settings),
-            # Scan on push, as the project's Container Scanning API setting says. GKE's own
-            # workload scanning is gone (see infra/cluster.py), so this is where CVEs show up.
+            # Scan on push, as the project's Container Scanning API setting says: nothing is
+            # scanned unless containerscanning.googleapis.com is enabled (README, "Going to
+            # `pulumi up`"; tests/test_readme.py). GKE's own workload scanning is gone (see
+            # infra/cluster.py), so this is where CVEs show up.
             vulnerability_scanning_config={"enablement_config": "INHERITED"},
             opts=child_opts,
         )
@@ -66,13 +68,20 @@ class AgentRegistry(pulumi.ComponentResource):
 
 def cleanup_policies(s: RegistrySettings) -> list[dict]:
     """Keyed by stable ids. When a version matches both, KEEP wins over DELETE (Artifact Registry
-    cleanup policy docs), so the newest versions survive even when untagged. Artifact Registry
-    allows at most 10 policies per repository; we use two."""
+    cleanup policy docs), so the newest versions survive whatever else matches. CI tags every
+    image with its commit and tags are immutable, so an untagged-only rule would never delete a
+    thing: `delete-old` removes any version past the retention, tagged or not. Artifact
+    Registry allows at most 10 policies per repository; we use three."""
     return [
         {"id": "keep-recent", "action": "KEEP", "most_recent_versions": {"keep_count": s.keep_recent}},
         {
             "id": "delete-untagged",
             "action": "DELETE",
             "condition": {"tag_state": "UNTAGGED", "older_than": f"{s.untagged_retention_days * SECONDS_PER_DAY}s"},
+        },
+        {
+            "id": "delete-old",
+            "action": "DELETE",
+            "condition": {"tag_state": "ANY", "older_than": f"{s.retention_days * SECONDS_PER_DAY}s"},
         },
     ]

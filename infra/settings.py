@@ -34,6 +34,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MIN_MAINTENANCE_WINDOW = timedelta(hours=4)
 # GKE allows a NO_UPGRADES exclusion of at most 30 days (GKE maintenance exclusions docs).
 MAX_NO_UPGRADES_EXCLUSION = timedelta(days=30)
+# GKE refuses a maintenance policy that leaves less than 48 hours of maintenance availability in
+# some rolling 32-day window ("Configure maintenance windows and exclusions", GKE docs; the API
+# error reads "would go longer than 32d without 48h maintenance availability").
+MIN_MAINTENANCE_AVAILABILITY = timedelta(hours=48)
+MAINTENANCE_AVAILABILITY_PERIOD = timedelta(days=32)
 
 
 def shown_value(value: Any) -> str:
@@ -105,12 +110,27 @@ class ClusterSettings:
     # name -> CIDR. Empty keeps the control plane's IP endpoint closed to the internet; CI and
     # people reach the cluster through the IAM-gated DNS endpoint instead.
     authorized_networks: Mapping[str, str]
+    # Hardening (issue 15). Defaults are the secure/operable choice; Pulumi.yaml holds the
+    # per-stack defaults, these only serve settings built in code.
+    # Kubernetes state metrics (HPA, Deployment, Pod) next to the always-on system metrics.
+    workload_state_metrics: bool = True
+    # GKE upgrade and security-bulletin notifications to a Pub/Sub topic of the stack.
+    upgrade_notifications: bool = True
+    # Kubernetes Secrets encrypted at the application layer with a Cloud KMS key of the stack.
+    secrets_encryption: bool = False
+    # Only images from the stack's registry are admitted (Binary Authorization, project policy).
+    binary_authorization: bool = False
+    # Per-namespace and per-label cost breakdown in Cloud Billing (GKE cost allocation).
+    cost_allocation: bool = True
 
 
 @dataclass(frozen=True)
 class RegistrySettings:
     keep_recent: int
     untagged_retention_days: int
+    # Any version (tagged ones too: CI tags every image with its commit) older than this is
+    # deleted, unless it is one of the keep_recent newest.
+    retention_days: int = 90
 
 
 @dataclass(frozen=True)

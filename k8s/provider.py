@@ -6,13 +6,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 
-def cluster_provider(name: str, kubeconfig: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> k8s.Provider:
+def cluster_provider(name: str, kubeconfig: pulumi.Input[str], cluster_name: pulumi.Input[str],
+                     opts: pulumi.ResourceOptions | None = None) -> k8s.Provider:
     return k8s.Provider(
         name,
         kubeconfig=kubeconfig,
-        # A kubeconfig change (new endpoint, rotated auth plugin) must update the provider, not
-        # replace it: replacing it would replace every workload it manages.
-        cluster_identifier=f"{name}-cluster",
+        # The provider is replaced (and with it every object it manages) exactly when the
+        # cluster is: a kubeconfig change (new endpoint, rotated auth plugin) only updates it,
+        # while a replacement cluster has a new name (infra/cluster.py), so the objects are
+        # created again in the new cluster instead of staying in state for one that is gone.
+        cluster_identifier=cluster_name,
         enable_server_side_apply=True,
         delete_unreachable=False,
         opts=opts,

@@ -100,7 +100,12 @@ class AgentWorkload(pulumi.ComponentResource):
                 # The container port named "metrics" (runtime.METRICS_PORT).
                 "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
             },
-            opts=in_ns)
+            # GKE registers the PodMonitoring CRD some time after a new cluster reports ready,
+            # and pulumi-kubernetes retries a create of an unknown kind only 5 times with
+            # doubling back-off (about 30 s; provider await.go, Creation). Created after the
+            # Deployment, whose create waits for ready pods (on a new Autopilot cluster: a
+            # first node boot of 80-120 s, then start-up), the CRD has had minutes instead.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, deployment]))
         k8s.networking.v1.NetworkPolicy(
             child(name, "egress"), metadata=_metadata(w), spec=network_policy_spec(), opts=in_ns)
 

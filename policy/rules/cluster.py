@@ -57,6 +57,42 @@ def _autopilot_no_node_config(p, ctx):
                    "set the node identity in clusterAutoscaling.autoProvisioningDefaults")
 
 
+def _kubelet_readonly_port_off(p, ctx):
+    value = prop(p, "nodePoolAutoConfig", "nodeKubeletConfig", "insecureKubeletReadonlyPortEnabled")
+    return unless(value == "FALSE",
+                  f"the kubelet read-only port (10255, no authentication) is {'left to the GKE default' if value is None else value}: "
+                  "anything on the node network can read every pod's spec; set "
+                  "nodePoolAutoConfig.nodeKubeletConfig.insecureKubeletReadonlyPortEnabled = FALSE")
+
+
+def _system_metrics(p, ctx):
+    components = prop(p, "monitoringConfig", "enableComponents")
+    if components is None:
+        return ["monitoringConfig.enableComponents is not set: the provider then sends an empty list, which GKE reads as "
+                "'disable all' (TGKE #1786); send SYSTEM_COMPONENTS, plus HPA and DEPLOYMENT to see scaling and rollouts"]
+    return unless("SYSTEM_COMPONENTS" in components,
+                  f"monitoringConfig.enableComponents = {list(components)} leaves out SYSTEM_COMPONENTS, which Autopilot "
+                  "requires and the node and pod dashboards read")
+
+
+def _secrets_encryption(p, ctx):
+    if not ctx.protected:
+        return []
+    state, key = prop(p, "databaseEncryption", "state"), prop(p, "databaseEncryption", "keyName")
+    return unless(state == "ENCRYPTED" and bool(key),
+                  "Kubernetes Secrets (the LiveKit credentials) are not encrypted with a key of this stack in a protected "
+                  "stack: set databaseEncryption {state: ENCRYPTED, keyName: <Cloud KMS key>} (setting secretsEncryption)")
+
+
+def _binary_authorization(p, ctx):
+    if not ctx.protected:
+        return []
+    mode = prop(p, "binaryAuthorization", "evaluationMode")
+    return unless(mode == "PROJECT_SINGLETON_POLICY_ENFORCE",
+                  f"binaryAuthorization.evaluationMode is {mode or 'not set'} in a protected stack: any image from any "
+                  "registry can run next to the calls; set PROJECT_SINGLETON_POLICY_ENFORCE (setting binaryAuthorization)")
+
+
 RULES: tuple[Rule, ...] = (
     Rule("gke-private-nodes", MANDATORY, "Cluster nodes have no public IPs.", (CLUSTER,), _private_nodes),
     Rule("gke-no-open-control-plane", MANDATORY, "The control plane is not reachable from 0.0.0.0/0.", (CLUSTER,), _no_open_control_plane),
@@ -65,4 +101,11 @@ RULES: tuple[Rule, ...] = (
          config=("protected",)),
     Rule("gke-no-default-compute-sa", MANDATORY, "Nodes do not run as the default compute service account.", (CLUSTER,), _no_default_compute_sa),
     Rule("gke-autopilot-no-node-config", MANDATORY, "Autopilot clusters set no node_config.", (CLUSTER,), _autopilot_no_node_config),
+    Rule("gke-kubelet-readonly-port-off", MANDATORY, "The kubelet's unauthenticated read-only port is off.", (CLUSTER,),
+         _kubelet_readonly_port_off),
+    Rule("gke-system-metrics", ADVISORY, "Cluster monitoring sends the system components.", (CLUSTER,), _system_metrics),
+    Rule("gke-secrets-encryption", MANDATORY, "Protected stacks encrypt Secrets with their own Cloud KMS key.", (CLUSTER,),
+         _secrets_encryption, config=("protected",)),
+    Rule("gke-binary-authorization", MANDATORY, "Protected stacks enforce the Binary Authorization policy.", (CLUSTER,),
+         _binary_authorization, config=("protected",)),
 )

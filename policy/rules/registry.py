@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from policy.rules.base import (
-    ADVISORY, CLUSTER, MANDATORY, PROJECT_MEMBER, REGISTRY_READ_ROLES, REPOSITORY, REPOSITORY_MEMBER, Rule, prop, unless,
+    ADVISORY, CLUSTER, DEPLOYMENT, MANDATORY, PROJECT_MEMBER, REGISTRY_READ_ROLES, REPOSITORY,
+    REPOSITORY_MEMBER, Rule, prop, unless,
 )
+
+BINAUTHZ_POLICY = "gcp:binaryauthorization/policy:Policy"
 
 
 def _immutable_tags(p, ctx):
@@ -20,7 +23,66 @@ def _cleanup_policies(p, ctx):
         return ["no cleanup policies: images pile up and are billed forever"]
     if len(policies) > 10:
         return [f"{len(policies)} cleanup policies; Artifact Registry allows at most 10"]
-    return unless(prop(p, "cleanupPolicyDryRun") is not True, "cleanup policies are in dry-run mode and delete nothing")
+    messages = unless(prop(p, "cleanupPolicyDryRun") is not True, "cleanup policies are in dry-run mode and delete nothing")
+    # CI tags every image (its commit) and tags are immutable: a DELETE that only matches
+    # untagged versions never deletes anything CI pushed.
+    reaches_tagged = any(prop(c, "action") == "DELETE" and prop(c, "condition", "tagState", default="ANY") in ("ANY", "TAGGED")
+                         for c in policies)
+    messages += unless(reaches_tagged, "no DELETE policy matches tagged versions: every image CI pushes is tagged, so the "
+                                       "repository grows without bound; add one with tagState ANY and olderThan")
+    return messages
+
+
+def _admits(pattern: str, image: str) -> bool:
+    """Binary Authorization allowlist matching: `/**` at the end admits everything below the
+    path, a trailing `*` anything within the last segment, otherwise the exact reference."""
+    if pattern.endswith("/**"):
+        return image.startswith(pattern[:-2])
+    if pattern.endswith("*"):
+        rest = image[len(pattern) - 1:]
+        return image.startswith(pattern[:-1]) and "/" not in rest
+    return image == pattern
+
+
+def _repository_paths(resources) -> set[str]:
+    return {f"{prop(r.props, 'location')}-docker.pkg.dev/{prop(r.props, 'project')}/{prop(r.props, 'repositoryId')}/"
+            for r in resources if r.type == REPOSITORY}
+
+
+def _workload_images(resources) -> set[str]:
+    return {str(c.get("image")) for r in resources if r.type == DEPLOYMENT
+            for c in prop(r.props, "spec", "template", "spec", "containers", default=[]) if c.get("image")}
+
+
+def _binauthz_only_stack_registry(resources, ctx):
+    """Deny by default; wildcards only below the stack's own repositories; an exact image only
+    if a workload of the stack runs it."""
+    repos, images, findings = _repository_paths(resources), _workload_images(resources), []
+    for r in (r for r in resources if r.type == BINAUTHZ_POLICY):
+        rule = prop(r.props, "defaultAdmissionRule", default={})
+        if (rule.get("evaluationMode"), rule.get("enforcementMode")) != ("ALWAYS_DENY", "ENFORCED_BLOCK_AND_AUDIT_LOG"):
+            findings.append((r.name, f"the default admission rule is {rule.get('evaluationMode')}/{rule.get('enforcementMode')}: "
+                                     "images from any registry are admitted; use ALWAYS_DENY with ENFORCED_BLOCK_AND_AUDIT_LOG"))
+        for entry in prop(r.props, "admissionWhitelistPatterns", default=[]):
+            pattern = str(entry.get("namePattern", ""))
+            if "*" in pattern:
+                ok = any(pattern.startswith(repo) for repo in repos)
+            else:
+                ok = pattern in images
+            if not ok:
+                findings.append((r.name, f"allowlist pattern {pattern} admits images from outside the stack's registry "
+                                         f"({', '.join(sorted(repos)) or 'none'}) that no workload of the stack runs"))
+    return findings
+
+
+def _binauthz_admits_workloads(resources, ctx):
+    """A policy that would refuse the stack's own pods fails at their first rollout, not here."""
+    findings = []
+    for r in (r for r in resources if r.type == BINAUTHZ_POLICY):
+        patterns = [str(e.get("namePattern", "")) for e in prop(r.props, "admissionWhitelistPatterns", default=[])]
+        findings += [(r.name, f"image {image} is not admitted by any allowlist pattern: its pods would be refused")
+                     for image in sorted(_workload_images(resources)) if not any(_admits(p, image) for p in patterns)]
+    return findings
 
 
 def _node_sa_reader(resources, ctx):
@@ -43,4 +105,8 @@ RULES: tuple[Rule, ...] = (
     Rule("registry-immutable-tags", MANDATORY, "Docker repositories have immutable tags.", (REPOSITORY,), _immutable_tags),
     Rule("registry-cleanup-policies", ADVISORY, "Repositories have active cleanup policies.", (REPOSITORY,), _cleanup_policies),
     Rule("registry-node-reader", MANDATORY, "The node service account can pull from the repository.", check_stack=_node_sa_reader),
+    Rule("binauthz-only-stack-registry", MANDATORY, "Binary Authorization denies by default and admits only the stack's registry.",
+         check_stack=_binauthz_only_stack_registry),
+    Rule("binauthz-admits-the-workloads", MANDATORY, "Binary Authorization admits every image the stack runs.",
+         check_stack=_binauthz_admits_workloads),
 )

@@ -55,7 +55,7 @@ def test_prod_differs_where_prod_should():
     ({"maintenanceStartTime": "saturday"}, r"maintenanceStartTime = 'saturday': must be an RFC 3339 time"),
     ({"maintenanceEndTime": "2026-01-03T04:00:00Z"}, r"maintenanceEndTime = '2026-01-03T04:00:00Z': the window .* at least 4:00:00"),
     ({"maintenanceEndTime": "2026-01-02T04:00:00Z"}, r"maintenanceEndTime = '2026-01-02T04:00:00Z': must be after"),
-    ({"maintenanceRecurrence": "weekly"}, r"maintenanceRecurrence = 'weekly': must be an RFC 5545 RRULE"),
+    ({"maintenanceRecurrence": "weekly"}, r"maintenanceRecurrence = 'weekly': must be FREQ=DAILY or FREQ=WEEKLY;BYDAY=<days>"),
     ({"maintenanceExclusions": '{"peak": {"start": "2026-12-01T00:00:00Z", "end": "2027-02-01T00:00:00Z"}}'},
      r"maintenanceExclusions.peak.end = '2027-02-01T00:00:00Z': a NO_UPGRADES exclusion may last at most 30 days"),
     ({"maintenanceExclusions": '{"peak": {"start": "2026-12-01T00:00:00Z", "end": "2026-12-02T00:00:00Z", "scope": "NEVER"}}'},
@@ -191,7 +191,7 @@ def test_unquoted_timestamps_in_a_stack_file_stay_rfc3339(tmp_path):
     (tmp_path / "Pulumi.dev.yaml").write_text((root / "Pulumi.dev.yaml").read_text() + (
         "  gke-voice-agents:maintenanceStartTime: 2026-01-03T01:00:00Z\n"
         "  gke-voice-agents:maintenanceExclusions:\n"
-        "    launch: {start: 2026-03-01T00:00:00Z, end: 2026-03-08T00:00:00Z}\n"))
+        "    launch: {start: 2026-03-01T00:00:00Z, end: 2026-03-08T00:00:00Z, scope: NO_MINOR_UPGRADES}\n"))
     values = load_stack_values("dev", tmp_path).config
     assert values[P + "maintenanceStartTime"] == "2026-01-03T01:00:00Z"
     cfg = parse_stack_config("dev", {**values, **SECRETS}, tuple(SECRETS))

@@ -47,6 +47,14 @@ def platform(plan: PlanResult) -> dict[str, Any]:
             "exclusions": {e["exclusionName"]: e["exclusionOptions"]["scope"]
                            for e in cluster["maintenancePolicy"]["maintenanceExclusions"]},
             "nodeServiceAccount": cluster["clusterAutoscaling"]["autoProvisioningDefaults"]["serviceAccount"],
+            "monitoringComponents": cluster["monitoringConfig"].get("enableComponents"),
+            "kubeletReadonlyPort": cluster.get("nodePoolAutoConfig", {}).get("nodeKubeletConfig", {})
+                                          .get("insecureKubeletReadonlyPortEnabled"),
+            "costAllocation": cluster.get("costManagementConfig", {}).get("enabled"),
+            "notifiedEvents": cluster.get("notificationConfig", {}).get("pubsub", {}).get("filter", {}).get("eventTypes"),
+            "secretsEncryption": cluster.get("databaseEncryption", {}).get("state"),
+            "binaryAuthorization": cluster.get("binaryAuthorization", {}).get("evaluationMode"),
+            "replacementKeepers": sorted(plan.named("gke-suffix")["inputs"].get("keepers", {})),
         },
         "network": {
             "nodes": subnet["ipCidrRange"],
@@ -57,6 +65,8 @@ def platform(plan: PlanResult) -> dict[str, Any]:
         "registry": {
             "repositoryId": repo["repositoryId"],
             "cleanup": {p["id"]: p["action"] for p in repo["cleanupPolicies"]},
+            "admitted": sorted(e["namePattern"] for r in plan.of_type("gcp:binaryauthorization/policy:Policy")
+                               for e in r["inputs"]["admissionWhitelistPatterns"]),
         },
         "outputs": sorted(plan.outputs),
     }

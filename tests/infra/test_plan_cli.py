@@ -16,12 +16,18 @@ ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = {
     "gke-voice-agents:infra:VpcNetwork": 1, "gcp:compute/network:Network": 1, "gcp:compute/subnetwork:Subnetwork": 1,
     "gcp:compute/router:Router": 1, "gcp:compute/routerNat:RouterNat": 1,
-    "gke-voice-agents:infra:AutopilotCluster": 1, "random:index/randomId:RandomId": 1,
+    "gke-voice-agents:infra:AutopilotCluster": 1,
     "gcp:serviceaccount/account:Account": 1, "gcp:container/cluster:Cluster": 1,
     "gke-voice-agents:infra:AgentRegistry": 1, "gcp:artifactregistry/repository:Repository": 1,
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
     "gke-voice-agents:infra:AgentIdentity": 1, "gcp:projects/iAMMember:IAMMember": 2,
+    # Issue 15: upgrade notifications everywhere; the KMS key (with its own random suffix) and
+    # Binary Authorization where the stack turns them on (prod).
+    "gke-voice-agents:infra:UpgradeNotifications": 1, "gcp:pubsub/topic:Topic": 1,
 }
+HARDENED = {"gke-voice-agents:infra:SecretsKey": 1, "gcp:kms/keyRing:KeyRing": 1, "gcp:kms/cryptoKey:CryptoKey": 1,
+            "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": 1, "gke-voice-agents:infra:AdmissionPolicy": 1,
+            "gcp:binaryauthorization/policy:Policy": 1}
 
 
 def run_plan(stack: str, out: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -48,9 +54,11 @@ def test_valid_stack_writes_plan_files_and_exits_zero(tmp_path, stack, manifests
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     resources = json.loads((tmp_path / "plan" / "resources.json").read_text())
-    assert all(set(r) == {"type", "name", "parent", "inputs"} for r in resources)
-    counts = {t: sum(r["type"] == t for r in resources) for t in PLATFORM}
-    assert counts == PLATFORM
+    assert all(set(r) == {"type", "name", "parent", "dependsOn", "inputs"} for r in resources)
+    expected = {**PLATFORM, **{t: n if stack == "prod" else 0 for t, n in HARDENED.items()},
+                "random:index/randomId:RandomId": 2 if stack == "prod" else 1}
+    counts = {t: sum(r["type"] == t for r in resources) for t in expected}
+    assert counts == expected
     assert json.loads((tmp_path / "plan" / "violations.json").read_text()) == []
     # The agent's objects (and prod's spare-capacity PriorityClass and placeholder Deployment).
     assert len(list((tmp_path / "plan" / "manifests").glob("*.yaml"))) == manifests

@@ -48,7 +48,9 @@ def test_every_type_token_starts_with_the_prefix_constant(plan):
     assert ours and all(t.startswith(f"{TYPE_PREFIX}:") for t in ours), ours
     assert {t for t in ours if t.startswith(f"{TYPE_PREFIX}:infra:")} == {
         f"{TYPE_PREFIX}:infra:VpcNetwork", f"{TYPE_PREFIX}:infra:AutopilotCluster",
-        f"{TYPE_PREFIX}:infra:AgentRegistry", f"{TYPE_PREFIX}:infra:AgentIdentity"}
+        f"{TYPE_PREFIX}:infra:AgentRegistry", f"{TYPE_PREFIX}:infra:AgentIdentity",
+        f"{TYPE_PREFIX}:infra:UpgradeNotifications",
+        *([f"{TYPE_PREFIX}:infra:SecretsKey", f"{TYPE_PREFIX}:infra:AdmissionPolicy"] if plan.stack == "prod" else [])}
 
 
 def test_every_resource_but_the_provider_is_parented_to_a_component(plan):
@@ -149,7 +151,9 @@ def test_cluster_is_private_regional_autopilot_without_node_config(plan):
 
 def test_cluster_add_ons(plan):
     cluster = plan.one(CLUSTER)["inputs"]
-    assert cluster["monitoringConfig"] == {"managedPrometheus": {"enabled": True}}
+    # SYSTEM_COMPONENTS always sent: an empty list means "disable all" (TGKE #1786).
+    assert cluster["monitoringConfig"] == {"enableComponents": ["SYSTEM_COMPONENTS", "HPA", "DEPLOYMENT", "POD"],
+                                           "managedPrometheus": {"enabled": True}}
     assert cluster["secretManagerConfig"] == {"enabled": True}
     # Configuration auditing on; GKE's standard vulnerability scanning tier no longer exists.
     assert cluster["securityPostureConfig"] == {"mode": "BASIC", "vulnerabilityMode": "VULNERABILITY_DISABLED"}
@@ -199,14 +203,16 @@ def test_maintenance_window_and_named_exclusions(plan):
         "startTime": "2026-01-03T02:00:00Z", "endTime": "2026-01-03T08:00:00Z", "recurrence": "FREQ=WEEKLY;BYDAY=SA,SU"}
     expected = {"dev": [], "prod": [{
         "exclusionName": "year-end-peak", "startTime": "2026-12-15T00:00:00Z", "endTime": "2027-01-05T00:00:00Z",
-        "exclusionOptions": {"scope": "NO_UPGRADES"}}]}
+        "exclusionOptions": {"scope": "NO_MINOR_OR_NODE_UPGRADES"}}]}
     assert policy["maintenanceExclusions"] == expected[plan.stack]
 
 
 def test_exclusions_are_keyed_by_name_whatever_the_order_written():
     exclusions = {"launch": {"start": "2026-03-01T00:00:00Z", "end": "2026-03-08T00:00:00Z", "scope": "NO_MINOR_UPGRADES"},
-                  "black-friday": {"start": "2026-11-25T00:00:00Z", "end": "2026-12-02T00:00:00Z"}}
-    policy = evaluate("dev", {P + "maintenanceExclusions": json.dumps(exclusions)}).one(CLUSTER)["inputs"]["maintenancePolicy"]
+                  "black-friday": {"start": "2026-11-27T00:00:00Z", "end": "2026-11-27T12:00:00Z"}}
+    # A daily window keeps GKE's 48 h in 32 days with a short NO_UPGRADES exclusion in it.
+    policy = evaluate("dev", {P + "maintenanceExclusions": json.dumps(exclusions),
+                              P + "maintenanceRecurrence": "FREQ=DAILY"}).one(CLUSTER)["inputs"]["maintenancePolicy"]
     assert [(e["exclusionName"], e["exclusionOptions"]["scope"]) for e in policy["maintenanceExclusions"]] == [
         ("black-friday", "NO_UPGRADES"), ("launch", "NO_MINOR_UPGRADES")]
 
@@ -222,7 +228,8 @@ def test_nodes_run_as_a_dedicated_least_privilege_account(plan):
 
 
 def test_names_carry_the_stack_and_a_random_suffix(plan):
-    assert plan.one("random:index/randomId:RandomId")["inputs"] == {"byteLength": 2}
+    suffix = plan.named("gke-suffix")["inputs"]
+    assert suffix["byteLength"] == 2
     assert plan.one(CLUSTER)["inputs"]["name"] == f"voice-agents-{plan.stack}-a1b2"
     assert plan.one(ACCOUNT)["inputs"]["accountId"] == f"gva-{plan.stack}-nodes-a1b2"
 
@@ -257,7 +264,8 @@ def test_registry_is_docker_immutable_cleaned_and_scanned(plan):
     assert repo["cleanupPolicyDryRun"] is False
     assert repo["cleanupPolicies"] == [
         {"id": "keep-recent", "action": "KEEP", "mostRecentVersions": {"keepCount": 20}},
-        {"id": "delete-untagged", "action": "DELETE", "condition": {"tagState": "UNTAGGED", "olderThan": f"{14 * 86400}s"}}]
+        {"id": "delete-untagged", "action": "DELETE", "condition": {"tagState": "UNTAGGED", "olderThan": f"{14 * 86400}s"}},
+        {"id": "delete-old", "action": "DELETE", "condition": {"tagState": "ANY", "olderThan": f"{90 * 86400}s"}}]
     assert repo["vulnerabilityScanningConfig"] == {"enablementConfig": "INHERITED"}
 
 
@@ -283,7 +291,7 @@ def test_vertex_access_is_bound_to_the_agents_kubernetes_identity(plan):
         "project": project(plan), "role": "roles/aiplatform.user",
         "member": (f"principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/"
                    f"{project(plan)}.svc.id.goog/subject/ns/voice-agents/sa/voice-agent")}]
-    assert plan.invokes == ["gcp:organizations/getProject:getProject"]
+    assert set(plan.invokes) == {"gcp:organizations/getProject:getProject"}
 
 
 def test_the_principal_follows_the_namespace_setting():

@@ -13,8 +13,9 @@ def test_provider_applies_server_side_with_a_stable_identity(plan):
     inputs = provider["inputs"]
     assert inputs["enableServerSideApply"] == "true"
     # The identity must not come from the kubeconfig: a rotated endpoint or auth plugin would
-    # otherwise replace the provider and, with it, every object it manages.
-    assert inputs["clusterIdentifier"] == "gke-k8s-cluster"
+    # otherwise replace the provider and, with it, every object it manages. It is the cluster's
+    # name, which changes exactly when the cluster is replaced (issue 15 item 5).
+    assert inputs["clusterIdentifier"] == plan.one("gcp:container/cluster:Cluster")["inputs"]["name"]
     assert inputs["kubeconfig"] == "[secret]", "the kubeconfig holds the cluster endpoint and CA; keep it secret"
 
 

@@ -128,7 +128,10 @@ def test_crossguard_and_the_offline_engine_agree_on_the_seed():
 def test_crossguard_resource_policy_reads_its_config():
     dev = _committed_plan("dev").resources
     assert crossguard_report(dev, {}) != []  # strict defaults: protection required, no bursting
-    names = {name for name, _, _ in crossguard_report(dev, {"gke-deletion-protection": {"protected": False}})}
+    unprotected = {"protected": False}
+    names = {name for name, _, _ in crossguard_report(dev, {"gke-deletion-protection": unprotected,
+                                                           "gke-secrets-encryption": unprotected,
+                                                           "gke-binary-authorization": unprotected})}
     assert names == {"agent-autopilot-resources"}
 
 

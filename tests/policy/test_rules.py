@@ -67,6 +67,19 @@ FAILING: dict[str, tuple[Mutation, str]] = {
         serviceAccount="123456789012-compute@developer.gserviceaccount.com"), "nodes run as 123456789012-compute@"),
     "gke-autopilot-no-node-config": (lambda rs: _first(rs, "gcp:container/cluster:Cluster").update(nodeConfig={"machineType": "e2-medium"}),
                                      "nodeConfig is set on an Autopilot cluster"),
+    "gke-kubelet-readonly-port-off": (lambda rs: _first(rs, "gcp:container/cluster:Cluster").pop("nodePoolAutoConfig"),
+                                      "the kubelet read-only port (10255, no authentication) is left to the GKE default"),
+    # The provider's empty list, which GKE reads as "disable all" (TGKE #1786).
+    "gke-system-metrics": (lambda rs: _first(rs, "gcp:container/cluster:Cluster")["monitoringConfig"].pop("enableComponents"),
+                           "the provider then sends an empty list"),
+    "gke-secrets-encryption": (lambda rs: _first(rs, "gcp:container/cluster:Cluster").pop("databaseEncryption"),
+                               "Kubernetes Secrets (the LiveKit credentials) are not encrypted with a key of this stack"),
+    "gke-binary-authorization": (lambda rs: _first(rs, "gcp:container/cluster:Cluster").pop("binaryAuthorization"),
+                                 "binaryAuthorization.evaluationMode is not set in a protected stack"),
+    "binauthz-only-stack-registry": (lambda rs: _first(rs, "gcp:binaryauthorization/policy:Policy")["admissionWhitelistPatterns"].append(
+        {"namePattern": "docker.io/**"}), "allowlist pattern docker.io/** admits images from outside the stack's registry"),
+    "binauthz-admits-the-workloads": (lambda rs: _first(rs, "gcp:binaryauthorization/policy:Policy").update(admissionWhitelistPatterns=[]),
+                                      "is not admitted by any allowlist pattern: its pods would be refused"),
     "subnet-private-google-access": (lambda rs: _first(rs, "gcp:compute/subnetwork:Subnetwork").update(privateIpGoogleAccess=False),
                                      "has no Private Google Access"),
     "nat-all-subnet-ranges": (lambda rs: _first(rs, "gcp:compute/routerNat:RouterNat").update(sourceSubnetworkIpRangesToNat="ALL_SUBNETWORKS_ALL_PRIMARY_IP_RANGES"),
@@ -122,6 +135,11 @@ FAILING: dict[str, tuple[Mutation, str]] = {
 }
 
 
+# Rules about what only prod turns on (its KMS key and Binary Authorization policy).
+PROD_ONLY = ("gke-secrets-encryption", "gke-binary-authorization", "binauthz-only-stack-registry",
+             "binauthz-admits-the-workloads")
+
+
 def _only(found: list[dict], rule_id: str) -> list[str]:
     return [v["message"] for v in found if v["rule"] == rule_id]
 
@@ -142,7 +160,7 @@ def test_rule_fails_for_its_stated_reason(rule_id):
     # Deletion protection and the conversation-text ban are mandatory in prod (dev's policy
     # config relaxes them); every other case starts from dev, whose
     # HPA/limit settings (bursting) make the capacity cases the less obvious ones.
-    stack = "prod" if rule_id in ("gke-deletion-protection", "agent-no-conversation-text") else "dev"
+    stack = "prod" if rule_id in ("gke-deletion-protection", "agent-no-conversation-text", *PROD_ONLY) else "dev"
     resources = _committed_plan(stack).resources
     assert _only(evaluate_plan(resources, stack), rule_id) == [], "passing case first: the real plan is clean"
     mutate(resources)
@@ -217,10 +235,12 @@ def test_deletion_protection_is_only_required_of_protected_stacks():
     assert evaluate_plan(resources, "dev") == []
     # A stack without a policy config file gets the strict defaults: protection required, and
     # no bursting assumed, so dev's 2000m CPU limit over a 1000m request is called out as well.
+    # Protected also means Secrets under the stack's KMS key and Binary Authorization enforced.
     found = evaluate_plan(resources, "staging")
     assert [(v["rule"], v["severity"]) for v in found] == [
-        ("gke-deletion-protection", MANDATORY), ("agent-autopilot-resources", "advisory")]
-    assert "limits 1400m/2048Mi differ from requests 1000m/2048Mi" in found[1]["message"]
+        ("gke-deletion-protection", MANDATORY), ("gke-secrets-encryption", MANDATORY),
+        ("gke-binary-authorization", MANDATORY), ("agent-autopilot-resources", "advisory")]
+    assert "limits 1400m/2048Mi differ from requests 1000m/2048Mi" in found[3]["message"]
 
 
 def test_exec_wrapper_is_accepted():

@@ -88,6 +88,11 @@ COMMON = {
     "agent-rollout-keeps-old-pods": "mandatory",
     # No PodDisruptionBudget.
     "agent-pdb": "advisory",
+    # `backend-agent:latest` is in none of prod's registries: Binary Authorization refuses it.
+    "binauthz-admits-the-workloads": "mandatory",
+    # The seed replaces every Deployment, prod's spare-capacity placeholders too, so prod's
+    # allowlist entry for their pause image now admits an image nothing runs.
+    "binauthz-only-stack-registry": "mandatory",
 }
 
 
