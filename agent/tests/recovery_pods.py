@@ -25,10 +25,12 @@ import psutil
 from helpers.livekit_server import LiveKitServer
 from helpers.participant import LOUD, Caller, join_as_caller, list_participant_kinds
 from helpers.postgres import PostgresServer
-from helpers.worker_process import contract_argv, worker_env
+from helpers.worker_process import contract_argv, http_get, worker_env
 from term.kubelet import ContainerSpec, Pod
 
 AGENT_KIND = 4
+# below the test workers' threshold (1.0, helpers/livekit_server.TEST_LOAD_THRESHOLD) with margin
+AVAILABLE_BELOW = 0.9
 REGISTER_TIMEOUT = 90.0
 # scaled for tests: a dead job is noticed within lease + poll (production defaults 3 s / 0.5 s)
 TEST_RECOVERY_ENV = {
@@ -52,8 +54,21 @@ def start_pod(env: Mapping[str, str], log_path: Path) -> Pod:
 
 
 def wait_registered(*pods: Pod) -> None:
+    """Registered, and reporting a load the server will dispatch to.
+
+    A worker's load here is the whole host's CPU (see worker_env); right after three pods boot on
+    a 2-core machine it sits at 1.0 and livekit-server v1.13.5 offers a new room to nobody
+    ("worker not available", pkg/service/agentservice.go) and never again. In a pod the load is
+    the pod's own CPU; here we wait for the boot burst to pass (framework's GET /worker)."""
     for pod in pods:
         pod.worker.wait_for_event("worker_registered", REGISTER_TIMEOUT)
+    deadline = time.monotonic() + REGISTER_TIMEOUT
+    for pod in pods:
+        while time.monotonic() < deadline:
+            status, body = http_get(f"{pod.worker.health_url}/worker")
+            if status == 200 and json.loads(body).get("worker_load", 1.0) < AVAILABLE_BELOW:
+                break
+            time.sleep(0.5)
 
 
 def pod_serving(pods: Mapping[str, Pod], room: str) -> str | None:

@@ -44,12 +44,15 @@ def pods(livekit_server, postgres, tmp_path_factory):
             pod.kill()
 
 
-def restart_dead(pods, livekit_server, postgres, tmp_path):
-    """Keep two pods alive between tests (the Deployment's ReplicaSet would)."""
+@pytest.fixture(autouse=True)
+def every_pod_running(pods, livekit_server, postgres, tmp_path):
+    """Each test starts with all three pods up: the ReplicaSet replaces a killed pod."""
+    restarted = []
     for name, pod in list(pods.items()):
         if not pod.running():
             pods[name] = rp.start_pod(rp.pod_env(livekit_server, postgres), tmp_path / f"{name}-again.log")
-            rp.wait_registered(pods[name])
+            restarted.append(pods[name])
+    rp.wait_registered(*restarted)
 
 
 def test_sigkill_of_a_whole_pod_mid_call_costs_seconds_not_the_call(livekit_server, postgres, pods, tmp_path):
@@ -66,10 +69,8 @@ def test_sigkill_of_a_whole_pod_mid_call_costs_seconds_not_the_call(livekit_serv
     assert trial.seconds is not None, "the caller never heard an agent again"
     assert trial.context_kept, "the replacement did not carry the earlier conversation"
     assert len(trial.agents_after) == 1 and trial.dispatches == 1
-    survivor = next(p for n, p in pods.items() if n != serving)
-    resumed = survivor.worker.events("session_resumed")
-    assert resumed and resumed[-1]["room"] == "pod-kill" and resumed[-1]["restored_items"] >= 1
-    restart_dead(pods, livekit_server, postgres, tmp_path)
+    resumed = rp.events({n: p for n, p in pods.items() if n != serving}, "session_resumed", room="pod-kill")
+    assert len(resumed) == 1 and resumed[0]["restored_items"] >= 1
 
 
 def test_sigkill_of_one_job_process_recovers_the_call(livekit_server, postgres, pods, tmp_path):
@@ -91,7 +92,6 @@ def test_sigkill_of_one_job_process_recovers_the_call(livekit_server, postgres, 
 
 def test_two_survivors_racing_dispatch_exactly_one_replacement(livekit_server, postgres, pods, tmp_path):
     """Three pods, one killed: both survivors' watchers see the expired lease; one agent joins."""
-    restart_dead(pods, livekit_server, postgres, tmp_path)
 
     async def scenario():
         caller, _, before = await rp.answered_call(livekit_server, postgres, pods, "race")
@@ -108,7 +108,6 @@ def test_two_survivors_racing_dispatch_exactly_one_replacement(livekit_server, p
     assert trial.seconds is not None and trial.context_kept
     assert trial.dispatches == 1, "exactly one watcher may re-dispatch"
     assert len(trial.agents_after) == 1
-    restart_dead(pods, livekit_server, postgres, tmp_path)
 
 
 def test_caller_who_leaves_while_the_agent_is_dead_gets_nothing_redispatched(livekit_server, postgres, pods, tmp_path):
@@ -118,8 +117,12 @@ def test_caller_who_leaves_while_the_agent_is_dead_gets_nothing_redispatched(liv
         import os, signal
 
         os.kill(victim.pid1, signal.SIGKILL)
-        await caller.leave()  # the caller hangs up before anyone could notice the agent died
+        # the pod is gone once its PID 1 is reaped (the kernel kills and reaps the whole
+        # namespace first); only then may the caller leave, or a still-running job would see
+        # the caller go and end the call normally
         await asyncio.to_thread(victim.worker.process.wait, 10)
+        assert await rp.db_row(postgres, "left") is not None
+        await caller.leave()  # the caller hangs up before anyone could notice the agent died
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not rp.events(pods, "recovery_abandoned", room="left"):
             await asyncio.sleep(0.2)
@@ -131,7 +134,6 @@ def test_caller_who_leaves_while_the_agent_is_dead_gets_nothing_redispatched(liv
     assert not rp.events(pods, "recovery_dispatched", room="left")
     assert [n for n, p in pods.items() if any(l.get("room") == "left" for l in p.worker.events("job_accepted"))] == [serving]
     assert row is None, "the abandoned call's checkpoint must be forgotten"
-    restart_dead(pods, livekit_server, postgres, tmp_path)
 
 
 def test_database_down_during_a_call_then_back_never_breaks_it(livekit_server, postgres, pods, tmp_path):

@@ -206,3 +206,32 @@ def test_the_writer_degrades_and_recovers_when_the_database_goes_away(pg, caplog
     assert first == 1 and total == 2
     assert turns == 5, "latest wins: the newest snapshot is written, the superseded ones never"
     assert events.count("checkpoint_unavailable") == 1 and events.count("checkpoint_recovered") == 1
+
+
+def test_a_taken_over_lease_is_renewed_before_the_first_snapshot(pg):
+    """A replacement job can need longer than one lease to start its session; if its lease
+    lapsed meanwhile, a watcher would dispatch a second replacement (seen in the bench)."""
+    settings = RecoverySettings(dsn=pg.dsn, lease_seconds=1.5, db_timeout_seconds=1)
+
+    async def scenario():
+        conn = await fresh(pg)
+        await put(conn, job="dead")
+        await expire(conn)
+        assert await store.claim(conn, room="r", token="t", claim_seconds=10)
+        writer = CheckpointWriter(settings, room="r", job_id="new", agent_identity="a", agent_name="")
+        assert await writer.take_over("t") is not None
+        writer.start()
+        await asyncio.sleep(3 * 1.5)  # three leases, no snapshot submitted
+        holder = await store.lease_holder(conn, room="r")
+        fresh_writer = CheckpointWriter(settings, room="other", job_id="j", agent_identity="b", agent_name="")
+        fresh_writer.start()
+        await asyncio.sleep(1.2)  # heartbeats before a new call's first snapshot
+        fenced = (writer.fenced, fresh_writer.fenced)
+        await writer.finish(ended_normally=False)
+        await fresh_writer.finish(ended_normally=False)
+        await conn.close()
+        return holder, fenced
+
+    holder, fenced = run(scenario())
+    assert holder is not None and holder[0] == "new" and holder[1] > 0, "the lease lapsed"
+    assert fenced == (False, False)

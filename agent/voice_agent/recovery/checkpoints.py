@@ -59,7 +59,8 @@ class CheckpointWriter:
         self._wake.set()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="voice_agent_checkpoints")
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="voice_agent_checkpoints")
 
     async def take_over(self, token: str | None) -> store.Stored | None:
         """Become the owner of the room's row, returning what the previous job stored (None when
@@ -127,7 +128,9 @@ class CheckpointWriter:
             ok = await asyncio.wait_for(
                 store.renew(conn, room=self._room, job_id=self._job_id,
                             lease_seconds=self._settings.lease_seconds), timeout)
-            if not ok and latest is not None:
+            if not ok and latest is None:
+                return  # a new call before its first snapshot: there is no row to renew yet
+            if not ok:
                 # the row was swept or abandoned while we were unreachable: write it again
                 ok = await asyncio.wait_for(self._write(conn, latest), timeout)
         if not ok:

@@ -72,6 +72,9 @@ class CallRecovery:
     async def take_over(self, metadata: str | None) -> None:
         token = claim_token_from(metadata)
         stored = await self._writer.take_over(token)
+        # renew a taken-over lease from now on: a cold job may need longer than one lease to
+        # start its session, and a lapse would let a watcher dispatch a second replacement
+        self._writer.start()
         if stored is None and token is None:
             stored = await self._adopt_after_lease()
         if stored is None:
@@ -80,6 +83,7 @@ class CallRecovery:
                 self.superseded = True
                 log_event("recovery_superseded", "a newer recovery owns this room; leaving",
                           level=logging.WARNING, room=self._room, job_id=self._job_id)
+                await self._writer.finish(ended_normally=False)
             return
         try:
             self.resumed = read_payload(stored.payload_version, stored.payload)
