@@ -43,6 +43,7 @@ class AgentMetrics:
     sessions_started: Counter
     registered: Gauge
     load_threshold: Gauge
+    drain_events: Counter
     version: str = "unversioned"
 
 
@@ -93,6 +94,12 @@ def create_metrics(registry: CollectorRegistry = REGISTRY, *, version: str = "un
             label,
             registry=registry,
         ).labels(version),
+        drain_events=Counter(
+            "voice_agent_drain_events",
+            "Drain milestones: started (SIGTERM), finished (no session left), timed_out.",
+            [VERSION_LABEL, "event"],
+            registry=registry,
+        ),
         version=version,
     )
 
@@ -101,11 +108,24 @@ _default_metrics: AgentMetrics | None = None
 _default_lock = threading.Lock()
 
 
+DRAIN_EVENTS = ("started", "finished", "timed_out")
+
+
+def _initialise_children(metrics: AgentMetrics) -> None:
+    """Export every labelled series at 0 from the start: increase() needs a sample before the
+    first event, or a first drain (a counter born at 1) reads as no drain at all."""
+    for event in DRAIN_EVENTS:
+        metrics.drain_events.labels(metrics.version, event)
+    for reason in (*END_REASONS, "other"):
+        metrics.sessions_ended.labels(metrics.version, reason)
+
+
 def default_metrics(version: str = "unversioned") -> AgentMetrics:
     global _default_metrics
     with _default_lock:
         if _default_metrics is None:
             _default_metrics = create_metrics(version=version)
+            _initialise_children(_default_metrics)
         return _default_metrics
 
 

@@ -36,6 +36,9 @@ DEFAULT_GCP_LOCATION = "us-central1"
 DEFAULT_GEMINI_MODEL = "gemini-live-2.5-flash-native-audio"
 # What a process started without a release (a laptop, a test) calls itself on metrics and logs.
 DEFAULT_VERSION = "unversioned"
+# After a finished drain the metrics stay up this long, so one more scrape sees the pod's last
+# counters (drain finished) before it exits; the pod spec sets it to the scrape interval + 5 s.
+MAX_METRICS_LINGER_SECONDS = 120
 
 # Call life (docs/agent.md, "Call life"). 45 min is prod's maxSessionMinutes (Pulumi.prod.yaml).
 DEFAULT_MAX_CALL_SECONDS = 2700
@@ -127,6 +130,8 @@ class AgentSettings:
     """AGENT_LOG_CONVERSATION_TEXT: true = conversation text in DEBUG lines (never INFO+)."""
     version: str = DEFAULT_VERSION
     """AGENT_VERSION: the release (image tag or digest), a label on metrics and lifecycle lines."""
+    metrics_linger_seconds: int = 0
+    """AGENT_METRICS_LINGER_SECONDS: /metrics stays up this long after a finished drain."""
     recovery: RecoverySettings = RecoverySettings()
     """AGENT_CHECKPOINT_* / AGENT_RECOVERY_*: crash recovery (recovery/config.py, docs/recovery.md)."""
     tool_servers: tuple[tuple[str, str], ...] = ()
@@ -216,6 +221,13 @@ def load_settings(env: Mapping[str, str]) -> AgentSettings:
             "",
             _AGENT_NAME,
             "empty (automatic dispatch) or up to 128 letters, digits, '.', '_' or '-'",
+        ),
+        "metrics_linger_seconds": reader.integer(
+            "AGENT_METRICS_LINGER_SECONDS",
+            0,
+            0,
+            MAX_METRICS_LINGER_SECONDS,
+            "seconds /metrics stays up after a finished drain: one scrape interval plus a margin",
         ),
         "version": reader.pattern(
             "AGENT_VERSION",

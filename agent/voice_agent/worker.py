@@ -68,6 +68,7 @@ class VoiceAgentServer(AgentServer):
         self._reconcile_task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
         self._framework_started = False
+        self._drain_ended = False
         self.on("worker_started", self._on_worker_started)
         self.on("worker_registered", self._on_worker_registered)
 
@@ -121,7 +122,6 @@ class VoiceAgentServer(AgentServer):
             if self._reconcile_task is not None:
                 self._reconcile_task.cancel()
             self._recovery.stop()
-            await self._probes.aclose()
 
     async def _require_model_access(self) -> None:
         """Never register (so never be ready, never take a call) without a way to the model."""
@@ -141,6 +141,9 @@ class VoiceAgentServer(AgentServer):
         if not result.ok:
             raise RuntimeError(f"model unreachable: {result.detail}")
 
+    def _count_drain(self, event: str) -> None:
+        self._metrics.drain_events.labels(self._metrics.version, event).inc()
+
     def _on_readiness_change(self, registered: bool) -> None:
         self._metrics.registered.set(1 if registered else 0)
 
@@ -156,6 +159,7 @@ class VoiceAgentServer(AgentServer):
         # out of readiness before anything else: the pod stops counting as available at once
         self._readiness.draining()
         self._metrics.draining.set(1)
+        self._count_drain("started")
         started = time.monotonic()
         log_event(
             "drain_started",
@@ -171,6 +175,8 @@ class VoiceAgentServer(AgentServer):
             await super().drain(timeout)
         except TimeoutError:
             # not swallowed: the framework logs it and shuts the job processes down
+            self._count_drain("timed_out")
+            self._drain_ended = True
             log_event(
                 "drain_timed_out",
                 "drain timed out with sessions still running",
@@ -180,6 +186,8 @@ class VoiceAgentServer(AgentServer):
                 waited_seconds=round(time.monotonic() - started, 3),
             )
             raise
+        self._count_drain("finished")
+        self._drain_ended = True
         log_event(
             "drain_finished",
             "drain finished: no session left",
@@ -190,6 +198,14 @@ class VoiceAgentServer(AgentServer):
     async def aclose(self) -> None:
         await super().aclose()
         log_event("worker_closed", "voice agent worker closed", worker_id=self.id)
+        if self._drain_ended and self._settings.metrics_linger_seconds:
+            # The CLI awaits aclose() before it exits: one more scrape sees the last counters
+            # (drain finished or timed out). After a finished drain the grace period's shutdown
+            # budget (k8s/capacity.py, job shutdown the drain did not need) covers it; after a
+            # timed-out one a SIGKILL may end the linger early, which costs nothing: no call
+            # is left and no state is in memory.
+            await asyncio.sleep(self._settings.metrics_linger_seconds)
+        await self._probes.aclose()
 
     def _on_worker_started(self) -> None:
         self._reconcile_task = asyncio.get_running_loop().create_task(
