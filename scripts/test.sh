@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-infra.sh
 bash scripts/setup-agent.sh
 bash scripts/setup-livekit.sh
+bash scripts/setup-prometheus.sh
 bash scripts/setup-postgres.sh
 bash scripts/setup-tools.sh
 export PATH="$PWD/.tools/bin:$PATH"

@@ -11,6 +11,7 @@ Everything else about the pod (image, cgroups, network) is out of scope and stay
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -34,6 +35,8 @@ class ContainerSpec:
     grace_seconds: float
     pre_stop: Mapping[str, Any] | None
     drain_timeout_seconds: float
+    # resources.limits.cpu in millicores: the pod cgroup's quota (cgroup.py)
+    cpu_limit_millis: int | None = None
 
     def with_timing(self, *, drain_timeout: float | None = None, time_scale: float = 1.0) -> "ContainerSpec":
         """Time-scaled copy for a test that cannot wait an hour.
@@ -52,7 +55,7 @@ class ContainerSpec:
         env = dict(self.env)
         if "AGENT_DRAIN_TIMEOUT_SECONDS" in env or drain_timeout is not None:
             env["AGENT_DRAIN_TIMEOUT_SECONDS"] = str(int(drain))
-        return ContainerSpec(self.argv, env, grace, pre_stop, drain)
+        return dataclasses.replace(self, env=env, grace_seconds=grace, pre_stop=pre_stop, drain_timeout_seconds=drain)
 
 
 def pre_stop_seconds(pre_stop: Mapping[str, Any] | None) -> float:
@@ -93,7 +96,15 @@ def container_spec(deployment: dict, overrides: Mapping[str, str]) -> ContainerS
         grace_seconds=float(pod.get("terminationGracePeriodSeconds", 30)),
         pre_stop=(container.get("lifecycle") or {}).get("preStop"),
         drain_timeout_seconds=float(plain.get("AGENT_DRAIN_TIMEOUT_SECONDS", 3600)),
+        cpu_limit_millis=_cpu_limit(container),
     )
+
+
+def _cpu_limit(container: dict) -> int | None:
+    from term.cgroup import cpu_millis
+
+    limit = ((container.get("resources") or {}).get("limits") or {}).get("cpu")
+    return cpu_millis(str(limit)) if limit else None
 
 
 @dataclass
@@ -126,8 +137,14 @@ class Pod:
     def __init__(self, spec: ContainerSpec, *, env: Mapping[str, str], log_path: Path):
         from helpers.worker_process import AGENT_DIR, start_worker
 
+        from term import cgroup
+
         self.spec = spec
-        argv = ["unshare", "--pid", "--fork", "--kill-child", "--", *spec.argv]
+        # The container's CPU limit as a cgroup of its own, so the worker's load is its own CPU
+        # against that limit, as in the pod, and not the whole test machine's (cgroup.py).
+        self.cgroup = cgroup.PodCgroup(spec.cpu_limit_millis) if spec.cpu_limit_millis and cgroup.supported() else None
+        command = self.cgroup.argv(spec.argv) if self.cgroup else list(spec.argv)
+        argv = ["unshare", "--pid", "--fork", "--kill-child", "--", *command]
         self.worker = start_worker(argv, {**env, **spec.env}, cwd=AGENT_DIR, log_path=log_path)
         self.pid1 = namespace_init(self.worker.process.pid)
         self.termination: Termination | None = None
@@ -155,6 +172,8 @@ class Pod:
             self.worker.process.wait(timeout=10)
         t.exited_at = time.monotonic()
         t.returncode = self.worker.process.returncode
+        if self.cgroup:
+            self.cgroup.remove()
         t.done.set()
 
     def kill(self) -> None:
@@ -162,3 +181,5 @@ class Pod:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid1, signal.SIGKILL)
             self.worker.process.wait(timeout=10)
+        if self.cgroup:
+            self.cgroup.remove()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.livekit_server import LiveKitServer, free_port
+from helpers.livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port
 from helpers.participant import Caller, join_as_caller
 from helpers.worker_process import FAKE_GEMINI_DIR
 
@@ -58,11 +58,12 @@ def endpoint_overrides(server: LiveKitServer) -> dict[str, str]:
         "AGENT_HEALTH_PORT": str(free_port()),
         "AGENT_METRICS_PORT": str(free_port()),
         "AGENT_HTTP_HOST": "127.0.0.1",
-        # A pod measures load against its own CPU limit (cgroup cpu.max); here there is none, so
-        # the worker would measure the whole shared host, and other tests' processes could make
-        # it report "full" at random. The capacity rule itself is tested in tests/k8s and
-        # tests/policy; this harness studies termination.
-        "AGENT_LOAD_THRESHOLD": "1.0",
+        # Each pod runs in a cgroup of its own with the Deployment's CPU limit (term/cgroup.py),
+        # so its load is its own CPU as in the cluster. The threshold is the test LiveKit
+        # server's agents.target_load (helpers/livekit_server.TEST_LOAD_THRESHOLD): the two
+        # must agree, and this harness studies termination, not admission at 0.7 (tested in
+        # tests/k8s and tests/policy).
+        "AGENT_LOAD_THRESHOLD": str(TEST_LOAD_THRESHOLD),
     }
 
 
@@ -255,7 +256,7 @@ def wrapped(spec: ContainerSpec, grace_s: float) -> ContainerSpec:
     """The same container behind `sh -c` without exec (the script does cleanup afterwards, so
     no shell can exec the worker implicitly)."""
     script = " ".join(spec.argv) + '; status=$?; echo "worker exited with $status"; exit $status'
-    return ContainerSpec(("/bin/sh", "-c", script), spec.env, grace_s, spec.pre_stop, spec.drain_timeout_seconds)
+    return dataclasses.replace(spec, argv=("/bin/sh", "-c", script), grace_seconds=grace_s)
 
 
 async def wrapper_trap(server: LiveKitServer, workdir: Path, spec: ContainerSpec) -> Outcome:
