@@ -1,0 +1,24 @@
+"""The Google APIs a stack's project must have enabled before its first `pulumi up`, and why.
+
+One home: the README's `gcloud services enable` command (tests/test_readme.py) and the CI
+bootstrap's list (bootstrap/apis.py) are checked against this. Nothing here calls an API; the
+deployer cannot enable APIs itself (that needs serviceusage.serviceUsageAdmin).
+"""
+
+from __future__ import annotations
+
+STACK_APIS: dict[str, str] = {
+    "container.googleapis.com": "the Autopilot cluster",
+    "compute.googleapis.com": "VPC, subnet, Cloud Router and Cloud NAT",
+    "artifactregistry.googleapis.com": "the agent's image repository",
+    # AgentRegistry's scanning is INHERITED: without this API nothing is ever scanned.
+    "containerscanning.googleapis.com": "vulnerability scanning of pushed images",
+    "aiplatform.googleapis.com": "Gemini Live on Vertex AI",
+    "iam.googleapis.com": "the node service account and the IAM grants",
+    "iamcredentials.googleapis.com": "Workload Identity token exchange",
+    "cloudresourcemanager.googleapis.com": "project IAM and the project number lookup",
+    "secretmanager.googleapis.com": "the cluster's Secret Manager add-on",
+    "pubsub.googleapis.com": "the GKE upgrade-notification topic (upgradeNotifications)",
+    "cloudkms.googleapis.com": "the key that encrypts Kubernetes Secrets (secretsEncryption)",
+    "binaryauthorization.googleapis.com": "the image admission policy (binaryAuthorization)",
+}
