@@ -1,4 +1,5 @@
-"""AGENT_NAME set: the worker joins only rooms it is explicitly dispatched to.
+"""AGENT_NAME set: the worker joins only rooms it is explicitly dispatched to, through the
+CreateDispatch API or a caller token carrying a RoomAgentDispatch (the test-call command).
 
 Real livekit-server, worker (contract command) and caller; Gemini replaced at its seam by
 the test-only fake (fake_gemini/sitecustomize.py on PYTHONPATH), as it cannot be reached here.
@@ -7,11 +8,16 @@ the test-only fake (fake_gemini/sitecustomize.py on PYTHONPATH), as it cannot be
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 from helpers import participant
 from helpers.livekit_server import LiveKitServer
 from helpers.worker_process import (
+    AGENT_DIR,
     contract_argv,
     registered_worker,
     worker_env,
@@ -53,3 +59,58 @@ def test_named_agent_is_dispatched_explicitly_only(
         assert worker.events("worker_registered")[0]["agent_name"] == AGENT_NAME
         asyncio.run(_scenario(livekit_server, worker))
         worker.wait_for_event("session_ended", TIMEOUT)
+
+
+def test_call_command_dispatches_by_token_and_reports_the_call(
+    livekit_server: LiveKitServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The post-deploy smoke test (python -m voice_agent.test_call) against the real server: a
+    token with a RoomAgentDispatch brings the named agent, which answers with audio, and the
+    session ends once the caller hangs up."""
+    logs = tmp_path_factory.mktemp("test-call-worker")
+    env = worker_env(
+        livekit_server, extra={"AGENT_NAME": AGENT_NAME, "HOME": str(logs), "TMPDIR": str(logs)}
+    )
+    with registered_worker(contract_argv(), env, log_path=logs / "worker.log") as worker:
+        done = subprocess.run(
+            [sys.executable, "-m", "voice_agent.test_call", "--url", livekit_server.ws_url,
+             "--agent-name", AGENT_NAME, "--room", "smoke-room", "--listen", "1"],
+            capture_output=True, text=True, timeout=120, cwd=AGENT_DIR,
+            env={**os.environ, "LIVEKIT_API_KEY": livekit_server.api_key,
+                 "LIVEKIT_API_SECRET": livekit_server.api_secret},
+        )
+        print(done.stdout)
+        assert done.returncode == 0, done.stdout + done.stderr
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["ok"] is True and report["room"] == "smoke-room"
+        assert 0 < report["agent_joined_s"] <= report["first_audio_s"]
+        assert report["audio_received_s"] > 0 and report["session_end_s"] is not None
+        assert worker.events("job_accepted")[0]["room"] == "smoke-room"
+        worker.wait_for_event("session_ended", TIMEOUT, room="smoke-room")
+
+
+def test_call_command_without_an_agent_of_that_name_fails_cleanly(livekit_server: LiveKitServer) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "voice_agent.test_call", "--url", livekit_server.ws_url,
+         "--agent-name", "nobody-runs-this", "--timeout", "3"],
+        capture_output=True, text=True, timeout=60, cwd=AGENT_DIR,
+        env={**os.environ, "LIVEKIT_API_KEY": livekit_server.api_key,
+             "LIVEKIT_API_SECRET": livekit_server.api_secret},
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["ok"] is False and report["error"] == "no agent joined within 3 s"
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--url", "http://x", "--agent-name", "a"], {"LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"},
+     "--url='http://x' is not a LiveKit URL"),
+    (["--url", "ws://x", "--agent-name", "a"], {}, "LIVEKIT_API_KEY is not set"),
+    (["--url", "ws://x", "--agent-name", "a", "--timeout", "0"], {"LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"},
+     "allowed (0, 600]"),
+])
+def test_call_command_refuses_bad_input_in_one_line(args, env, message) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+    done = subprocess.run([sys.executable, "-m", "voice_agent.test_call", *args], capture_output=True,
+                          text=True, timeout=60, cwd=AGENT_DIR, env={**base, **env})
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
