@@ -1,0 +1,93 @@
+"""infra/runbook.py and infra/rollout_check.py without a Prometheus: standard library only (the
+agent venv imports them), label values escaped, and bad input refused in one line each. The
+expressions themselves run against a real Prometheus in agent/tests/test_runbook.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra import rollout_check, runbook
+from tests.k8s.rendered import container_of, plan_with
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_runbook_and_check_import_only_the_standard_library():
+    # -S: no site-packages at all, so any third-party import fails
+    code = "import infra.runbook, infra.rollout_check; print('ok')"
+    done = subprocess.run([sys.executable, "-S", "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_label_values_are_escaped():
+    assert runbook.active_sessions_of('v"1\\') == 'sum(voice_agent_active_sessions{version="v\\"1\\\\"}) or vector(0)'
+
+
+def test_every_check_expression_reads_nothing_as_zero():
+    for expr in (runbook.new_sessions_on("a", "5m"), runbook.accepting_instances_of("a"),
+                 runbook.sessions_started_while_draining("a", "5m"), runbook.active_sessions_of("a"),
+                 runbook.drain_timeouts_of("a", "5m")):
+        assert expr.endswith(" or vector(0)"), expr
+
+
+def test_the_version_label_is_the_one_the_pods_carry():
+    """The runbook groups by `version`, the agent's metric label; the pod's label and the agent's
+    AGENT_VERSION carry the same value (tests/k8s/test_workload.py)."""
+    container = container_of(plan_with("dev"))
+    assert any(e["name"] == "AGENT_VERSION" for e in container["env"])
+    assert "by (version)" in runbook.active_sessions_by_version()
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "infra.rollout_check", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--old-version", "v1", "--new-version", "v1"], "both 'v1': nothing to compare"),
+    (["--old-version", "v1", "--new-version", "v 2"], "--new-version='v 2' is not a release"),
+    (["--old-version", "v1", "--new-version", "v2", "--window", "10"], "--window='10' is not a duration"),
+    (["--old-version", "v1", "--new-version", "v2", "--window", "0m"], "--window='0m' is not a duration"),
+    (["--old-version", "v1", "--new-version", "v2", "--token-env", "ROLLOUT_CHECK_UNSET_TOKEN"],
+     "--token-env=ROLLOUT_CHECK_UNSET_TOKEN: that environment variable is empty"),
+])
+def test_bad_arguments_are_one_line_each(args, message):
+    done = _run("--prometheus", "http://127.0.0.1:9", *args)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unreachable_prometheus_is_one_line():
+    done = _run("--prometheus", "http://127.0.0.1:9", "--old-version", "v1", "--new-version", "v2")
+    assert done.returncode == 2 and "cannot query Prometheus" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_verdicts_follow_the_numbers(monkeypatch):
+    """Each check at its boundary: 0 new sessions fails, 1 passes; 1 accepting instance fails."""
+    answers = {}
+
+    def fake(base_url, expr, token=None, timeout=10.0):
+        return answers[expr]
+
+    monkeypatch.setattr(rollout_check, "query_scalar", fake)
+    names = ("new", "accepting", "draining_new", "active", "timeouts")
+    exprs = (runbook.new_sessions_on("v2", "5m"), runbook.accepting_instances_of("v1"),
+             runbook.sessions_started_while_draining("v1", "5m"), runbook.active_sessions_of("v1"),
+             runbook.drain_timeouts_of("v1", "5m"))
+
+    def verdicts(**values):
+        answers.update({e: values.get(n, 0.0) for n, e in zip(names, exprs)})
+        return [c.passed for c in rollout_check.run_checks("http://x", "v1", "v2", "5m")]
+
+    assert verdicts(new=1) == [True, True, True]
+    assert verdicts(new=0) == [False, True, True]
+    assert verdicts(new=1, accepting=1) == [True, False, True]
+    assert verdicts(new=1, draining_new=1) == [True, False, True]
+    assert verdicts(new=1, active=1) == [True, True, False]
+    assert verdicts(new=1, timeouts=1) == [True, True, False]
