@@ -10,7 +10,9 @@ from infra.identity import AgentIdentity, AgentIdentityArgs
 from infra.network import VpcNetwork, VpcNetworkArgs
 from infra.notifications import UpgradeNotifications, UpgradeNotificationsArgs
 from infra.registry import AgentRegistry, AgentRegistryArgs
+from infra.tool_identity import ToolIdentity, ToolIdentityArgs
 from k8s.provider import cluster_provider
+from k8s.tool_server import ToolServer, ToolServerArgs, app_name, cluster_issuer
 from k8s.runtime import AGENT_SERVICE_ACCOUNT
 from k8s.spare_capacity import PAUSE_IMAGE, SpareCapacity, SpareCapacityArgs
 from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
@@ -57,6 +59,22 @@ workload = AgentWorkload(
 if cfg.workload.spare_capacity_pods:
     SpareCapacity("spare", SpareCapacityArgs(settings=cfg.workload),
                   opts=pulumi.ResourceOptions(provider=provider, depends_on=[workload]))
+
+if cfg.tool_server.places_enabled:
+    # Its own Workload Identity principal, its own role; the agent's identity gains nothing.
+    places_identity = ToolIdentity("places-identity", ToolIdentityArgs(
+        project=cfg.project, namespace=cfg.workload.namespace, service_account=app_name("places")))
+    places = ToolServer(
+        "places",
+        ToolServerArgs(
+            name="places", namespace=cfg.workload.namespace, project=cfg.project,
+            image=pulumi.Output.concat(registry.url, "/", app_name("places"), ":", cfg.workload.image_tag),
+            issuer=pulumi.Output.all(cluster.name, cluster.location).apply(
+                lambda nl: cluster_issuer(cfg.project, nl[1], nl[0])),
+            replicas=cfg.tool_server.places_replicas),
+        opts=pulumi.ResourceOptions(provider=provider, depends_on=[workload, places_identity]))
+    pulumi.export("placesToolUrl", places.url)
+    pulumi.export("placesToolPrincipal", places_identity.principal)
 
 pulumi.export("clusterName", cluster.name)
 pulumi.export("clusterLocation", cluster.location)

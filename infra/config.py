@@ -26,6 +26,7 @@ from infra.settings import (
     RELEASE_CHANNELS, ClusterSettings, ConfigError, HpaSettings, MaintenanceExclusion, NetworkSettings, Problem,
     RegistrySettings, StackConfig, WorkloadSettings, setting_key, CallSettings,
 )
+from infra.settings import ToolServerSettings
 from infra.maintenance import RECURRENCE, RECURRENCE_HELP, hours, least_availability
 from infra.stackfiles import gcp_provider_keys, project_declarations
 from k8s.capacity import (
@@ -385,6 +386,14 @@ def _check_fallback(r: _Reader, call: CallSettings) -> None:
         r.fail(_key("geminiFallbackModel"), model, "must be empty or a Gemini model id such as gemini-live-2.5-flash-native-audio")
 
 
+def _tool_server(r: _Reader) -> ToolServerSettings:
+    return ToolServerSettings(
+        places_enabled=r.boolean(_key("placesToolEnabled")),
+        # two keep place search up through a node drain (its PDB keeps one); ten is far past need
+        places_replicas=r.integer(_key("placesToolReplicas"), 1, 10, " pods"),
+    )
+
+
 def _image_digest(r: _Reader) -> str:
     value = r.text(_key("agentImageDigest"))
     if value and not _IMAGE_DIGEST.match(value):
@@ -482,6 +491,7 @@ def parse_stack_config(
     region = r.text("gcp:region", choices=sorted(KNOWN_REGIONS), what="GKE Autopilot region, infra/data/regions.json")
     network, cluster, registry = _network(r), _cluster(r), _registry(r)
     workload = _workload(r, size_names)
+    tool_server = _tool_server(r)
     if not r.problems:
         # Cross-setting rules (drain vs calls, HPA vs load threshold, Autopilot sizing) need
         # every single value valid first, or they would report noise.
@@ -490,7 +500,7 @@ def parse_stack_config(
         raise ConfigError(r.problems)
     return StackConfig(
         stack=stack, project=project, region=region, network=network, cluster=cluster,
-        registry=registry, workload=workload,
+        registry=registry, workload=workload, tool_server=tool_server,
         livekit_api_key=pulumi.Output.secret(raw[_key("livekitApiKey")]),
         livekit_api_secret=pulumi.Output.secret(raw[_key("livekitApiSecret")]),
     )

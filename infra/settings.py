@@ -177,6 +177,14 @@ class WorkloadSettings:
 
 
 @dataclass(frozen=True)
+class ToolServerSettings:
+    """The Places MCP tool server (tools/places, k8s/tool_server.py): on or off, and how many."""
+
+    places_enabled: bool
+    places_replicas: int
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     project: str
@@ -188,3 +196,4 @@ class StackConfig:
     # Secrets stay Outputs so they are never printed or written in plain text.
     livekit_api_key: pulumi.Output[str] = field(repr=False, compare=False)
     livekit_api_secret: pulumi.Output[str] = field(repr=False, compare=False)
+    tool_server: ToolServerSettings = ToolServerSettings(places_enabled=False, places_replicas=2)

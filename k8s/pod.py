@@ -6,6 +6,8 @@ or k8s/capacity.py (grace period, extended duration); nothing is typed in twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 
 from infra.settings import WorkloadSettings
@@ -65,6 +67,33 @@ DIGEST_VERSION_HEX = 12
 # MiB in practice (docs/agent.md). The container's logs count against the same request.
 TMP_SIZE_LIMIT = "512Mi"
 EPHEMERAL_STORAGE = "1Gi"
+
+
+# Remote tools (k8s/tool_server.py, agent/voice_agent/tools_mcp.py): one projected token per tool
+# server, audience "<name>-mcp", under this directory; the kubelet renews each at 80 % of its
+# lifetime (Kubernetes "projected volumes"). An hour is the kubelet's usual service-account
+# token lifetime; the API server refuses less than 600 s.
+TOOL_TOKEN_DIR = "/var/run/secrets/tokens"
+TOOL_TOKEN_SECONDS = 3600
+TOOL_TOKENS_VOLUME = "tool-tokens"
+
+
+def tool_token_volume(tools: Sequence[str]) -> dict:
+    """The agent's identity for each tool server, and nothing else: no key, no secret."""
+    from k8s.tool_server import audience
+
+    return {"name": TOOL_TOKENS_VOLUME, "projected": {"defaultMode": 0o440, "sources": [
+        {"serviceAccountToken": {"audience": audience(name), "expirationSeconds": TOOL_TOKEN_SECONDS,
+                                 "path": f"{name}/token"}} for name in tools]}}
+
+
+def tool_env(tools: Sequence[str], namespace: str) -> dict[str, str]:
+    from k8s.tool_server import service_url
+
+    if not tools:
+        return {}
+    return {"AGENT_TOOL_SERVERS": ",".join(f"{name}={service_url(name, namespace)}" for name in tools),
+            "AGENT_TOOL_TOKEN_DIR": TOOL_TOKEN_DIR}
 
 
 def labels() -> dict[str, str]:
@@ -167,7 +196,7 @@ def container_security_context() -> dict:
     }
 
 
-def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str) -> dict:
+def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = ()) -> dict:
     spec = {
         "name": runtime.CONTAINER_NAME,
         "image": image,
@@ -175,7 +204,7 @@ def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: s
         # Exec form, so Python is PID 1 and SIGTERM starts the drain (DESIGN 3.3).
         "command": list(runtime.COMMAND),
         "args": list(runtime.ARGS),
-        "env": container_env(w, gcp_project),
+        "env": container_env(w, gcp_project) + [{"name": k, "value": v} for k, v in tool_env(tools, w.namespace).items()],
         "ports": [
             {"name": "health", "containerPort": runtime.HEALTH_PORT, "protocol": "TCP"},
             {"name": runtime.METRICS_PORT_NAME, "containerPort": runtime.METRICS_PORT, "protocol": "TCP"},
@@ -190,7 +219,8 @@ def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: s
         # one failed answer takes the pod out: "not registered" and "draining" are facts, not noise
         "readinessProbe": _probe(READY_PATH, READINESS_PERIOD_S, READINESS_PERIOD_S),
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         *([{"name": TOOL_TOKENS_VOLUME, "mountPath": TOOL_TOKEN_DIR, "readOnly": True}] if tools else [])],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     # No preStop hook: the worker drains on SIGTERM, and a sleep before it would only keep the
@@ -224,7 +254,7 @@ def _spread(topology_key: str) -> dict:
     }
 
 
-def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str) -> dict:
+def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = ()) -> dict:
     return {
         "serviceAccountName": runtime.AGENT_SERVICE_ACCOUNT,
         # The agent never calls the Kubernetes API; GKE's metadata server issues the Workload
@@ -239,14 +269,15 @@ def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str) ->
             "fsGroup": runtime.RUN_AS_GID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container_spec(w, image, gcp_project)],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}],
+        "containers": [container_spec(w, image, gcp_project, tools)],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
+                    *([tool_token_volume(tools)] if tools else [])],
         # Zones first (a zone outage), then nodes (a node upgrade drains one node at a time).
         "topologySpreadConstraints": [_spread("topology.kubernetes.io/zone"), _spread("kubernetes.io/hostname")],
     }
 
 
-def deployment_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str) -> dict:
+def deployment_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = ()) -> dict:
     # No `replicas`: the HPA owns the count (and the component ignores changes to it).
     return {
         "selector": {"matchLabels": labels()},
@@ -262,6 +293,6 @@ def deployment_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: 
         "template": {
             "metadata": {"labels": {**pod_labels(), VERSION_LABEL: release_version(w)},
                          "annotations": pod_annotations(w)},
-            "spec": pod_spec(w, image, gcp_project),
+            "spec": pod_spec(w, image, gcp_project, tools),
         },
     }

@@ -1,0 +1,92 @@
+"""The Places tool server in both stacks: its own objects and identity, valid manifests, a
+NetworkPolicy that admits only agent pods, and nothing new for the agent's identity."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from infra.settings import ConfigError
+from infra.tool_identity import QUOTA_ROLE
+from k8s.manifests import manifest_from_inputs
+from k8s.pod import tool_env, tool_token_volume
+from k8s.tool_server import TOOL_SERVER_ROLE
+from tests.k8s.rendered import plan_with
+
+KUBERNETES_VERSIONS = ("1.33", "1.37")
+KINDS = {"places-ksa": "ServiceAccount", "places-deployment": "Deployment", "places-service": "Service",
+         "places-pdb": "PodDisruptionBudget", "places-network": "NetworkPolicy"}
+
+
+def _objects(plan) -> dict[str, dict]:
+    return {r["name"]: r for r in plan.resources if r["name"] in KINDS}
+
+
+def test_both_stacks_run_the_tool_server_as_its_own_component(plan):
+    objects = _objects(plan)
+    assert {name: r["type"].rsplit(":", 1)[-1] for name, r in objects.items()} == KINDS
+    pod = objects["places-deployment"]["inputs"]["spec"]["template"]
+    assert pod["metadata"]["labels"]["gke-voice-agents/role"] == TOOL_SERVER_ROLE
+    spec = pod["spec"]
+    assert spec["serviceAccountName"] == "places-mcp" and spec["automountServiceAccountToken"] is False
+    [container] = spec["containers"]
+    assert container["command"] == ["python", "-m", "places_mcp"]
+    ctx = container["securityContext"]
+    assert ctx["readOnlyRootFilesystem"] and ctx["runAsNonRoot"] and ctx["capabilities"] == {"drop": ["ALL"]}
+    assert {p["httpGet"]["path"] for p in (container["readinessProbe"], container["livenessProbe"])} == {"/readyz", "/healthz"}
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["PLACES_MCP_AUDIENCE"] == "places-mcp"
+    assert env["PLACES_MCP_ALLOWED_SUBJECTS"] == "system:serviceaccount:voice-agents:voice-agent"
+    assert env["PLACES_MCP_ISSUER"].startswith("https://container.googleapis.com/v1/projects/")
+    assert not [e for e in container["env"] if "valueFrom" in e], "the tool server reads no Secret"
+
+
+def test_network_policy_admits_only_agent_pods_and_egress_only_to_what_it_calls(plan):
+    spec = _objects(plan)["places-network"]["inputs"]["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == [{"from": [{"podSelector": {"matchLabels": {"gke-voice-agents/role": "agent"}}}],
+                                "ports": [{"protocol": "TCP", "port": 8080}]}]
+    ports = sorted((p["protocol"], p["port"]) for rule in spec["egress"] for p in rule["ports"])
+    assert ports == [("TCP", 53), ("TCP", 80), ("TCP", 443), ("TCP", 988), ("UDP", 53)]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_manifests_are_valid_in_strict_mode(plan, version):
+    for name, resource in _objects(plan).items():
+        kubernetes_validate.validate(manifest_from_inputs(resource["type"], resource["inputs"]), version, strict=True)
+
+
+def test_only_the_tool_servers_principal_gets_the_quota_role(plan):
+    grants = [r["inputs"] for r in plan.resources if r["type"] == "gcp:projects/iAMMember:IAMMember"]
+    quota = [g for g in grants if g["role"] == QUOTA_ROLE]
+    assert len(quota) == 1 and quota[0]["member"].endswith("/subject/ns/voice-agents/sa/places-mcp")
+    agent = [g for g in grants if g["member"].endswith("/sa/voice-agent")]
+    assert [g["role"] for g in agent] == ["roles/aiplatform.user"], "the agent's identity gains no tool role"
+
+
+def test_turned_off_it_is_gone():
+    plan = plan_with("dev", placesToolEnabled="false")
+    assert not _objects(plan)
+    assert not [r for r in plan.resources if r["type"] == "gcp:projects/iAMMember:IAMMember"
+                and r["inputs"]["role"] == QUOTA_ROLE]
+
+
+@pytest.mark.parametrize(("replicas", "ok"), [("0", False), ("1", True), ("10", True), ("11", False)])
+def test_replica_bounds(replicas, ok):
+    if ok:
+        plan = plan_with("dev", placesToolReplicas=replicas)
+        assert _objects(plan)["places-deployment"]["inputs"]["spec"]["replicas"] == int(replicas)
+    else:
+        with pytest.raises(ConfigError, match=rf"placesToolReplicas = {replicas}: must be from 1 to 10 pods"):
+            plan_with("dev", placesToolReplicas=replicas)
+
+
+def test_agent_side_token_is_projected_per_server_and_no_secret():
+    volume = tool_token_volume(("places",))
+    [source] = volume["projected"]["sources"]
+    assert source == {"serviceAccountToken": {"audience": "places-mcp", "expirationSeconds": 3600,
+                                              "path": "places/token"}}
+    assert tool_env(("places",), "voice-agents") == {
+        "AGENT_TOOL_SERVERS": "places=http://places-mcp.voice-agents.svc:8080/mcp",
+        "AGENT_TOOL_TOKEN_DIR": "/var/run/secrets/tokens"}
+    assert tool_env((), "voice-agents") == {}
