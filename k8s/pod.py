@@ -58,6 +58,12 @@ MIN_READY_SECONDS = 10
 MODEL_CHECK_BUDGET_S = 20
 PROGRESS_DEADLINE_SECONDS = 300
 assert PROGRESS_DEADLINE_SECONDS >= NODE_BOOT_S + STARTUP_BUDGET_S + MODEL_CHECK_BUDGET_S + WORKER_START_S + MIN_READY_SECONDS
+# Managed Prometheus scrapes the metrics port this often (the PodMonitoring in k8s/workload.py).
+METRICS_SCRAPE_INTERVAL_S = 30
+# After its drain the agent keeps /metrics up one scrape longer, so the last counters (drain
+# finished or timed out) reach Monitoring before the pod is gone (agent/voice_agent/worker.py).
+# It fits the grace period's shutdown budget after a finished drain.
+METRICS_LINGER_S = METRICS_SCRAPE_INTERVAL_S + 5
 # The release on every pod (and, as AGENT_VERSION, on the agent's metrics and log lines).
 VERSION_LABEL = "app.kubernetes.io/version"
 # A label value: at most 63 characters, alphanumeric at both ends, [-_.A-Za-z0-9] inside.
@@ -122,6 +128,7 @@ def container_env(w: WorkloadSettings, gcp_project: str) -> list[dict]:
         "AGENT_LOG_LEVEL": w.log_level,
         "AGENT_GEMINI_MODEL": w.gemini_model,
         "AGENT_VERSION": release_version(w),
+        "AGENT_METRICS_LINGER_SECONDS": str(METRICS_LINGER_S),
         "GOOGLE_CLOUD_PROJECT": gcp_project,
         "GOOGLE_CLOUD_LOCATION": w.vertex_location,
         "GOOGLE_GENAI_USE_VERTEXAI": "true",

@@ -18,6 +18,7 @@ from k8s.egress import network_policy_spec
 from k8s.pod import (
     APP_NAME,
     LIVEKIT_SECRET,
+    METRICS_SCRAPE_INTERVAL_S,
     deployment_spec,
     labels,
     livekit_secret_data,
@@ -98,7 +99,7 @@ class AgentWorkload(pulumi.ComponentResource):
             spec={
                 "selector": {"matchLabels": labels()},
                 # The container port named "metrics" (runtime.METRICS_PORT).
-                "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
+                "endpoints": [{"port": "metrics", "path": "/metrics", "interval": f"{METRICS_SCRAPE_INTERVAL_S}s"}],
             },
             # GKE registers the PodMonitoring CRD some time after a new cluster reports ready,
             # and pulumi-kubernetes retries a create of an unknown kind only 5 times with

@@ -122,7 +122,8 @@ def test_environment_is_exactly_the_agent_contract(plan):
     assert set(env) == {
         "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AGENT_DRAIN_TIMEOUT_SECONDS",
         "AGENT_LOAD_THRESHOLD", "AGENT_HEALTH_PORT", "AGENT_METRICS_PORT", "AGENT_LOG_LEVEL",
-        "AGENT_GEMINI_MODEL", "AGENT_VERSION", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION",
+        "AGENT_GEMINI_MODEL", "AGENT_VERSION", "AGENT_METRICS_LINGER_SECONDS", "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION",
         "GOOGLE_GENAI_USE_VERTEXAI", "HOME", "AGENT_MAX_CALL_SECONDS", "AGENT_CALL_WARNING_SECONDS",
         "AGENT_SILENCE_TIMEOUT_SECONDS", "AGENT_GEMINI_CONNECT_RETRIES", "AGENT_LOG_CONVERSATION_TEXT"}
     assert env["AGENT_LOAD_THRESHOLD"] == "0.7" and env["HOME"] == "/tmp"
@@ -293,6 +294,8 @@ def test_managed_prometheus_scrapes_the_metrics_port(plan):
     [endpoint] = monitoring["spec"]["endpoints"]
     named = {p["name"]: p["containerPort"] for p in container_of(plan)["ports"]}
     assert named[endpoint["port"]] == runtime.METRICS_PORT and endpoint["path"] == "/metrics"
+    # the agent keeps /metrics up one scrape (+5 s) after its drain, so the last counters arrive
+    assert endpoint["interval"] == "30s" and env_of(plan)["AGENT_METRICS_LINGER_SECONDS"] == "35"
 
 
 def test_egress_only_policy_opens_what_a_call_needs(plan):
