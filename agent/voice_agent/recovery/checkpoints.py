@@ -16,6 +16,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+# Imported here, not at first use: session.py (and so this module) is preloaded in the
+# forkserver, so job processes share it; imported lazily it blocked a job's event loop for
+# about a second under load (measured) and ate the take-over's time budget.
+import asyncpg
+
 from ..logs import log_event
 from . import store
 from .config import RecoverySettings
@@ -24,12 +29,11 @@ from .payload import PAYLOAD_VERSION, Checkpoint
 logger = logging.getLogger("voice_agent.recovery")
 
 Connect = Callable[[str, float], Awaitable[Any]]
+TAKE_OVER_ATTEMPTS = 2
 
 
 async def connect(dsn: str, timeout: float) -> Any:
     """One asyncpg connection (a job needs one; a pool per process would idle)."""
-    import asyncpg
-
     # statement_cache_size=0: safe behind any pooler; command_timeout bounds each statement
     return await asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout,
                                  statement_cache_size=0)
@@ -65,16 +69,19 @@ class CheckpointWriter:
     async def take_over(self, token: str | None) -> store.Stored | None:
         """Become the owner of the room's row, returning what the previous job stored (None when
         there is nothing to resume, the database is unreachable, or another job won)."""
-        try:
-            conn = await self._connection()
-            return await asyncio.wait_for(
-                store.take_over(conn, room=self._room, job_id=self._job_id,
-                                agent_identity=self._identity, token=token,
-                                lease_seconds=self._settings.lease_seconds),
-                self._settings.db_timeout_seconds)
-        except Exception as exc:  # noqa: BLE001 - a dead database must not stop the call
-            await self._failed("take_over", exc)
-            return None
+        # the one read that decides whether the caller keeps the conversation: worth a second
+        # attempt (a new connection) before starting without it
+        for _ in range(TAKE_OVER_ATTEMPTS):
+            try:
+                conn = await self._connection()
+                return await asyncio.wait_for(
+                    store.take_over(conn, room=self._room, job_id=self._job_id,
+                                    agent_identity=self._identity, token=token,
+                                    lease_seconds=self._settings.lease_seconds),
+                    self._settings.db_timeout_seconds)
+            except Exception as exc:  # noqa: BLE001 - a dead database must not stop the call
+                await self._failed("take_over", exc)
+        return None
 
     async def lease_holder(self) -> tuple[str, float] | None:
         try:
