@@ -1,0 +1,151 @@
+"""Rules for tools: the agent holds no tool credential, and tool servers answer only agents.
+
+Seed 003's fourth pillar: a prompt injection can reach only what the agent's identity can. So
+the agent's pod carries no secret but its own LiveKit one (tool credentials live with the tool
+server: a Secret, a CSI secret store or an API-key variable in an agent pod is refused), its
+Google identity holds no role but Vertex AI (a tool role, Secret Manager access included,
+belongs to the tool server's own principal, infra/tool_identity.py), and every tool server
+(pods labelled gke-voice-agents/role=tool-server, k8s/tool_server.py) has a NetworkPolicy
+whose ingress admits agent pods and nothing else. The tool server then checks the caller's
+token itself (tools/places/places_mcp/caller_auth.py): network position is not identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from k8s.pod import LIVEKIT_SECRET
+from k8s.runtime import AGENT_ROLE, AGENT_SERVICE_ACCOUNT, ROLE_LABEL
+from k8s.tool_server import TOOL_SERVER_ROLE
+from policy.rules.base import (
+    DEPLOYMENT, MANDATORY, PROJECT_BINDING, PROJECT_MEMBER, VERTEX_ROLE, Finding, Resource, Rule, prop,
+)
+from policy.rules.workload import agent_pods
+
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+SECRET_MEMBER = "gcp:secretmanager/secretIamMember:SecretIamMember"
+SECRET_BINDING = "gcp:secretmanager/secretIamBinding:SecretIamBinding"
+# What the agent's own principal may hold: Gemini on Vertex AI, nothing else.
+AGENT_ROLES = frozenset({VERTEX_ROLE})
+
+
+def _credential_mounts(spec: Mapping[str, Any]) -> list[str]:
+    found = []
+    for volume in prop(spec, "volumes", default=[]):
+        name = volume.get("name", "?")
+        if "secret" in volume:
+            found.append(f"volume {name} mounts Secret {prop(volume, 'secret', 'secretName', default='?')}")
+        if "csi" in volume:
+            found.append(f"volume {name} is a CSI volume ({prop(volume, 'csi', 'driver', default='?')}), e.g. a secret store")
+        for source in prop(volume, "projected", "sources", default=[]):
+            if "secret" in source:
+                found.append(f"volume {name} projects Secret {prop(source, 'secret', 'name', default='?')}")
+            token = source.get("serviceAccountToken")
+            if token is not None and not token.get("audience"):
+                found.append(f"volume {name} projects an API-server token (no audience): scope it to one tool server")
+    for container in prop(spec, "containers", default=[]):
+        for env in container.get("env", []) or []:
+            ref = prop(env, "valueFrom", "secretKeyRef", "name")
+            if ref is not None and ref != LIVEKIT_SECRET:
+                found.append(f"env {env.get('name')} reads Secret {ref}")
+        for source in container.get("envFrom", []) or []:
+            ref = prop(source, "secretRef", "name")
+            if ref is not None and ref != LIVEKIT_SECRET:
+                found.append(f"envFrom reads Secret {ref}")
+    return found
+
+
+def _agent_mounts_no_tool_credential(resources: list[Resource], ctx) -> list[Finding]:
+    return [(pod.name, f"the agent pod carries a credential: {what}; tool credentials belong to the tool server "
+                       "(tools/<name>), which the agent reaches with an audience-bound token")
+            for pod in _unique(agent_pods(resources)) for what in _credential_mounts(pod.spec)]
+
+
+def _unique(pods):
+    seen, out = set(), []
+    for pod in pods:
+        if pod.name not in seen:
+            seen.add(pod.name)
+            out.append(pod)
+    return out
+
+
+def _members(r: Resource) -> list[str]:
+    if r.type in (PROJECT_MEMBER, SECRET_MEMBER):
+        return [str(prop(r.props, "member", default=""))]
+    return [str(m) for m in prop(r.props, "members", default=[])]
+
+
+def _is_agent_principal(member: str) -> bool:
+    return member.endswith(f"/sa/{AGENT_SERVICE_ACCOUNT}") or member.endswith(f"[{AGENT_SERVICE_ACCOUNT}]")
+
+
+def _agent_identity_holds_no_tool_role(resources: list[Resource], ctx) -> list[Finding]:
+    findings = []
+    for r in resources:
+        if r.type not in (PROJECT_MEMBER, PROJECT_BINDING, SECRET_MEMBER, SECRET_BINDING):
+            continue
+        role = str(prop(r.props, "role", default=""))
+        for member in filter(_is_agent_principal, _members(r)):
+            if r.type in (SECRET_MEMBER, SECRET_BINDING):
+                findings.append((r.name, f"the agent's principal {member} may read a Secret Manager secret ({role}): "
+                                         "grant it to the tool server's own principal instead"))
+            elif role not in AGENT_ROLES:
+                findings.append((r.name, f"the agent's principal {member} is granted {role}; the agent may hold only "
+                                         f"{', '.join(sorted(AGENT_ROLES))}: grant tool roles to the tool server's principal"))
+    return findings
+
+
+def _tool_servers(resources: Iterable[Resource]) -> list[tuple[str, dict[str, str]]]:
+    servers = []
+    for r in resources:
+        if r.type != DEPLOYMENT:
+            continue
+        labels = prop(r.props, "spec", "template", "metadata", "labels", default={})
+        if labels.get(ROLE_LABEL) == TOOL_SERVER_ROLE:
+            servers.append((r.name, dict(labels)))
+    return servers
+
+
+def _selects(policy: Resource, labels: Mapping[str, str]) -> bool:
+    wanted = prop(policy.props, "spec", "podSelector", "matchLabels", default={})
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _only_agents(rule: Mapping[str, Any]) -> bool:
+    sources = rule.get("from") or []
+    return bool(sources) and all(
+        set(source) == {"podSelector"}
+        and prop(source, "podSelector", "matchLabels", default={}).get(ROLE_LABEL) == AGENT_ROLE
+        for source in sources)
+
+
+def _tool_servers_reachable_only_from_agents(resources: list[Resource], ctx) -> list[Finding]:
+    policies = [r for r in resources if r.type == NETWORK_POLICY]
+    findings = []
+    for name, labels in _tool_servers(resources):
+        guarding = [p for p in policies if _selects(p, labels)
+                    and "Ingress" in prop(p.props, "spec", "policyTypes", default=[])]
+        if not guarding:
+            findings.append((name, "no NetworkPolicy with policyTypes Ingress selects this tool server's pods: any pod "
+                                   "in the cluster can call it; admit only pods labelled "
+                                   f"{ROLE_LABEL}={AGENT_ROLE}"))
+        for policy in guarding:
+            for rule in prop(policy.props, "spec", "ingress", default=[]):
+                if not _only_agents(rule):
+                    findings.append((policy.name, f"ingress rule {dict(rule)} admits more than agent pods; its `from` "
+                                                  f"must list only podSelector {ROLE_LABEL}={AGENT_ROLE}"))
+    return findings
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("agent-mounts-no-tool-credential", MANDATORY,
+         "The agent's pod carries no credential but its LiveKit Secret and audience-bound tool tokens.",
+         check_stack=_agent_mounts_no_tool_credential),
+    Rule("agent-identity-holds-no-tool-role", MANDATORY,
+         "The agent's Google principal holds Vertex AI only; no tool role, no Secret Manager access.",
+         check_stack=_agent_identity_holds_no_tool_role),
+    Rule("tool-server-admits-only-agents", MANDATORY,
+         "Every tool server has a NetworkPolicy whose ingress admits agent pods only.",
+         check_stack=_tool_servers_reachable_only_from_agents),
+)

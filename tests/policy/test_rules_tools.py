@@ -1,0 +1,106 @@
+"""Tool governance rules: pass on both committed stacks, fail for their stated reason when the
+real evaluated plan is changed the way each rule guards against."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from policy.engine import evaluate_plan
+from tests.conftest import _committed_plan
+
+RULE_IDS = ("agent-mounts-no-tool-credential", "agent-identity-holds-no-tool-role", "tool-server-admits-only-agents")
+
+
+def _named(resources, name):
+    return next(r for r in resources if r["name"] == name)["inputs"]
+
+
+def _agent_pod(resources):
+    return _named(resources, "agent-deployment")["spec"]["template"]["spec"]
+
+
+def _violations(resources, stack="dev"):
+    return [v for v in evaluate_plan(resources, stack) if v["rule"] in RULE_IDS]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_committed_stacks_pass(stack):
+    plan = _committed_plan(stack)
+    assert any(r["name"] == "places-network" for r in plan.resources), "the tool server must be in the plan"
+    assert _violations(plan.resources, stack) == []
+
+
+def _secret_volume(resources):
+    _agent_pod(resources)["volumes"].append({"name": "places-key", "secret": {"secretName": "places-api-key"}})
+
+
+def _secret_env(resources):
+    _agent_pod(resources)["containers"][0]["env"].append(
+        {"name": "PLACES_API_KEY", "valueFrom": {"secretKeyRef": {"name": "places", "key": "key"}}})
+
+
+def _csi_volume(resources):
+    _agent_pod(resources)["volumes"].append({"name": "keys", "csi": {"driver": "secrets-store-gke.csi.k8s.io"}})
+
+
+def _api_server_token(resources):
+    _agent_pod(resources)["volumes"].append(
+        {"name": "kube", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}})
+
+
+def _tool_role_for_agent(resources):
+    vertex = next(r for r in resources if r["type"] == "gcp:projects/iAMMember:IAMMember"
+                  and r["inputs"]["role"] == "roles/aiplatform.user")
+    extra = copy.deepcopy(vertex)
+    extra["name"] = "agent-places-quota"
+    extra["inputs"]["role"] = "roles/serviceusage.serviceUsageConsumer"
+    resources.append(extra)
+
+
+def _secret_access_for_agent(resources):
+    vertex = next(r for r in resources if r["type"] == "gcp:projects/iAMMember:IAMMember"
+                  and r["inputs"]["role"] == "roles/aiplatform.user")
+    resources.append({"type": "gcp:secretmanager/secretIamMember:SecretIamMember", "name": "agent-reads-key",
+                      "parent": None, "inputs": {"secretId": "places-key", "role": "roles/secretmanager.secretAccessor",
+                                                 "member": vertex["inputs"]["member"]}})
+
+
+def _no_network_policy(resources):
+    resources[:] = [r for r in resources if r["name"] != "places-network"]
+
+
+def _ingress_from_anywhere(resources):
+    _named(resources, "places-network")["spec"]["ingress"] = [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+
+
+def _ingress_from_a_namespace(resources):
+    _named(resources, "places-network")["spec"]["ingress"][0]["from"].append(
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "default"}}})
+
+
+def _egress_only_policy(resources):
+    spec = _named(resources, "places-network")["spec"]
+    spec["policyTypes"] = ["Egress"]
+    del spec["ingress"]
+
+
+@pytest.mark.parametrize(("mutate", "rule", "says"), [
+    (_secret_volume, "agent-mounts-no-tool-credential", "volume places-key mounts Secret places-api-key"),
+    (_secret_env, "agent-mounts-no-tool-credential", "env PLACES_API_KEY reads Secret places"),
+    (_csi_volume, "agent-mounts-no-tool-credential", "CSI volume (secrets-store-gke.csi.k8s.io)"),
+    (_api_server_token, "agent-mounts-no-tool-credential", "API-server token (no audience)"),
+    (_tool_role_for_agent, "agent-identity-holds-no-tool-role", "is granted roles/serviceusage.serviceUsageConsumer"),
+    (_secret_access_for_agent, "agent-identity-holds-no-tool-role", "may read a Secret Manager secret"),
+    (_no_network_policy, "tool-server-admits-only-agents", "no NetworkPolicy with policyTypes Ingress"),
+    (_egress_only_policy, "tool-server-admits-only-agents", "no NetworkPolicy with policyTypes Ingress"),
+    (_ingress_from_anywhere, "tool-server-admits-only-agents", "admits more than agent pods"),
+    (_ingress_from_a_namespace, "tool-server-admits-only-agents", "admits more than agent pods"),
+])
+def test_each_rule_fails_for_its_reason(mutate, rule, says):
+    resources = copy.deepcopy(_committed_plan("dev").resources)
+    mutate(resources)
+    found = _violations(resources)
+    assert [v["rule"] for v in found] == [rule], found
+    assert says in found[0]["message"] and found[0]["severity"] == "mandatory"
