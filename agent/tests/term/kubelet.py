@@ -85,7 +85,9 @@ def container_spec(deployment: dict, overrides: Mapping[str, str]) -> ContainerS
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     plain = {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e}
-    from_secrets = {e["name"] for e in container.get("env", []) if "valueFrom" in e}
+    # the downward API (valueFrom.fieldRef) is the kubelet's to fill, as it would in the cluster
+    plain.update(_downward_api(deployment, container))
+    from_secrets = {e["name"] for e in container.get("env", []) if "valueFrom" in e} - set(plain)
     missing = from_secrets - set(overrides)
     if missing:
         raise ValueError(f"the Deployment reads {sorted(missing)} from a Secret; the test must supply them")
@@ -98,6 +100,21 @@ def container_spec(deployment: dict, overrides: Mapping[str, str]) -> ContainerS
         drain_timeout_seconds=float(plain.get("AGENT_DRAIN_TIMEOUT_SECONDS", 3600)),
         cpu_limit_millis=_cpu_limit(container),
     )
+
+
+def _downward_api(deployment: dict, container: dict) -> dict[str, str]:
+    """metadata.name / metadata.namespace of the pod this container runs in (fieldRef env)."""
+    metadata = deployment.get("metadata") or {}
+    fields = {
+        "metadata.name": f"{metadata.get('name', 'agent')}-term-test",
+        "metadata.namespace": str(metadata.get("namespace", "default")),
+    }
+    values = {}
+    for entry in container.get("env", []):
+        path = ((entry.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        if path in fields:
+            values[entry["name"]] = fields[path]
+    return values
 
 
 def _cpu_limit(container: dict) -> int | None:
