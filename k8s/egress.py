@@ -36,15 +36,6 @@ def _ports(protocol: str, ports: tuple[int, ...]) -> list[dict]:
     return [{"protocol": protocol, "port": p} for p in ports]
 
 
-def tool_server_rule() -> dict:
-    """Tool servers in the cluster (k8s/tool_server.py), by role label, on their MCP port only."""
-    from k8s.tool_server import PORT, TOOL_SERVER_ROLE
-    from k8s.runtime import ROLE_LABEL
-
-    return {"to": [{"podSelector": {"matchLabels": {ROLE_LABEL: TOOL_SERVER_ROLE}}}],
-            "ports": [{"protocol": "TCP", "port": PORT}]}
-
-
 def network_policy_spec() -> dict:
     metadata_rules = [
         {"to": [{"ipBlock": {"cidr": cidr}}], "ports": _ports("TCP", (port,))}
@@ -60,6 +51,5 @@ def network_policy_spec() -> dict:
             *metadata_rules,
             {"ports": _ports("TCP", TCP_PORTS)},
             {"ports": [*_ports("UDP", UDP_PORTS), {"protocol": "UDP", "port": start, "endPort": end}]},
-            tool_server_rule(),
         ],
     }

@@ -133,6 +133,13 @@ def deployment_spec(name: str, namespace: str, project: str, image: pulumi.Input
     }
 
 
+def agent_egress_rule() -> dict:
+    """The rule the agent's egress NetworkPolicy (k8s/egress.py) needs to reach tool servers:
+    pods with the tool-server role, on the MCP port only."""
+    return {"to": [{"podSelector": {"matchLabels": {runtime.ROLE_LABEL: TOOL_SERVER_ROLE}}}],
+            "ports": [{"protocol": "TCP", "port": PORT}]}
+
+
 def network_policy_spec(name: str) -> dict:
     metadata_rules = [{"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": port}]}
                       for cidr, port in (METADATA_SERVER, GKE_METADATA_SERVER)]

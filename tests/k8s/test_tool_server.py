@@ -3,6 +3,8 @@ NetworkPolicy that admits only agent pods, and nothing new for the agent's ident
 
 from __future__ import annotations
 
+import functools
+
 import kubernetes_validate
 import pytest
 
@@ -16,6 +18,17 @@ from tests.k8s.rendered import plan_with
 KUBERNETES_VERSIONS = ("1.33", "1.37")
 KINDS = {"places-ksa": "ServiceAccount", "places-deployment": "Deployment", "places-service": "Service",
          "places-pdb": "PodDisruptionBudget", "places-network": "NetworkPolicy"}
+
+
+@pytest.fixture(params=("dev", "prod"))
+def plan(request):
+    """Each committed stack with the tool server turned on (placesToolEnabled defaults to false)."""
+    return _enabled(request.param)
+
+
+@functools.lru_cache(maxsize=None)
+def _enabled(stack: str):
+    return plan_with(stack, placesToolEnabled="true")
 
 
 def _objects(plan) -> dict[str, dict]:
@@ -64,8 +77,8 @@ def test_only_the_tool_servers_principal_gets_the_quota_role(plan):
     assert [g["role"] for g in agent] == ["roles/aiplatform.user"], "the agent's identity gains no tool role"
 
 
-def test_turned_off_it_is_gone():
-    plan = plan_with("dev", placesToolEnabled="false")
+def test_off_by_default_and_then_gone():
+    plan = plan_with("dev")
     assert not _objects(plan)
     assert not [r for r in plan.resources if r["type"] == "gcp:projects/iAMMember:IAMMember"
                 and r["inputs"]["role"] == QUOTA_ROLE]
@@ -74,11 +87,11 @@ def test_turned_off_it_is_gone():
 @pytest.mark.parametrize(("replicas", "ok"), [("0", False), ("1", True), ("10", True), ("11", False)])
 def test_replica_bounds(replicas, ok):
     if ok:
-        plan = plan_with("dev", placesToolReplicas=replicas)
+        plan = plan_with("dev", placesToolEnabled="true", placesToolReplicas=replicas)
         assert _objects(plan)["places-deployment"]["inputs"]["spec"]["replicas"] == int(replicas)
     else:
         with pytest.raises(ConfigError, match=rf"placesToolReplicas = {replicas}: must be from 1 to 10 pods"):
-            plan_with("dev", placesToolReplicas=replicas)
+            plan_with("dev", placesToolEnabled="true", placesToolReplicas=replicas)
 
 
 def test_agent_side_token_is_projected_per_server_and_no_secret():

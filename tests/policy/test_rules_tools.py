@@ -4,11 +4,22 @@ real evaluated plan is changed the way each rule guards against."""
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 
 from policy.engine import evaluate_plan
-from tests.conftest import _committed_plan
+from infra.plan import evaluate
+
+
+@functools.lru_cache(maxsize=None)
+def _evaluated(stack: str):
+    # placesToolEnabled defaults to false; these rules are about a stack that runs it
+    return evaluate(stack, {"gke-voice-agents:placesToolEnabled": "true"})
+
+
+def _committed_plan(stack: str):
+    return copy.deepcopy(_evaluated(stack))
 
 RULE_IDS = ("agent-mounts-no-tool-credential", "agent-identity-holds-no-tool-role", "tool-server-admits-only-agents")
 
