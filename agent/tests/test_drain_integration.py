@@ -55,7 +55,7 @@ async def _drain_scenario(server: LiveKitServer, worker: WorkerProcess) -> None:
     framework = await asyncio.to_thread(worker.wait_for_message, "draining worker", TIMEOUT)
     assert framework["timeout"] == 3600  # AGENT_DRAIN_TIMEOUT_SECONDS default reached the framework
     status, body = http_get(worker.metrics_url)
-    assert status == 200 and "\nvoice_agent_draining 1.0\n" in body
+    assert status == 200 and '\nvoice_agent_draining{version="unversioned"} 1.0\n' in body
 
     # a new caller arrives during the drain: the draining worker must not take the job
     await participant.create_room(server, "new-call")
