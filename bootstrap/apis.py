@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
+from infra import apis as infra_apis
 from infra.names import child, type_token
 
 # The token exchange (sts), impersonation (iamcredentials) and the identities themselves (iam).
@@ -19,10 +20,9 @@ HOME_APIS = ("iam.googleapis.com", "iamcredentials.googleapis.com", "sts.googlea
              "cloudresourcemanager.googleapis.com")
 STATE_APIS = ("storage.googleapis.com",)
 KMS_APIS = ("cloudkms.googleapis.com",)
-# What the main program's resources live on (README "Going to pulumi up", APIs).
-STACK_APIS = ("container.googleapis.com", "compute.googleapis.com", "artifactregistry.googleapis.com",
-              "aiplatform.googleapis.com", "iam.googleapis.com", "iamcredentials.googleapis.com",
-              "cloudresourcemanager.googleapis.com", "secretmanager.googleapis.com")
+# What the main program's resources live on: one list, infra/apis.py (the README's enable
+# command is checked against the same list).
+STACK_APIS = tuple(sorted(infra_apis.STACK_APIS))
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,11 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
     # project (bootstrap/config.py refuses a home project that a stack deploys to).
     RoleUse("roles/iam.serviceAccountAdmin", ("gcp:serviceaccount/",), "the node service account"),
     RoleUse("roles/iam.serviceAccountUser", (), "attach the node service account to the cluster (actAs)"),
+    RoleUse("roles/pubsub.editor", ("gcp:pubsub/",), "the GKE upgrade-notification topic (upgradeNotifications)"),
+    RoleUse("roles/cloudkms.admin", ("gcp:kms/",),
+            "the key ring, the key that encrypts Kubernetes Secrets and the GKE service agent's grant on it"),
+    RoleUse("roles/binaryauthorization.policyEditor", ("gcp:binaryauthorization/",),
+            "the project's image admission policy (binaryAuthorization)"),
 )
 
 # Project-level grants the main program makes. The deployer may add or remove exactly these and

@@ -194,8 +194,6 @@ def test_every_file_the_section_names_exists():
     assert named and not missing, missing
 
 
-@pytest.mark.xfail(strict=True, reason="lead: bootstrap/apis.py STACK_APIS must add containerscanning, pubsub, "
-                   "cloudkms and binaryauthorization (infra/apis.py) for CI-managed projects")
 def test_the_ci_bootstrap_enables_every_api_the_stack_needs():
     from bootstrap.apis import STACK_APIS as BOOTSTRAP_APIS
 
