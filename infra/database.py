@@ -22,6 +22,7 @@ tests run against a real PostgreSQL server.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -66,6 +67,14 @@ class AgentDatabaseArgs:
     transaction_log_retention_days: int = 7
     backup_start_time: str = "03:00"
     psa_prefix_length: int = 20
+    psa_range_address: str | None = None
+    """First address of the private services access range (e.g. 10.60.0.0); set it so the
+    agent's egress NetworkPolicy can name the database's CIDR at plan time (GCP picks one
+    otherwise). Must not overlap the VPC's subnets and ranges."""
+
+    @property
+    def private_range_cidr(self) -> str | None:
+        return f"{self.psa_range_address}/{self.psa_prefix_length}" if self.psa_range_address else None
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -97,6 +106,14 @@ def _problems(a: AgentDatabaseArgs):
     ):
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             yield Problem(key, value, f"allowed {low}..{high}: {what}")
+    if a.psa_range_address is not None:
+        try:
+            network = ipaddress.IPv4Network(f"{a.psa_range_address}/{a.psa_prefix_length}")
+        except ValueError:
+            network = None
+        if network is None or not network.is_private:
+            yield Problem("database.psaRangeAddress", a.psa_range_address,
+                          f"a private IPv4 network address aligned to /{a.psa_prefix_length}, e.g. 10.60.0.0")
     if a.database_version not in POSTGRES_VERSIONS:
         yield Problem("database.version", a.database_version, f"one of {', '.join(POSTGRES_VERSIONS)}")
     if not _HHMM.match(a.backup_start_time):
@@ -120,7 +137,8 @@ class AgentDatabase(pulumi.ComponentResource):
         child_opts = pulumi.ResourceOptions(parent=self)
         psa_range = gcp.compute.GlobalAddress(
             child(name, "psa-range"), project=args.project, network=args.network_id,
-            purpose="VPC_PEERING", address_type="INTERNAL", prefix_length=args.psa_prefix_length, opts=child_opts)
+            purpose="VPC_PEERING", address_type="INTERNAL", prefix_length=args.psa_prefix_length,
+            address=args.psa_range_address, opts=child_opts)
         peering = gcp.servicenetworking.Connection(
             child(name, "psa"), network=args.network_id, service="servicenetworking.googleapis.com",
             reserved_peering_ranges=[psa_range.name],

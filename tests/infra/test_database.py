@@ -121,6 +121,8 @@ def test_iam_user_name():
     ("tier", "db-custom-2-13312", True), ("tier", "db-custom-2-13313", False),
     ("backup_start_time", "24:00", False), ("backup_start_time", "23:59", True),
     ("database_version", "POSTGRES_14", False),
+    ("psa_range_address", "10.60.0.0", True), ("psa_range_address", "10.60.0.1", False),
+    ("psa_range_address", "8.8.0.0", False),
 ])
 def test_validation_boundaries(field, value, ok):
     if ok:
@@ -134,3 +136,11 @@ def test_shared_core_is_refused_for_production_with_the_fix():
     with pytest.raises(ConfigError, match="shared-core tiers have no SLA.*use db-custom"):
         args("prod", tier="db-f1-micro")
     args("dev", tier="db-f1-micro")
+
+
+def test_a_fixed_range_gives_the_egress_rule_its_cidr():
+    db_args = args("prod", psa_range_address="10.60.0.0")
+    _, mocks = build(db_args)
+    assert recorded(mocks, "gcp:compute/globalAddress:GlobalAddress")["address"] == "10.60.0.0"
+    assert db_args.private_range_cidr == "10.60.0.0/20"
+    assert args("prod").private_range_cidr is None
