@@ -84,3 +84,5 @@ pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("agentPrincipal", identity.principal)
 pulumi.export("nodeServiceAccount", cluster.node_service_account_email)
 pulumi.export("agentNamespace", workload.namespace)
+# The release the stack runs: deploy.yml reads it to refuse a run older than what is deployed.
+pulumi.export("agentImageTag", cfg.workload.image_tag)

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from k8s.pod import LIVEKIT_SECRET
 from k8s.runtime import AGENT_ROLE, AGENT_SERVICE_ACCOUNT, ROLE_LABEL
-from k8s.tool_server import TOOL_SERVER_ROLE
 from policy.rules.base import (
     DEPLOYMENT, MANDATORY, PROJECT_BINDING, PROJECT_MEMBER, VERTEX_ROLE, Finding, Resource, Rule, prop,
 )
 from policy.rules.workload import agent_pods
 
+# Spelled here because the rules must import without the Pulumi SDK (`python -m policy.manifests`),
+# and k8s/pod.py and k8s/tool_server.py import it; tests/policy/test_rules_tools.py keeps them equal.
+LIVEKIT_SECRET = "livekit"  # k8s.pod.LIVEKIT_SECRET
+TOOL_SERVER_ROLE = "tool-server"  # k8s.tool_server.TOOL_SERVER_ROLE
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 SECRET_MEMBER = "gcp:secretmanager/secretIamMember:SecretIamMember"
 SECRET_BINDING = "gcp:secretmanager/secretIamBinding:SecretIamBinding"

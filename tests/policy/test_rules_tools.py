@@ -115,3 +115,30 @@ def test_each_rule_fails_for_its_reason(mutate, rule, says):
     found = _violations(resources)
     assert [v["rule"] for v in found] == [rule], found
     assert says in found[0]["message"] and found[0]["severity"] == "mandatory"
+
+
+def test_names_spelled_in_the_rules_match_their_homes():
+    from k8s.pod import LIVEKIT_SECRET
+    from k8s.tool_server import TOOL_SERVER_ROLE
+    from policy.rules import tools
+
+    assert (tools.LIVEKIT_SECRET, tools.TOOL_SERVER_ROLE) == (LIVEKIT_SECRET, TOOL_SERVER_ROLE)
+
+
+def _unguarded_tool_server(resources):
+    """A tool server Deployment with no NetworkPolicy at all (the committed dev plan runs none)."""
+    agent = next(r for r in resources if r["name"] == "agent-deployment")
+    server = copy.deepcopy(agent)
+    server["name"] = "stray-tool"
+    server["inputs"]["spec"]["template"]["metadata"]["labels"] = {"app.kubernetes.io/name": "stray-tool",
+                                                                  "gke-voice-agents/role": "tool-server"}
+    resources.append(server)
+
+
+# For tests/policy/test_rules.py's FAILING table (every rule has a failing case on the committed
+# dev plan): (mutation, reason).
+FAILING_CASES = {
+    "agent-mounts-no-tool-credential": (_secret_env, "env PLACES_API_KEY reads Secret places"),
+    "agent-identity-holds-no-tool-role": (_tool_role_for_agent, "is granted roles/serviceusage.serviceUsageConsumer"),
+    "tool-server-admits-only-agents": (_unguarded_tool_server, "no NetworkPolicy with policyTypes Ingress"),
+}
