@@ -11,12 +11,8 @@ addresses; the ports are the narrowing.
 from __future__ import annotations
 
 from k8s.pod import labels
+from k8s.runtime import GKE_METADATA_SERVER, METADATA_SERVER
 
-# Workload Identity: pods reach the metadata server at 169.254.169.254:80, which GKE serves from
-# its gke-metadata-server on 169.254.169.252:988; GKE's Workload Identity docs ask network
-# policies to allow the one their dataplane sees, so both are open and nothing else there.
-METADATA_SERVER = ("169.254.169.254/32", 80)
-GKE_METADATA_SERVER = ("169.254.169.252/32", 988)
 # LiveKit ports (LiveKit docs "Ports and firewall" and "Configuring firewalls"):
 #   TCP 443   signalling over wss (Cloud, or a self-hosted server behind a TLS load balancer),
 #             TURN/TLS; also Vertex AI (Gemini Live) over Private Google Access

@@ -27,3 +27,9 @@ CONTAINER_NAME = "agent"
 ROLE_LABEL = "gke-voice-agents/role"
 AGENT_ROLE = "agent"
 PLACEHOLDER_ROLE = "capacity-placeholder"
+
+# Workload Identity: pods reach the metadata server at 169.254.169.254:80, which GKE serves from
+# its gke-metadata-server on 169.254.169.252:988; GKE's Workload Identity docs ask network
+# policies to allow the one their dataplane sees, so both are open and nothing else there.
+METADATA_SERVER = ("169.254.169.254/32", 80)
+GKE_METADATA_SERVER = ("169.254.169.252/32", 988)

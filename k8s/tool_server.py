@@ -20,7 +20,7 @@ import pulumi_kubernetes as k8s
 
 from infra.names import child, type_token
 from k8s import runtime
-from k8s.egress import GKE_METADATA_SERVER, METADATA_SERVER
+from k8s.runtime import GKE_METADATA_SERVER, METADATA_SERVER
 
 TOOL_SERVER_ROLE = "tool-server"
 PORT = 8080
