@@ -14,6 +14,7 @@ from infra.tool_identity import ToolIdentity, ToolIdentityArgs
 from k8s.provider import cluster_provider
 from k8s.tool_server import ToolServer, ToolServerArgs, app_name, cluster_issuer
 from k8s.runtime import AGENT_SERVICE_ACCOUNT
+from k8s.metrics_adapter import IMAGE as METRICS_ADAPTER_IMAGE, MetricsAdapter, MetricsAdapterArgs
 from k8s.spare_capacity import PAUSE_IMAGE, SpareCapacity, SpareCapacityArgs
 from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
 
@@ -37,7 +38,8 @@ registry = AgentRegistry("registry", AgentRegistryArgs(
 if cfg.cluster.binary_authorization:
     AdmissionPolicy("admission", AdmissionPolicyArgs(
         project=cfg.project, registry_url=registry.url,
-        platform_images=(PAUSE_IMAGE,) if cfg.workload.spare_capacity_pods else ()))
+        platform_images=(METRICS_ADAPTER_IMAGE,
+                         *((PAUSE_IMAGE,) if cfg.workload.spare_capacity_pods else ()))))
 identity = AgentIdentity("agent-identity", AgentIdentityArgs(
     project=cfg.project, namespace=cfg.workload.namespace, service_account=AGENT_SERVICE_ACCOUNT,
     workload_pool=cluster.workload_pool))
@@ -55,6 +57,11 @@ workload = AgentWorkload(
     # Pods need their Vertex AI grant and the nodes their image pull grant before they start.
     opts=pulumi.ResourceOptions(provider=provider, depends_on=[identity, registry]),
 )
+
+# The HPA's calls metric: Managed Prometheus through the Custom Metrics Stackdriver Adapter,
+# with its own Workload Identity principal and roles/monitoring.viewer only.
+MetricsAdapter("metrics-adapter", MetricsAdapterArgs(
+    project=cfg.project, workload_pool=cluster.workload_pool, provider=provider))
 
 if cfg.workload.spare_capacity_pods:
     SpareCapacity("spare", SpareCapacityArgs(settings=cfg.workload),

@@ -48,7 +48,8 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
 
 # Project-level grants the main program makes. The deployer may add or remove exactly these and
 # nothing else: an unconditioned projectIamAdmin could grant itself Owner.
-DELEGATED_ROLES: tuple[str, ...] = tuple(sorted({*NODE_ROLES, VERTEX_ROLE}))
+# roles/monitoring.viewer: the HPA's metrics adapter reads the calls metric (k8s/metrics_adapter.py).
+DELEGATED_ROLES: tuple[str, ...] = tuple(sorted({*NODE_ROLES, VERTEX_ROLE, "roles/monitoring.viewer"}))
 PROJECT_IAM_ADMIN = "roles/resourcemanager.projectIamAdmin"
 PROJECT_IAM_COVERS = ("gcp:projects/iAMMember:",)
 

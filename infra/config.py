@@ -32,6 +32,7 @@ from infra.stackfiles import gcp_provider_keys, project_declarations
 from k8s.capacity import (
     MAX_DRAIN_TIMEOUT_S, MAX_SESSION_MINUTES, NODE_UPGRADE_GRACE_CAP_S, SHUTDOWN_BUDGET_S, workload_problems,
 )
+from k8s.capacity import SPARE_CAPACITY_MODES
 from k8s.sizes import SIZES
 
 _GCP_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -326,6 +327,7 @@ def _hpa(r: _Reader) -> HpaSettings:
         scale_down_pods_per_period=r.integer(_key("hpaScaleDownPodsPerPeriod"), 1, 100, " pods"),
         # autoscaling/v2 caps a scaling policy's periodSeconds at 1800.
         scale_down_period_seconds=r.integer(_key("hpaScaleDownPeriodSeconds"), 1, 1800, " s"),
+        target_calls_percent=r.integer(_key("hpaTargetCallsPercent"), 10, 100, " %"),
     )
     if hpa.min_replicas > hpa.max_replicas:
         r.fail(_key("hpaMinReplicas"), hpa.min_replicas, f"must not exceed {_key('hpaMaxReplicas')} = {hpa.max_replicas}")
@@ -358,6 +360,8 @@ def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
                             allowed="a Gemini model id such as gemini-live-2.5-flash-native-audio"),
         log_level=r.text(_key("agentLogLevel"), choices=LOG_LEVELS),
         call=_call(r),
+        pod_deletion_cost=r.boolean(_key("podDeletionCost")),
+        spare_capacity_mode=r.text(_key("spareCapacityMode"), choices=SPARE_CAPACITY_MODES),
     )
 
 

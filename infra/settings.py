@@ -142,6 +142,8 @@ class HpaSettings:
     scale_down_window_seconds: int
     scale_down_pods_per_period: int
     scale_down_period_seconds: int
+    # active calls per pod, percent of the pod's call cap (k8s/capacity.calls_target)
+    target_calls_percent: int = 60
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,12 @@ class WorkloadSettings:
     gemini_model: str
     log_level: str
     call: CallSettings
+    # The worker keeps controller.kubernetes.io/pod-deletion-cost on its pod (idle pods go first
+    # on scale-down); needs a token and a Role that lets it patch pods (k8s/deletion_cost.py).
+    pod_deletion_cost: bool = False
+    # "placeholders": low-priority pause pods; "capacityBuffer": GKE's CapacityBuffer (GKE
+    # 1.35.2-gke.1842000 or later), k8s/spare_capacity.py.
+    spare_capacity_mode: str = "placeholders"
 
 
 @dataclass(frozen=True)

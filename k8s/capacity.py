@@ -7,7 +7,9 @@ them, so a grace period or a safe HPA target is never computed twice.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from infra.settings import Problem, WorkloadSettings, setting_key
 from k8s.sizes import SIZES, AutopilotRejects, Resources, autopilot_normalise, autopilot_problems
@@ -58,12 +60,42 @@ SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 NODE_BOOT_S = 120
 WORKER_START_S = 6
 
-# --- Planning figures per pod (reasoning and anchors in k8s/sizes.py) ---------------------------
-CPU_PER_SESSION_M = 200
-WORKER_BASE_CPU_M = 100
-MEMORY_PER_SESSION_MI = 256
-WORKER_BASE_MEMORY_MI = 768
+# --- Per-call figures, from measurement ---------------------------------------------------------
+# agent/bench/capacity.py measured one worker under a real CPU quota and memory limit (the run's
+# date, machine and command are in the file). Margins, because the bench's Gemini is a stand-in
+# (its replies are short tones; real calls carry longer answers, interruptions, tool calls, a
+# growing conversation in the client) and its CPU is not the node's:
+MEASURED_FILE = Path(__file__).parent / "data" / "capacity-measured.json"
+MEASURED = json.loads(MEASURED_FILE.read_text(encoding="utf-8"))
+CPU_MARGIN = 1.5          # per call: x1.5, rounded up to 10m
+MEMORY_MARGIN = 2.0       # per call: x2, rounded up to 16 MiB
+BASE_MEMORY_MARGIN = 1.25  # worker + forkserver + idle process: x1.25, rounded up to 64 MiB
+# The idle worker measures a few tens of millicores; a job process starting (fork, Silero VAD
+# loaded in prewarm) takes a burst on top, so the base is never planned below 100m.
+MIN_WORKER_BASE_CPU_M = 100
 
+
+def _round_up(value: float, step: int) -> int:
+    return int(math.ceil(value / step) * step)
+
+
+CPU_PER_SESSION_M = _round_up(MEASURED["cpu_m_per_call"] * CPU_MARGIN, 10)
+WORKER_BASE_CPU_M = max(MIN_WORKER_BASE_CPU_M, _round_up(MEASURED["base_cpu_m"] * CPU_MARGIN, 10))
+MEMORY_PER_SESSION_MI = _round_up(MEASURED["mem_mib_per_call"] * MEMORY_MARGIN, 16)
+WORKER_BASE_MEMORY_MI = _round_up(MEASURED["base_mem_mib"] * BASE_MEMORY_MARGIN, 64)
+# A job process is killed by the framework above this (AGENT_JOB_MEMORY_LIMIT_MB, livekit-agents
+# 1.8.9 job_memory_limit_mb, PSS sampled every 5 s) and warned about above half of it. PSS counts
+# a share of the forkserver's copy-on-write pages on top of the call's own memory, so the kill
+# size is four planned calls: far above a healthy job, far below the pod's limit.
+JOB_MEMORY_LIMIT_CALLS = 4
+JOB_MEMORY_LIMIT_MI = JOB_MEMORY_LIMIT_CALLS * MEMORY_PER_SESSION_MI
+JOB_MEMORY_WARN_MI = JOB_MEMORY_LIMIT_MI // 2
+
+
+# How spare capacity is kept (k8s/spare_capacity.py): placeholder pods everywhere, or GKE's
+# CapacityBuffer where the cluster runs GKE 1.35.2-gke.1842000 or later ("Configure capacity
+# buffers", GKE docs).
+SPARE_CAPACITY_MODES = ("placeholders", "capacityBuffer")
 
 _key = setting_key
 
@@ -124,15 +156,52 @@ def admission_cpu_m(resources: Resources, load_threshold: float) -> float:
     return load_threshold * resources.cpu_limit_m
 
 
-def sessions_per_pod(resources: Resources, load_threshold: float) -> int:
-    """Calls a pod takes before it reports itself full, at the planned CPU per call."""
+def cpu_calls_per_pod(resources: Resources, load_threshold: float) -> int:
+    """Calls a pod takes before its CPU share reaches the threshold, at the planned CPU per call."""
     spare = admission_cpu_m(resources, load_threshold) - WORKER_BASE_CPU_M
     # A hair of tolerance: 0.7 x 1400 is 979.999... in floating point.
     return max(0, math.floor(spare / CPU_PER_SESSION_M + 1e-9))
 
 
+def memory_calls_per_pod(resources: Resources) -> int:
+    """Calls a pod takes while one more job could still grow to its kill size under the memory
+    limit: the worker's memory share (agent/voice_agent/admission.py) is full beyond that."""
+    room = resources.memory_limit_mi - JOB_MEMORY_LIMIT_MI - WORKER_BASE_MEMORY_MI
+    return max(0, math.floor(room / MEMORY_PER_SESSION_MI))
+
+
+def sessions_per_pod(resources: Resources, load_threshold: float) -> int:
+    """The pod's call cap (AGENT_MAX_CALLS): the smaller of what its CPU and its memory carry."""
+    return min(cpu_calls_per_pod(resources, load_threshold), memory_calls_per_pod(resources))
+
+
+def pod_limited_by(resources: Resources, load_threshold: float) -> str:
+    """Which resource runs out first as calls arrive: "cpu" or "memory"."""
+    return "memory" if memory_calls_per_pod(resources) < cpu_calls_per_pod(resources, load_threshold) else "cpu"
+
+
 def memory_needed_mi(sessions: int) -> int:
-    return WORKER_BASE_MEMORY_MI + sessions * MEMORY_PER_SESSION_MI
+    """A pod at `sessions` calls with one job at its kill size: what the memory limit must hold."""
+    return WORKER_BASE_MEMORY_MI + sessions * MEMORY_PER_SESSION_MI + JOB_MEMORY_LIMIT_MI
+
+
+def calls_target(w: WorkloadSettings) -> float:
+    """The HPA's average active calls per pod: hpaTargetCallsPercent of the pod's call cap."""
+    cap = sessions_per_pod(workload_resources(w), w.load_threshold)
+    return cap * w.hpa.target_calls_percent / 100
+
+
+def calls_at_trigger(target: float, tolerance: float = HPA_TOLERANCE) -> float:
+    """Average calls per pod when the HPA has only just not scaled (10 % tolerance)."""
+    return target * (1 + tolerance)
+
+
+def max_safe_calls_percent(cap: int, tolerance: float = HPA_TOLERANCE) -> int:
+    """Largest whole percent of the cap whose trigger, tolerance included, stays below the cap."""
+    percent = 100
+    while percent > 1 and calls_at_trigger(cap * percent / 100, tolerance) >= cap - 1e-9:
+        percent -= 1
+    return percent
 
 
 def workload_resources(w: WorkloadSettings) -> Resources:
@@ -204,6 +273,20 @@ def _room_for_a_call(w: WorkloadSettings, r: Resources) -> list[Problem]:
         f"to at least {math.ceil(needed * 100) / 100} or pick a larger agentSize")]
 
 
+def _calls_target_before_full(w: WorkloadSettings, r: Resources) -> list[Problem]:
+    cap = sessions_per_pod(r, w.load_threshold)
+    if cap < 1:
+        return []  # _room_for_a_call reports it
+    trigger = calls_at_trigger(cap * w.hpa.target_calls_percent / 100)
+    if trigger < cap - 1e-9:
+        return []
+    return [Problem(
+        _key("hpaTargetCallsPercent"), w.hpa.target_calls_percent,
+        f"puts the HPA's calls target at {cap * w.hpa.target_calls_percent / 100:g} of a {cap}-call cap; with the 10 % "
+        f"tolerance it scales only above {trigger:g} calls per pod, when every pod already refuses calls "
+        f"(AGENT_MAX_CALLS = {cap}); use at most {max_safe_calls_percent(cap)}")]
+
+
 def _scale_down_slower(w: WorkloadSettings) -> list[Problem]:
     h = w.hpa
     if h.scale_down_window_seconds > h.scale_up_window_seconds:
@@ -258,6 +341,7 @@ def workload_problems(w: WorkloadSettings) -> list[Problem]:
         *_hpa_deadlock(w, r),
         *_admission_within_request(w, r),
         *_room_for_a_call(w, r),
+        *_calls_target_before_full(w, r),
         *_scale_down_slower(w),
         *_warning_before_the_end(w),
         *_fallback_differs(w),
@@ -269,11 +353,13 @@ def workload_problems(w: WorkloadSettings) -> list[Problem]:
 # What a stack's settings add up to, for people (the offline plan prints it).
 
 
-def capacity_summary(w: WorkloadSettings) -> dict[str, int]:
+def capacity_summary(w: WorkloadSettings) -> dict[str, int | str]:
     """Calls per pod, the fleet's range, and how long a spike waits for new capacity."""
-    per_pod = sessions_per_pod(workload_resources(w), w.load_threshold)
+    r = workload_resources(w)
+    per_pod = sessions_per_pod(r, w.load_threshold)
     return {
         "calls_per_pod": per_pod,
+        "pod_limited_by": pod_limited_by(r, w.load_threshold),
         "min_pods": w.hpa.min_replicas,
         "max_pods": w.hpa.max_replicas,
         "calls_at_min_pods": per_pod * w.hpa.min_replicas,

@@ -12,11 +12,15 @@ import pulumi
 
 from infra.settings import WorkloadSettings
 from k8s import runtime
+from k8s import deletion_cost
 from k8s.capacity import (
+    JOB_MEMORY_LIMIT_MI,
+    JOB_MEMORY_WARN_MI,
     SAFE_TO_EVICT,
     NODE_BOOT_S,
     WORKER_START_S,
     needs_extended_duration,
+    sessions_per_pod,
     termination_grace_seconds,
     workload_resources,
 )
@@ -135,10 +139,23 @@ def container_env(w: WorkloadSettings, gcp_project: str) -> list[dict]:
         # Read-only root filesystem: caches and temp files go to the writable /tmp volume.
         "HOME": "/tmp",
         **call_env(w),
+        **admission_env(w),
     }
     from_secret = [{"name": env, "valueFrom": {"secretKeyRef": {"name": LIVEKIT_SECRET, "key": key}}}
                    for key, env in LIVEKIT_SECRET_ENV.items()]
-    return [*from_secret, *({"name": k, "value": v} for k, v in plain.items())]
+    own_pod = deletion_cost.downward_env() if w.pod_deletion_cost else []
+    return [*from_secret, *({"name": k, "value": v} for k, v in plain.items()), *own_pod]
+
+
+def admission_env(w: WorkloadSettings) -> dict[str, str]:
+    """What the worker counts before it takes a call (agent/voice_agent/admission.py): the
+    size's call cap, and the job size at which the framework kills a runaway job (livekit-agents
+    1.8.9 measures it in MiB and calls it MB, ipc/supervised_proc.py)."""
+    return {
+        "AGENT_MAX_CALLS": str(sessions_per_pod(workload_resources(w), w.load_threshold)),
+        "AGENT_JOB_MEMORY_LIMIT_MB": str(JOB_MEMORY_LIMIT_MI),
+        "AGENT_JOB_MEMORY_WARN_MB": str(JOB_MEMORY_WARN_MI),
+    }
 
 
 def call_env(w: WorkloadSettings) -> dict[str, str]:
@@ -227,6 +244,7 @@ def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: s
         "readinessProbe": _probe(READY_PATH, READINESS_PERIOD_S, READINESS_PERIOD_S),
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         *(deletion_cost.token_mounts() if w.pod_deletion_cost else []),
                          *([{"name": TOOL_TOKENS_VOLUME, "mountPath": TOOL_TOKEN_DIR, "readOnly": True}] if tools else [])],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -240,10 +258,8 @@ def grace_seconds(w: WorkloadSettings) -> int:
 
 
 def pod_annotations(w: WorkloadSettings) -> dict[str, str]:
-    # controller.kubernetes.io/pod-deletion-cost is deliberately not set here: a static value
-    # changes nothing, and a live one (kept near the pod's active calls, so the HPA removes idle
-    # pods first) needs the worker to patch its own pod, i.e. an API token and RBAC in every
-    # agent pod. docs/workload.md explains the trade-off.
+    # controller.kubernetes.io/pod-deletion-cost is not set here: a static value changes
+    # nothing. With podDeletionCost the worker keeps it on its own pod (k8s/deletion_cost.py).
     if needs_extended_duration(w.max_session_minutes, grace_seconds(w)):
         # Autopilot extended-duration Pods: neither the autoscaler nor auto-upgrades evict them
         # for up to 7 days, instead of at most 10 minutes of grace on scale-down.
@@ -264,8 +280,9 @@ def _spread(topology_key: str) -> dict:
 def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = ()) -> dict:
     return {
         "serviceAccountName": runtime.AGENT_SERVICE_ACCOUNT,
-        # The agent never calls the Kubernetes API; GKE's metadata server issues the Workload
-        # Identity token without the pod's own service-account token.
+        # No automounted token: GKE's metadata server issues the Workload Identity token without
+        # it. With podDeletionCost the one Kubernetes API call (a PATCH of the pod's own deletion
+        # cost) uses a short-lived projected token instead (k8s/deletion_cost.py).
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": grace_seconds(w),
@@ -278,6 +295,7 @@ def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, to
         },
         "containers": [container_spec(w, image, gcp_project, tools)],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
+                    *(deletion_cost.token_volumes() if w.pod_deletion_cost else []),
                     *([tool_token_volume(tools)] if tools else [])],
         # Zones first (a zone outage), then nodes (a node upgrade drains one node at a time).
         "topologySpreadConstraints": [_spread("topology.kubernetes.io/zone"), _spread("kubernetes.io/hostname")],

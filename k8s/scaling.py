@@ -14,6 +14,12 @@ Why these numbers (config checks the cross-setting rules in k8s/capacity.py):
   60 s because every pod it adds is removed later by a slow drain (up to 45 min of calls) and
   its spare placeholder pod already removes the node boot: 60 + 15 + 6 s to a worker taking
   calls, still faster than dev's 30 + 15 + 120 + 6 without a placeholder.
+- Calls: the second metric is active calls per pod (the agent's voice_agent_active_sessions
+  gauge, scraped by Managed Service for Prometheus through the PodMonitoring, read by the HPA
+  through the Custom Metrics Stackdriver Adapter, k8s/metrics_adapter.py), with a target of
+  hpaTargetCallsPercent of the pod's call cap. The HPA takes the larger of the two metrics'
+  proposals, so whichever of CPU and calls runs out first adds pods; the calls target fires
+  before the cap refuses calls (k8s/capacity.py, with the 10 % tolerance).
 - Scale-up policies: at least 4 pods or 100 % a minute, whichever is more (`Max`): a small fleet
   can go from 1 to 5 pods in one step, a large one doubles; no call ramp outruns that.
 - Scale-down window: 300 s (dev) / 900 s (prod), then 1 pod per 60 s / 300 s (`Min`). Every
@@ -24,10 +30,32 @@ Why these numbers (config checks the cross-setting rules in k8s/capacity.py):
 from __future__ import annotations
 
 from infra.settings import WorkloadSettings
+from k8s.capacity import calls_target
 from k8s.pod import APP_NAME
 
 SCALE_UP_PODS_PER_MINUTE = 4
 SCALE_UP_PERCENT_PER_MINUTE = 100
+
+
+# Managed Service for Prometheus stores a gauge as prometheus.googleapis.com/<name>/gauge; the
+# Custom Metrics Stackdriver Adapter (v0.13.1+) serves it to the HPA under this name, "|" for "/"
+# (GKE tutorial "Optimize Pod autoscaling based on metrics", custom Prometheus metric).
+ACTIVE_CALLS_METRIC = "prometheus.googleapis.com|voice_agent_active_sessions|gauge"
+
+
+def calls_quantity(calls: float) -> str:
+    """A Kubernetes quantity in milli-units, so a fractional target (1.8 calls) stays exact."""
+    return f"{round(calls * 1000)}m"
+
+
+def calls_metric(w: WorkloadSettings) -> dict:
+    return {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": ACTIVE_CALLS_METRIC},
+            "target": {"type": "AverageValue", "averageValue": calls_quantity(calls_target(w))},
+        },
+    }
 
 
 def hpa_spec(w: WorkloadSettings) -> dict:
@@ -36,10 +64,13 @@ def hpa_spec(w: WorkloadSettings) -> dict:
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP_NAME},
         "minReplicas": h.min_replicas,
         "maxReplicas": h.max_replicas,
-        "metrics": [{
-            "type": "Resource",
-            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": h.target_cpu_utilization}},
-        }],
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": h.target_cpu_utilization}},
+            },
+            calls_metric(w),
+        ],
         "behavior": {
             "scaleUp": {
                 "stabilizationWindowSeconds": h.scale_up_window_seconds,

@@ -1,24 +1,16 @@
 """T-shirt sizes for agent pods, and what Autopilot does to any requests and limits.
 
-Upstream anchors (DESIGN 3.9), all per concurrent voice session:
-- LiveKit's load test: about 3.8 cores / 2.8 GB for 30 sessions with VAD, so ~130m and ~95 MB
-  each; their deployment guide suggests 4 cores / 8 GB per server for 10-25 jobs.
-- Seed 002: 0.16 core and 50 MB per session. Seed 000: 200-300m per session, bursting during
-  turn-taking.
-- Our own measurement (docs/agent.md, agent/bench/measure_startup.py, Gemini faked): idle worker
-  RSS 184 MiB, forkserver RSS 432 MiB (shared copy-on-write with every job process), an idle
-  prewarmed job process adds 26 MiB (USS), a job process in a call 52 MiB.
-
-With Gemini Live the speech work happens on Vertex AI; the pod's CPU goes to WebRTC (Opus,
-resampling), Silero VAD and the event loops of one process per call. We plan with the top of
-LiveKit's and seed 002's figures and the bottom of seed 000's: 200m per session, plus 100m for
-the worker, the forkserver and idle processes. Memory is planned at five times the measured
-in-call USS (256 MiB), because the real Gemini client holds audio buffers and the conversation
-our fake does not, on top of a 768 MiB base (184 + 432 + four idle processes x 26 = 720,
-rounded up). Until a load test on the cluster replaces them, these are planning figures.
+Per-call figures come from our own measurement (agent/bench/capacity.py, committed output in
+k8s/data/capacity-measured.json, margins in k8s/capacity.py): one worker under a 1-vCPU quota
+costs about 116-144m and 66 MiB per call on top of a base of about 21m and 535 MiB (worker,
+forkserver, one idle process), and its CPU saturates (quota throttling) between 6 and 8 calls.
+Planned: 180m and 144 MiB per call, 100m and 704 MiB of base, and room for one runaway job at its
+kill size (576 MiB). Upstream anchors, per concurrent voice session (DESIGN 3.9): LiveKit's load
+test about 3.8 cores / 2.8 GB for 30 sessions with VAD (~130m, ~95 MB), seed 002 0.16 core and
+50 MB, seed 000 200-300m with bursts. The measurement sits among them.
 
 Sessions per pod are derived from those figures, never typed in (k8s/capacity.py):
-`sessions_per_pod`. The table below gives requests; limits follow from the bursting mode.
+`sessions_per_pod`, the smaller of what CPU and memory carry; CPU runs out first in every size. The table below gives requests; limits follow from the bursting mode.
 """
 
 from __future__ import annotations
@@ -84,13 +76,14 @@ class Size:
         return r.cpu_limit_m, r.memory_limit_mi
 
 
-# 2 GiB per vCPU: inside Autopilot's 1..6.5 GiB per vCPU, and enough for the sessions each size
-# admits (checked against the planning figures in tests/k8s/test_sizes.py). Sessions at the
-# default load threshold 0.7, from k8s/capacity.sessions_per_pod:
+# 2 GiB per vCPU: inside Autopilot's 1..6.5 GiB per vCPU, and enough for the calls each size
+# admits plus one runaway job at its kill size (checked in tests/k8s/test_sizes.py); 1 GiB per
+# vCPU would not hold S's base and one job's kill size. Calls per pod at the default load
+# threshold 0.7, from k8s/capacity.sessions_per_pod (the worker's AGENT_MAX_CALLS):
 #        request        no bursting (limit = request)   bursting (CPU limit 1.4x)
-#   S    1000m / 2 GiB  3 sessions                      4 sessions
-#   M    2000m / 4 GiB  6 sessions                      9 sessions
-#   L    4000m / 8 GiB  13 sessions                     19 sessions
+#   S    1000m / 2 GiB  3 calls                         4 calls
+#   M    2000m / 4 GiB  7 calls                         10 calls
+#   L    4000m / 8 GiB  15 calls                        21 calls
 # L sits at LiveKit's "4 cores for 10-25 jobs"; S is the smallest pod that still carries a few
 # calls next to the worker's own base load.
 SIZES: dict[str, Size] = {

@@ -5,6 +5,13 @@ every pod reports full waits for it. Placeholders at a negative priority, each t
 agent pod, keep that room: the scheduler preempts one the moment an agent pod needs it, and
 Autopilot then boots a node for the evicted placeholder in the background (GKE "Provision
 extra compute capacity for rapid Pod scaling").
+
+Where the cluster runs GKE 1.35.2-gke.1842000 or later, spareCapacityMode = capacityBuffer
+uses GKE's CapacityBuffer instead ("Configure capacity buffers", GKE docs): the cluster
+autoscaler keeps room for `spareCapacityPods` agent pods by simulating placeholder pods from a
+PodTemplate, so no pause pods run and nothing is preempted. Its CRD (autoscaling.x-k8s.io,
+kubernetes/autoscaler) is vendored in tests/schemas/ and the rendered object is validated
+against it.
 """
 
 from __future__ import annotations
@@ -57,11 +64,33 @@ def placeholder_pod_spec(w: WorkloadSettings, priority_class: str) -> dict:
     }
 
 
+BUFFER_API_VERSION = "autoscaling.x-k8s.io/v1beta1"
+BUFFER_NAME = "voice-agent-spare"
+
+
+def buffer_pod_template(w: WorkloadSettings) -> dict:
+    """One buffer unit: an agent pod's requests (the pause pod spec, never run by the buffer)."""
+    return {"metadata": {"labels": placeholder_labels()},
+            "spec": {k: v for k, v in placeholder_pod_spec(w, "").items() if k != "priorityClassName"}}
+
+
+def capacity_buffer_spec(w: WorkloadSettings) -> dict:
+    return {
+        # active capacity: the autoscaler provisions nodes for the simulated placeholders
+        "provisioningStrategy": "buffer.x-k8s.io/active-capacity",
+        "podTemplateRef": {"name": BUFFER_NAME},
+        "replicas": w.spare_capacity_pods,
+    }
+
+
 class SpareCapacity(pulumi.ComponentResource):
     def __init__(self, name: str, args: SpareCapacityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("k8s", "SpareCapacity"), name, None, opts)
         w = args.settings
         child_opts = pulumi.ResourceOptions(parent=self)
+        if w.spare_capacity_mode == "capacityBuffer":
+            self._buffer(name, w)
+            return
         priority = k8s.scheduling.v1.PriorityClass(
             child(name, "priority"),
             metadata={"name": f"{w.namespace}-spare-capacity", "labels": placeholder_labels()},
@@ -85,4 +114,19 @@ class SpareCapacity(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[priority]),
         )
+        self.register_outputs({"pods": w.spare_capacity_pods})
+
+    def _buffer(self, name: str, w: WorkloadSettings) -> None:
+        template = k8s.core.v1.PodTemplate(
+            child(name, "template"),
+            metadata={"name": BUFFER_NAME, "namespace": w.namespace, "labels": placeholder_labels()},
+            template=buffer_pod_template(w),
+            opts=pulumi.ResourceOptions(parent=self))
+        k8s.apiextensions.CustomResource(
+            child(name, "buffer"),
+            api_version=BUFFER_API_VERSION,
+            kind="CapacityBuffer",
+            metadata={"name": BUFFER_NAME, "namespace": w.namespace, "labels": placeholder_labels()},
+            spec=capacity_buffer_spec(w),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[template]))
         self.register_outputs({"pods": w.spare_capacity_pods})

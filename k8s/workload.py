@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 from infra.settings import WorkloadSettings
 from infra.names import child, type_token
 from k8s import runtime
+from k8s.deletion_cost_access import DeletionCostAccess, DeletionCostAccessArgs
 from k8s.egress import network_policy_spec
 from k8s.pod import (
     APP_NAME,
@@ -69,6 +70,9 @@ class AgentWorkload(pulumi.ComponentResource):
             string_data=livekit_secret_data(w, pulumi.Output.secret(args.livekit_api_key),
                                             pulumi.Output.secret(args.livekit_api_secret)),
             opts=in_ns)
+        if w.pod_deletion_cost:
+            # the worker patches its own pod's deletion cost (idle pods go first on scale-down)
+            DeletionCostAccess(child(name, "deletion-cost"), DeletionCostAccessArgs(w), opts=in_ns)
         deployment = k8s.apps.v1.Deployment(
             child(name, "deployment"),
             metadata=_metadata(w),

@@ -252,6 +252,55 @@ def _hpa_below_load_threshold(resources: list[Resource], ctx: Context) -> list[F
     return findings
 
 
+# The agent's active-calls gauge as the Custom Metrics Stackdriver Adapter names it (k8s/scaling.py).
+CALLS_METRIC_PART = "voice_agent_active_sessions"
+
+
+def _calls_target(hpa: Resource) -> float | None:
+    """The HPA's average active calls per pod, if it scales on them (a quantity: "4200m" = 4.2)."""
+    for metric in prop(hpa.props, "spec", "metrics", default=[]):
+        if metric.get("type") != "Pods" or CALLS_METRIC_PART not in str(prop(metric, "pods", "metric", "name", default="")):
+            continue
+        value = cpu_millicores(prop(metric, "pods", "target", "averageValue"))
+        if value is not None:
+            return value / 1000
+    return None
+
+
+def _hpa_calls_below_cap(resources: list[Resource], ctx: Context) -> list[Finding]:
+    findings = []
+    for pod in agent_pods(resources):
+        cap = int(pod.env.get("AGENT_MAX_CALLS", "0") or 0)
+        if cap <= 0:
+            continue
+        for hpa in _hpa_for(resources, pod):
+            target = _calls_target(hpa)
+            if target is None:
+                continue
+            tolerance = _scale_up_tolerance(hpa)
+            trigger = target * (1 + tolerance)
+            if trigger >= cap - 1e-9:
+                findings.append((hpa.name, f"HPA calls target {as_number(round(target, 3))} per pod acts only above "
+                                           f"{as_number(round(trigger, 3))} (with the {tolerance:.0%} tolerance), but each worker "
+                                           f"refuses calls at AGENT_MAX_CALLS = {cap}: every pod is full before the HPA scales; "
+                                           f"use a target below {as_number(round(cap / (1 + tolerance), 2))}"))
+    return findings
+
+
+def _job_memory_limit(pod: AgentPod, ctx: Context) -> list[str]:
+    """A runaway job must be killed before it takes the container (and every call) with it."""
+    raw = pod.env.get("AGENT_JOB_MEMORY_LIMIT_MB", "0") or "0"
+    job = float(raw)
+    if job <= 0:
+        return ["AGENT_JOB_MEMORY_LIMIT_MB is not set: one job's memory blow-up can OOM-kill the container, i.e. "
+                "every call on the pod (livekit-agents kills a job only above job_memory_limit_mb)"]
+    limit = memory_mib(prop(pod.container, "resources", "limits", "memory"))
+    if limit is not None and job >= limit:
+        return [f"AGENT_JOB_MEMORY_LIMIT_MB {as_number(job)} is not below the container's memory limit {as_number(limit)} MiB: "
+                "the container is OOM-killed before the framework kills the job"]
+    return []
+
+
 def _scale_down_slower(resources: list[Resource], ctx: Context) -> list[Finding]:
     findings = []
     for hpa in (r for r in resources if r.type == HPA):
@@ -472,6 +521,10 @@ RULES: tuple[Rule, ...] = (
     Rule("agent-cpu-limit", MANDATORY, "The agent container has a CPU limit.", check_stack=_per_pod(_cpu_limit)),
     Rule("agent-hpa-below-load-threshold", MANDATORY, "HPA target x request/limit stays below the worker's load threshold.", check_stack=_hpa_below_load_threshold,
          config=("bursting",)),
+    Rule("agent-hpa-calls-below-cap", MANDATORY, "The HPA's calls target, with its tolerance, fires below the pod's call cap.",
+         check_stack=_hpa_calls_below_cap),
+    Rule("agent-job-memory-limit", MANDATORY, "A runaway job is killed before the container's memory limit.",
+         check_stack=_per_pod(_job_memory_limit)),
     Rule("agent-scale-down-slower", ADVISORY, "Scale-down is slower than scale-up.", check_stack=_scale_down_slower),
     Rule("agent-extended-duration", MANDATORY, "Grace beyond 10 minutes comes with safe-to-evict=false.", check_stack=_per_pod(_extended_duration)),
     Rule("agent-no-spot", MANDATORY, "Live sessions do not run on Spot Pods.", check_stack=_per_pod(_no_spot)),

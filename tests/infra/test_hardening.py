@@ -217,14 +217,17 @@ def test_prod_admits_only_its_registry_and_the_placeholder_image(prod_plan):
     assert policy["defaultAdmissionRule"] == {"evaluationMode": "ALWAYS_DENY", "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG"}
     assert policy["globalPolicyEvaluationMode"] == "ENABLE"
     assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
-        "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**", "registry.k8s.io/pause:3.10"]
+        "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**",
+        "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0", "registry.k8s.io/pause:3.10"]
     assert prod_plan.one(CLUSTER)["inputs"]["binaryAuthorization"] == {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"}
 
 
 def test_without_placeholders_no_outside_image_is_admitted():
     policy = evaluate("prod", {P + "spareCapacityPods": "0"}).one("gcp:binaryauthorization/policy:Policy")["inputs"]
+    # the registry and the HPA's metrics adapter (k8s/metrics_adapter.py), no pause image
     assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
-        "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**"]
+        "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**",
+        "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0"]
 
 
 @pytest.mark.parametrize("key", ["workloadStateMetrics", "upgradeNotifications", "secretsEncryption", "binaryAuthorization",

@@ -108,3 +108,74 @@ def test_new_capacity_waits_for_a_node_unless_room_is_held():
     assert seconds_to_new_capacity(30, spare_pods=0) == 30 + 15 + 120 + 6
     assert seconds_to_new_capacity(60, spare_pods=1) == 60 + 15 + 6
     assert seconds_to_new_capacity(120, spare_pods=0) == 261  # seed 000's window
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-call figures from the committed benchmark output, the call cap, the calls target.
+
+from infra.plan import evaluate  # noqa: E402
+from infra.settings import ConfigError  # noqa: E402
+from k8s.sizes import SIZES, Resources  # noqa: E402
+
+
+def test_planning_figures_are_the_measurement_with_its_margins():
+    """Guards against constants typed in again: they are read from the benchmark's output."""
+    m = capacity.MEASURED
+    assert {"date", "machine", "command"} <= set(m) and "agent/bench/capacity.py" in m["command"]
+    assert capacity.CPU_PER_SESSION_M == capacity._round_up(m["cpu_m_per_call"] * 1.5, 10)
+    assert capacity.MEMORY_PER_SESSION_MI == capacity._round_up(m["mem_mib_per_call"] * 2.0, 16)
+    assert capacity.WORKER_BASE_MEMORY_MI == capacity._round_up(m["base_mem_mib"] * 1.25, 64)
+    assert capacity.WORKER_BASE_CPU_M == max(100, capacity._round_up(m["base_cpu_m"] * 1.5, 10))
+    # every repeat's cost fits inside the planned figure
+    for run in m["repeats"]:
+        assert run["cpu_m_per_call"] < capacity.CPU_PER_SESSION_M
+        assert run["mem_mib_per_call"] < capacity.MEMORY_PER_SESSION_MI
+    # the measured saturation (between the last unthrottled N and the first throttled one, per
+    # vCPU) is above what a 1-vCPU pod admits at 0.7: admission comes before the pod runs out
+    one_vcpu = Resources(1000, 2048, 1000, 2048)
+    assert capacity.cpu_calls_per_pod(one_vcpu, 0.7) <= m["calls_at_quality_limit_per_vcpu"]
+
+
+def test_job_kill_size_is_far_above_a_call_and_warned_before():
+    assert capacity.JOB_MEMORY_LIMIT_MI == 4 * capacity.MEMORY_PER_SESSION_MI
+    assert capacity.JOB_MEMORY_WARN_MI < capacity.JOB_MEMORY_LIMIT_MI
+
+
+def _room_for(calls: int) -> int:
+    """The memory limit at which exactly `calls` calls fit next to one runaway job."""
+    return capacity.WORKER_BASE_MEMORY_MI + capacity.JOB_MEMORY_LIMIT_MI + calls * capacity.MEMORY_PER_SESSION_MI
+
+
+@pytest.mark.parametrize("delta, calls", [(-1, 2), (0, 3), (1, 3)])
+def test_memory_call_cap_boundary(delta, calls):
+    assert capacity.memory_calls_per_pod(Resources(4000, 0, 4000, _room_for(3) + delta)) == calls
+
+
+def test_the_cap_is_the_smaller_of_cpu_and_memory():
+    plenty_cpu = Resources(8000, _room_for(2), 8000, _room_for(2))
+    assert capacity.sessions_per_pod(plenty_cpu, 0.7) == 2 and capacity.pod_limited_by(plenty_cpu, 0.7) == "memory"
+    for size in SIZES.values():
+        assert capacity.pod_limited_by(size.resources(False), 0.7) == "cpu"
+
+
+@pytest.mark.parametrize("cap, percent, fires_before_full", [
+    (7, 90, True),    # 6.3 x 1.1 = 6.93 < 7
+    (7, 91, False),   # 6.37 x 1.1 = 7.007: every pod refuses calls before the HPA acts
+    (4, 90, True), (4, 91, False), (1, 90, True), (1, 91, False),
+])
+def test_calls_target_fires_before_the_cap(cap, percent, fires_before_full):
+    assert (capacity.calls_at_trigger(cap * percent / 100) < cap) is fires_before_full
+    assert capacity.max_safe_calls_percent(cap) == 90
+
+
+def test_config_refuses_a_calls_target_at_the_cap():
+    with pytest.raises(ConfigError, match=r"hpaTargetCallsPercent = 91: puts the HPA's calls target at 6\.37 of a "
+                                          r"7-call cap; .* above 7\.007 calls per pod, .*AGENT_MAX_CALLS = 7\); use at most 90"):
+        evaluate("prod", {"gke-voice-agents:hpaTargetCallsPercent": "91"})
+    assert evaluate("prod", {"gke-voice-agents:hpaTargetCallsPercent": "90"}).resources
+
+
+@pytest.mark.parametrize("value", ["9", "101"])
+def test_calls_target_is_a_percent_from_10_to_100(value):
+    with pytest.raises(ConfigError, match=rf"hpaTargetCallsPercent = {value}: must be from 10 to 100 %"):
+        evaluate("prod", {"gke-voice-agents:hpaTargetCallsPercent": value})

@@ -11,6 +11,7 @@ import pytest
 
 from infra.settings import ConfigError
 from infra.mocks import RecordingMocks
+from k8s.capacity import CPU_PER_SESSION_M
 from k8s.sizes import SIZES, Size
 from tests.k8s.rendered import plan_with
 
@@ -77,7 +78,7 @@ CASES = {
     "threshold below one call": (
         "prod", {"loadThreshold": "0.1", "hpaTargetCpuUtilization": "10"},
         r"loadThreshold = 0\.1: a pod of size M reports itself full at 200m, below the worker's base 100m plus one call's "
-        r"200m: it would never take a call; raise loadThreshold to at least 0\.15"),
+        rf"{CPU_PER_SESSION_M}m: it would never take a call; raise loadThreshold to at least 0\.15"),
 }
 
 

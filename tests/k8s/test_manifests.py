@@ -8,6 +8,7 @@ import copy
 import jsonschema
 import kubernetes_validate
 import pytest
+from pathlib import Path
 import yaml
 
 from infra.plan import write_manifests
@@ -75,9 +76,17 @@ POD_MONITORING_SCHEMA = {
 }
 
 
+def capacity_buffer_schema() -> dict:
+    """The served version's openAPIV3Schema of the vendored CRD (tests/schemas/SOURCES.md)."""
+    crd = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas" / "capacitybuffer-crd.yaml").read_text())
+    return next(v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
+
+
 def validate(manifest: dict, version: str) -> None:
     if manifest["kind"] == "PodMonitoring":
         jsonschema.validate(manifest, POD_MONITORING_SCHEMA)
+    elif manifest["kind"] == "CapacityBuffer":
+        jsonschema.validate(manifest, capacity_buffer_schema())
     else:
         kubernetes_validate.validate(manifest, version, strict=True)
 
@@ -91,9 +100,12 @@ def manifests(plan, tmp_path) -> dict[str, dict]:
 
 def test_every_kubernetes_object_is_written(plan, manifests):
     kinds = sorted(m["kind"] for m in manifests.values())
-    spare = ["Deployment", "PriorityClass"] if plan.stack == "prod" else []
+    spare = ["Deployment", "PriorityClass"] if plan.stack == "prod" else ["PodTemplate", "CapacityBuffer"]
+    # the Custom Metrics Stackdriver Adapter (k8s/metrics_adapter.py), for the HPA's calls metric
+    adapter = ["Namespace", "ServiceAccount", "ClusterRoleBinding", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
+               "Deployment", "Service", "APIService", "APIService"]
     assert kinds == sorted(["Namespace", "ServiceAccount", "Secret", "Deployment", "HorizontalPodAutoscaler",
-                            "PodDisruptionBudget", "PodMonitoring", "NetworkPolicy", *spare])
+                            "PodDisruptionBudget", "PodMonitoring", "NetworkPolicy", *spare, *adapter])
     objects = [r for r in plan.resources if r["type"].startswith("kubernetes:")]
     assert len(objects) == len(manifests)
 

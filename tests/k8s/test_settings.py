@@ -26,6 +26,14 @@ def _annotations(r: PlanResult) -> dict:
     return pod_of(r)["metadata"].get("annotations") or {}
 
 
+def _cap_prod() -> int:
+    """prod's call cap (size M, no bursting, threshold 0.7), from the measured figures."""
+    from k8s.capacity import sessions_per_pod
+    from k8s.sizes import SIZES
+
+    return sessions_per_pod(SIZES["M"].resources(False), 0.7)
+
+
 def _placeholders(r: PlanResult) -> int | None:
     found = [x for x in r.resources if x["name"] == "spare-placeholders"]
     return found[0]["inputs"]["spec"]["replicas"] if found else None
@@ -37,7 +45,9 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
     "agentNamespace": ({"agentNamespace": "calls"},
                        lambda r: {x["inputs"]["metadata"].get("namespace", x["inputs"]["metadata"]["name"])
                                   for x in r.resources if x["type"].startswith("kubernetes:")
-                                  and x["type"] != "kubernetes:scheduling.k8s.io/v1:PriorityClass"},
+                                  and x["type"] != "kubernetes:scheduling.k8s.io/v1:PriorityClass"
+                                  # the metrics adapter lives in its own namespace (custom-metrics)
+                                  and not x["name"].startswith("metrics-adapter")},
                        {"calls"}),
     "agentImageName": ({"agentImageName": "support-agent"}, lambda r: container_of(r)["image"],
                        f"{REGISTRY}/support-agent:0.1.0"),
@@ -61,6 +71,16 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
     "hpaMaxReplicas": ({"hpaMaxReplicas": "40"}, lambda r: hpa_of(r)["maxReplicas"], 40),
     "hpaTargetCpuUtilization": ({"hpaTargetCpuUtilization": "45"},
                                 lambda r: hpa_of(r)["metrics"][0]["resource"]["target"]["averageUtilization"], 45),
+    "hpaTargetCallsPercent": ({"hpaTargetCallsPercent": "50"},
+                              lambda r: hpa_of(r)["metrics"][1]["pods"]["target"]["averageValue"],
+                              f"{round(_cap_prod() * 500)}m"),
+    "podDeletionCost": ({"podDeletionCost": "true"},
+                        lambda r: ("AGENT_POD_NAME" in env_of(r),
+                                   any(x["type"] == "kubernetes:rbac.authorization.k8s.io/v1:Role" for x in r.resources)),
+                        (True, True)),
+    "spareCapacityMode": ({"spareCapacityMode": "capacityBuffer"},
+                          lambda r: sorted(x["type"] for x in r.resources if x.get("parent") == "spare"),
+                          ["kubernetes:autoscaling.x-k8s.io/v1beta1:CapacityBuffer", "kubernetes:core/v1:PodTemplate"]),
     "hpaScaleUpWindowSeconds": ({"hpaScaleUpWindowSeconds": "15"},
                                 lambda r: hpa_of(r)["behavior"]["scaleUp"]["stabilizationWindowSeconds"], 15),
     "hpaScaleDownWindowSeconds": ({"hpaScaleDownWindowSeconds": "1200"},
@@ -108,6 +128,7 @@ def test_every_workload_setting_is_covered():
         "callWarningSeconds", "silenceTimeoutSeconds", "geminiConnectRetries", "geminiFallbackLocation",
         "geminiFallbackModel", "logConversationText",
         "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
+        "podDeletionCost", "spareCapacityMode",
     }
     declared = {k.split(":", 1)[1] for k in project_declarations()}
     hpa_keys = {k for k in declared if k.startswith("hpa")}

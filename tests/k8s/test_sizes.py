@@ -51,7 +51,7 @@ def test_memory_covers_every_call_the_pod_can_admit(name):
     assert memory_needed_mi(most) <= size.memory_mi
 
 
-@pytest.mark.parametrize("name, flat, burst", [("S", 3, 4), ("M", 6, 9), ("L", 13, 19)])
+@pytest.mark.parametrize("name, flat, burst", [("S", 3, 4), ("M", 7, 10), ("L", 15, 21)])
 def test_sessions_per_pod_at_the_default_threshold(name, flat, burst):
     """The table in k8s/sizes.py and docs/workload.md."""
     size = SIZES[name]

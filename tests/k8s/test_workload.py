@@ -125,7 +125,8 @@ def test_environment_is_exactly_the_agent_contract(plan):
         "AGENT_GEMINI_MODEL", "AGENT_VERSION", "AGENT_METRICS_LINGER_SECONDS", "GOOGLE_CLOUD_PROJECT",
         "GOOGLE_CLOUD_LOCATION",
         "GOOGLE_GENAI_USE_VERTEXAI", "HOME", "AGENT_MAX_CALL_SECONDS", "AGENT_CALL_WARNING_SECONDS",
-        "AGENT_SILENCE_TIMEOUT_SECONDS", "AGENT_GEMINI_CONNECT_RETRIES", "AGENT_LOG_CONVERSATION_TEXT"}
+        "AGENT_SILENCE_TIMEOUT_SECONDS", "AGENT_GEMINI_CONNECT_RETRIES", "AGENT_LOG_CONVERSATION_TEXT",
+        "AGENT_MAX_CALLS", "AGENT_JOB_MEMORY_LIMIT_MB", "AGENT_JOB_MEMORY_WARN_MB"}
     assert env["AGENT_LOAD_THRESHOLD"] == "0.7" and env["HOME"] == "/tmp"
     assert env["AGENT_HEALTH_PORT"] == str(runtime.HEALTH_PORT) and env["AGENT_METRICS_PORT"] == str(runtime.METRICS_PORT)
     assert env["GOOGLE_CLOUD_PROJECT"] == f"my-voice-agents-{plan.stack}" and env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
@@ -138,7 +139,9 @@ def test_environment_is_exactly_the_agent_contract(plan):
 def test_every_agent_variable_the_pod_sets_is_one_the_agent_reads(plan):
     """The agent's settings module is the other half of the contract (a separate venv, so it is
     read as text): a variable it does not read would be a setting that silently does nothing."""
-    source = (Path(__file__).resolve().parents[2] / "agent" / "voice_agent" / "settings.py").read_text()
+    agent = Path(__file__).resolve().parents[2] / "agent" / "voice_agent"
+    # settings.py reads the admission variables through admission.py (as recovery/config.py)
+    source = "".join((agent / name).read_text() for name in ("settings.py", "admission.py"))
     read_by_agent = set(re.findall(r'"((?:AGENT|LIVEKIT|GOOGLE)_[A-Z_]+)"', source))
     assert len(read_by_agent) > 15, "the agent's settings module no longer names its variables"
     assert {k for k in env_of(plan) if k != "HOME"} <= read_by_agent
@@ -257,8 +260,10 @@ def test_hpa_scales_up_fast_and_down_slowly(stack, replicas, up, down, period):
     hpa = hpa_of(plan_with(stack))
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "voice-agent"}
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == replicas
-    assert hpa["metrics"] == [{"type": "Resource", "resource": {
-        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]
+    assert hpa["metrics"][0] == {"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}
+    # and active calls per pod (tests/k8s/test_scaling.py checks the target)
+    assert hpa["metrics"][1]["pods"]["metric"]["name"] == "prometheus.googleapis.com|voice_agent_active_sessions|gauge"
     assert hpa["behavior"]["scaleUp"] == {
         "stabilizationWindowSeconds": up, "selectPolicy": "Max",
         "policies": [{"type": "Pods", "value": 4, "periodSeconds": 60},

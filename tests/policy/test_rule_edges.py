@@ -26,7 +26,8 @@ P = "gke-voice-agents:"
 
 
 def _one(resources: list[dict], typ: str) -> dict:
-    [found] = [r for r in resources if r["type"] == typ]
+    # the agent's objects, not the metrics adapter's (k8s/metrics_adapter.py has a Deployment too)
+    [found] = [r for r in resources if r["type"] == typ and not r["name"].startswith("metrics-adapter")]
     return found["inputs"]
 
 

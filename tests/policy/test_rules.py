@@ -110,6 +110,12 @@ FAILING: dict[str, tuple[Mutation, str]] = {
                                        "HPA target 95% of a 1000m request with a 1400m effective limit puts each worker at load 0.75 (with the 10% HPA tolerance) "
                                        ">= load_threshold 0.5: every pod reports full before the HPA scales, and new callers wait; "
                                        "use a target of at most 63%"),
+    # dev: S with bursting, AGENT_MAX_CALLS 4; 3.7 x 1.1 = 4.07 calls >= 4
+    "agent-hpa-calls-below-cap": (lambda rs: _hpa(rs)["metrics"][1]["pods"]["target"].update(averageValue="3700m"),
+                                  "HPA calls target 3.7 per pod acts only above 4.07 (with the 10% tolerance), but each worker "
+                                  "refuses calls at AGENT_MAX_CALLS = 4: every pod is full before the HPA scales; use a target below 3.64"),
+    "agent-job-memory-limit": (lambda rs: _set_env(rs, "AGENT_JOB_MEMORY_LIMIT_MB", "2048"),
+                               "AGENT_JOB_MEMORY_LIMIT_MB 2048 is not below the container's memory limit 2048 MiB"),
     "agent-scale-down-slower": (lambda rs: _hpa(rs)["behavior"]["scaleDown"].update(stabilizationWindowSeconds=30),
                                 "scale-down window 30 s is not longer than scale-up window 30 s"),
     "agent-extended-duration": (lambda rs: _pod(rs)["metadata"].update(annotations={}),

@@ -72,6 +72,8 @@ def tripped(bursting: bool) -> dict[str, str]:
 COMMON = {
     # 150 s < preStop 120 + drain 3600 + shutdown 100 = 3820 s: SIGKILL lands ~an hour early.
     "agent-grace-covers-drain": "mandatory",
+    # no AGENT_JOB_MEMORY_LIMIT_MB: one job's memory blow-up takes the container
+    "agent-job-memory-limit": "mandatory",
     # The worker keeps taking new calls during the 120 s sleep, then has 30 s to drain them.
     "agent-no-sleep-prestop": "mandatory",
     # No command: the Deployment does not say the worker runs `start` as PID 1 (the seed leaves
