@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .admission import AdmissionSettings, read_admission_settings
 from .recovery.config import RecoverySettings, read_recovery_settings
 
 # livekit-agents 1.8.9 worker.DRAIN_TIMEOUT (3600 s since 1.8; older docs say 1800).
@@ -134,6 +135,8 @@ class AgentSettings:
     """AGENT_METRICS_LINGER_SECONDS: /metrics stays up this long after a finished drain."""
     recovery: RecoverySettings = RecoverySettings()
     """AGENT_CHECKPOINT_* / AGENT_RECOVERY_*: crash recovery (recovery/config.py, docs/recovery.md)."""
+    admission: AdmissionSettings = AdmissionSettings()
+    """AGENT_MAX_CALLS / AGENT_JOB_MEMORY_*: what the worker counts before taking a call (admission.py)."""
     tool_servers: tuple[tuple[str, str], ...] = ()
     """AGENT_TOOL_SERVERS: comma-separated name=url MCP tool servers (tools_mcp.py), e.g.
     places=http://places-mcp.voice-agents.svc:8080/mcp; empty = no remote tools."""
@@ -164,6 +167,7 @@ class AgentSettings:
             # "agent_version": framework lines already use "version" for their own release
             "agent_version": self.version,
             **self.recovery.public_fields(),
+            **self.admission.public_fields(),
             "tool_servers": ",".join(f"{name}={url}" for name, url in self.tool_servers),
         }
 
@@ -238,6 +242,7 @@ def load_settings(env: Mapping[str, str]) -> AgentSettings:
         ),
     }
     settings_kwargs["recovery"] = read_recovery_settings(env, problems)
+    settings_kwargs["admission"] = read_admission_settings(env, problems)
     settings_kwargs.update(_read_call_life(reader))
     settings_kwargs.update(_read_tool_servers(env, problems))
     _check_vertex_only(env, problems)

@@ -17,7 +17,7 @@ from typing import Any
 from livekit.agents import AgentServer
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
-from . import session
+from . import admission, deletion_cost, session
 from .logs import configure_logging, log_event
 from .privacy import guard_root_handlers
 from .metrics import AgentMetrics, SessionLedger, default_metrics
@@ -45,6 +45,11 @@ class VoiceAgentServer(AgentServer):
             api_secret=settings.livekit_api_secret,
             drain_timeout=settings.drain_timeout_seconds,
             load_threshold=settings.load_threshold,
+            # CPU, memory and the per-pod call cap (admission.py); a runaway job is killed by the
+            # framework before the container's limit (ipc/supervised_proc.py, 5 s samples)
+            load_fnc=admission.load_function(settings.admission, settings.load_threshold),
+            job_memory_limit_mb=settings.admission.job_memory_limit_mb,
+            job_memory_warn_mb=settings.admission.job_memory_warn_mb,
             host=settings.http_host,
             port=settings.health_port,
             # No prometheus_port: our ProbeServer serves /metrics on that port, next to /ready
@@ -121,6 +126,8 @@ class VoiceAgentServer(AgentServer):
         finally:
             if self._reconcile_task is not None:
                 self._reconcile_task.cancel()
+            if getattr(self, "_deletion_cost_task", None) is not None:
+                self._deletion_cost_task.cancel()
             self._recovery.stop()
 
     async def _require_model_access(self) -> None:
@@ -211,6 +218,7 @@ class VoiceAgentServer(AgentServer):
         self._reconcile_task = asyncio.get_running_loop().create_task(
             self._reconcile_forever(), name="voice_agent_session_reconcile"
         )
+        self._deletion_cost_task = start_deletion_cost(self)
         self._recovery.start()
 
     def _on_worker_registered(self, worker_id: str, server_info: Any) -> None:
@@ -236,6 +244,18 @@ class VoiceAgentServer(AgentServer):
                     level=logging.WARNING,
                     session_id=session_id,
                 )
+
+
+def start_deletion_cost(server: VoiceAgentServer) -> asyncio.Task[None] | None:
+    """Keep the pod's deletion cost (deletion_cost.py) when the pod spec gave its name."""
+    a = server.settings.admission
+    if not a.pod_name:
+        return None
+    keeper = deletion_cost.DeletionCostKeeper(
+        deletion_cost.PodRef(a.pod_name, a.pod_namespace), a.max_calls,
+        api_url=deletion_cost.api_url_from_env(), credentials_dir=a.kube_credentials_dir)
+    return asyncio.get_running_loop().create_task(
+        keeper.run(lambda: len(server.active_jobs)), name="voice_agent_deletion_cost")
 
 
 def seconds_since_process_start() -> float:

@@ -1,0 +1,230 @@
+"""Admission: the load a worker reports to LiveKit counts everything that can kill a pod.
+
+livekit-agents 1.8.9 reports ``load_fnc(worker)`` every 0.5 s (worker.py, UPDATE_LOAD_INTERVAL)
+and marks the worker full (WS_FULL) once it reaches ``load_threshold``; livekit-server routes no
+job to a worker at or above its ``agents.target_load``. The default load is CPU only (used / the
+container's CPU limit, utils/hw/cpu.py). Memory is not counted, so a pod can take calls until
+the container is OOM-killed, taking every call with it (DESIGN 7.6).
+
+Our load is the largest of three shares, each scaled so that "full" lands on the threshold:
+
+- cpu:    the framework's own CPU load, unchanged;
+- calls:  threshold x active jobs / AGENT_MAX_CALLS (the per-pod cap k8s/capacity.py derives
+          from the pod's size and the measured cost of a call);
+- memory: threshold x working set / (memory limit - AGENT_JOB_MEMORY_LIMIT_MB): full while one
+          more job could still grow to the size at which the framework kills it.
+
+A runaway job is stopped by the framework itself: with ``job_memory_limit_mb`` set, each job
+process is sampled every 5 s (ipc/supervised_proc.py, _MEMORY_MONITOR_INTERVAL; PSS, else USS,
+else RSS) and killed once above it, so the other calls of the pod go on.
+
+The settings half of this module imports nothing of livekit: ``settings.load_settings`` reads it
+before the framework is imported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MAX_CALLS_RANGE = (0, 1000)
+# Autopilot's largest pod (110 GiB, k8s/sizes.py MAX_MEM_MI).
+JOB_MEMORY_RANGE = (0, 110 * 1024)
+# livekit-agents 1.8.9 ServerOptions.job_memory_warn_mb default; 0 = no warning.
+DEFAULT_JOB_MEMORY_WARN_MB = 1000
+CGROUP = Path("/sys/fs/cgroup")
+# where in-cluster clients find the token and CA (k8s/deletion_cost.py mounts them there)
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    """What the worker counts before it takes another call (docs/workload.md, Admission)."""
+
+    max_calls: int = 0
+    """AGENT_MAX_CALLS: calls this worker takes at most; 0 = no cap (CPU and memory only)."""
+    job_memory_limit_mb: int = 0
+    """AGENT_JOB_MEMORY_LIMIT_MB: a job process above this (PSS) is killed; 0 = never."""
+    job_memory_warn_mb: int = DEFAULT_JOB_MEMORY_WARN_MB
+    """AGENT_JOB_MEMORY_WARN_MB: a job process above this is logged; 0 = never."""
+    pod_name: str = ""
+    """AGENT_POD_NAME: this pod (downward API); set with AGENT_POD_NAMESPACE, the worker keeps
+    the pod's deletion cost (deletion_cost.py). Empty = it does not."""
+    pod_namespace: str = ""
+    """AGENT_POD_NAMESPACE: this pod's namespace (downward API)."""
+    kube_credentials_dir: str = SERVICE_ACCOUNT_DIR
+    """AGENT_KUBE_CREDENTIALS_DIR: the projected token and ca.crt for the Kubernetes API."""
+
+    def public_fields(self) -> dict[str, object]:
+        return {
+            "max_calls": self.max_calls,
+            "job_memory_limit_mb": self.job_memory_limit_mb,
+            "job_memory_warn_mb": self.job_memory_warn_mb,
+            "pod_name": self.pod_name,
+            "pod_namespace": self.pod_namespace,
+        }
+
+
+def read_admission_settings(env: Mapping[str, str], problems: list[str]) -> AdmissionSettings:
+    """Parse AGENT_MAX_CALLS / AGENT_JOB_MEMORY_*; append one line per bad value to problems."""
+    values = {
+        "max_calls": _integer(env, "AGENT_MAX_CALLS", 0, MAX_CALLS_RANGE, problems,
+                              "calls one worker takes at most; 0 = no cap"),
+        "job_memory_limit_mb": _integer(env, "AGENT_JOB_MEMORY_LIMIT_MB", 0, JOB_MEMORY_RANGE, problems,
+                                        "MB at which a job process is killed; 0 = never"),
+        "job_memory_warn_mb": _integer(env, "AGENT_JOB_MEMORY_WARN_MB", DEFAULT_JOB_MEMORY_WARN_MB,
+                                       JOB_MEMORY_RANGE, problems,
+                                       "MB at which a job process is logged; 0 = never"),
+    }
+    values.update(_own_pod(env, problems))
+    if None in values.values():
+        return AdmissionSettings()
+    limit, warn = values["job_memory_limit_mb"], values["job_memory_warn_mb"]
+    if limit and warn >= limit:
+        problems.append(
+            f"AGENT_JOB_MEMORY_WARN_MB={warn} is not below AGENT_JOB_MEMORY_LIMIT_MB={limit}: the "
+            "warning must come before the kill; lower it or set it to 0")
+        return AdmissionSettings()
+    return AdmissionSettings(**values)  # type: ignore[arg-type]
+
+
+def _own_pod(env: Mapping[str, str], problems: list[str]) -> dict[str, str | None]:
+    name = (env.get("AGENT_POD_NAME") or "").strip()
+    namespace = (env.get("AGENT_POD_NAMESPACE") or "").strip()
+    directory = (env.get("AGENT_KUBE_CREDENTIALS_DIR") or "").strip() or SERVICE_ACCOUNT_DIR
+    if bool(name) != bool(namespace):
+        problems.append(
+            f"AGENT_POD_NAME={name!r} and AGENT_POD_NAMESPACE={namespace!r}: set both (from the downward "
+            "API, to keep the pod's deletion cost) or neither")
+        return {"pod_name": None}
+    for key, value in (("AGENT_POD_NAME", name), ("AGENT_POD_NAMESPACE", namespace)):
+        if value and not _DNS_NAME.match(value):
+            problems.append(f"{key}={value!r} is invalid: expected a Kubernetes name (lower-case letters, digits, '-', '.')")
+            return {"pod_name": None}
+    if not directory.startswith("/"):
+        problems.append(f"AGENT_KUBE_CREDENTIALS_DIR={directory!r} is invalid: expected an absolute path")
+        return {"pod_name": None}
+    return {"pod_name": name, "pod_namespace": namespace, "kube_credentials_dir": directory}
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, bounds: tuple[int, int],
+             problems: list[str], what: str) -> int | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    low, high = bounds
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(f"{name}={raw!r} is not an integer: allowed {low}..{high} ({what})")
+        return None
+    if not low <= value <= high:
+        problems.append(f"{name}={value} is out of range: allowed {low}..{high} ({what})")
+        return None
+    return value
+
+
+# ---- the three shares -----------------------------------------------------------------------
+
+
+def calls_load(active_calls: int, max_calls: int, threshold: float) -> float:
+    """Reaches the threshold exactly when the pod holds its cap of calls."""
+    if max_calls <= 0:
+        return 0.0
+    return threshold * active_calls / max_calls
+
+
+def memory_load(working_set_mib: float, limit_mib: float | None, reserve_mib: float,
+                threshold: float) -> float:
+    """Reaches the threshold when less than one job's kill size is left under the limit."""
+    if limit_mib is None:
+        return 0.0
+    room = limit_mib - reserve_mib
+    if room <= 0:
+        return 1.0
+    return threshold * working_set_mib / room
+
+
+@dataclass(frozen=True)
+class ContainerMemory:
+    """The container's memory as the OOM killer and the kubelet see it, from the cgroup root
+    the process sees (a container's own): working set = usage - inactive file pages."""
+
+    root: Path = CGROUP
+
+    def read(self) -> tuple[float, float | None]:
+        """(working set MiB, limit MiB or None when unlimited)."""
+        v2 = self.root / "memory.current"
+        if v2.exists():
+            usage = int(v2.read_text())
+            limit_raw = (self.root / "memory.max").read_text().strip()
+            inactive = _stat(self.root / "memory.stat", "inactive_file")
+            limit = None if limit_raw == "max" else int(limit_raw)
+        else:
+            mem = self.root / "memory"
+            usage = int((mem / "memory.usage_in_bytes").read_text())
+            inactive = _stat(mem / "memory.stat", "total_inactive_file")
+            limit = int((mem / "memory.limit_in_bytes").read_text())
+            # v1 reports "no limit" as a huge page-aligned number (PAGE_COUNTER_MAX)
+            limit = None if limit >= 2**62 else limit
+        return (usage - inactive) / 2**20, None if limit is None else limit / 2**20
+
+
+def _stat(path: Path, key: str) -> int:
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
+@dataclass(frozen=True)
+class Shares:
+    cpu: float
+    memory: float
+    calls: float
+
+    def load(self) -> float:
+        return max(self.cpu, self.memory, self.calls)
+
+    def limiting(self) -> str:
+        return max(("cpu", self.cpu), ("memory", self.memory), ("calls", self.calls), key=lambda kv: kv[1])[0]
+
+
+def admission_shares(settings: AdmissionSettings, threshold: float, cpu: float, active_calls: int,
+                     memory: tuple[float, float | None]) -> Shares:
+    working_set, limit = memory
+    return Shares(
+        cpu=cpu,
+        memory=memory_load(working_set, limit, settings.job_memory_limit_mb, threshold),
+        calls=calls_load(active_calls, settings.max_calls, threshold),
+    )
+
+
+def load_function(settings: AdmissionSettings, threshold: float,
+                  cpu_load: Callable[[Any], float] | None = None,
+                  memory: ContainerMemory | None = None,
+                  on_shares: Callable[[Shares], None] | None = None) -> Callable[[Any], float]:
+    """The ``load_fnc`` for AgentServer (it passes the server; run in an executor thread)."""
+    if cpu_load is None:
+        from livekit.agents.worker import _DefaultLoadCalc
+
+        # the framework's default CPU load (0.5 s samples, 2.5 s moving average)
+        cpu_load = _DefaultLoadCalc.get_load
+    reader = memory or ContainerMemory()
+
+    def load(server: Any) -> float:
+        try:
+            mem = reader.read()
+        except (OSError, ValueError):
+            mem = (0.0, None)  # no cgroup memory files (not in a container): CPU and calls only
+        shares = admission_shares(settings, threshold, cpu_load(server), len(server.active_jobs), mem)
+        if on_shares is not None:
+            on_shares(shares)
+        return shares.load()
+
+    return load
