@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
     from .settings import AgentSettings
 
-# Gemini voice; the plugin's default, named here so a change is a reviewed diff.
+# Gemini voice when neither AGENT_VOICE nor the persona names one (persona_api.voice_for); the
+# plugin's default, named here so a change is a reviewed diff.
 VOICE = "Puck"
 # A failed model instance stays out of rotation this long (livekit-agents 1.8.9
 # RealtimeModelFallbackAdapter default cooldown is 10 s); longer than any call's retry cascade,
@@ -79,7 +80,7 @@ def gemini(settings: AgentSettings, location: str, model_id: str) -> llm.Realtim
         project=settings.gcp_project,
         location=location,
         model=model_id,
-        voice=VOICE,
+        voice=settings.voice or VOICE,
         context_window_compression=types.ContextWindowCompressionConfig(
             trigger_tokens=settings.compression_trigger_tokens,
             sliding_window=types.SlidingWindow(target_tokens=settings.compression_target_tokens),

@@ -1,16 +1,19 @@
-"""The voice persona: short, honest about being an AI, and able to do two real things."""
+"""The sample persona: short, honest about being an AI, and able to do two real things.
+
+The platform's runtime loads it through AGENT_PERSONA (default ``voice_agent.persona:SAMPLE``,
+persona_api.py); a team brings its own persona in its own package and leaves this one alone
+(docs/your-agent.md). ``end_call`` is the platform's tool (added to every persona); the
+instructions only tell the model when to use it.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from livekit.agents import Agent, RunContext, ToolError, function_tool, llm
-from livekit.agents.beta.tools import EndCallTool
+from livekit.agents import ToolError, function_tool
 
-logger = logging.getLogger("voice_agent.persona")
+from .persona_api import Persona
 
 INSTRUCTIONS = """\
 You are a voice assistant on a phone-style call. You are an AI, and you say so if asked.
@@ -26,46 +29,14 @@ sentence that place search is unavailable right now and carry on."""
 GREETING = "Greet the caller in one short sentence and ask how you can help."
 
 
-class VoiceAssistant(Agent):
-    """The agent a caller talks to."""
+@function_tool
+async def current_time(timezone: str = "UTC") -> str:
+    """Get the current date and time.
 
-    def __init__(
-        self,
-        *,
-        on_end_call: Callable[[], None] | None = None,
-        remote_tools: Sequence[llm.Toolset] = (),
-    ) -> None:
-        # remote_tools: MCP tool servers (tools_mcp.py), each with its own identity
-        super().__init__(
-            instructions=INSTRUCTIONS, tools=[end_call_tool(on_end_call), *remote_tools]
-        )
-
-    @function_tool
-    async def current_time(self, context: RunContext, timezone: str = "UTC") -> str:
-        """Get the current date and time.
-
-        Args:
-            timezone: IANA time zone name such as Europe/Paris or America/New_York.
-        """
-        return current_time_in(timezone)
-
-
-def end_call_tool(on_end_call: Callable[[], None] | None) -> EndCallTool:
-    """livekit-agents 1.8.9 ``beta.tools.EndCallTool``: the tool's output asks the model for a
-    goodbye; once that reply has played out (it waits up to 5 s for it to start) the session
-    shuts down, the room is deleted (every caller, SIP included, is disconnected) and the job
-    ends. Our hook only records why the call ended."""
-
-    async def _called(_event: object) -> None:
-        logger.info("the model ended the call", extra={"event": "end_call_requested"})
-        if on_end_call is not None:
-            on_end_call()
-
-    return EndCallTool(
-        delete_room=True,
-        end_instructions="Say a short goodbye to the caller.",
-        on_tool_called=_called,
-    )
+    Args:
+        timezone: IANA time zone name such as Europe/Paris or America/New_York.
+    """
+    return current_time_in(timezone)
 
 
 def current_time_in(timezone: str) -> str:
@@ -79,3 +50,13 @@ def current_time_in(timezone: str) -> str:
         ) from exc
     now = datetime.now(zone)
     return now.strftime(f"%A %d %B %Y, %H:%M ({zone.key}, UTC%z)")
+
+
+SAMPLE = Persona(
+    instructions=INSTRUCTIONS,
+    greeting=GREETING,
+    tools=(current_time,),
+    # the plugin's own default (livekit-plugins-google 1.8.9 RealtimeModel(voice="Puck")), named
+    # here so the sample's voice is a reviewed choice
+    voice="Puck",
+)

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from livekit.agents import AgentSession, JobContext, JobProcess, JobRequest, llm
@@ -19,15 +20,15 @@ from livekit.agents import AgentSession, JobContext, JobProcess, JobRequest, llm
 # preloaded in the forkserver, so job processes do not import it at every session start.
 from livekit.plugins import google, silero  # noqa: F401
 
-from . import model, tools_mcp
+from . import model, persona_api, tools_mcp
 from .call_life import CallLife
 from .logs import log_event
-from .persona import GREETING, VoiceAssistant
 from .recovery import resume
 from .settings import AgentSettings, load_settings
 
 SETTINGS_KEY = "settings"
 VAD_KEY = "vad"
+PERSONA_KEY = "persona"
 
 
 def prewarm(proc: JobProcess) -> None:
@@ -39,6 +40,8 @@ def prewarm(proc: JobProcess) -> None:
     """
     proc.userdata[SETTINGS_KEY] = load_settings(os.environ)
     proc.userdata[VAD_KEY] = silero.VAD.load()
+    # AGENT_PERSONA was imported and checked by the worker process at start (worker.run)
+    proc.userdata[PERSONA_KEY] = persona_api.load_persona(proc.userdata[SETTINGS_KEY].persona)
 
 
 async def on_request(request: JobRequest) -> None:
@@ -67,7 +70,9 @@ async def entrypoint(ctx: JobContext) -> None:
     if recovery.superseded:
         ctx.shutdown(reason="recovery superseded")
         return
-    realtime_model = model.build_realtime_model(settings)
+    persona: persona_api.Persona = ctx.proc.userdata[PERSONA_KEY]
+    voice = persona_api.voice_for(persona, settings.voice)
+    realtime_model = model.build_realtime_model(replace(settings, voice=voice))
     recovery.offer_handle(realtime_model)
     watch_model_switches(realtime_model, tracker)
     session: AgentSession[Any] = AgentSession(
@@ -91,7 +96,8 @@ async def entrypoint(ctx: JobContext) -> None:
 
     # record=False: self-hosted, no LiveKit Cloud upload, and nothing written to disk
     await session.start(
-        agent=VoiceAssistant(
+        agent=persona_api.VoiceAssistant(
+            persona,
             on_end_call=call.end_call_requested,
             remote_tools=tools_mcp.tool_server_toolsets(settings),
         ),
@@ -101,7 +107,7 @@ async def entrypoint(ctx: JobContext) -> None:
     tracker.begin(participants=len(ctx.room.remote_participants))
     call.start()
     await recovery.started(ctx, session)
-    session.generate_reply(instructions=recovery.opening(GREETING))
+    session.generate_reply(instructions=persona_api.opening(persona, recovery))
 
 
 def watch_model_switches(realtime_model: llm.RealtimeModel, tracker: SessionTracker) -> None:

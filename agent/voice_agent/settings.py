@@ -11,10 +11,13 @@ before it imports the framework (fast, clean failure on bad configuration).
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .admission import AdmissionSettings, read_admission_settings
 from .recovery.config import RecoverySettings, read_recovery_settings
@@ -69,6 +72,14 @@ _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 DEFAULT_TOOL_TOKEN_DIR = "/var/run/secrets/tokens"
 _TOOL_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _TOOL_URL = re.compile(r"^https?://[^\s/]+/mcp$")
+# The persona (persona_api.py): module:attribute of a voice_agent.persona_api.Persona.
+DEFAULT_PERSONA = "voice_agent.persona:SAMPLE"
+_PERSONA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+# Gemini Live's prebuilt voices, one home for the agent and the stack (infra/config.py reads it):
+# the list livekit-plugins-google 1.8.9 declares (realtime/api_proto.py Voice), checked against
+# the installed plugin by tests/test_sample_persona.py.
+VOICES_FILE = Path(__file__).with_name("data") / "gemini_voices.json"
+GEMINI_VOICES: tuple[str, ...] = tuple(json.loads(VOICES_FILE.read_text())["voices"])
 _TRUE = ("true", "1")
 _FALSE = ("false", "0")
 
@@ -142,6 +153,10 @@ class AgentSettings:
     places=http://places-mcp.voice-agents.svc:8080/mcp; empty = no remote tools."""
     tool_token_dir: str = DEFAULT_TOOL_TOKEN_DIR
     """AGENT_TOOL_TOKEN_DIR: projected service-account tokens, one <dir>/<name>/token per server."""
+    persona: str = DEFAULT_PERSONA
+    """AGENT_PERSONA: module:attribute of the persona (persona_api.Persona) the calls get."""
+    voice: str = ""
+    """AGENT_VOICE: Gemini Live voice for every call; empty = the persona's own voice."""
 
     def public_fields(self) -> dict[str, object]:
         """The settings that are safe to log (no key, no secret)."""
@@ -169,6 +184,8 @@ class AgentSettings:
             **self.recovery.public_fields(),
             **self.admission.public_fields(),
             "tool_servers": ",".join(f"{name}={url}" for name, url in self.tool_servers),
+            "persona": self.persona,
+            "voice": self.voice,
         }
 
 
@@ -245,6 +262,7 @@ def load_settings(env: Mapping[str, str]) -> AgentSettings:
     settings_kwargs["admission"] = read_admission_settings(env, problems)
     settings_kwargs.update(_read_call_life(reader))
     settings_kwargs.update(_read_tool_servers(env, problems))
+    settings_kwargs.update(_read_persona(reader))
     _check_vertex_only(env, problems)
     _check_call_life(settings_kwargs, problems)
     _check_ports_differ(settings_kwargs, problems)
@@ -353,6 +371,20 @@ def _read_tool_servers(env: Mapping[str, str], problems: list[str]) -> dict[str,
     if not token_dir.startswith("/"):
         problems.append(f"AGENT_TOOL_TOKEN_DIR={token_dir!r} is invalid: expected an absolute path")
     return {"tool_servers": tuple(servers), "tool_token_dir": token_dir}
+
+
+def _read_persona(reader: _Reader) -> dict[str, object]:
+    """AGENT_PERSONA's form only (importing it needs the framework: worker.run does that);
+    AGENT_VOICE against the plugin's list."""
+    return {
+        "persona": reader.pattern(
+            "AGENT_PERSONA",
+            DEFAULT_PERSONA,
+            _PERSONA,
+            f"module:attribute of a Persona, e.g. {DEFAULT_PERSONA} or my_agent.persona:PERSONA",
+        ),
+        "voice": reader.voice("AGENT_VOICE"),
+    }
 
 
 def _check_call_life(values: Mapping[str, object], problems: list[str]) -> None:
@@ -467,6 +499,20 @@ class _Reader:
             return False
         self.problems.append(f"{name}={raw!r} is not a boolean: allowed true, false, 1 or 0")
         return None
+
+    def voice(self, name: str) -> str | None:
+        raw = self._raw(name)
+        if not raw:
+            return ""
+        if raw not in GEMINI_VOICES:
+            near = difflib.get_close_matches(raw.capitalize(), GEMINI_VOICES, n=1, cutoff=0.75)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            self.problems.append(
+                f"{name}={raw!r} is not a Gemini Live voice{hint}: allowed empty (the persona's "
+                f"voice) or one of {', '.join(GEMINI_VOICES)}"
+            )
+            return None
+        return raw
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str | None:
         raw = self._raw(name)

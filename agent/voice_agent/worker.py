@@ -264,6 +264,18 @@ def seconds_since_process_start() -> float:
     return time.time() - psutil.Process().create_time()
 
 
+def persona_problem(settings: AgentSettings) -> str | None:
+    """AGENT_PERSONA imported once in the worker process, before anything starts: a missing
+    module or attribute is a bad setting (one line, no traceback), not a failed first call."""
+    from .persona_api import PersonaError, load_persona
+
+    try:
+        load_persona(settings.persona)
+    except PersonaError as exc:
+        return str(exc)
+    return None
+
+
 def build_server(settings: AgentSettings) -> VoiceAgentServer:
     return VoiceAgentServer(settings)
 
@@ -277,6 +289,11 @@ def run(settings: AgentSettings) -> int:
     """
     from livekit.agents import cli
 
+    if (problem := persona_problem(settings)) is not None:
+        import sys
+
+        print(f"voice-agent: invalid agent configuration:\n  - {problem}", file=sys.stderr)
+        return 2  # as __main__ does for a bad setting
     server = build_server(settings)
     try:
         cli.run_app(server)

@@ -1,0 +1,1 @@
+"""A persona a team could bring: a front desk with its own tool (tests only)."""
