@@ -37,7 +37,7 @@ registry = AgentRegistry("registry", AgentRegistryArgs(
     reader_member=cluster.node_service_account_member))
 if cfg.cluster.binary_authorization:
     AdmissionPolicy("admission", AdmissionPolicyArgs(
-        project=cfg.project, registry_url=registry.url,
+        project=cfg.project, registry_url=registry.url, agent_repository=cfg.workload.image_repository,
         platform_images=(METRICS_ADAPTER_IMAGE,
                          *((PAUSE_IMAGE,) if cfg.workload.spare_capacity_pods else ()))))
 identity = AgentIdentity("agent-identity", AgentIdentityArgs(

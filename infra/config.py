@@ -16,6 +16,7 @@ import ipaddress
 import json
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import pulumi
@@ -41,6 +42,14 @@ _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _STABLE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _GEMINI_MODEL = re.compile(r"^[a-z0-9][a-z0-9.\-]{2,80}$")
+# A full image repository: a registry host with a dot (else Docker reads it as a Docker Hub
+# path) and an optional port, then lower-case path components (the distribution reference
+# grammar), no tag and no digest.
+_IMAGE_REPOSITORY = re.compile(
+    r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(:[0-9]{1,5})?"
+    r"(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$")
+# The agent's voice list is the agent's own (one home, the plugin's list with its source).
+VOICES_FILE = Path(__file__).resolve().parents[1] / "agent" / "voice_agent" / "data" / "gemini_voices.json"
 
 # ---------------------------------------------------------------------------------------------
 # Reading raw values. Raw values are strings, as the Pulumi engine hands them to the program
@@ -335,7 +344,7 @@ def _hpa(r: _Reader) -> HpaSettings:
 
 
 def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
-    return WorkloadSettings(
+    workload = WorkloadSettings(
         namespace=r.text(_key("agentNamespace"), pattern=_DNS_LABEL, allowed="a DNS label (lower-case letters, digits, dashes; at most 63)"),
         image_name=r.text(_key("agentImageName"), pattern=_DNS_LABEL, allowed="a lower-case image name such as voice-agent"),
         image_tag=r.text(_key("agentImageTag"), pattern=_IMAGE_TAG, allowed="a Docker tag (letters, digits, _ . -; at most 128)"),
@@ -362,7 +371,13 @@ def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
         call=_call(r),
         pod_deletion_cost=r.boolean(_key("podDeletionCost")),
         spare_capacity_mode=r.text(_key("spareCapacityMode"), choices=SPARE_CAPACITY_MODES),
+        image_repository=_image_repository(r),
+        agent_voice=_agent_voice(r),
     )
+
+
+    _check_image_source(r, workload)
+    return workload
 
 
 def _call(r: _Reader) -> CallSettings:
@@ -396,6 +411,39 @@ def _tool_server(r: _Reader) -> ToolServerSettings:
         # two keep place search up through a node drain (its PDB keeps one); ten is far past need
         places_replicas=r.integer(_key("placesToolReplicas"), 1, 10, " pods"),
     )
+
+
+def _image_repository(r: _Reader) -> str:
+    """Another registry only by digest: a tag there can be moved to another build."""
+    value = r.text(_key("agentImageRepository"))
+    if not value:
+        return ""
+    if not _IMAGE_REPOSITORY.match(value):
+        r.fail(_key("agentImageRepository"), value,
+               "must be empty (the stack's Artifact Registry) or a full image repository without tag or digest, "
+               "such as europe-docker.pkg.dev/my-project/my-repo/agent or ghcr.io/my-org/agent")
+    return value
+
+
+def _check_image_source(r: _Reader, w: WorkloadSettings) -> None:
+    if w.image_repository and not w.image_digest:
+        r.fail(_key("agentImageRepository"), w.image_repository,
+               "deploys by tag (agentImageTag) from a registry outside the stack, where tags are mutable: set "
+               "agentImageDigest to the build's sha256:... digest, or leave agentImageRepository empty")
+
+
+def _agent_voice(r: _Reader) -> str:
+    value = r.text(_key("agentVoice"))
+    if not value:  # the persona's voice; the list is read only when there is a voice to check
+        return value
+    voices = json.loads(VOICES_FILE.read_text())["voices"]
+    if value not in voices:
+        near = difflib.get_close_matches(value.capitalize(), voices, n=1, cutoff=0.75)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        r.fail(_key("agentVoice"), value,
+               f"must be empty (the persona's voice) or a Gemini Live voice{hint} ({len(voices)} allowed, listed in "
+               "agent/voice_agent/data/gemini_voices.json)")
+    return value
 
 
 def _image_digest(r: _Reader) -> str:

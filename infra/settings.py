@@ -182,6 +182,11 @@ class WorkloadSettings:
     # "placeholders": low-priority pause pods; "capacityBuffer": GKE's CapacityBuffer (GKE
     # 1.35.2-gke.1842000 or later), k8s/spare_capacity.py.
     spare_capacity_mode: str = "placeholders"
+    # Empty: the stack's Artifact Registry; else a full repository (any registry), deployed by
+    # digest only (k8s/workload.image_reference) and admitted by infra/binauthz.py.
+    image_repository: str = ""
+    # AGENT_VOICE: a Gemini Live voice for every call; empty = the persona's own.
+    agent_voice: str = ""
 
 
 @dataclass(frozen=True)

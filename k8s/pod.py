@@ -173,6 +173,8 @@ def call_env(w: WorkloadSettings) -> dict[str, str]:
         env["AGENT_GEMINI_FALLBACK_LOCATION"] = c.gemini_fallback_location
     if c.gemini_fallback_model:
         env["AGENT_GEMINI_FALLBACK_MODEL"] = c.gemini_fallback_model
+    if w.agent_voice:  # else the persona's own voice (agent/voice_agent/persona_api.py)
+        env["AGENT_VOICE"] = w.agent_voice
     return env
 
 

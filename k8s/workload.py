@@ -37,8 +37,11 @@ class AgentWorkloadArgs:
 
 
 def image_reference(registry_url: pulumi.Input[str], w: WorkloadSettings) -> pulumi.Output[str]:
-    """A digest pins the exact build CI tested; a tag is the fallback (immutable in the registry)."""
+    """A digest pins the exact build CI tested; a tag is the fallback (immutable in the registry).
+    An outside repository (agentImageRepository) is always by digest (infra/config.py)."""
     suffix = f"@{w.image_digest}" if w.image_digest else f":{w.image_tag}"
+    if w.image_repository:
+        return pulumi.Output.from_input(f"{w.image_repository}{suffix}")
     return pulumi.Output.concat(registry_url, "/", w.image_name, suffix)
 
 

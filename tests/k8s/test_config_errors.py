@@ -79,6 +79,11 @@ CASES = {
         "prod", {"loadThreshold": "0.1", "hpaTargetCpuUtilization": "10"},
         r"loadThreshold = 0\.1: a pod of size M reports itself full at 200m, below the worker's base 100m plus one call's "
         rf"{CPU_PER_SESSION_M}m: it would never take a call; raise loadThreshold to at least 0\.15"),
+    # bring your own agent (docs/your-agent.md): another registry only by digest
+    "outside repository by tag": (
+        "prod", {"agentImageRepository": "ghcr.io/acme/agent"},
+        r"agentImageRepository = 'ghcr\.io/acme/agent': deploys by tag \(agentImageTag\) from a registry outside the "
+        r"stack, where tags are mutable: set agentImageDigest to the build's sha256:\.\.\. digest"),
 }
 
 
@@ -112,6 +117,10 @@ SINGLE_VALUES = {
                                               r"location .*; did you mean europe-west4\?"),
     "geminiFallbackModel": ("Gemini Live", r"geminiFallbackModel = 'Gemini Live': must be empty or a Gemini model id"),
     "logConversationText": ("yes", r"logConversationText = 'yes': must be true or false"),
+    "agentVoice": ("Pukc", r"agentVoice = 'Pukc': must be empty \(the persona's voice\) or a Gemini Live voice; "
+                           r"did you mean Puck\? \(30 allowed, listed in agent/voice_agent/data/gemini_voices\.json\)"),
+    "agentImageRepository": ("ghcr.io/acme/agent:1.2", r"agentImageRepository = 'ghcr\.io/acme/agent:1\.2': must be "
+                                                       r"empty \(the stack's Artifact Registry\) or a full image repository"),
 }
 
 

@@ -34,6 +34,11 @@ def _cap_prod() -> int:
     return sessions_per_pod(SIZES["M"].resources(False), 0.7)
 
 
+def _admitted(r: PlanResult) -> list[str]:
+    """Image patterns the Binary Authorization policy admits (infra/binauthz.py)."""
+    return [p["namePattern"] for p in r.named("admission-policy")["inputs"]["admissionWhitelistPatterns"]]
+
+
 def _placeholders(r: PlanResult) -> int | None:
     found = [x for x in r.resources if x["name"] == "spare-placeholders"]
     return found[0]["inputs"]["spec"]["replicas"] if found else None
@@ -54,6 +59,11 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
     "agentImageTag": ({"agentImageTag": "1.2.3"}, lambda r: container_of(r)["image"], f"{REGISTRY}/voice-agent:1.2.3"),
     "agentImageDigest": ({"agentImageDigest": DIGEST}, lambda r: container_of(r)["image"],
                          f"{REGISTRY}/voice-agent@{DIGEST}"),
+    # another registry, by digest; prod's Binary Authorization policy admits its digests
+    "agentImageRepository": ({"agentImageRepository": "ghcr.io/acme/agent", "agentImageDigest": DIGEST},
+                             lambda r: (container_of(r)["image"], "ghcr.io/acme/agent@*" in _admitted(r)),
+                             (f"ghcr.io/acme/agent@{DIGEST}", True)),
+    "agentVoice": ({"agentVoice": "Charon"}, lambda r: env_of(r).get("AGENT_VOICE"), "Charon"),
     "agentSize": ({"agentSize": "L"}, lambda r: container_of(r)["resources"]["requests"],
                   {"cpu": "4000m", "memory": "8192Mi", "ephemeral-storage": "1Gi"}),
     "cpuBursting": ({"cpuBursting": "true"}, lambda r: container_of(r)["resources"]["limits"]["cpu"], "2800m"),
@@ -128,7 +138,7 @@ def test_every_workload_setting_is_covered():
         "callWarningSeconds", "silenceTimeoutSeconds", "geminiConnectRetries", "geminiFallbackLocation",
         "geminiFallbackModel", "logConversationText",
         "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
-        "podDeletionCost", "spareCapacityMode",
+        "podDeletionCost", "spareCapacityMode", "agentImageRepository", "agentVoice",
     }
     declared = {k.split(":", 1)[1] for k in project_declarations()}
     hpa_keys = {k for k in declared if k.startswith("hpa")}
@@ -138,3 +148,12 @@ def test_every_workload_setting_is_covered():
     # livekitUrl travels in the Secret
     # (test_workload.py::test_livekit_secret_carries_url_key_and_secret_as_pulumi_secrets).
     assert set(CASES) | {"livekitUrl"} == workload_keys | hpa_keys
+
+
+def test_the_default_agent_comes_from_the_stacks_registry_only():
+    """Without agentImageRepository the policy admits no outside repository and the pod gets no
+    AGENT_VOICE (the persona's own voice)."""
+    r = plan_with("prod")
+    assert container_of(r)["image"].startswith(f"{REGISTRY}/voice-agent")
+    assert not [p for p in _admitted(r) if p.endswith("@*")], _admitted(r)
+    assert "AGENT_VOICE" not in env_of(r)
