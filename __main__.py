@@ -5,6 +5,7 @@ import pulumi
 from infra.binauthz import AdmissionPolicy, AdmissionPolicyArgs
 from infra.cluster import AutopilotCluster, AutopilotClusterArgs
 from infra.config import load_stack_config
+from infra.database import AgentDatabase, AgentDatabaseArgs
 from infra.encryption import SecretsKey, SecretsKeyArgs
 from infra.identity import AgentIdentity, AgentIdentityArgs
 from infra.network import VpcNetwork, VpcNetworkArgs
@@ -17,6 +18,7 @@ from k8s.runtime import AGENT_SERVICE_ACCOUNT
 from k8s.metrics_adapter import IMAGE as METRICS_ADAPTER_IMAGE, MetricsAdapter, MetricsAdapterArgs
 from k8s.spare_capacity import PAUSE_IMAGE, SpareCapacity, SpareCapacityArgs
 from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
+from k8s.cloudsql_proxy import IMAGE as CLOUDSQL_PROXY_IMAGE, CheckpointDatabase
 
 cfg = load_stack_config()
 
@@ -39,10 +41,22 @@ if cfg.cluster.binary_authorization:
     AdmissionPolicy("admission", AdmissionPolicyArgs(
         project=cfg.project, registry_url=registry.url, agent_repository=cfg.workload.image_repository,
         platform_images=(METRICS_ADAPTER_IMAGE,
-                         *((PAUSE_IMAGE,) if cfg.workload.spare_capacity_pods else ()))))
+                         *((PAUSE_IMAGE,) if cfg.workload.spare_capacity_pods else ()),
+                         *((CLOUDSQL_PROXY_IMAGE,) if cfg.workload.recovery_enabled else ()))))
 identity = AgentIdentity("agent-identity", AgentIdentityArgs(
     project=cfg.project, namespace=cfg.workload.namespace, service_account=AGENT_SERVICE_ACCOUNT,
     workload_pool=cluster.workload_pool))
+
+# Crash recovery (docs/recovery.md): the checkpoint database, its IAM database user (a service
+# account only the agent's principal may impersonate) and what the agent's pod needs of it.
+database_args = AgentDatabaseArgs(
+    project=cfg.project, region=cfg.region, stack=cfg.stack, network_id=network.network_id,
+    agent_principal=identity.principal, settings=cfg.database)
+database = AgentDatabase("checkpoints", database_args) if cfg.workload.recovery_enabled else None
+checkpoint = (CheckpointDatabase(
+    connection_name=database.connection_name, service_account_email=database.service_account_email,
+    user=database.user, database=database.database,
+    private_range_cidr=database_args.private_range_cidr) if database else None)
 
 provider = cluster_provider("gke-k8s", cluster.kubeconfig, cluster.name)
 workload = AgentWorkload(
@@ -53,9 +67,11 @@ workload = AgentWorkload(
         gcp_project=cfg.project,
         livekit_api_key=cfg.livekit_api_key,
         livekit_api_secret=cfg.livekit_api_secret,
+        database=checkpoint,
     ),
     # Pods need their Vertex AI grant and the nodes their image pull grant before they start.
-    opts=pulumi.ResourceOptions(provider=provider, depends_on=[identity, registry]),
+    # The Auth Proxy sidecar must find its instance and its grant, or it holds the agent back.
+    opts=pulumi.ResourceOptions(provider=provider, depends_on=[identity, registry, *([database] if database else [])]),
 )
 
 # The HPA's calls metric: Managed Prometheus through the Custom Metrics Stackdriver Adapter,
@@ -93,3 +109,7 @@ pulumi.export("nodeServiceAccount", cluster.node_service_account_email)
 pulumi.export("agentNamespace", workload.namespace)
 # The release the stack runs: deploy.yml reads it to refuse a run older than what is deployed.
 pulumi.export("agentImageTag", cfg.workload.image_tag)
+if database:
+    # README "Going to `pulumi up`": the one-time GRANT names this instance and this user.
+    pulumi.export("checkpointDatabaseInstance", database.instance_name)
+    pulumi.export("checkpointDatabaseUser", database.user)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from bootstrap.config import BootstrapConfig, Environment
 from infra.cluster import NODE_ROLES
 from infra.identity import VERTEX_ROLE
+from infra.database import CLIENT_ROLES as DATABASE_CLIENT_ROLES
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,17 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
             "the key ring, the key that encrypts Kubernetes Secrets and the GKE service agent's grant on it"),
     RoleUse("roles/binaryauthorization.policyEditor", ("gcp:binaryauthorization/",),
             "the project's image admission policy (binaryAuthorization)"),
+    # compute.networkAdmin above already covers the reserved range (gcp:compute/globalAddress).
+    RoleUse("roles/cloudsql.admin", ("gcp:sql/",), "the checkpoint database, its database and its IAM user (recoveryEnabled)"),
+    RoleUse("roles/servicenetworking.networksAdmin", ("gcp:servicenetworking/",),
+            "the private services access peering that gives the checkpoint database its private IP"),
 )
 
 # Project-level grants the main program makes. The deployer may add or remove exactly these and
 # nothing else: an unconditioned projectIamAdmin could grant itself Owner.
 # roles/monitoring.viewer: the HPA's metrics adapter reads the calls metric (k8s/metrics_adapter.py).
-DELEGATED_ROLES: tuple[str, ...] = tuple(sorted({*NODE_ROLES, VERTEX_ROLE, "roles/monitoring.viewer"}))
+# The checkpoint database's service account logs in as an IAM database user (infra/database.py).
+DELEGATED_ROLES: tuple[str, ...] = tuple(sorted({*NODE_ROLES, VERTEX_ROLE, "roles/monitoring.viewer", *DATABASE_CLIENT_ROLES}))
 PROJECT_IAM_ADMIN = "roles/resourcemanager.projectIamAdmin"
 PROJECT_IAM_COVERS = ("gcp:projects/iAMMember:",)
 

@@ -21,4 +21,6 @@ STACK_APIS: dict[str, str] = {
     "pubsub.googleapis.com": "the GKE upgrade-notification topic (upgradeNotifications)",
     "cloudkms.googleapis.com": "the key that encrypts Kubernetes Secrets (secretsEncryption)",
     "binaryauthorization.googleapis.com": "the image admission policy (binaryAuthorization)",
+    "sqladmin.googleapis.com": "the checkpoint database, and the Auth Proxy's certificates (recoveryEnabled)",
+    "servicenetworking.googleapis.com": "the checkpoint database's private IP (private services access)",
 }

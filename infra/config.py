@@ -28,6 +28,9 @@ from infra.settings import (
     RegistrySettings, StackConfig, WorkloadSettings, setting_key, CallSettings,
 )
 from infra.settings import ToolServerSettings
+from infra.settings import DatabaseSettings
+from infra.database_rules import KEYS as DATABASE_KEYS, POSTGRES_VERSIONS, RANGES as DATABASE_RANGES
+from infra.database_rules import database_problems, overlap_problems
 from infra.maintenance import RECURRENCE, RECURRENCE_HELP, hours, least_availability
 from infra.stackfiles import gcp_provider_keys, project_declarations
 from k8s.capacity import (
@@ -371,6 +374,8 @@ def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
         call=_call(r),
         pod_deletion_cost=r.boolean(_key("podDeletionCost")),
         spare_capacity_mode=r.text(_key("spareCapacityMode"), choices=SPARE_CAPACITY_MODES),
+        recovery_enabled=r.boolean(_key("recoveryEnabled")),
+        recovery_watcher=r.boolean(_key("recoveryWatcher")),
         image_repository=_image_repository(r),
         agent_voice=_agent_voice(r),
     )
@@ -403,6 +408,32 @@ def _check_fallback(r: _Reader, call: CallSettings) -> None:
                f"must be empty or a Vertex AI location (a region in infra/data/regions.json, or global){hint}")
     if model and not _GEMINI_MODEL.match(model):
         r.fail(_key("geminiFallbackModel"), model, "must be empty or a Gemini model id such as gemini-live-2.5-flash-native-audio")
+
+
+def _database(r: _Reader, network: NetworkSettings) -> DatabaseSettings:
+    """The checkpoint database (infra/database_rules.py holds its rules). Checked on every stack,
+    so turning recoveryEnabled on never reveals an old mistake."""
+    before = len(r.problems)
+
+    def bounded(field: str) -> int:
+        (low, high), unit, what = DATABASE_RANGES[field]
+        return r.integer(DATABASE_KEYS[field], low, high, unit, what)
+
+    db = DatabaseSettings(
+        tier=r.text(DATABASE_KEYS["tier"]),
+        disk_size_gb=bounded("disk_size_gb"),
+        version=r.text(DATABASE_KEYS["version"], choices=POSTGRES_VERSIONS),
+        retained_backups=bounded("retained_backups"),
+        transaction_log_retention_days=bounded("transaction_log_retention_days"),
+        psa_prefix_length=bounded("psa_prefix_length"),
+        psa_range_address=r.text(DATABASE_KEYS["psa_range_address"]),
+        production=r.boolean(DATABASE_KEYS["production"]),
+    )
+    if len(r.problems) == before:  # the rules below would repeat a bad single value
+        r.problems.extend(database_problems(db))
+        r.problems.extend(overlap_problems(db, {_key("nodeCidr"): network.node_cidr, _key("podCidr"): network.pod_cidr,
+                                                _key("serviceCidr"): network.service_cidr}))
+    return db
 
 
 def _tool_server(r: _Reader) -> ToolServerSettings:
@@ -544,6 +575,7 @@ def parse_stack_config(
     network, cluster, registry = _network(r), _cluster(r), _registry(r)
     workload = _workload(r, size_names)
     tool_server = _tool_server(r)
+    database = _database(r, network)
     if not r.problems:
         # Cross-setting rules (drain vs calls, HPA vs load threshold, Autopilot sizing) need
         # every single value valid first, or they would report noise.
@@ -552,7 +584,7 @@ def parse_stack_config(
         raise ConfigError(r.problems)
     return StackConfig(
         stack=stack, project=project, region=region, network=network, cluster=cluster,
-        registry=registry, workload=workload, tool_server=tool_server,
+        registry=registry, workload=workload, tool_server=tool_server, database=database,
         livekit_api_key=pulumi.Output.secret(raw[_key("livekitApiKey")]),
         livekit_api_secret=pulumi.Output.secret(raw[_key("livekitApiSecret")]),
     )

@@ -182,6 +182,11 @@ class WorkloadSettings:
     # "placeholders": low-priority pause pods; "capacityBuffer": GKE's CapacityBuffer (GKE
     # 1.35.2-gke.1842000 or later), k8s/spare_capacity.py.
     spare_capacity_mode: str = "placeholders"
+    # Crash recovery (docs/recovery.md): checkpoints in the stack's Cloud SQL database through a
+    # Cloud SQL Auth Proxy sidecar (k8s/cloudsql_proxy.py), and the watcher that re-dispatches a
+    # dead agent's calls (AGENT_RECOVERY_WATCHER; off on LiveKit Cloud, which restarts jobs).
+    recovery_enabled: bool = False
+    recovery_watcher: bool = True
     # Empty: the stack's Artifact Registry; else a full repository (any registry), deployed by
     # digest only (k8s/workload.image_reference) and admitted by infra/binauthz.py.
     image_repository: str = ""
@@ -198,6 +203,26 @@ class ToolServerSettings:
 
 
 @dataclass(frozen=True)
+class DatabaseSettings:
+    """The checkpoint database of crash recovery (Cloud SQL for PostgreSQL, infra/database.py;
+    docs/recovery.md). Checked by infra/database_rules.py."""
+
+    tier: str
+    disk_size_gb: int
+    version: str
+    retained_backups: int
+    transaction_log_retention_days: int
+    psa_prefix_length: int
+    # First address of the private services access range: fixed, so the agent's egress rule
+    # names the database's CIDR at plan time.
+    psa_range_address: str
+    # Point-in-time recovery, REGIONAL availability and deletion protection; shared-core tiers
+    # refused. A setting of its own rather than deletionProtection's echo: a stack that lifts
+    # its cluster's protection for a rebuild must not lose its callers' checkpoints' HA with it.
+    production: bool
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     project: str
@@ -210,3 +235,5 @@ class StackConfig:
     livekit_api_key: pulumi.Output[str] = field(repr=False, compare=False)
     livekit_api_secret: pulumi.Output[str] = field(repr=False, compare=False)
     tool_server: ToolServerSettings = ToolServerSettings(places_enabled=False, places_replicas=2)
+    # Parsed and checked for every stack; declared only with workload.recovery_enabled.
+    database: DatabaseSettings | None = None

@@ -13,6 +13,7 @@ import pulumi
 from infra.settings import WorkloadSettings
 from k8s import runtime
 from k8s import deletion_cost
+from k8s import cloudsql_proxy
 from k8s.capacity import (
     JOB_MEMORY_LIMIT_MI,
     JOB_MEMORY_WARN_MI,
@@ -122,7 +123,8 @@ def livekit_secret_data(w: WorkloadSettings, api_key: pulumi.Input[str], api_sec
     return {k: values[k] for k in LIVEKIT_SECRET_KEYS}
 
 
-def container_env(w: WorkloadSettings, gcp_project: str) -> list[dict]:
+def container_env(w: WorkloadSettings, gcp_project: str,
+                  database: cloudsql_proxy.CheckpointDatabase | None = None) -> list[dict]:
     """The agent runtime contract's variables (CONTRACT.md); the agent validates them at start."""
     plain = {
         "AGENT_DRAIN_TIMEOUT_SECONDS": str(w.drain_timeout_seconds),
@@ -144,7 +146,9 @@ def container_env(w: WorkloadSettings, gcp_project: str) -> list[dict]:
     from_secret = [{"name": env, "valueFrom": {"secretKeyRef": {"name": LIVEKIT_SECRET, "key": key}}}
                    for key, env in LIVEKIT_SECRET_ENV.items()]
     own_pod = deletion_cost.downward_env() if w.pod_deletion_cost else []
-    return [*from_secret, *({"name": k, "value": v} for k, v in plain.items()), *own_pod]
+    # crash recovery: the DSN of the Auth Proxy sidecar (k8s/cloudsql_proxy.py); none = off
+    recovery = cloudsql_proxy.recovery_env(database, w.recovery_watcher) if database else []
+    return [*from_secret, *({"name": k, "value": v} for k, v in plain.items()), *own_pod, *recovery]
 
 
 def admission_env(w: WorkloadSettings) -> dict[str, str]:
@@ -222,7 +226,8 @@ def container_security_context() -> dict:
     }
 
 
-def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = ()) -> dict:
+def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = (),
+                   database: cloudsql_proxy.CheckpointDatabase | None = None) -> dict:
     spec = {
         "name": runtime.CONTAINER_NAME,
         "image": image,
@@ -230,7 +235,7 @@ def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: s
         # Exec form, so Python is PID 1 and SIGTERM starts the drain (DESIGN 3.3).
         "command": list(runtime.COMMAND),
         "args": list(runtime.ARGS),
-        "env": container_env(w, gcp_project) + [{"name": k, "value": v} for k, v in tool_env(tools, w.namespace).items()],
+        "env": container_env(w, gcp_project, database) + [{"name": k, "value": v} for k, v in tool_env(tools, w.namespace).items()],
         "ports": [
             {"name": "health", "containerPort": runtime.HEALTH_PORT, "protocol": "TCP"},
             {"name": runtime.METRICS_PORT_NAME, "containerPort": runtime.METRICS_PORT, "protocol": "TCP"},
@@ -279,7 +284,8 @@ def _spread(topology_key: str) -> dict:
     }
 
 
-def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = ()) -> dict:
+def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = (),
+             database: cloudsql_proxy.CheckpointDatabase | None = None) -> dict:
     return {
         "serviceAccountName": runtime.AGENT_SERVICE_ACCOUNT,
         # No automounted token: GKE's metadata server issues the Workload Identity token without
@@ -295,7 +301,9 @@ def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, to
             "fsGroup": runtime.RUN_AS_GID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container_spec(w, image, gcp_project, tools)],
+        # The Auth Proxy as a native sidecar: up before the agent, down after its drain.
+        **({"initContainers": [cloudsql_proxy.sidecar(database, w.cpu_bursting)]} if database else {}),
+        "containers": [container_spec(w, image, gcp_project, tools, database)],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
                     *(deletion_cost.token_volumes() if w.pod_deletion_cost else []),
                     *([tool_token_volume(tools)] if tools else [])],
@@ -304,7 +312,8 @@ def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, to
     }
 
 
-def deployment_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = ()) -> dict:
+def deployment_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = (),
+                    database: cloudsql_proxy.CheckpointDatabase | None = None) -> dict:
     # No `replicas`: the HPA owns the count (and the component ignores changes to it).
     return {
         "selector": {"matchLabels": labels()},
@@ -320,6 +329,6 @@ def deployment_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: 
         "template": {
             "metadata": {"labels": {**pod_labels(), VERSION_LABEL: release_version(w)},
                          "annotations": pod_annotations(w)},
-            "spec": pod_spec(w, image, gcp_project, tools),
+            "spec": pod_spec(w, image, gcp_project, tools, database),
         },
     }

@@ -15,6 +15,7 @@ from infra.settings import WorkloadSettings
 from infra.names import child, type_token
 from k8s import runtime
 from k8s.deletion_cost_access import DeletionCostAccess, DeletionCostAccessArgs
+from k8s.cloudsql_proxy import CheckpointDatabase
 from k8s.egress import network_policy_spec
 from k8s.pod import (
     APP_NAME,
@@ -34,6 +35,9 @@ class AgentWorkloadArgs:
     gcp_project: str
     livekit_api_key: pulumi.Input[str] = field(repr=False)
     livekit_api_secret: pulumi.Input[str] = field(repr=False)
+    # Crash recovery's database (infra/database.py): the Auth Proxy sidecar, the agent's DSN and
+    # one egress rule. None: recovery off.
+    database: CheckpointDatabase | None = None
 
 
 def image_reference(registry_url: pulumi.Input[str], w: WorkloadSettings) -> pulumi.Output[str]:
@@ -79,7 +83,7 @@ class AgentWorkload(pulumi.ComponentResource):
         deployment = k8s.apps.v1.Deployment(
             child(name, "deployment"),
             metadata=_metadata(w),
-            spec=deployment_spec(w, args.image, args.gcp_project),
+            spec=deployment_spec(w, args.image, args.gcp_project, database=args.database),
             # The HPA owns the replica count; Pulumi must not reset it on every update.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, ksa, secret], ignore_changes=["spec.replicas"]))
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
@@ -115,7 +119,8 @@ class AgentWorkload(pulumi.ComponentResource):
             # first node boot of 80-120 s, then start-up), the CRD has had minutes instead.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, deployment]))
         k8s.networking.v1.NetworkPolicy(
-            child(name, "egress"), metadata=_metadata(w), spec=network_policy_spec(), opts=in_ns)
+            child(name, "egress"), metadata=_metadata(w),
+            spec=network_policy_spec(args.database.private_range_cidr if args.database else None), opts=in_ns)
 
         self.namespace = ns.metadata.apply(_name_of)
         self.deployment_name = deployment.metadata.apply(_name_of)

@@ -4,7 +4,7 @@
 rule ids are part of every stack's policy config (policy/<stack>.json) and never change.
 """
 
-from policy.rules import cluster, identity, network, registry, tools, workload
+from policy.rules import cluster, database, identity, network, registry, tools, workload
 from policy.rules.base import (
     ADVISORY,
     CONFIG_PROPERTIES,
@@ -16,7 +16,8 @@ from policy.rules.base import (
     context_from,
 )
 
-RULES: tuple[Rule, ...] = (*cluster.RULES, *network.RULES, *registry.RULES, *identity.RULES, *workload.RULES,
+RULES: tuple[Rule, ...] = (*cluster.RULES, *network.RULES, *registry.RULES, *identity.RULES, *database.RULES,
+                            *workload.RULES,
                             *tools.RULES)
 RULES_BY_ID = {rule.id: rule for rule in RULES}
 

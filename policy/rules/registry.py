@@ -50,8 +50,10 @@ def _repository_paths(resources) -> set[str]:
 
 
 def _workload_images(resources) -> set[str]:
+    # init containers too: a native sidecar (the Cloud SQL Auth Proxy) is one of them
     return {str(c.get("image")) for r in resources if r.type == DEPLOYMENT
-            for c in prop(r.props, "spec", "template", "spec", "containers", default=[]) if c.get("image")}
+            for kind in ("initContainers", "containers")
+            for c in prop(r.props, "spec", "template", "spec", kind, default=[]) if c.get("image")}
 
 
 def _binauthz_only_stack_registry(resources, ctx):

@@ -2,12 +2,14 @@
 for a dev-sized and a prod-sized stack, the database policy rules over exactly those inputs,
 every input a field of the pinned pulumi-gcp, and each validation at its boundary.
 
-The component is not wired into __main__.py yet, so the tests build it in a program of their own
-(mocks, config and settings are process-global: each build replaces them)."""
+The component is built here in a program of its own (mocks, config and settings are
+process-global: each build replaces them); tests/infra/test_recovery_wiring.py checks what
+__main__.py makes of it and of the stack settings."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pulumi
 import pytest
@@ -17,20 +19,27 @@ from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.database import AgentDatabase, AgentDatabaseArgs, iam_user_name
+from infra.database_rules import KEYS
 from infra.mocks import ParentTrackingMonitor, RecordingMocks, args_class
-from infra.settings import ConfigError
+from infra.settings import ConfigError, DatabaseSettings
 from policy.rules.base import Context
-from policy.rules_database import RULES, SQL_INSTANCE
+from policy.rules.database import RULES, SQL_INSTANCE
 from tests.infra.test_provider_schema import unknown_fields
 
 PRINCIPAL = "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p.svc.id.goog/subject/ns/voice-agents/sa/voice-agent"
 NETWORK = "projects/my-voice-agents-dev/global/networks/vpc"
 
 
-def args(stack: str, **changes) -> AgentDatabaseArgs:
-    base = AgentDatabaseArgs(project=f"my-voice-agents-{stack}", region="us-central1", stack=stack,
-                             network_id=NETWORK, agent_principal=PRINCIPAL, production=stack == "prod")
+def settings(stack: str, **changes) -> DatabaseSettings:
+    base = DatabaseSettings(tier="db-custom-2-7680", disk_size_gb=10, version="POSTGRES_16", retained_backups=7,
+                            transaction_log_retention_days=7, psa_prefix_length=20, psa_range_address="10.60.0.0",
+                            production=stack == "prod")
     return dataclasses.replace(base, **changes)
+
+
+def args(stack: str, **changes) -> AgentDatabaseArgs:
+    return AgentDatabaseArgs(project=f"my-voice-agents-{stack}", region="us-central1", stack=stack,
+                             network_id=NETWORK, agent_principal=PRINCIPAL, settings=settings(stack, **changes))
 
 
 def build(db_args: AgentDatabaseArgs):
@@ -72,7 +81,9 @@ def test_the_database_policy_passes_on_what_the_component_declares(stack):
     _, mocks = build(args(stack))
     props = recorded(mocks, SQL_INSTANCE)
     ctx = Context(protected=stack == "prod")
-    assert {rule.id: rule.check_resource(props, ctx) for rule in RULES} == {rule.id: [] for rule in RULES}
+    instance_rules = [rule for rule in RULES if rule.check_resource is not None]
+    assert len(instance_rules) == 4
+    assert {rule.id: rule.check_resource(props, ctx) for rule in instance_rules} == {rule.id: [] for rule in instance_rules}
 
 
 def test_dev_sizes_fail_the_backup_rule_on_a_protected_stack():
@@ -114,33 +125,43 @@ def test_iam_user_name():
     ("psa_prefix_length", 15, False), ("psa_prefix_length", 16, True), ("psa_prefix_length", 24, True), ("psa_prefix_length", 25, False),
     ("transaction_log_retention_days", 0, False), ("transaction_log_retention_days", 1, True),
     ("transaction_log_retention_days", 7, True), ("transaction_log_retention_days", 8, False),
-    ("retained_backups", 0, False), ("retained_backups", 365, True), ("retained_backups", 366, False),
+    ("retained_backups", 0, False), ("retained_backups", 1, True), ("retained_backups", 365, True),
+    ("retained_backups", 366, False),
     ("tier", "db-custom-2-7680", True), ("tier", "db-custom-3-7680", False), ("tier", "db-n1-standard-1", False),
+    ("tier", "db-custom-96-98304", True), ("tier", "db-custom-98-98304", False),
     # 0.9..6.5 GiB per vCPU: 2 vCPU -> 1843.2..13312 MiB
     ("tier", "db-custom-2-1843", False), ("tier", "db-custom-2-1844", True),
     ("tier", "db-custom-2-13312", True), ("tier", "db-custom-2-13313", False),
-    ("backup_start_time", "24:00", False), ("backup_start_time", "23:59", True),
-    ("database_version", "POSTGRES_14", False),
+    ("version", "POSTGRES_14", False), ("version", "POSTGRES_17", True),
     ("psa_range_address", "10.60.0.0", True), ("psa_range_address", "10.60.0.1", False),
-    ("psa_range_address", "8.8.0.0", False),
+    ("psa_range_address", "8.8.0.0", False), ("psa_range_address", "", False),
 ])
 def test_validation_boundaries(field, value, ok):
     if ok:
         args("prod", **{field: value})
         return
-    with pytest.raises(ConfigError, match=rf"database\.\w+ = .*{str(value)[:4]}"):
+    key = KEYS[field].split(":", 1)[1]
+    with pytest.raises(ConfigError, match=rf"gke-voice-agents:{key} = {re.escape(repr(value) if isinstance(value, str) else str(value))}: "):
         args("prod", **{field: value})
 
 
 def test_shared_core_is_refused_for_production_with_the_fix():
-    with pytest.raises(ConfigError, match="shared-core tiers have no SLA.*use db-custom"):
+    with pytest.raises(ConfigError, match="databaseTier = 'db-f1-micro': shared-core tiers have no SLA.*use db-custom"):
         args("prod", tier="db-f1-micro")
     args("dev", tier="db-f1-micro")
 
 
-def test_a_fixed_range_gives_the_egress_rule_its_cidr():
+def test_the_fixed_range_is_declared_and_gives_the_egress_rule_its_cidr():
     db_args = args("prod", psa_range_address="10.60.0.0")
     _, mocks = build(db_args)
     assert recorded(mocks, "gcp:compute/globalAddress:GlobalAddress")["address"] == "10.60.0.0"
     assert db_args.private_range_cidr == "10.60.0.0/20"
-    assert args("prod").private_range_cidr is None
+    assert args("prod", psa_prefix_length=24, psa_range_address="10.60.1.0").private_range_cidr == "10.60.1.0/24"
+
+
+def test_connection_name_is_project_region_instance(apply_probe):
+    """The proxy's last argument; GCP's connectionName has this form, built from the instance name."""
+    component, mocks = build(args("prod"))
+    [instance] = [r for r in mocks.resources if r.type == SQL_INSTANCE]
+    apply_probe.check("connection name", component.connection_name,
+                      lambda c: _equal(c, f"my-voice-agents-prod:us-central1:{instance.name}-5288707"))

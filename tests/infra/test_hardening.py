@@ -218,13 +218,16 @@ def test_prod_admits_only_its_registry_and_the_placeholder_image(prod_plan):
     assert policy["globalPolicyEvaluationMode"] == "ENABLE"
     assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
         "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**",
+        "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.2",
         "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0", "registry.k8s.io/pause:3.10"]
     assert prod_plan.one(CLUSTER)["inputs"]["binaryAuthorization"] == {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"}
 
 
 def test_without_placeholders_no_outside_image_is_admitted():
-    policy = evaluate("prod", {P + "spareCapacityPods": "0"}).one("gcp:binaryauthorization/policy:Policy")["inputs"]
-    # the registry and the HPA's metrics adapter (k8s/metrics_adapter.py), no pause image
+    policy = evaluate("prod", {P + "spareCapacityPods": "0", P + "recoveryEnabled": "false"}).one(
+        "gcp:binaryauthorization/policy:Policy")["inputs"]
+    # the registry and the HPA's metrics adapter (k8s/metrics_adapter.py), no pause image, no
+    # Cloud SQL Auth Proxy
     assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
         "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**",
         "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0"]

@@ -17,12 +17,18 @@ PLATFORM = {
     "gke-voice-agents:infra:VpcNetwork": 1, "gcp:compute/network:Network": 1, "gcp:compute/subnetwork:Subnetwork": 1,
     "gcp:compute/router:Router": 1, "gcp:compute/routerNat:RouterNat": 1,
     "gke-voice-agents:infra:AutopilotCluster": 1,
-    "gcp:serviceaccount/account:Account": 1, "gcp:container/cluster:Cluster": 1,
+    # the nodes' account and the checkpoint database's IAM user (recoveryEnabled, both stacks)
+    "gcp:serviceaccount/account:Account": 2, "gcp:container/cluster:Cluster": 1,
     "gke-voice-agents:infra:AgentRegistry": 1, "gcp:artifactregistry/repository:Repository": 1,
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
     "gke-voice-agents:infra:AgentIdentity": 1,
-    # the node and agent grants, and the metrics adapter's roles/monitoring.viewer (k8s/metrics_adapter.py)
-    "gcp:projects/iAMMember:IAMMember": 3,
+    # the node and agent grants, the metrics adapter's roles/monitoring.viewer (k8s/metrics_adapter.py)
+    # and the database user's cloudsql.client and cloudsql.instanceUser (infra/database.py)
+    "gcp:projects/iAMMember:IAMMember": 5,
+    # Issue 14: crash recovery's checkpoint database, private IP through private services access
+    "gke-voice-agents:infra:AgentDatabase": 1, "gcp:compute/globalAddress:GlobalAddress": 1,
+    "gcp:servicenetworking/connection:Connection": 1, "gcp:sql/databaseInstance:DatabaseInstance": 1,
+    "gcp:sql/database:Database": 1, "gcp:sql/user:User": 1, "gcp:serviceaccount/iAMMember:IAMMember": 1,
     # Issue 15: upgrade notifications everywhere; the KMS key (with its own random suffix) and
     # Binary Authorization where the stack turns them on (prod).
     "gke-voice-agents:infra:UpgradeNotifications": 1, "gcp:pubsub/topic:Topic": 1,

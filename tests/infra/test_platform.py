@@ -49,7 +49,7 @@ def test_every_type_token_starts_with_the_prefix_constant(plan):
     assert {t for t in ours if t.startswith(f"{TYPE_PREFIX}:infra:")} == {
         f"{TYPE_PREFIX}:infra:VpcNetwork", f"{TYPE_PREFIX}:infra:AutopilotCluster",
         f"{TYPE_PREFIX}:infra:AgentRegistry", f"{TYPE_PREFIX}:infra:AgentIdentity",
-        f"{TYPE_PREFIX}:infra:UpgradeNotifications",
+        f"{TYPE_PREFIX}:infra:UpgradeNotifications", f"{TYPE_PREFIX}:infra:AgentDatabase",
         *([f"{TYPE_PREFIX}:infra:SecretsKey", f"{TYPE_PREFIX}:infra:AdmissionPolicy"] if plan.stack == "prod" else [])}
 
 
@@ -218,7 +218,7 @@ def test_exclusions_are_keyed_by_name_whatever_the_order_written():
 
 
 def test_nodes_run_as_a_dedicated_least_privilege_account(plan):
-    account = plan.one(ACCOUNT)["inputs"]
+    account = plan.named("gke-nodes")["inputs"]
     email = f"{account['accountId']}@{project(plan)}.iam.gserviceaccount.com"
     defaults = plan.one(CLUSTER)["inputs"]["clusterAutoscaling"]["autoProvisioningDefaults"]
     assert defaults == {"serviceAccount": email, "oauthScopes": ["https://www.googleapis.com/auth/cloud-platform"]}
@@ -231,7 +231,7 @@ def test_names_carry_the_stack_and_a_random_suffix(plan):
     suffix = plan.named("gke-suffix")["inputs"]
     assert suffix["byteLength"] == 2
     assert plan.one(CLUSTER)["inputs"]["name"] == f"voice-agents-{plan.stack}-a1b2"
-    assert plan.one(ACCOUNT)["inputs"]["accountId"] == f"gva-{plan.stack}-nodes-a1b2"
+    assert plan.named("gke-nodes")["inputs"]["accountId"] == f"gva-{plan.stack}-nodes-a1b2"
 
 
 def test_any_stack_name_yields_valid_gcp_names(tmp_path: Path):
@@ -241,10 +241,10 @@ def test_any_stack_name_yields_valid_gcp_names(tmp_path: Path):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copy(ROOT / "Pulumi.prod.yaml", tmp_path / f"Pulumi.{stack}.yaml")
     result = evaluate(stack, root=tmp_path)
-    assert SA_ID.match(result.one(ACCOUNT)["inputs"]["accountId"]), result.one(ACCOUNT)["inputs"]["accountId"]
+    assert SA_ID.match(result.named("gke-nodes")["inputs"]["accountId"]), result.named("gke-nodes")["inputs"]["accountId"]
     assert CLUSTER_NAME.match(result.one(CLUSTER)["inputs"]["name"]), result.one(CLUSTER)["inputs"]["name"]
     assert REPOSITORY_ID.match(result.one(REPOSITORY)["inputs"]["repositoryId"])
-    assert result.one(ACCOUNT)["inputs"]["accountId"] == "gva-customer-facing-nodes-a1b2"
+    assert result.named("gke-nodes")["inputs"]["accountId"] == "gva-customer-facing-nodes-a1b2"
 
 
 @pytest.mark.parametrize("text, limit, expected", [
@@ -301,8 +301,12 @@ def test_the_principal_follows_the_namespace_setting():
 
 def test_no_keys_and_no_google_service_account_for_the_agent(plan):
     assert plan.of_type("gcp:serviceaccount/key:Key") == []
-    assert [r["name"] for r in plan.of_type(ACCOUNT)] == ["gke-nodes"]
-    assert not plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+    # The only other account is the checkpoint database's IAM user (infra/database.py), and the
+    # only grant on an account lets the agent's own principal impersonate that one.
+    assert [r["name"] for r in plan.of_type(ACCOUNT)] == ["gke-nodes", "checkpoints-sa"]
+    [impersonation] = [r["inputs"] for r in plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")]
+    assert impersonation["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert impersonation["member"] == plan.outputs["agentPrincipal"]
 
 
 # --------------------------------------------------------------------------------------------

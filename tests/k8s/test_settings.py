@@ -113,6 +113,15 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
     # prod's policy refuses it; the plan is still rendered (evaluate does not stop on policy).
     "logConversationText": ({"logConversationText": "true", "agentLogLevel": "DEBUG"},
                             lambda r: env_of(r)["AGENT_LOG_CONVERSATION_TEXT"], "true"),
+    # off: no database, no Auth Proxy sidecar, no DSN, no TCP 3307 egress
+    "recoveryEnabled": ({"recoveryEnabled": "false"},
+                        lambda r: ("initContainers" in pod_of(r)["spec"], "AGENT_CHECKPOINT_DSN" in env_of(r),
+                                   len(r.of_type("gcp:sql/databaseInstance:DatabaseInstance")),
+                                   any(p["port"] == 3307 for rule in r.named("agent-egress")["inputs"]["spec"]["egress"]
+                                       for p in rule["ports"])),
+                        (False, False, 0, False)),
+    # LiveKit Cloud restarts jobs itself (docs/recovery.md)
+    "recoveryWatcher": ({"recoveryWatcher": "false"}, lambda r: env_of(r)["AGENT_RECOVERY_WATCHER"], "off"),
 }
 
 
@@ -138,6 +147,7 @@ def test_every_workload_setting_is_covered():
         "callWarningSeconds", "silenceTimeoutSeconds", "geminiConnectRetries", "geminiFallbackLocation",
         "geminiFallbackModel", "logConversationText",
         "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
+        "recoveryEnabled", "recoveryWatcher",
         "podDeletionCost", "spareCapacityMode", "agentImageRepository", "agentVoice",
     }
     declared = {k.split(":", 1)[1] for k in project_declarations()}

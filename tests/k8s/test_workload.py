@@ -126,7 +126,12 @@ def test_environment_is_exactly_the_agent_contract(plan):
         "GOOGLE_CLOUD_LOCATION",
         "GOOGLE_GENAI_USE_VERTEXAI", "HOME", "AGENT_MAX_CALL_SECONDS", "AGENT_CALL_WARNING_SECONDS",
         "AGENT_SILENCE_TIMEOUT_SECONDS", "AGENT_GEMINI_CONNECT_RETRIES", "AGENT_LOG_CONVERSATION_TEXT",
-        "AGENT_MAX_CALLS", "AGENT_JOB_MEMORY_LIMIT_MB", "AGENT_JOB_MEMORY_WARN_MB"}
+        "AGENT_MAX_CALLS", "AGENT_JOB_MEMORY_LIMIT_MB", "AGENT_JOB_MEMORY_WARN_MB",
+        # crash recovery (recoveryEnabled, both stacks): the Auth Proxy sidecar on loopback
+        "AGENT_CHECKPOINT_DSN", "AGENT_RECOVERY_WATCHER"}
+    assert env["AGENT_CHECKPOINT_DSN"] == (
+        f"postgresql://gva-{plan.stack}-db%40my-voice-agents-{plan.stack}.iam@127.0.0.1:5432/voice_agent")
+    assert env["AGENT_RECOVERY_WATCHER"] == "on"
     assert env["AGENT_LOAD_THRESHOLD"] == "0.7" and env["HOME"] == "/tmp"
     assert env["AGENT_HEALTH_PORT"] == str(runtime.HEALTH_PORT) and env["AGENT_METRICS_PORT"] == str(runtime.METRICS_PORT)
     assert env["GOOGLE_CLOUD_PROJECT"] == f"my-voice-agents-{plan.stack}" and env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
@@ -141,7 +146,7 @@ def test_every_agent_variable_the_pod_sets_is_one_the_agent_reads(plan):
     read as text): a variable it does not read would be a setting that silently does nothing."""
     agent = Path(__file__).resolve().parents[2] / "agent" / "voice_agent"
     # settings.py reads the admission variables through admission.py (as recovery/config.py)
-    source = "".join((agent / name).read_text() for name in ("settings.py", "admission.py"))
+    source = "".join((agent / name).read_text() for name in ("settings.py", "admission.py", "recovery/config.py"))
     read_by_agent = set(re.findall(r'"((?:AGENT|LIVEKIT|GOOGLE)_[A-Z_]+)"', source))
     assert len(read_by_agent) > 15, "the agent's settings module no longer names its variables"
     assert {k for k in env_of(plan) if k != "HOME"} <= read_by_agent
@@ -312,5 +317,7 @@ def test_egress_only_policy_opens_what_a_call_needs(plan):
             ("UDP", 3478, None), ("UDP", 50000, 60000)} <= open_ports
     # Workload Identity tokens come from the metadata server; only it is open on link-local.
     link_local = [(peer["ipBlock"]["cidr"], rule["ports"]) for rule in netpol["egress"] for peer in rule.get("to", [])]
+    # and the checkpoint database's private range, on Cloud SQL's connector port only
     assert link_local == [("169.254.169.254/32", [{"protocol": "TCP", "port": 80}]),
-                          ("169.254.169.252/32", [{"protocol": "TCP", "port": 988}])]
+                          ("169.254.169.252/32", [{"protocol": "TCP", "port": 988}]),
+                          ("10.60.0.0/20", [{"protocol": "TCP", "port": 3307}])]

@@ -131,7 +131,8 @@ def test_crossguard_resource_policy_reads_its_config():
     unprotected = {"protected": False}
     names = {name for name, _, _ in crossguard_report(dev, {"gke-deletion-protection": unprotected,
                                                            "gke-secrets-encryption": unprotected,
-                                                           "gke-binary-authorization": unprotected})}
+                                                           "gke-binary-authorization": unprotected,
+                                                           "database-backups-in-prod": unprotected})}
     assert names == {"agent-autopilot-resources"}
 
 

@@ -143,13 +143,17 @@ FAILING: dict[str, tuple[Mutation, str]] = {
 
 # Rules about what only prod turns on (its KMS key and Binary Authorization policy).
 PROD_ONLY = ("gke-secrets-encryption", "gke-binary-authorization", "binauthz-only-stack-registry",
-             "binauthz-admits-the-workloads")
+             "binauthz-admits-the-workloads", "database-backups-in-prod")
 
 
 # The tool rules' cases live beside their own tests (policy/rules/tools.py).
 from tests.policy.test_rules_tools import FAILING_CASES as _TOOL_CASES  # noqa: E402
 
 FAILING.update(_TOOL_CASES)
+# The checkpoint database's cases too (policy/rules/database.py).
+from tests.policy.test_rules_database import FAILING_CASES as _DATABASE_CASES  # noqa: E402
+
+FAILING.update(_DATABASE_CASES)
 
 
 def _only(found: list[dict], rule_id: str) -> list[str]:
@@ -251,8 +255,11 @@ def test_deletion_protection_is_only_required_of_protected_stacks():
     found = evaluate_plan(resources, "staging")
     assert [(v["rule"], v["severity"]) for v in found] == [
         ("gke-deletion-protection", MANDATORY), ("gke-secrets-encryption", MANDATORY),
-        ("gke-binary-authorization", MANDATORY), ("agent-autopilot-resources", "advisory")]
-    assert "limits 1400m/2048Mi differ from requests 1000m/2048Mi" in found[3]["message"]
+        ("gke-binary-authorization", MANDATORY),
+        # and a checkpoint database with point-in-time recovery, HA and deletion protection
+        *[("database-backups-in-prod", MANDATORY)] * 3,
+        ("agent-autopilot-resources", "advisory")]
+    assert "limits 1400m/2048Mi differ from requests 1000m/2048Mi" in found[6]["message"]
 
 
 def test_exec_wrapper_is_accepted():

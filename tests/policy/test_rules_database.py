@@ -1,4 +1,4 @@
-"""The database rules (policy/rules_database.py), each with a passing and a failing instance."""
+"""The database rules (policy/rules/database.py), each with a passing and a failing instance."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from policy.rules.base import Context
-from policy.rules_database import RULES, SQL_INSTANCE
+from policy.rules.database import RULES, SQL_INSTANCE
 
 BY_ID = {rule.id: rule for rule in RULES}
 GOOD = {
@@ -45,12 +45,16 @@ def changed(path: str, value):
     return props
 
 
+INSTANCE_RULES = [rule for rule in RULES if rule.check_resource is not None]
+
+
 def test_a_compliant_instance_passes_every_rule():
-    assert {rule.id: check(rule.id, GOOD) for rule in RULES} == {rule.id: [] for rule in RULES}
+    assert {rule.id: check(rule.id, GOOD) for rule in INSTANCE_RULES} == {rule.id: [] for rule in INSTANCE_RULES}
 
 
 def test_rule_ids_are_stable():
-    assert list(BY_ID) == ["database-no-public-ip", "database-ssl-required", "database-iam-auth", "database-backups-in-prod"]
+    assert list(BY_ID) == ["database-no-public-ip", "database-ssl-required", "database-iam-auth", "database-backups-in-prod",
+                           "agent-checkpoint-dsn-on-loopback"]
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), [
@@ -96,3 +100,70 @@ def test_protected_stacks_need_backups_pitr_ha_and_deletion_protection(path, val
 
 def test_the_backup_rule_reads_the_protected_setting():
     assert BY_ID["database-backups-in-prod"].config == ("protected",)
+
+
+# Mutations of a committed stack's evaluated plan, for tests/policy/test_rules.py's table: each
+# rule also fails on what the real program declares, not only on the hand-written GOOD above.
+def _instance(resources) -> dict:
+    [props] = [r["inputs"] for r in resources if r["type"] == SQL_INSTANCE]
+    return props
+
+
+FAILING_CASES = {
+    "database-no-public-ip": (lambda rs: _instance(rs)["settings"]["ipConfiguration"].update(ipv4Enabled=True),
+                              "public IPv4"),
+    "database-ssl-required": (lambda rs: _instance(rs)["settings"]["ipConfiguration"].update(
+        sslMode="ALLOW_UNENCRYPTED_AND_ENCRYPTED"), "unencrypted connections are accepted"),
+    "database-iam-auth": (lambda rs: _instance(rs)["settings"].update(databaseFlags=[]), "cannot log in without passwords"),
+    "database-backups-in-prod": (lambda rs: _instance(rs)["settings"].update(availabilityType="ZONAL"), "use REGIONAL"),
+    "agent-checkpoint-dsn-on-loopback": (lambda rs: _set_dsn(rs, "postgresql://u@10.60.0.3:5432/voice_agent"),
+                                         "points at '10.60.0.3', not the Cloud SQL Auth Proxy sidecar"),
+}
+
+
+def _pod_spec(resources) -> dict:
+    [spec] = [r["inputs"]["spec"]["template"]["spec"] for r in resources if r["name"] == "agent-deployment"]
+    return spec
+
+
+def _set_dsn(resources, dsn: str) -> None:
+    for env in _pod_spec(resources)["containers"][0]["env"]:
+        if env["name"] == "AGENT_CHECKPOINT_DSN":
+            env["value"] = dsn
+
+
+def _dsn_findings(resources) -> list[str]:
+    from policy.rules.base import Resource
+
+    rule = BY_ID["agent-checkpoint-dsn-on-loopback"]
+    return [m for _, m in rule.findings([Resource(r["type"], r["name"], r["inputs"]) for r in resources], PROD)]
+
+
+@pytest.mark.parametrize(("dsn", "expected"), [
+    (None, None),  # the committed plan: sidecar on 127.0.0.1:5432
+    ("postgresql://u@localhost:5432/voice_agent", None),
+    ("postgresql://u@10.60.0.3/voice_agent", "points at '10.60.0.3'"),
+    ("postgresql://u@34.1.2.3:5432/voice_agent", "points at '34.1.2.3'"),
+    ("postgresql://u:hunter2@127.0.0.1:5432/voice_agent", "holds a password"),
+    ("postgresql://u@127.0.0.1:6543/voice_agent", "no native sidecar"),
+    ("", None),  # recovery off
+])
+def test_the_dsn_goes_to_the_sidecar_on_loopback(dsn, expected):
+    from tests.conftest import _committed_plan
+
+    resources = copy.deepcopy(_committed_plan("prod").resources)
+    if dsn is not None:
+        _set_dsn(resources, dsn)
+    found = _dsn_findings(resources)
+    assert (found == []) if expected is None else (len(found) == 1 and expected in found[0]), found
+
+
+def test_a_dsn_without_a_native_sidecar_fails():
+    """The proxy as an ordinary init container would exit before the agent starts."""
+    from tests.conftest import _committed_plan
+
+    resources = copy.deepcopy(_committed_plan("prod").resources)
+    assert _dsn_findings(resources) == []
+    _pod_spec(resources)["initContainers"][0].pop("restartPolicy")
+    [message] = _dsn_findings(resources)
+    assert "no native sidecar" in message
