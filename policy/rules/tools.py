@@ -31,7 +31,45 @@ SECRET_BINDING = "gcp:secretmanager/secretIamBinding:SecretIamBinding"
 AGENT_ROLES = frozenset({VERTEX_ROLE})
 
 
-def _credential_mounts(spec: Mapping[str, Any]) -> list[str]:
+ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
+ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+CLUSTER_ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
+ADMISSION_POLICY = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"
+
+
+def _agent_rbac_rules(resources: list[Resource]) -> list[Mapping[str, Any]] | None:
+    """Every RBAC rule bound to the agent's Kubernetes service account; None when a binding
+    names a role the stack does not declare (what it grants cannot be known)."""
+    roles = {(r.type, prop(r.props, "metadata", "name")): prop(r.props, "rules", default=[])
+             for r in resources if r.type in (ROLE, CLUSTER_ROLE)}
+    rules: list[Mapping[str, Any]] = []
+    for r in resources:
+        if r.type not in (ROLE_BINDING, CLUSTER_ROLE_BINDING):
+            continue
+        subjects = prop(r.props, "subjects", default=[])
+        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == AGENT_SERVICE_ACCOUNT for s in subjects):
+            continue
+        ref = prop(r.props, "roleRef", default={})
+        kind = ROLE if ref.get("kind") == "Role" else CLUSTER_ROLE
+        if (kind, ref.get("name")) not in roles:
+            return None
+        rules += roles[(kind, ref.get("name"))]
+    return rules
+
+
+def api_token_only_patches_pods(resources: list[Resource]) -> bool:
+    """An API-server token in the agent pod is no tool credential when the agent's service
+    account can do nothing with it but patch pods (k8s/deletion_cost.py: the worker keeps its
+    pod-deletion-cost annotation) and an admission policy narrows even that to one annotation."""
+    rules = _agent_rbac_rules(resources)
+    only_patch = rules is not None and bool(rules) and all(
+        set(rule.get("resources", [])) == {"pods"} and set(rule.get("verbs", [])) == {"patch"}
+        and set(rule.get("apiGroups", [""])) == {""} and not rule.get("nonResourceURLs") for rule in rules)
+    return only_patch and any(r.type == ADMISSION_POLICY for r in resources)
+
+
+def _credential_mounts(spec: Mapping[str, Any], api_token_allowed: bool = False) -> list[str]:
     found = []
     for volume in prop(spec, "volumes", default=[]):
         name = volume.get("name", "?")
@@ -43,8 +81,10 @@ def _credential_mounts(spec: Mapping[str, Any]) -> list[str]:
             if "secret" in source:
                 found.append(f"volume {name} projects Secret {prop(source, 'secret', 'name', default='?')}")
             token = source.get("serviceAccountToken")
-            if token is not None and not token.get("audience"):
-                found.append(f"volume {name} projects an API-server token (no audience): scope it to one tool server")
+            if token is not None and not token.get("audience") and not api_token_allowed:
+                found.append(f"volume {name} projects an API-server token (no audience) while the agent's service "
+                             "account may do more than patch pods under an admission policy: scope it to one tool "
+                             "server, or narrow its RBAC")
     for container in prop(spec, "containers", default=[]):
         for env in container.get("env", []) or []:
             ref = prop(env, "valueFrom", "secretKeyRef", "name")
@@ -60,7 +100,8 @@ def _credential_mounts(spec: Mapping[str, Any]) -> list[str]:
 def _agent_mounts_no_tool_credential(resources: list[Resource], ctx) -> list[Finding]:
     return [(pod.name, f"the agent pod carries a credential: {what}; tool credentials belong to the tool server "
                        "(tools/<name>), which the agent reaches with an audience-bound token")
-            for pod in _unique(agent_pods(resources)) for what in _credential_mounts(pod.spec)]
+            for pod in _unique(agent_pods(resources))
+            for what in _credential_mounts(pod.spec, api_token_only_patches_pods(resources))]
 
 
 def _unique(pods):

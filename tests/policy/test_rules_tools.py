@@ -142,3 +142,49 @@ FAILING_CASES = {
     "agent-identity-holds-no-tool-role": (_tool_role_for_agent, "is granted roles/serviceusage.serviceUsageConsumer"),
     "tool-server-admits-only-agents": (_unguarded_tool_server, "no NetworkPolicy with policyTypes Ingress"),
 }
+
+
+# --- the one API-server token an agent pod may carry -------------------------------------------
+
+def _with_deletion_cost() -> list[dict]:
+    from infra.plan import evaluate
+
+    return evaluate("dev", {"gke-voice-agents:podDeletionCost": "true"}).resources
+
+
+def _tool_rule(resources: list[dict]) -> list[str]:
+    from policy.engine import evaluate_plan
+
+    return [v["message"] for v in evaluate_plan(resources, "dev") if v["rule"] == "agent-mounts-no-tool-credential"]
+
+
+def test_the_deletion_cost_token_passes_while_it_can_only_patch_pods():
+    """The worker's pod-deletion-cost token (k8s/deletion_cost.py): RBAC patch-pods only, and an
+    admission policy narrows that to one annotation of its own pod. Not a tool credential."""
+    resources = _with_deletion_cost()
+    assert any(v.get("projected") for r in resources if r["type"] == "kubernetes:apps/v1:Deployment"
+               for v in r["inputs"]["spec"]["template"]["spec"].get("volumes", []))
+    assert _tool_rule(resources) == []
+
+
+def test_the_token_is_a_credential_once_its_role_can_read_more():
+    resources = _with_deletion_cost()
+    role = next(r for r in resources if r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:Role"
+                and r["inputs"]["rules"][0]["resources"] == ["pods"])
+    role["inputs"]["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
+    [message] = _tool_rule(resources)
+    assert "projects an API-server token (no audience) while the agent's service account may do more" in message
+
+
+def test_the_token_is_a_credential_without_the_admission_policy():
+    resources = [r for r in _with_deletion_cost()
+                 if r["type"] != "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"]
+    assert len(_tool_rule(resources)) == 1
+
+
+def test_the_token_is_a_credential_when_a_binding_names_an_undeclared_role():
+    resources = _with_deletion_cost()
+    binding = next(r for r in resources if r["type"] == "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+                   and any(s.get("name") == "voice-agent" for s in r["inputs"]["subjects"]))
+    binding["inputs"]["roleRef"]["name"] = "edit"
+    assert len(_tool_rule(resources)) == 1
