@@ -15,7 +15,7 @@ import sys
 
 import pytest
 from helpers import participant
-from helpers.livekit_server import LiveKitServer
+from helpers.livekit_server import LiveKitServer, wait_for_spare_capacity
 from helpers.worker_process import (
     AGENT_DIR,
     contract_argv,
@@ -72,6 +72,9 @@ def test_call_command_dispatches_by_token_and_reports_the_call(
         livekit_server, extra={"AGENT_NAME": AGENT_NAME, "HOME": str(logs), "TMPDIR": str(logs)}
     )
     with registered_worker(contract_argv(), env, log_path=logs / "worker.log") as worker:
+        # a token dispatches once, when its join creates the room: the worker must be able to
+        # take it then (helpers.livekit_server.wait_for_spare_capacity)
+        wait_for_spare_capacity(worker.metrics_url)
         done = subprocess.run(
             [sys.executable, "-m", "voice_agent.test_call", "--url", livekit_server.ws_url,
              "--agent-name", AGENT_NAME, "--room", "smoke-room", "--listen", "1"],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from helpers import participant
-from helpers.livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port
+from helpers.livekit_server import LiveKitServer, free_port, wait_for_spare_capacity
 from helpers.prometheus import Prometheus, find_prometheus, start_prometheus
 from helpers.worker_process import WorkerProcess, contract_argv, http_get, start_worker, worker_env
 from term import cgroup
@@ -76,28 +76,10 @@ def _ready(worker: WorkerProcess, timeout: float = TIMEOUT) -> None:
     raise AssertionError(f"never ready\n{worker.tail()}")
 
 
-# livekit-agents 1.8.9 worker.py UPDATE_STATUS_INTERVAL: the server learns a worker's load at most
-# this long after it changes; below the threshold for longer than that, the server knows too.
-STATUS_INTERVAL_S = 2.5
-
-
-def _available(worker: WorkerProcess, timeout: float = TIMEOUT) -> None:
-    """Wait until the worker has reported spare capacity to the server. A test machine has no
-    pod cgroup, so the load is the whole host's CPU; while other processes saturate it the worker
-    reports itself full (as it should), and self-hosted LiveKit never re-offers a room that
-    arrived then. Placing a call only after that keeps the test about the runbook."""
-    url = f"http://127.0.0.1:{worker.env['AGENT_METRICS_PORT']}/metrics"
-    deadline, below_since = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        text = http_get(url, timeout=2)[1]
-        load = max((float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                    if line.startswith("lk_agents_worker_load{")), default=1.0)
-        now = time.monotonic()
-        below_since = (below_since or now) if load < TEST_LOAD_THRESHOLD * 0.9 else None
-        if below_since is not None and now - below_since > STATUS_INTERVAL_S + 0.5:
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"worker never had spare capacity for {STATUS_INTERVAL_S} s\n{worker.tail()}")
+def _available(worker: WorkerProcess) -> None:
+    """A call is placed only once the worker has reported spare capacity (see
+    helpers.livekit_server.wait_for_spare_capacity)."""
+    wait_for_spare_capacity(f"http://127.0.0.1:{worker.env['AGENT_METRICS_PORT']}/metrics")
 
 
 def _check(prom: Prometheus, old: str, new: str) -> subprocess.CompletedProcess[str]:

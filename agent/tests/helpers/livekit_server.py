@@ -215,3 +215,33 @@ def _wait_until_ready(server: LiveKitServer) -> None:
     raise TimeoutError(
         f"livekit-server not ready after {SERVER_START_TIMEOUT}s:\n{server.log_text()}"
     )
+
+
+# livekit-agents 1.8.9 worker.py UPDATE_STATUS_INTERVAL: the server learns a worker's load at most
+# this long after it changes; below the threshold for longer than that, the server knows too.
+STATUS_INTERVAL_S = 2.5
+
+
+def wait_for_spare_capacity(metrics_url: str, timeout: float = 60.0) -> float:
+    """Wait until a worker has reported spare capacity to the server (lk_agents_worker_load
+    below TEST_LOAD_THRESHOLD for longer than one status report); returns the load seen.
+
+    Self-hosted LiveKit offers a room to the workers once: a room that arrives while every
+    worker reports itself full never gets an agent. A test that places a call right after a
+    worker starts (prewarm) or on a busy machine must wait for this precondition first."""
+    deadline, below_since, load = time.monotonic() + timeout, None, 1.0
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(metrics_url, timeout=2) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError):
+            text = ""
+        loads = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("lk_agents_worker_load{")]
+        load = max(loads, default=1.0)
+        now = time.monotonic()
+        below_since = (below_since or now) if load < TEST_LOAD_THRESHOLD * 0.9 else None
+        if below_since is not None and now - below_since > STATUS_INTERVAL_S + 0.5:
+            return load
+        time.sleep(0.25)
+    raise AssertionError(f"{metrics_url}: no spare capacity within {timeout}s (last load {load})")
+
