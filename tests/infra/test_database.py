@@ -165,3 +165,75 @@ def test_connection_name_is_project_region_instance(apply_probe):
     [instance] = [r for r in mocks.resources if r.type == SQL_INSTANCE]
     apply_probe.check("connection name", component.connection_name,
                       lambda c: _equal(c, f"my-voice-agents-prod:us-central1:{instance.name}-5288707"))
+
+
+# --------------------------------------------------------------------------------------------
+# The stack settings (Pulumi.yaml database*, recovery*): parsed by infra/config.py, each error
+# one line naming the key, the value and the rule, the real program evaluated under mocks.
+
+def _plan(stack: str, **settings: str):
+    from tests.k8s.rendered import plan_with
+
+    return plan_with(stack, **settings)
+
+
+@pytest.mark.parametrize(("key", "value", "ok"), [
+    ("databaseDiskSizeGb", "9", False), ("databaseDiskSizeGb", "10", True), ("databaseDiskSizeGb", "65536", True),
+    ("databaseDiskSizeGb", "65537", False), ("databaseDiskSizeGb", "ten", False),
+    ("databaseRetainedBackups", "0", False), ("databaseRetainedBackups", "1", True), ("databaseRetainedBackups", "365", True),
+    ("databaseRetainedBackups", "366", False),
+    ("databaseTransactionLogRetentionDays", "0", False), ("databaseTransactionLogRetentionDays", "1", True),
+    ("databaseTransactionLogRetentionDays", "7", True), ("databaseTransactionLogRetentionDays", "8", False),
+    ("databasePsaPrefixLength", "15", False), ("databasePsaPrefixLength", "16", True),
+    ("databasePsaPrefixLength", "24", True), ("databasePsaPrefixLength", "25", False),
+])
+def test_stack_setting_ranges_at_their_boundaries(key, value, ok):
+    if ok:
+        assert _plan("prod", **{key: value}).named("checkpoints-instance")
+        return
+    shown = f"'{value}'" if not value.isdigit() else value
+    with pytest.raises(ConfigError, match=rf"gke-voice-agents:{key} = {shown}: must be (a whole number )?from \d+ to \d+"):
+        _plan("prod", **{key: value})
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"databaseTier": "db-n1-standard-1"}, r"databaseTier = 'db-n1-standard-1': must be an Enterprise edition tier"),
+    ({"databaseTier": "db-g1-small"}, r"databaseTier = 'db-g1-small': shared-core tiers .* databaseProduction true"),
+    ({"databaseVersion": "POSTGRES_14"}, r"databaseVersion = 'POSTGRES_14': must be one of POSTGRES_15, POSTGRES_16, POSTGRES_17"),
+    ({"databasePsaRangeAddress": "10.60.0.1"}, r"databasePsaRangeAddress = '10.60.0.1': must be a private IPv4 network address "
+                                                r"aligned to /20"),
+    ({"databasePsaRangeAddress": ""}, r"databasePsaRangeAddress = '': must be a private IPv4 network address"),
+    ({"databaseProduction": "maybe"}, r"databaseProduction = 'maybe': must be true or false"),
+    ({"recoveryEnabled": "yes"}, r"recoveryEnabled = 'yes': must be true or false"),
+    ({"recoveryWatcher": "off"}, r"recoveryWatcher = 'off': must be true or false"),
+    # prod's nodes are 10.10.0.0/20 (Pulumi.yaml default), its services 10.20.0.0/20
+    ({"databasePsaRangeAddress": "10.10.0.0"}, r"databasePsaRangeAddress = '10.10.0.0': 10\.10\.0\.0/20 overlaps "
+                                                r"gke-voice-agents:nodeCidr = 10\.10\.0\.0/20: pick a /20 outside"),
+    ({"databasePsaRangeAddress": "10.16.0.0", "databasePsaPrefixLength": "16"},
+     r"10\.16\.0\.0/16 overlaps gke-voice-agents:podCidr = 10\.16\.0\.0/14"),
+])
+def test_stack_setting_errors_name_key_value_and_rule(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        _plan("prod", **settings)
+
+
+def test_range_next_to_the_vpc_ranges_is_accepted():
+    """Boundary of the overlap check: 10.20.16.0/20 starts right after prod's service range."""
+    _plan("prod", databasePsaRangeAddress="10.20.16.0")
+    with pytest.raises(ConfigError, match="overlaps gke-voice-agents:serviceCidr"):
+        _plan("prod", databasePsaRangeAddress="10.20.0.0")
+
+
+def test_a_shared_core_tier_is_fine_without_production():
+    assert _plan("prod", databaseTier="db-f1-micro", databaseProduction="false").named("checkpoints-instance")
+
+
+@pytest.mark.parametrize("stack, tier, disk, backups, production", [
+    ("dev", "db-g1-small", 10, 7, False), ("prod", "db-custom-2-7680", 20, 14, True)])
+def test_each_stack_gets_its_database(stack, tier, disk, backups, production):
+    inputs = _plan(stack).named("checkpoints-instance")["inputs"]
+    s = inputs["settings"]
+    assert (s["tier"], s["diskSize"], s["backupConfiguration"]["backupRetentionSettings"]["retainedBackups"]) == (tier, disk, backups)
+    assert (s["availabilityType"] == "REGIONAL", inputs["deletionProtection"]) == (production, production)
+    assert s["backupConfiguration"]["pointInTimeRecoveryEnabled"] is production
+    assert s["ipConfiguration"]["allocatedIpRange"].startswith("checkpoints-psa-range-")  # auto-named
