@@ -27,6 +27,13 @@ SESSION_DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200
 # A session whose job vanished is reaped only after it was missing on this many consecutive
 # reconcile passes, so a session_ended line still in flight over IPC wins the race.
 MISSING_PASSES_BEFORE_REAP = 2
+# Time to first audio of a reply. A reply inside ~1 s reads as a natural turn on the phone;
+# past ~2 s callers start repeating themselves, so the edges are dense below 2 s and the top
+# edges catch a model that stalls (the latency alert's threshold sits on one of these edges:
+# infra/runbook.py reads this histogram, so keep its default threshold a bucket edge).
+TIME_TO_FIRST_AUDIO_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0)
+TOKEN_DIRECTIONS = ("input", "output")
+TOKEN_MODALITIES = ("audio", "text", "image")
 
 
 # Every series of ours carries the release (AGENT_VERSION), so "by version" is one PromQL
@@ -44,6 +51,9 @@ class AgentMetrics:
     registered: Gauge
     load_threshold: Gauge
     drain_events: Counter
+    time_to_first_audio: Histogram
+    model_tokens: Counter
+    responses_interrupted: Counter
     version: str = "unversioned"
 
 
@@ -100,6 +110,27 @@ def create_metrics(registry: CollectorRegistry = REGISTRY, *, version: str = "un
             [VERSION_LABEL, "event"],
             registry=registry,
         ),
+        time_to_first_audio=Histogram(
+            "voice_agent_time_to_first_audio_seconds",
+            "Time from the caller's end of speech (trigger=caller) or the agent's request "
+            "(trigger=requested) to the reply's first audio frame.",
+            [VERSION_LABEL, "trigger"],
+            buckets=TIME_TO_FIRST_AUDIO_BUCKETS,
+            registry=registry,
+        ),
+        model_tokens=Counter(
+            "voice_agent_model_tokens",
+            "Model tokens by direction (input/output) and modality (audio/text/image), as the "
+            "Live API's usageMetadata reports them per response.",
+            [VERSION_LABEL, "direction", "modality"],
+            registry=registry,
+        ),
+        responses_interrupted=Counter(
+            "voice_agent_responses_interrupted",
+            "Model responses the caller cut off before they finished playing.",
+            label,
+            registry=registry,
+        ).labels(version),
         version=version,
     )
 
@@ -118,6 +149,9 @@ def _initialise_children(metrics: AgentMetrics) -> None:
         metrics.drain_events.labels(metrics.version, event)
     for reason in (*END_REASONS, "other"):
         metrics.sessions_ended.labels(metrics.version, reason)
+    for direction in TOKEN_DIRECTIONS:
+        for modality in TOKEN_MODALITIES:
+            metrics.model_tokens.labels(metrics.version, direction, modality)
 
 
 def default_metrics(version: str = "unversioned") -> AgentMetrics:
@@ -152,6 +186,12 @@ class SessionLedger(logging.Handler):
             return
         if event == "session_started":
             self.started(str(session_id), str(getattr(record, "job_id", "")))
+        elif event == "model_usage":
+            self.model_usage(record)
+        elif event == "turn_answered":
+            self.turn_answered(record)
+        elif event == "response_interrupted":
+            self._metrics.responses_interrupted.inc()
         elif event == "session_ended":
             self.ended(
                 str(session_id),
@@ -172,6 +212,20 @@ class SessionLedger(logging.Handler):
             if self._open.pop(session_id, None) is None:
                 return
             self._record_end(reason, duration)
+
+    def model_usage(self, record: logging.LogRecord) -> None:
+        for direction in TOKEN_DIRECTIONS:
+            for modality in TOKEN_MODALITIES:
+                count = getattr(record, f"{direction}_{modality}_tokens", 0)
+                if isinstance(count, int) and count > 0:
+                    self._metrics.model_tokens.labels(self._metrics.version, direction, modality).inc(count)
+
+    def turn_answered(self, record: logging.LogRecord) -> None:
+        seconds = getattr(record, "time_to_first_audio_seconds", None)
+        trigger = getattr(record, "trigger", None)
+        if not isinstance(seconds, int | float) or trigger not in ("caller", "requested"):
+            return
+        self._metrics.time_to_first_audio.labels(self._metrics.version, trigger).observe(max(float(seconds), 0.0))
 
     def reconcile(self, active_job_ids: Iterable[str]) -> list[str]:
         """Reap sessions whose job the framework no longer runs; returns reaped session ids."""

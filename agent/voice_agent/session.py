@@ -20,7 +20,7 @@ from livekit.agents import AgentSession, JobContext, JobProcess, JobRequest, llm
 # preloaded in the forkserver, so job processes do not import it at every session start.
 from livekit.plugins import google, silero  # noqa: F401
 
-from . import model, persona_api, tools_mcp
+from . import call_usage, model, persona_api, tools_mcp
 from .call_life import CallLife
 from .logs import log_event
 from .recovery import resume
@@ -29,6 +29,7 @@ from .settings import AgentSettings, load_settings
 SETTINGS_KEY = "settings"
 VAD_KEY = "vad"
 PERSONA_KEY = "persona"
+PRICES_KEY = "model_prices"
 
 
 def prewarm(proc: JobProcess) -> None:
@@ -42,6 +43,7 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata[VAD_KEY] = silero.VAD.load()
     # AGENT_PERSONA was imported and checked by the worker process at start (worker.run)
     proc.userdata[PERSONA_KEY] = persona_api.load_persona(proc.userdata[SETTINGS_KEY].persona)
+    proc.userdata[PRICES_KEY] = call_usage.model_prices_from_env(os.environ)
 
 
 async def on_request(request: JobRequest) -> None:
@@ -63,6 +65,7 @@ async def entrypoint(ctx: JobContext) -> None:
     # the framework stamps these on every record this job process logs, its own included
     ctx.log_context_fields = session_log_fields(ctx, session_id)
     tracker = SessionTracker(session_id=session_id, job_id=ctx.job.id)
+    tracker.usage = call_usage.CallUsage(prices=ctx.proc.userdata.get(PRICES_KEY))
 
     # crash recovery (recovery/resume.py): take the room's checkpoint over, or leave if a newer
     # replacement owns the room
@@ -81,6 +84,7 @@ async def entrypoint(ctx: JobContext) -> None:
         # the framework's "away" clock is the silence timeout (call_life.py)
         user_away_timeout=float(settings.silence_timeout_seconds),
     )
+    call_usage.watch_call(session, tracker.usage)
     call = CallLife(
         ctx,
         session,
@@ -166,6 +170,8 @@ class SessionTracker:
         self._ended = False
         # Gemini instances that failed during this call (model.py's retries and fallback)
         self.model_switches = 0
+        # tokens, interruptions and answer times of this call (call_usage.py)
+        self.usage = call_usage.CallUsage()
 
     def begin(self, **fields: Any) -> None:
         self._started_at = time.monotonic()
@@ -188,6 +194,7 @@ class SessionTracker:
             "reason": reason,
             "duration_seconds": round(duration, 3),
             "model_switches": self.model_switches,
+            **self.usage.ended_fields(),
         }
         if error is not None:
             fields["error"] = str(error)

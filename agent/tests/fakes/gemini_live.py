@@ -26,7 +26,16 @@ https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/multimodal
   ``generate_reply(instructions=...)`` reaches the model).
 - serverContent: ``modelTurn`` with ``inlineData`` audio (PCM16, 24 kHz), ``outputTranscription``,
   ``generationComplete``, ``turnComplete``; then ``usageMetadata`` (audio counts 25 tokens per
-  second, https://ai.google.dev/gemini-api/docs/tokens#multimodal-tokens).
+  second, https://ai.google.dev/gemini-api/docs/tokens#multimodal-tokens) in the Live API's
+  shape (``BidiGenerateContentServerMessage.usageMetadata``, Live API reference
+  https://ai.google.dev/api/live#usagemetadata): ``promptTokenCount`` (the whole context the
+  turn processed), the response count, ``totalTokenCount`` and per-modality breakdowns
+  (``[{modality: AUDIO|TEXT, tokenCount}]``). Vertex AI names the response fields
+  ``candidatesTokenCount`` / ``candidatesTokensDetails`` (the Gemini API says ``response*``):
+  google-genai 3.4.0 ``_live_converters._UsageMetadata_from_vertex`` maps those to
+  ``response_token_count`` / ``response_tokens_details``, which the plugin reads.
+- ``answer_delay_s``: the model's think time before the first audio chunk of every reply, for
+  the latency tests (real seconds, not scaled: it is what a caller waits).
 - toolCall: after ``end_call_after_turns`` caller turns the model calls ``end_call`` (only if
   the setup declared it, as the real model can only call declared functions); after the
   ``toolResponse`` it speaks its goodbye on its own (auto tool reply).
@@ -129,6 +138,8 @@ class Behaviour:
     reply_seconds: float = 0.5
     vad_min_speech_ms: int = 200
     vad_silence_ms: int = 500
+    # real seconds between the end of a turn and the first audio chunk of the reply
+    answer_delay_s: float = 0.0
 
 
 @dataclass
@@ -136,6 +147,9 @@ class Turn:
     role: str
     text: str
     tokens: int
+    # Live API MediaModality of what this turn was made of (caller speech and model replies
+    # are audio; clientContent turns are text)
+    modality: str = "AUDIO"
 
 
 @dataclass
@@ -537,7 +551,9 @@ class _Connection:
         with self.server.lock:
             for turn in content.get("turns", []) or []:
                 words = " ".join(p.get("text", "") for p in turn.get("parts", []) or [])
-                self.session.history.append(Turn(turn.get("role", "user"), words, _tokens_text(words)))
+                self.session.history.append(
+                    Turn(turn.get("role", "user"), words, _tokens_text(words), modality="TEXT")
+                )
         if not _field(content, "turn_complete"):
             return
         lowered = text.lower()
@@ -564,6 +580,8 @@ class _Connection:
             text = f"{kind} {len(self.session.replies) + 1}; I remember {remembered} turns."
             self.session.replies.append(kind)
             self.record.turns += 1
+        if self.b.answer_delay_s > 0:
+            await asyncio.sleep(self.b.answer_delay_s)
         chunk = OUTPUT_RATE // 10
         total = int(self.b.reply_seconds * OUTPUT_RATE)
         for start in range(0, total, chunk):
@@ -589,18 +607,10 @@ class _Connection:
         await self._send({"serverContent": {"generationComplete": True}})
         await self._send({"serverContent": {"turnComplete": True}})
         with self.server.lock:
+            prompt = _by_modality(self.session.history)
             self.session.history.append(Turn("model", text, _tokens(self.b.reply_seconds)))
             self._compress()
-            tokens = self.session.tokens
-        await self._send(
-            {
-                "usageMetadata": {
-                    "promptTokenCount": tokens,
-                    "candidatesTokenCount": _tokens(self.b.reply_seconds),
-                    "totalTokenCount": tokens + _tokens(self.b.reply_seconds),
-                }
-            }
-        )
+        await self._send({"usageMetadata": _usage_metadata(prompt, _tokens(self.b.reply_seconds))})
         if self.record.resumption:
             await self.server._send_handle(self.ws, self.session)
 
@@ -617,6 +627,28 @@ class _Connection:
         while self.session.history and self.session.tokens > target:
             self.session.history.pop(0)
             self.session.dropped_turns += 1
+
+
+def _by_modality(history: list[Turn]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for turn in history:
+        counts[turn.modality] = counts.get(turn.modality, 0) + turn.tokens
+    return counts
+
+
+def _usage_metadata(prompt: dict[str, int], response_audio: int) -> dict[str, Any]:
+    """One response's usageMetadata, Vertex AI field names: the context it read (prompt, by modality) and the audio
+    it spoke (the fake's replies carry audio only; the transcription is not billed as output)."""
+    prompt_total = sum(prompt.values())
+    return {
+        "promptTokenCount": prompt_total,
+        "candidatesTokenCount": response_audio,
+        "totalTokenCount": prompt_total + response_audio,
+        "promptTokensDetails": [
+            {"modality": modality, "tokenCount": count} for modality, count in sorted(prompt.items())
+        ],
+        "candidatesTokensDetails": [{"modality": "AUDIO", "tokenCount": response_audio}],
+    }
 
 
 def _field(message: dict[str, Any], name: str) -> Any:
