@@ -30,6 +30,7 @@ from pulumi.runtime.sync_await import _sync_await
 from infra.settings import PROJECT, ConfigError
 from infra.mocks import ParentTrackingMonitor, RecordingMocks
 from k8s.capacity import capacity_summary
+from infra.cost import plan_cost_lines
 from infra.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
@@ -201,6 +202,7 @@ def report(result: PlanResult, values: StackValues) -> str:
                       f"{c['min_pods']}-{c['max_pods']} pods carry {c['calls_at_min_pods']}-{c['calls_at_max_pods']} "
                       f"concurrent calls; a spike waits at most {c['seconds_to_new_capacity']} s for new capacity; "
                       f"a draining pod gets {c['grace_seconds']} s"]
+    lines += ["", *plan_cost_lines(values.stack, values.config, values.secret_keys)]
     made_up = [f"{k} (secret placeholder: not set or encrypted)" for k in values.placeholders]
     made_up += [f"{k} = {values.config[k]} (the example's value)" for k in example_values(values)]
     if made_up:
