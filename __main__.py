@@ -8,6 +8,7 @@ from infra.config import load_stack_config
 from infra.database import AgentDatabase, AgentDatabaseArgs
 from infra.encryption import SecretsKey, SecretsKeyArgs
 from infra.identity import AgentIdentity, AgentIdentityArgs
+from infra.monitoring import AgentMonitoring, AgentMonitoringArgs
 from infra.network import VpcNetwork, VpcNetworkArgs
 from infra.notifications import UpgradeNotifications, UpgradeNotificationsArgs
 from infra.registry import AgentRegistry, AgentRegistryArgs
@@ -78,6 +79,10 @@ workload = AgentWorkload(
 # with its own Workload Identity principal and roles/monitoring.viewer only.
 MetricsAdapter("metrics-adapter", MetricsAdapterArgs(
     project=cfg.project, workload_pool=cluster.workload_pool, provider=provider))
+
+# Seed 001's runbook as code: the dashboard and alert policies over the agents' metrics
+# (infra/runbook.py holds every PromQL expression; infra/rollout_check.py asks the same).
+AgentMonitoring("monitoring", AgentMonitoringArgs(project=cfg.project, stack=cfg.stack))
 
 if cfg.workload.spare_capacity_pods:
     SpareCapacity("spare", SpareCapacityArgs(settings=cfg.workload),

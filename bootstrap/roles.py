@@ -43,6 +43,7 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
     RoleUse("roles/pubsub.editor", ("gcp:pubsub/",), "the GKE upgrade-notification topic (upgradeNotifications)"),
     RoleUse("roles/cloudkms.admin", ("gcp:kms/",),
             "the key ring, the key that encrypts Kubernetes Secrets and the GKE service agent's grant on it"),
+    RoleUse("roles/monitoring.editor", ("gcp:monitoring/",), "the runbook dashboard and alert policies"),
     RoleUse("roles/binaryauthorization.policyEditor", ("gcp:binaryauthorization/",),
             "the project's image admission policy (binaryAuthorization)"),
     # compute.networkAdmin above already covers the reserved range (gcp:compute/globalAddress).

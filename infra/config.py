@@ -25,7 +25,7 @@ from infra.settings import (
     EXCLUSION_SCOPES, KNOWN_REGIONS, LOG_LEVELS, MAINTENANCE_AVAILABILITY_PERIOD, MAX_NO_UPGRADES_EXCLUSION,
     MIN_MAINTENANCE_AVAILABILITY, MIN_MAINTENANCE_WINDOW, PROJECT,
     RELEASE_CHANNELS, ClusterSettings, ConfigError, HpaSettings, MaintenanceExclusion, NetworkSettings, Problem,
-    RegistrySettings, StackConfig, WorkloadSettings, setting_key, CallSettings,
+    RegistrySettings, StackConfig, WorkloadSettings, setting_key, CallSettings, DispatchSettings,
 )
 from infra.settings import ToolServerSettings
 from infra.settings import DatabaseSettings
@@ -44,6 +44,9 @@ _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _STABLE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+# The agent's own checks (agent/voice_agent/settings.py) allow the same forms.
+_AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_PERSONA = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _GEMINI_MODEL = re.compile(r"^[a-z0-9][a-z0-9.\-]{2,80}$")
 # A full image repository: a registry host with a dot (else Docker reads it as a Docker Hub
 # path) and an optional port, then lower-case path components (the distribution reference
@@ -378,11 +381,34 @@ def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
         recovery_watcher=r.boolean(_key("recoveryWatcher")),
         image_repository=_image_repository(r),
         agent_voice=_agent_voice(r),
+        dispatch=_dispatch(r),
     )
-
-
     _check_image_source(r, workload)
+    _check_release_label(r, workload)
     return workload
+
+
+def _dispatch(r: _Reader) -> DispatchSettings:
+    name = r.text(_key("agentName"))
+    if name and not _AGENT_NAME.match(name):
+        r.fail(_key("agentName"), name, "must be empty or letters, digits, '.', '_', '-' (at most 128, starting with a "
+                                        "letter or digit)")
+    persona = r.text(_key("agentPersona"), pattern=_PERSONA,
+                     allowed="module:attribute of a Persona, such as voice_agent.persona:SAMPLE")
+    return DispatchSettings(agent_name=name, persona=persona,
+                            livekit_target_load=r.number(_key("livekitTargetLoad"), 0.0, 1.0, lo_open=True))
+
+
+def _check_release_label(r: _Reader, w: WorkloadSettings) -> None:
+    """Deployed by tag, the tag labels every pod (app.kubernetes.io/version) and every metric:
+    a label value has at most 63 characters and starts and ends with a letter or digit."""
+    tag = w.image_tag
+    if w.image_digest or not tag:
+        return
+    if len(tag) > 63 or not (tag[0].isalnum() and tag[-1].isalnum()):
+        r.fail(_key("agentImageTag"), tag, "labels every pod and metric as the release, so it must be at most 63 "
+                                           "characters and start and end with a letter or digit; use a shorter tag or "
+                                           "deploy by agentImageDigest")
 
 
 def _call(r: _Reader) -> CallSettings:

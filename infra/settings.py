@@ -192,6 +192,21 @@ class WorkloadSettings:
     image_repository: str = ""
     # AGENT_VOICE: a Gemini Live voice for every call; empty = the persona's own.
     agent_voice: str = ""
+    dispatch: DispatchSettings = field(default_factory=lambda: DispatchSettings())
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """How LiveKit hands calls to the workers (issue 12)."""
+
+    # AGENT_NAME: rooms get this agent only when a token or the CreateDispatch API asks for it
+    # (explicit dispatch); empty = every new room in the LiveKit project gets a Gemini session.
+    agent_name: str = "voice-agent"
+    # The LiveKit server's agents.target_load (livekit-server v1.13.5 pkg/agent/config.go,
+    # DefaultTargetLoad 0.7): it routes no job to a worker reporting this load or more.
+    livekit_target_load: float = 0.7
+    # AGENT_PERSONA: module:attribute of the persona the calls get (agent/voice_agent/persona_api.py).
+    persona: str = "voice_agent.persona:SAMPLE"
 
 
 @dataclass(frozen=True)

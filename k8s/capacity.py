@@ -330,6 +330,20 @@ def _conversation_text_needs_debug(w: WorkloadSettings) -> list[Problem]:
         "set agentLogLevel to DEBUG (dev only) or leave logConversationText false")]
 
 
+def _server_routes_until_full(w: WorkloadSettings) -> list[Problem]:
+    """livekit-server assigns no job to a worker whose reported load is at or above its
+    agents.target_load (v1.13.5 pkg/agent/config.go), whatever the worker's own threshold says;
+    the capacity math here assumes the worker's threshold is the one that stops calls."""
+    target = w.dispatch.livekit_target_load
+    if w.load_threshold <= target:
+        return []
+    return [Problem(
+        _key("loadThreshold"), w.load_threshold,
+        f"is above livekitTargetLoad = {target}: the LiveKit server stops routing calls to a worker at load {target}, "
+        f"so calls per pod, the HPA target and admission would all be computed for a load no worker reaches; "
+        f"lower loadThreshold to {target} or set the server's agents.target_load (and livekitTargetLoad) higher")]
+
+
 def workload_problems(w: WorkloadSettings) -> list[Problem]:
     """Cross-setting rules of the agent workload; parse_stack_config raises them together."""
     if w.size not in SIZES:
@@ -343,6 +357,7 @@ def workload_problems(w: WorkloadSettings) -> list[Problem]:
         *_room_for_a_call(w, r),
         *_calls_target_before_full(w, r),
         *_scale_down_slower(w),
+        *_server_routes_until_full(w),
         *_warning_before_the_end(w),
         *_fallback_differs(w),
         *_conversation_text_needs_debug(w),

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from k8s.capacity import (
     AUTOSCALER_GRACE_CAP_S,
+    NODE_BOOT_S,
     HPA_TOLERANCE,
     SHUTDOWN_BUDGET_S,
     max_safe_target,
@@ -433,6 +434,27 @@ def _liveness_not_readiness(pod: AgentPod, ctx: Context) -> list[str]:
             f"would restart healthy pods in an outage and cut the calls a draining pod carries; use {LIVE_PATH}"]
 
 
+def _deadline_problems(spec: Mapping[str, Any]) -> list[str]:
+    """The deadline must outlast what a healthy new pod needs before it counts as available (a
+    node boot, the startup probe's budget, minReadySeconds), or a good release is reported stuck;
+    Kubernetes itself refuses a deadline not above minReadySeconds."""
+    deadline = float(prop(spec, "progressDeadlineSeconds"))
+    min_ready = float(prop(spec, "minReadySeconds", default=0))
+    containers = prop(spec, "template", "spec", "containers", default=[])
+    startup = max((float(prop(c, "startupProbe", "periodSeconds", default=10))
+                   * float(prop(c, "startupProbe", "failureThreshold", default=3)) for c in containers
+                   if c.get("startupProbe")), default=0.0)
+    needed = NODE_BOOT_S + startup + min_ready
+    if deadline <= min_ready:
+        return [f"progressDeadlineSeconds {as_number(deadline)} is not above minReadySeconds {as_number(min_ready)}: "
+                "Kubernetes refuses the Deployment"]
+    if deadline < needed:
+        return [f"progressDeadlineSeconds {as_number(deadline)} < node boot {NODE_BOOT_S} + startup probe budget "
+                f"{as_number(startup)} + minReadySeconds {as_number(min_ready)} = {as_number(needed)} s: a healthy release "
+                "on a new node is reported stuck; raise it"]
+    return []
+
+
 def _rollout_keeps_old_pods(resources: list[Resource], ctx: Context) -> list[Finding]:
     """A bad release must stall with the old pods still serving: only surge, never unavailable."""
     findings = []
@@ -452,6 +474,8 @@ def _rollout_keeps_old_pods(resources: list[Resource], ctx: Context) -> list[Fin
         if prop(spec, "progressDeadlineSeconds") is None:
             findings.append((r.name, "no progressDeadlineSeconds: a stuck rollout is reported after Kubernetes' default 600 s; "
                                      "set it from the time a new pod needs to become ready, so a bad release alarms early"))
+        else:
+            findings += [(r.name, m) for m in _deadline_problems(spec)]
     return findings
 
 

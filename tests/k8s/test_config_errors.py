@@ -62,6 +62,16 @@ CASES = {
     "preStop, a retired setting": (
         "prod", {"preStopSeconds": "0"},
         r"preStopSeconds = '0': is no longer a setting: the worker drains on SIGTERM, .*delete the line"),
+    "threshold above the server's target load": (
+        "prod", {"livekitTargetLoad": "0.69"},
+        r"loadThreshold = 0\.7: is above livekitTargetLoad = 0\.69: the LiveKit server stops routing calls to a worker "
+        r"at load 0\.69.*lower loadThreshold to 0\.69"),
+    "a tag that cannot label the pods": (
+        "prod", {"agentImageTag": "release_"},
+        r"agentImageTag = 'release_': labels every pod and metric as the release, so it must be at most 63 characters "
+        r"and start and end with a letter or digit"),
+    "a tag one character too long for a label": (
+        "prod", {"agentImageTag": "v" * 64}, r"agentImageTag = 'v{64}': labels every pod"),
     "warning as long as the call": (
         "prod", {"maxSessionMinutes": "1", "drainTimeoutSeconds": "60", "callWarningSeconds": "60"},
         r"callWarningSeconds = 60: must be below maxSessionMinutes = 1 \(60 s\).*use at most 59"),
@@ -111,6 +121,9 @@ SINGLE_VALUES = {
     "agentLogLevel": ("TRACE", r"agentLogLevel = 'TRACE': must be one of DEBUG, INFO, WARNING, ERROR"),
     "spareCapacityPods": ("51", r"spareCapacityPods = 51: must be from 0 to 50 pods"),
     "callWarningSeconds": ("601", r"callWarningSeconds = 601: must be from 1 to 600 s"),
+    "agentName": ("-front", r"agentName = '-front': must be empty or letters, digits"),
+    "agentPersona": ("voice_agent.persona", r"agentPersona = 'voice_agent\.persona': must be module:attribute of a Persona"),
+    "livekitTargetLoad": ("1.5", r"livekitTargetLoad = 1\.5: must be in \(0\.0, 1\.0\]"),
     "silenceTimeoutSeconds": ("4", r"silenceTimeoutSeconds = 4: must be from 5 to 3600 s"),
     "geminiConnectRetries": ("6", r"geminiConnectRetries = 6: must be from 0 to 5 retries"),
     "geminiFallbackLocation": ("europe-wst4", r"geminiFallbackLocation = 'europe-wst4': must be empty or a Vertex AI "
@@ -167,6 +180,11 @@ def test_every_problem_is_reported_at_once_and_before_any_resource(monkeypatch):
     {"geminiFallbackLocation": "europe-west4", "geminiFallbackModel": "gemini-live-2.5-flash-native-audio"},
     {"geminiFallbackModel": "gemini-2.0-flash-live-001"},  # same region, another model
     {"logConversationText": "true", "agentLogLevel": "DEBUG"},  # config allows it; prod's policy refuses it
+    {"livekitTargetLoad": "0.7"},  # equal to the threshold: the server routes until the worker is full
+    {"livekitTargetLoad": "0.71"},  # just above
+    {"agentImageTag": "v" * 63},  # the longest label value
+    {"agentImageTag": "release_", "agentImageDigest": "sha256:" + "a" * 64},  # by digest the tag labels nothing
+    {"agentName": ""},  # automatic dispatch, documented
 ])
 def test_call_settings_at_their_edges_are_accepted(settings):
     assert plan_with("prod", **settings).named("agent-deployment")

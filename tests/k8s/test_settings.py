@@ -64,6 +64,9 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
                              lambda r: (container_of(r)["image"], "ghcr.io/acme/agent@*" in _admitted(r)),
                              (f"ghcr.io/acme/agent@{DIGEST}", True)),
     "agentVoice": ({"agentVoice": "Charon"}, lambda r: env_of(r).get("AGENT_VOICE"), "Charon"),
+    "agentName": ({"agentName": "front-desk"}, lambda r: env_of(r)["AGENT_NAME"], "front-desk"),
+    "agentPersona": ({"agentPersona": "front_desk.persona:PERSONA"}, lambda r: env_of(r)["AGENT_PERSONA"],
+                     "front_desk.persona:PERSONA"),
     "agentSize": ({"agentSize": "L"}, lambda r: container_of(r)["resources"]["requests"],
                   {"cpu": "4000m", "memory": "8192Mi", "ephemeral-storage": "1Gi"}),
     "cpuBursting": ({"cpuBursting": "true"}, lambda r: container_of(r)["resources"]["limits"]["cpu"], "2800m"),
@@ -138,7 +141,7 @@ def test_every_workload_setting_is_covered():
     to the typed settings' fields by count, and to Pulumi.yaml by name."""
     from dataclasses import fields
 
-    from infra.settings import CallSettings, HpaSettings, WorkloadSettings
+    from infra.settings import CallSettings, DispatchSettings, HpaSettings, WorkloadSettings
     from infra.stackfiles import project_declarations
 
     workload_keys = {
@@ -149,15 +152,19 @@ def test_every_workload_setting_is_covered():
         "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
         "recoveryEnabled", "recoveryWatcher",
         "podDeletionCost", "spareCapacityMode", "agentImageRepository", "agentVoice",
+        "agentName", "livekitTargetLoad", "agentPersona",
     }
     declared = {k.split(":", 1)[1] for k in project_declarations()}
     hpa_keys = {k for k in declared if k.startswith("hpa")}
     assert workload_keys <= declared
     assert (len(workload_keys) + len(hpa_keys)
-            == len(fields(WorkloadSettings)) - 2 + len(fields(HpaSettings)) + len(fields(CallSettings)))
+            == len(fields(WorkloadSettings)) - 3 + len(fields(HpaSettings)) + len(fields(CallSettings))
+            + len(fields(DispatchSettings)))
     # livekitUrl travels in the Secret
-    # (test_workload.py::test_livekit_secret_carries_url_key_and_secret_as_pulumi_secrets).
-    assert set(CASES) | {"livekitUrl"} == workload_keys | hpa_keys
+    # (test_workload.py::test_livekit_secret_carries_url_key_and_secret_as_pulumi_secrets);
+    # livekitTargetLoad describes the LiveKit server and only bounds loadThreshold
+    # (test_config_errors.py).
+    assert set(CASES) | {"livekitUrl", "livekitTargetLoad"} == workload_keys | hpa_keys
 
 
 def test_the_default_agent_comes_from_the_stacks_registry_only():

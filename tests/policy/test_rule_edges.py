@@ -189,6 +189,20 @@ def test_a_rollout_without_deadline_or_with_recreate_is_flagged():
     assert _rule_messages(resources, "prod", "agent-rollout-keeps-old-pods") == []
 
 
+@pytest.mark.parametrize("deadline, found", [
+    (250, []),  # equal to node boot 120 + startup budget 120 + minReadySeconds 10
+    (249, ["progressDeadlineSeconds 249 < node boot 120 + startup probe budget 120 + minReadySeconds 10 = 250 s"]),
+    (10, ["progressDeadlineSeconds 10 is not above minReadySeconds 10: Kubernetes refuses the Deployment"]),
+])
+def test_the_progress_deadline_outlasts_a_healthy_start(deadline, found):
+    resources = _committed_plan("prod").resources
+    spec = next(r for r in resources if r["name"] == "agent-deployment")["inputs"]["spec"]
+    assert spec["minReadySeconds"] == 10
+    spec["progressDeadlineSeconds"] = deadline
+    messages = _rule_messages(resources, "prod", "agent-rollout-keeps-old-pods")
+    assert [m.split(":")[0] for m in messages] == [f.split(":")[0] for f in found]
+
+
 def test_probe_on_an_unnamed_port_is_flagged():
     resources = _committed_plan("dev").resources
     _container(resources)["livenessProbe"]["httpGet"]["port"] = "healthz"
