@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port
-from helpers.participant import Caller, join_as_caller
+from helpers.participant import Caller, dispatch_agent, join_as_caller
 from helpers.worker_process import FAKE_GEMINI_DIR
 
 from term.kubelet import REPO_ROOT, ContainerSpec, Pod, container_spec, load_deployment
@@ -67,6 +67,9 @@ def endpoint_overrides(server: LiveKitServer) -> dict[str, str]:
         # No Prometheus scrapes these pods: the Deployment's linger after the drain (one scrape
         # interval, for the last counters) would only add 35 s to every exit measured here.
         "AGENT_METRICS_LINGER_SECONDS": "0",
+        # The Deployment points the checkpoints at its Cloud SQL Auth Proxy sidecar on loopback;
+        # no sidecar runs here, and crash recovery has its own scenarios (test_recovery_*.py).
+        "AGENT_CHECKPOINT_DSN": "",
     }
 
 
@@ -145,6 +148,11 @@ class Cluster:
         self._count += 1
         room = f"{self.outcome.scenario}-call-{self._count}"
         caller = await join_as_caller(self.server, room, f"caller-{self._count}")
+        # The stacks dispatch explicitly (agentName): the room asks for the agent by the name the
+        # rendered Deployment gives its workers, as a production caller's token or backend does.
+        agent_name = next((p.spec.env.get("AGENT_NAME", "") for p in self.outcome.pods.values()), "")
+        if agent_name:
+            await dispatch_agent(self.server, room, agent_name)
         call = Call(room, caller, time.monotonic())
         self.outcome.calls.append(call)
         return call
