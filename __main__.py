@@ -82,7 +82,8 @@ MetricsAdapter("metrics-adapter", MetricsAdapterArgs(
 
 # Seed 001's runbook as code: the dashboard and alert policies over the agents' metrics
 # (infra/runbook.py holds every PromQL expression; infra/rollout_check.py asks the same).
-AgentMonitoring("monitoring", AgentMonitoringArgs(project=cfg.project, stack=cfg.stack))
+AgentMonitoring("monitoring", AgentMonitoringArgs(project=cfg.project, stack=cfg.stack,
+                                                 latency_alert_p95_seconds=cfg.latency_alert_p95_seconds))
 
 if cfg.workload.spare_capacity_pods:
     SpareCapacity("spare", SpareCapacityArgs(settings=cfg.workload),

@@ -38,6 +38,7 @@ from k8s.capacity import (
 )
 from k8s.capacity import SPARE_CAPACITY_MODES
 from k8s.sizes import SIZES
+from infra.runbook import LATENCY_ALERT_P95_RANGE
 
 _GCP_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -575,6 +576,17 @@ def _secret_problems(raw: Mapping[str, str], secret_keys: set[str]) -> list[Prob
 # Entry points.
 
 
+def _price_overrides(r: _Reader) -> dict[str, float]:
+    from infra.cost import parse_overrides  # the price keys live with the cost model
+
+    raw = r.text(_key("priceOverrides"))
+    try:
+        return parse_overrides(raw, _key("priceOverrides"))
+    except ConfigError as exc:
+        r.problems.extend(exc.problems)
+        return {}
+
+
 def parse_stack_config(
     stack: str,
     raw: Mapping[str, str],
@@ -602,6 +614,9 @@ def parse_stack_config(
     workload = _workload(r, size_names)
     tool_server = _tool_server(r)
     database = _database(r, network)
+    latency_low, latency_high = LATENCY_ALERT_P95_RANGE
+    latency_alert = r.number(_key("latencyAlertP95Seconds"), latency_low, latency_high)
+    price_overrides = _price_overrides(r)
     if not r.problems:
         # Cross-setting rules (drain vs calls, HPA vs load threshold, Autopilot sizing) need
         # every single value valid first, or they would report noise.
@@ -611,6 +626,7 @@ def parse_stack_config(
     return StackConfig(
         stack=stack, project=project, region=region, network=network, cluster=cluster,
         registry=registry, workload=workload, tool_server=tool_server, database=database,
+        latency_alert_p95_seconds=latency_alert, price_overrides=price_overrides,
         livekit_api_key=pulumi.Output.secret(raw[_key("livekitApiKey")]),
         livekit_api_secret=pulumi.Output.secret(raw[_key("livekitApiSecret")]),
     )

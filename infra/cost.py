@@ -60,26 +60,26 @@ class SpeechMix:
     context_cap_tokens: int = 104_857
 
 
-def parse_overrides(raw: str) -> dict[str, float]:
+def parse_overrides(raw: str, key: str = OVERRIDES_KEY) -> dict[str, float]:
     """``priceOverrides`` as a map of known keys to non-negative numbers, or one ConfigError."""
     if not raw.strip():
         return {}
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError([Problem(OVERRIDES_KEY, raw, f"is not JSON ({exc.msg}); write a map such as "
+        raise ConfigError([Problem(key, raw, f"is not JSON ({exc.msg}); write a map such as "
                                    '{"autopilot.vcpu_hour": 0.05}')]) from None
     if not isinstance(parsed, dict):
-        raise ConfigError([Problem(OVERRIDES_KEY, raw, "must be a JSON map of price name to USD")])
+        raise ConfigError([Problem(key, raw, "must be a JSON map of price name to USD")])
     problems = []
-    for key, value in parsed.items():
-        if key not in OVERRIDE_KEYS:
-            problems.append(Problem(f"{OVERRIDES_KEY}.{key}", value, f"unknown price; allowed: {', '.join(OVERRIDE_KEYS)}"))
+    for name, value in parsed.items():
+        if name not in OVERRIDE_KEYS:
+            problems.append(Problem(f"{key}.{name}", value, f"unknown price; allowed: {', '.join(OVERRIDE_KEYS)}"))
         elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            problems.append(Problem(f"{OVERRIDES_KEY}.{key}", value, "must be a number >= 0 (USD)"))
+            problems.append(Problem(f"{key}.{name}", value, "must be a number >= 0 (USD)"))
     if problems:
         raise ConfigError(problems)
-    return {key: float(value) for key, value in parsed.items()}
+    return {name: float(value) for name, value in parsed.items()}
 
 
 def prices_for(region: str, model: str, overrides: Mapping[str, float] | None = None,
@@ -193,6 +193,5 @@ def plan_cost_lines(stack: str, raw: Mapping[str, str], secret_keys: tuple[str, 
     from infra.config import parse_stack_config  # the Pulumi-facing parser, only for the plan
 
     cfg = parse_stack_config(stack, raw, secret_keys)
-    overrides = parse_overrides(raw.get(f"gke-voice-agents:{OVERRIDES_KEY}", ""))
-    prices = prices_for(cfg.region, cfg.workload.gemini_model, overrides)
+    prices = prices_for(cfg.region, cfg.workload.gemini_model, cfg.price_overrides)
     return cost_lines(cost_summary(cfg.workload, prices))

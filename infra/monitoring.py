@@ -36,6 +36,8 @@ class AgentMonitoringArgs:
     # Channel ids (projects/<p>/notificationChannels/<id>); empty: the policies fire into the
     # console's incident list only.
     notification_channels: Sequence[str] = field(default_factory=tuple)
+    # latencyAlertP95Seconds: the slow-answers alert fires above this p95 time to first audio
+    latency_alert_p95_seconds: float = runbook.DEFAULT_LATENCY_ALERT_P95_SECONDS
 
 
 def rule_name(key: str) -> str:
@@ -43,7 +45,7 @@ def rule_name(key: str) -> str:
     return "VoiceAgent" + "".join(part.capitalize() for part in key.split("-"))
 
 
-def dashboard_json(stack: str) -> str:
+def dashboard_json(stack: str, latency_alert_p95_seconds: float = runbook.DEFAULT_LATENCY_ALERT_P95_SECONDS) -> str:
     tiles = []
     for index, panel in enumerate(runbook.dashboard_panels()):
         chart: dict = {
@@ -52,6 +54,9 @@ def dashboard_json(stack: str) -> str:
         if panel.query == runbook.worker_load_vs_threshold():
             # at 1 the worker reports itself full and LiveKit offers it no more calls
             chart["thresholds"] = [{"value": 1.0, "label": "full", "color": "RED"}]
+        if panel.query == runbook.time_to_first_audio_by_version(0.95):
+            # the slow-answers alert's line
+            chart["thresholds"] = [{"value": latency_alert_p95_seconds, "label": "alert", "color": "RED"}]
         tiles.append({
             "xPos": (index % 2) * TILE_WIDTH,
             "yPos": (index // 2) * TILE_HEIGHT,
@@ -95,12 +100,12 @@ class AgentMonitoring(pulumi.ComponentResource):
         super().__init__(type_token("infra", "AgentMonitoring"), name, None, opts)
         child_opts = pulumi.ResourceOptions(parent=self)
         dashboard = gcp.monitoring.Dashboard(
-            child(name, "dashboard"), project=args.project, dashboard_json=dashboard_json(args.stack),
+            child(name, "dashboard"), project=args.project, dashboard_json=dashboard_json(args.stack, args.latency_alert_p95_seconds),
             opts=child_opts)
         policies = [
             # keyed by the alert's stable key, never its position
             gcp.monitoring.AlertPolicy(child(name, alert.key), **alert_policy_args(alert, args), opts=child_opts)
-            for alert in runbook.alert_rules()
+            for alert in runbook.alert_rules(args.latency_alert_p95_seconds)
         ]
         self.dashboard_id = dashboard.id
         self.alert_policy_names = pulumi.Output.all(*[p.display_name for p in policies])

@@ -20,6 +20,15 @@ WINDOW = "5m"
 TARGET = "instance, job"
 # Close reasons that mean the caller was cut off rather than hung up (metrics.END_REASONS).
 BAD_END_REASONS = ("job_lost", "error")
+# p95 time to first audio above this pages (stack setting latencyAlertP95Seconds). 2 s is an
+# edge of the histogram's buckets (agent/voice_agent/metrics.py TIME_TO_FIRST_AUDIO_BUCKETS), so
+# histogram_quantile is exact there; past ~2 s callers start talking over the silence.
+DEFAULT_LATENCY_ALERT_P95_SECONDS = 2.0
+LATENCY_ALERT_P95_RANGE = (0.5, 8.0)  # the histogram's resolved range (its bucket edges)
+# The rollout check fails a new release whose p95 is this much worse than the old one's AND
+# above the alert threshold: a slower release that still answers in time is not a regression
+# worth rolling back.
+LATENCY_REGRESSION_FACTOR = 1.2
 
 
 def _matcher(**labels: str) -> str:
@@ -73,6 +82,16 @@ def sessions_cut_by_reason(window: str = WINDOW) -> str:
             f"[{window}]))")
 
 
+def time_to_first_audio_by_version(quantile: float, window: str = WINDOW) -> str:
+    """p50 / p95 of the time to the first audio of a reply, per release."""
+    return (f"histogram_quantile({quantile:g}, sum by (version, le) "
+            f"(rate(voice_agent_time_to_first_audio_seconds_bucket[{window}])))")
+
+
+def model_tokens_by_version(window: str = WINDOW) -> str:
+    return f"sum by (version, direction, modality) (increase(voice_agent_model_tokens_total[{window}]))"
+
+
 # --- what pages someone -----------------------------------------------------------------------
 
 
@@ -95,6 +114,11 @@ def drain_timed_out(window: str = WINDOW) -> str:
 def sessions_cut(window: str = WINDOW) -> str:
     reasons = "|".join(BAD_END_REASONS)
     return f'sum(increase(voice_agent_sessions_ended_total{{reason=~"{reasons}"}}[{window}])) > 0'
+
+
+def slow_answers(threshold_seconds: float = DEFAULT_LATENCY_ALERT_P95_SECONDS, window: str = WINDOW) -> str:
+    """A release whose p95 time to first audio is above the threshold (strictly)."""
+    return f"{time_to_first_audio_by_version(0.95, window)} > {threshold_seconds:g}"
 
 
 # --- the rollout check (seed 001's three questions) -------------------------------------------
@@ -127,6 +151,12 @@ def drain_timeouts_of(version: str, window: str) -> str:
     return f"sum(increase(voice_agent_drain_events_total{m}[{window}])) or vector(0)"
 
 
+def p95_time_to_first_audio_of(version: str, window: str) -> str:
+    """No "or vector(0)": no answer at all (no reply in the window) is not a fast answer."""
+    return (f"histogram_quantile(0.95, sum by (le) "
+            f"(rate(voice_agent_time_to_first_audio_seconds_bucket{_matcher(version=version)}[{window}])))")
+
+
 @dataclass(frozen=True)
 class Panel:
     title: str
@@ -157,10 +187,13 @@ def dashboard_panels() -> list[Panel]:
         Panel(f"Drains finished ({WINDOW})", drain_events("finished")),
         Panel(f"Drains timed out ({WINDOW})", drain_events("timed_out")),
         Panel(f"Sessions lost or ended in error ({WINDOW})", sessions_cut_by_reason()),
+        Panel(f"Time to first audio p50 by version ({WINDOW})", time_to_first_audio_by_version(0.5), "s"),
+        Panel(f"Time to first audio p95 by version ({WINDOW})", time_to_first_audio_by_version(0.95), "s"),
+        Panel(f"Model tokens by version, direction, modality ({WINDOW})", model_tokens_by_version()),
     ]
 
 
-def alert_rules() -> list[Alert]:
+def alert_rules(latency_p95_seconds: float = DEFAULT_LATENCY_ALERT_P95_SECONDS) -> list[Alert]:
     return [
         Alert("no-worker-registered", "No voice agent registered with LiveKit", no_worker_registered(), "120s",
               "CRITICAL", "No pod can take a call. Check the LiveKit secret and URL, the pods' /ready answer "
@@ -174,4 +207,8 @@ def alert_rules() -> list[Alert]:
         Alert("sessions-cut", "Voice sessions lost or ended in error", sessions_cut(), "0s",
               "WARNING", "A job process vanished (OOM kill?) or the model failed. Look for session_lost and "
               "session_ended reason=error lines by version."),
+        Alert("slow-answers", f"Voice agent p95 time to first audio above {latency_p95_seconds:g} s",
+              slow_answers(latency_p95_seconds), "300s", "WARNING",
+              "Callers wait too long for the agent to start speaking. Compare versions on the latency panel "
+              "(a new release?), then the model: Gemini region, model_availability_changed lines, quota."),
     ]

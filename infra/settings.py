@@ -252,3 +252,7 @@ class StackConfig:
     tool_server: ToolServerSettings = ToolServerSettings(places_enabled=False, places_replicas=2)
     # Parsed and checked for every stack; declared only with workload.recovery_enabled.
     database: DatabaseSettings | None = None
+    # latencyAlertP95Seconds: the slow-answers alert's p95 time to first audio (infra/runbook.py)
+    latency_alert_p95_seconds: float = 2.0
+    # priceOverrides: price name -> USD, on top of infra/data/prices.json (infra/cost.py)
+    price_overrides: Mapping[str, float] = field(default_factory=dict)

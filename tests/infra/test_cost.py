@@ -105,3 +105,35 @@ def test_overrides_replace_list_prices() -> None:
 def test_bad_overrides_name_the_setting_value_and_rule(raw: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         cost.parse_overrides(raw)
+
+
+P = "gke-voice-agents:"
+
+
+def _parse(stack: str, **settings: str):
+    values = load_stack_values(stack)
+    return parse_stack_config(stack, {**values.config, **{P + k: v for k, v in settings.items()}}, values.secret_keys)
+
+
+@pytest.mark.parametrize("value", ["0.5", "2", "8"])
+def test_latency_alert_threshold_inside_its_range(value: str) -> None:
+    assert _parse("dev", latencyAlertP95Seconds=value).latency_alert_p95_seconds == float(value)
+
+
+@pytest.mark.parametrize("value", ["0.49", "8.01", "fast"])
+def test_latency_alert_threshold_outside_its_range(value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"gke-voice-agents:latencyAlertP95Seconds = .*{re.escape(value)}.*: must be .*\[0.5, 8.0\]"):
+        _parse("dev", latencyAlertP95Seconds=value)
+
+
+def test_the_stacks_default_threshold_is_the_runbooks() -> None:
+    from infra import runbook
+
+    assert _parse("prod").latency_alert_p95_seconds == runbook.DEFAULT_LATENCY_ALERT_P95_SECONDS
+
+
+def test_price_overrides_from_the_stack_config() -> None:
+    assert _parse("dev").price_overrides == {}
+    assert _parse("dev", priceOverrides='{"gemini.input_audio": 2.5}').price_overrides == {"gemini.input_audio": 2.5}
+    with pytest.raises(ConfigError, match=r"gke-voice-agents:priceOverrides.gemini.input_video = 1: unknown price"):
+        _parse("dev", priceOverrides='{"gemini.input_video": 1}')

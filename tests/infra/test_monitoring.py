@@ -29,12 +29,13 @@ ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
 CHANNEL = "projects/my-voice-agents-prod/notificationChannels/123"
 
 
-def build(stack: str, channels: tuple[str, ...] = ()):
+def build(stack: str, channels: tuple[str, ...] = (), latency: float = runbook.DEFAULT_LATENCY_ALERT_P95_SECONDS):
     mocks = RecordingMocks()
     pulumi_settings.reset_options(project="gke-voice-agents", stack=stack, preview=False)
     set_mocks(mocks, project="gke-voice-agents", stack=stack, preview=False, monitor=ParentTrackingMonitor(mocks))
     component = AgentMonitoring("runbook", AgentMonitoringArgs(
-        project=f"my-voice-agents-{stack}", stack=stack, notification_channels=channels))
+        project=f"my-voice-agents-{stack}", stack=stack, notification_channels=channels,
+        latency_alert_p95_seconds=latency))
     _sync_await(wait_for_rpcs())
     return component, mocks
 
@@ -82,7 +83,7 @@ def test_one_alert_policy_per_runbook_alert(stack):
         assert policy["severity"] in ("CRITICAL", "ERROR", "WARNING")
         assert policy["documentation"]["content"]
     assert {a.key for a in runbook.alert_rules()} == {
-        "no-worker-registered", "every-pod-full", "drain-timed-out", "sessions-cut"}
+        "no-worker-registered", "every-pod-full", "drain-timed-out", "sessions-cut", "slow-answers"}
 
 
 def test_every_input_is_a_field_of_the_pinned_provider():
@@ -105,3 +106,17 @@ def test_outputs_name_every_policy(apply_probe):
 
     apply_probe.check("alert policy names", component.alert_policy_names, names_every_alert)
     apply_probe.check("dashboard id", component.dashboard_id, lambda value: (isinstance(value, str) and value) or pytest.fail(f"dashboard id {value!r}"))
+
+
+def test_latency_threshold_reaches_the_alert_and_the_p95_panel():
+    """Guards against the stack's latencyAlertP95Seconds stopping short of Cloud Monitoring."""
+    _, mocks = build("prod", latency=1.5)
+    [policy] = [r.inputs for r in of_type(mocks, ALERT) if r.name == "runbook-slow-answers"]
+    query = policy["conditions"][0]["conditionPrometheusQueryLanguage"]["query"]
+    assert query == runbook.slow_answers(1.5) and query.endswith(" > 1.5")
+    assert policy["conditions"][0]["conditionPrometheusQueryLanguage"]["duration"] == "300s"
+    [dashboard] = of_type(mocks, DASHBOARD)
+    tiles = json.loads(dashboard.inputs["dashboardJson"])["mosaicLayout"]["tiles"]
+    p95 = next(t for t in tiles if t["widget"]["title"].startswith("Time to first audio p95"))
+    assert p95["widget"]["xyChart"]["thresholds"] == [{"value": 1.5, "label": "alert", "color": "RED"}]
+    assert any(t["widget"]["title"].startswith("Time to first audio p50") for t in tiles)

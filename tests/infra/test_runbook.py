@@ -76,6 +76,8 @@ def test_verdicts_follow_the_numbers(monkeypatch):
         return answers[expr]
 
     monkeypatch.setattr(rollout_check, "query_scalar", fake)
+    # no replies in the window: the latency check passes (its boundaries: test_latency_check_*)
+    monkeypatch.setattr(rollout_check, "query_optional", lambda *args, **kwargs: None)
     names = ("new", "accepting", "draining_new", "active", "timeouts")
     exprs = (runbook.new_sessions_on("v2", "5m"), runbook.accepting_instances_of("v1"),
              runbook.sessions_started_while_draining("v1", "5m"), runbook.active_sessions_of("v1"),
@@ -85,9 +87,27 @@ def test_verdicts_follow_the_numbers(monkeypatch):
         answers.update({e: values.get(n, 0.0) for n, e in zip(names, exprs)})
         return [c.passed for c in rollout_check.run_checks("http://x", "v1", "v2", "5m")]
 
-    assert verdicts(new=1) == [True, True, True]
-    assert verdicts(new=0) == [False, True, True]
-    assert verdicts(new=1, accepting=1) == [True, False, True]
-    assert verdicts(new=1, draining_new=1) == [True, False, True]
-    assert verdicts(new=1, active=1) == [True, True, False]
-    assert verdicts(new=1, timeouts=1) == [True, True, False]
+    assert verdicts(new=1) == [True, True, True, True]
+    assert verdicts(new=0) == [False, True, True, True]
+    assert verdicts(new=1, accepting=1) == [True, False, True, True]
+    assert verdicts(new=1, draining_new=1) == [True, False, True, True]
+    assert verdicts(new=1, active=1) == [True, True, False, True]
+    assert verdicts(new=1, timeouts=1) == [True, True, False, True]
+
+
+def test_latency_check_at_its_boundaries():
+    """Fails only when the new p95 is both above the threshold and more than the factor slower."""
+    f = runbook.LATENCY_REGRESSION_FACTOR
+    check = rollout_check.latency_check
+    assert check("a", "b", 2.0, 2.0 * f, 2.0).passed            # exactly the factor: not slower
+    assert not check("a", "b", 2.0, 2.0 * f + 0.001, 2.0).passed  # just above both
+    assert check("a", "b", 1.0, 2.0, 2.0).passed                # 2x slower but at the threshold
+    assert not check("a", "b", 1.0, 2.001, 2.0).passed          # just above the threshold
+    assert check("a", "b", None, 5.0, 2.0).passed and "no replies" in check("a", "b", None, 5.0, 2.0).detail
+
+
+@pytest.mark.parametrize("value", ["0.49", "8.5"])
+def test_latency_threshold_outside_the_settings_range_is_refused(value):
+    done = _run("--prometheus", "http://127.0.0.1:1", "--old-version", "v1", "--new-version", "v2",
+                "--latency-p95-seconds", value)
+    assert done.returncode == 2 and "--latency-p95-seconds=" in done.stderr and "[0.5, 8]" in done.stderr
