@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 from call_scenarios import Behaviour, events, run_scenario
 from helpers.livekit_server import LiveKitServer, free_port
+from helpers.prometheus import find_prometheus, start_prometheus
 from livekit.agents.metrics import RealtimeModelMetrics
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,6 +27,7 @@ from voice_agent import call_usage
 from voice_agent.metrics import SessionLedger, create_metrics
 from voice_agent.metrics import _initialise_children as initialise_children
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PRICES = {"input_audio": 3.0, "input_text": 0.5, "output_audio": 12.0, "output_text": 2.0}
 
 
@@ -179,3 +182,61 @@ def test_a_call_reports_tokens_latency_and_its_cost(livekit_server: LiveKitServe
     # the stand-in waited ANSWER_DELAY_S before the first chunk: no reply can be heard sooner
     assert total >= ANSWER_DELAY_S * count
     assert ended["time_to_first_audio_max_seconds"] >= ANSWER_DELAY_S
+
+
+# ---- the latency alert against a real Prometheus ----------------------------------------------
+
+# the stand-in thinks this long before every reply: p95 lands in the (1.0, 1.25] bucket or above
+SLOW_ANSWER_S = 1.0
+
+
+@pytest.mark.integration
+def test_slow_answers_fire_the_latency_alert(livekit_server: LiveKitServer, tmp_path: Path) -> None:
+    """Guards against a latency alert that cannot fire: the stand-in answers slowly, a real
+    Prometheus scrapes the worker, and the runbook's expressions (infra/runbook.py) see it: the
+    p95 panel has the release's series, the slow-answers expression fires below that p95 and
+    stays quiet at it (strictly above) and at the 2 s default."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from infra import runbook  # stdlib only
+
+    try:
+        find_prometheus()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+    port = free_port()
+    prom = start_prometheus(tmp_path / "prometheus", [f"127.0.0.1:{port}"])
+    seen: dict[str, object] = {}
+
+    def evaluate(_live: object) -> None:
+        def has_p95(result: list[dict]) -> bool:
+            return any(s["metric"].get("version") == "v-slow" and s["value"] == s["value"] for s in result)
+
+        p95 = prom.wait_for(runbook.time_to_first_audio_by_version(0.95), has_p95, timeout=30, what="p95 panel")
+        value = next(s["value"] for s in p95 if s["metric"]["version"] == "v-slow")
+        seen["p95"] = value
+        seen["p50"] = prom.by(runbook.time_to_first_audio_by_version(0.5), "version").get("v-slow")
+        seen["at_p95"] = prom.query(runbook.slow_answers(value))
+        seen["below_p95"] = prom.query(runbook.slow_answers(value - 0.01))
+        seen["default"] = prom.query(runbook.slow_answers())
+        seen["tokens"] = prom.by(runbook.model_tokens_by_version(), "modality")
+
+    try:
+        run_scenario(
+            livekit_server,
+            tmp_path,
+            "slow",
+            behaviour=Behaviour(answer_delay_s=SLOW_ANSWER_S),
+            env={"AGENT_METRICS_PORT": str(port), "AGENT_VERSION": "v-slow",
+                 "AGENT_SILENCE_TIMEOUT_SECONDS": "600"},
+            hang_up_after=4.0,
+            during=evaluate,
+        )
+    finally:
+        prom.stop()
+    print(json.dumps({"p50_s": seen.get("p50"), "p95_s": seen.get("p95")}))
+    assert seen, "the call never reached the Prometheus checks"
+    assert seen["p95"] > SLOW_ANSWER_S and seen["p50"] is not None and seen["p50"] > SLOW_ANSWER_S / 2
+    assert seen["at_p95"] == [], seen  # strictly above the threshold
+    assert [s["metric"]["version"] for s in seen["below_p95"]] == ["v-slow"], seen
+    assert seen["default"] == [] or seen["p95"] > runbook.DEFAULT_LATENCY_ALERT_P95_SECONDS, seen
+    assert seen["tokens"].get("audio", 0) > 0, seen

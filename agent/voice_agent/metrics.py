@@ -34,6 +34,8 @@ MISSING_PASSES_BEFORE_REAP = 2
 TIME_TO_FIRST_AUDIO_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0)
 TOKEN_DIRECTIONS = ("input", "output")
 TOKEN_MODALITIES = ("audio", "text", "image")
+# call_usage.py: a caller's turn, or a reply the agent asked for (greeting, warnings)
+TTFA_TRIGGERS = ("caller", "requested")
 
 
 # Every series of ours carries the release (AGENT_VERSION), so "by version" is one PromQL
@@ -152,6 +154,10 @@ def _initialise_children(metrics: AgentMetrics) -> None:
     for direction in TOKEN_DIRECTIONS:
         for modality in TOKEN_MODALITIES:
             metrics.model_tokens.labels(metrics.version, direction, modality)
+    # a histogram born at its first observation has nothing to rate() against: the first slow
+    # answer would read as no answer at all
+    for trigger in TTFA_TRIGGERS:
+        metrics.time_to_first_audio.labels(metrics.version, trigger)
 
 
 def default_metrics(version: str = "unversioned") -> AgentMetrics:
@@ -223,7 +229,7 @@ class SessionLedger(logging.Handler):
     def turn_answered(self, record: logging.LogRecord) -> None:
         seconds = getattr(record, "time_to_first_audio_seconds", None)
         trigger = getattr(record, "trigger", None)
-        if not isinstance(seconds, int | float) or trigger not in ("caller", "requested"):
+        if not isinstance(seconds, int | float) or trigger not in TTFA_TRIGGERS:
             return
         self._metrics.time_to_first_audio.labels(self._metrics.version, trigger).observe(max(float(seconds), 0.0))
 
