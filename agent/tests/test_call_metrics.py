@@ -240,3 +240,15 @@ def test_slow_answers_fire_the_latency_alert(livekit_server: LiveKitServer, tmp_
     assert [s["metric"]["version"] for s in seen["below_p95"]] == ["v-slow"], seen
     assert seen["default"] == [] or seen["p95"] > runbook.DEFAULT_LATENCY_ALERT_P95_SECONDS, seen
     assert seen["tokens"].get("audio", 0) > 0, seen
+
+
+def test_bad_prices_cost_the_estimate_not_the_call(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from voice_agent import session
+
+    monkeypatch.setenv("AGENT_MODEL_PRICES", '{"input_audio": -1}')
+    with caplog.at_level(logging.ERROR):
+        assert session._model_prices() is None
+    assert any(getattr(r, "event", None) == "model_prices_invalid" and "input_audio=-1" in r.getMessage()
+               for r in caplog.records)
+    monkeypatch.setenv("AGENT_MODEL_PRICES", '{"input_audio": 3}')
+    assert session._model_prices() == {"input_audio": 3.0}

@@ -43,7 +43,17 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata[VAD_KEY] = silero.VAD.load()
     # AGENT_PERSONA was imported and checked by the worker process at start (worker.run)
     proc.userdata[PERSONA_KEY] = persona_api.load_persona(proc.userdata[SETTINGS_KEY].persona)
-    proc.userdata[PRICES_KEY] = call_usage.model_prices_from_env(os.environ)
+    proc.userdata[PRICES_KEY] = _model_prices()
+
+
+def _model_prices() -> dict[str, float] | None:
+    """AGENT_MODEL_PRICES only feeds the cost estimate on session_ended: a bad value costs the
+    estimate (one error line per job process), never the call."""
+    try:
+        return call_usage.model_prices_from_env(os.environ)
+    except ValueError as exc:
+        log_event("model_prices_invalid", str(exc), level=logging.ERROR)
+        return None
 
 
 async def on_request(request: JobRequest) -> None:
