@@ -252,3 +252,30 @@ def test_bad_prices_cost_the_estimate_not_the_call(monkeypatch: pytest.MonkeyPat
                for r in caplog.records)
     monkeypatch.setenv("AGENT_MODEL_PRICES", '{"input_audio": 3}')
     assert session._model_prices() == {"input_audio": 3.0}
+
+
+@pytest.mark.integration
+def test_a_caller_talking_over_replies_counts_interrupted_responses(
+    livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    """Guards against interruptions that never reach the counter: the stand-in's replies play
+    for 3 s and the caller keeps talking in turns, so a new reply starts while the last one
+    still plays and the framework cuts the playing one short; each is one response_interrupted
+    line, one count on /metrics and one on session_ended."""
+    port = free_port()
+    scraped: dict = {}
+    outcome = run_scenario(
+        livekit_server,
+        tmp_path,
+        "barge",
+        behaviour=Behaviour(reply_seconds=3.0),
+        env={"AGENT_METRICS_PORT": str(port), "AGENT_VERSION": "v-barge",
+             "AGENT_SILENCE_TIMEOUT_SECONDS": "600"},
+        hang_up_after=8.0,
+        during=lambda _live: scraped.update(_scrape(port)),
+    )
+    assert outcome.ended is not None, outcome.raw_lines[-20:]
+    interrupted = events(outcome, "response_interrupted")
+    assert interrupted, [line.get("event") for line in outcome.worker_lines][-40:]
+    assert outcome.ended["responses_interrupted"] == len(interrupted)
+    assert _sample(scraped, "voice_agent_responses_interrupted_total", version="v-barge") == len(interrupted)
