@@ -58,7 +58,7 @@ def problem_lines(stderr: str) -> list[str]:
 
 # agent 8 + metrics adapter 10 (k8s/metrics_adapter.py) + spare capacity 2 (dev: CapacityBuffer and
 # its PodTemplate; prod: PriorityClass and placeholder Deployment)
-@pytest.mark.parametrize("stack, manifests", [("dev", 20), ("prod", 20)])
+@pytest.mark.parametrize("stack, manifests", [("dev", 24), ("prod", 24)])
 def test_valid_stack_writes_plan_files_and_exits_zero(tmp_path, stack, manifests):
     done = run_plan(stack, tmp_path / "plan")
     assert done.returncode == 0, done.stdout + done.stderr

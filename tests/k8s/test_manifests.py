@@ -104,8 +104,10 @@ def test_every_kubernetes_object_is_written(plan, manifests):
     # the Custom Metrics Stackdriver Adapter (k8s/metrics_adapter.py), for the HPA's calls metric
     adapter = ["Namespace", "ServiceAccount", "ClusterRoleBinding", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
                "Deployment", "Service", "APIService", "APIService"]
+    # podDeletionCost (k8s/deletion_cost_access.py): patch-pods Role, its binding, the admission policy
+    deletion_cost = ["Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     assert kinds == sorted(["Namespace", "ServiceAccount", "Secret", "Deployment", "HorizontalPodAutoscaler",
-                            "PodDisruptionBudget", "PodMonitoring", "NetworkPolicy", *spare, *adapter])
+                            "PodDisruptionBudget", "PodMonitoring", "NetworkPolicy", *spare, *adapter, *deletion_cost])
     objects = [r for r in plan.resources if r["type"].startswith("kubernetes:")]
     assert len(objects) == len(manifests)
 

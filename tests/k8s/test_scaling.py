@@ -83,9 +83,10 @@ def test_deletion_cost_gives_the_pod_its_name_a_projected_token_and_nothing_more
     assert sources[1]["configMap"]["name"] == "kube-root-ca.crt"
     assert {"name": deletion_cost.TOKEN_VOLUME, "mountPath": deletion_cost.SERVICE_ACCOUNT_DIR, "readOnly": True} in \
         container_of(with_deletion_cost)["volumeMounts"]
-    # control: off (the committed stacks), none of it
-    assert "AGENT_POD_NAME" not in env_of(prod_plan)
-    assert not [v for v in pod_of(prod_plan)["spec"]["volumes"] if v["name"] == deletion_cost.TOKEN_VOLUME]
+    # control: off, none of it (both committed stacks have it on)
+    off = plan_with("prod", podDeletionCost="false")
+    assert "AGENT_POD_NAME" not in env_of(off)
+    assert not [v for v in pod_of(off)["spec"]["volumes"] if v["name"] == deletion_cost.TOKEN_VOLUME]
 
 
 def test_the_role_may_only_patch_pods_in_the_agents_namespace(with_deletion_cost):

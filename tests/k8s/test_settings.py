@@ -51,6 +51,8 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
                        lambda r: {x["inputs"]["metadata"].get("namespace", x["inputs"]["metadata"]["name"])
                                   for x in r.resources if x["type"].startswith("kubernetes:")
                                   and x["type"] != "kubernetes:scheduling.k8s.io/v1:PriorityClass"
+                                  # cluster-scoped: the deletion-cost admission policy and its binding
+                                  and not x["type"].startswith("kubernetes:admissionregistration.k8s.io/")
                                   # the metrics adapter lives in its own namespace (custom-metrics)
                                   and not x["name"].startswith("metrics-adapter")},
                        {"calls"}),
@@ -87,10 +89,11 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
     "hpaTargetCallsPercent": ({"hpaTargetCallsPercent": "50"},
                               lambda r: hpa_of(r)["metrics"][1]["pods"]["target"]["averageValue"],
                               f"{round(_cap_prod() * 500)}m"),
-    "podDeletionCost": ({"podDeletionCost": "true"},
+    # on in both stacks: the case turns it off
+    "podDeletionCost": ({"podDeletionCost": "false"},
                         lambda r: ("AGENT_POD_NAME" in env_of(r),
                                    any(x["type"] == "kubernetes:rbac.authorization.k8s.io/v1:Role" for x in r.resources)),
-                        (True, True)),
+                        (False, False)),
     "spareCapacityMode": ({"spareCapacityMode": "capacityBuffer"},
                           lambda r: sorted(x["type"] for x in r.resources if x.get("parent") == "spare"),
                           ["kubernetes:autoscaling.x-k8s.io/v1beta1:CapacityBuffer", "kubernetes:core/v1:PodTemplate"]),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from infra.mocks import ParentTrackingMonitor
-from k8s import runtime
+from k8s import deletion_cost, runtime
 from k8s.capacity import SHUTDOWN_BUDGET_S, worker_load_at_target
 from k8s.sizes import SIZES
 from tests.k8s.rendered import container_of, deployment_of, env_of, hpa_of, plan_with, pod_of
@@ -26,6 +26,8 @@ AGENT_TYPES = {
     "pdb": "kubernetes:policy/v1:PodDisruptionBudget",
     "podmonitoring": "kubernetes:monitoring.googleapis.com/v1:PodMonitoring",
     "egress": "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+    # podDeletionCost (both stacks): the patch-pods Role, its binding and the admission policy
+    "deletion-cost": "gke-voice-agents:k8s:DeletionCostAccess",
 }
 # Stack -> (size, bursting, drain timeout): the committed Pulumi.<stack>.yaml values.
 COMMITTED = {"dev": ("S", True, 900), "prod": ("M", False, 2700)}
@@ -49,6 +51,8 @@ def test_children_are_parented_and_named_by_role(plan):
 
 def test_every_object_lives_in_the_agent_namespace(plan):
     for role, typ in AGENT_TYPES.items():
+        if typ.startswith("gke-voice-agents:"):
+            continue  # a component; its own objects are checked in tests/k8s/test_scaling.py
         metadata = plan.named(f"agent-{role}")["inputs"]["metadata"]
         if role == "namespace":
             assert metadata["name"] == "voice-agents"
@@ -84,7 +88,8 @@ def test_container_reads_livekit_credentials_from_the_secret(plan):
     """The Secret's contents (URL, key, secret, as Pulumi secrets) are checked on the wire in
     test_apply.py; here, that the container takes all three from it and nowhere else."""
     assert plan.named("agent-livekit")["inputs"]["stringData"] == "[secret]"
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container_of(plan)["env"] if "valueFrom" in e}
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container_of(plan)["env"]
+            if "secretKeyRef" in e.get("valueFrom", {})}
     assert refs == {"LIVEKIT_URL": {"name": "livekit", "key": "url"},
                     "LIVEKIT_API_KEY": {"name": "livekit", "key": "api-key"},
                     "LIVEKIT_API_SECRET": {"name": "livekit", "key": "api-secret"}}
@@ -130,7 +135,9 @@ def test_environment_is_exactly_the_agent_contract(plan):
         # crash recovery (recoveryEnabled, both stacks): the Auth Proxy sidecar on loopback
         "AGENT_CHECKPOINT_DSN", "AGENT_RECOVERY_WATCHER",
         # explicit dispatch and the persona (agentName, agentPersona)
-        "AGENT_NAME", "AGENT_PERSONA"}
+        "AGENT_NAME", "AGENT_PERSONA",
+        # podDeletionCost (both stacks): the pod's own name and namespace, from the downward API
+        "AGENT_POD_NAME", "AGENT_POD_NAMESPACE"}
     assert env["AGENT_NAME"] == "voice-agent" and env["AGENT_PERSONA"] == "voice_agent.persona:SAMPLE"
     assert env["AGENT_CHECKPOINT_DSN"] == (
         f"postgresql://gva-{plan.stack}-db%40my-voice-agents-{plan.stack}.iam@127.0.0.1:5432/voice_agent")
@@ -162,8 +169,10 @@ def test_hardened_with_writable_tmp_only(plan):
         "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
     assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] == 10001
-    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}]
+    # /tmp writable; the deletion-cost token (k8s/deletion_cost.py) read-only
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}, *deletion_cost.token_mounts()]
+    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}, *deletion_cost.token_volumes()]
+    assert all(m.get("readOnly") for m in c["volumeMounts"] if m["name"] != "tmp")
     assert spec["automountServiceAccountToken"] is False
 
 

@@ -57,8 +57,13 @@ def _csi_volume(resources):
 
 
 def _api_server_token(resources):
-    _agent_pod(resources)["volumes"].append(
-        {"name": "kube", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}})
+    """An API-server token while the agent's service account is not held to patching pods: the
+    stacks' own deletion-cost token passes only under its admission policy (tests below)."""
+    pod = _agent_pod(resources)
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "kube-api-token"]
+    pod["volumes"].append({"name": "kube", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}})
+    resources[:] = [r for r in resources
+                    if r["type"] != "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"]
 
 
 def _tool_role_for_agent(resources):
