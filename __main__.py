@@ -69,6 +69,7 @@ workload = AgentWorkload(
         livekit_api_key=cfg.livekit_api_key,
         livekit_api_secret=cfg.livekit_api_secret,
         database=checkpoint,
+        tools=("places",) if cfg.tool_server.places_enabled else (),
     ),
     # Pods need their Vertex AI grant and the nodes their image pull grant before they start.
     # The Auth Proxy sidecar must find its instance and its grant, or it holds the agent back.

@@ -56,7 +56,10 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
 # nothing else: an unconditioned projectIamAdmin could grant itself Owner.
 # roles/monitoring.viewer: the HPA's metrics adapter reads the calls metric (k8s/metrics_adapter.py).
 # The checkpoint database's service account logs in as an IAM database user (infra/database.py).
-DELEGATED_ROLES: tuple[str, ...] = tuple(sorted({*NODE_ROLES, VERTEX_ROLE, "roles/monitoring.viewer", *DATABASE_CLIENT_ROLES}))
+# roles/serviceusage.serviceUsageConsumer: the Places tool server's own principal bills its
+# calls to the project (infra/tool_identity.py); the agent's principal never gets it.
+DELEGATED_ROLES: tuple[str, ...] = tuple(sorted({*NODE_ROLES, VERTEX_ROLE, "roles/monitoring.viewer", *DATABASE_CLIENT_ROLES,
+                                                 "roles/serviceusage.serviceUsageConsumer"}))
 PROJECT_IAM_ADMIN = "roles/resourcemanager.projectIamAdmin"
 PROJECT_IAM_COVERS = ("gcp:projects/iAMMember:",)
 

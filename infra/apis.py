@@ -21,6 +21,7 @@ STACK_APIS: dict[str, str] = {
     "pubsub.googleapis.com": "the GKE upgrade-notification topic (upgradeNotifications)",
     "cloudkms.googleapis.com": "the key that encrypts Kubernetes Secrets (secretsEncryption)",
     "binaryauthorization.googleapis.com": "the image admission policy (binaryAuthorization)",
+    "places.googleapis.com": "the Places tool server's upstream (placesToolEnabled; tools/places)",
     "monitoring.googleapis.com": "the runbook dashboard and alert policies (infra/monitoring.py), the HPA's calls metric",
     "sqladmin.googleapis.com": "the checkpoint database, and the Auth Proxy's certificates (recoveryEnabled)",
     "servicenetworking.googleapis.com": "the checkpoint database's private IP (private services access)",

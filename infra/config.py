@@ -32,6 +32,7 @@ from infra.settings import DatabaseSettings
 from infra.database_rules import KEYS as DATABASE_KEYS, POSTGRES_VERSIONS, RANGES as DATABASE_RANGES
 from infra.database_rules import database_problems, overlap_problems
 from infra.maintenance import RECURRENCE, RECURRENCE_HELP, hours, least_availability
+from infra.cost import parse_overrides  # the price keys live with the cost model
 from infra.stackfiles import gcp_provider_keys, project_declarations
 from k8s.capacity import (
     MAX_DRAIN_TIMEOUT_S, MAX_SESSION_MINUTES, NODE_UPGRADE_GRACE_CAP_S, SHUTDOWN_BUDGET_S, workload_problems,
@@ -577,8 +578,6 @@ def _secret_problems(raw: Mapping[str, str], secret_keys: set[str]) -> list[Prob
 
 
 def _price_overrides(r: _Reader) -> dict[str, float]:
-    from infra.cost import parse_overrides  # the price keys live with the cost model
-
     raw = r.text(_key("priceOverrides"))
     try:
         return parse_overrides(raw, _key("priceOverrides"))

@@ -186,12 +186,3 @@ def cost_lines(c: Mapping[str, Any]) -> list[str]:
         f"(every turn re-reads the context)"
     )
     return lines
-
-
-def plan_cost_lines(stack: str, raw: Mapping[str, str], secret_keys: tuple[str, ...] = ()) -> list[str]:
-    """The offline plan's cost lines for a stack's config (already validated by the plan run)."""
-    from infra.config import parse_stack_config  # the Pulumi-facing parser, only for the plan
-
-    cfg = parse_stack_config(stack, raw, secret_keys)
-    prices = prices_for(cfg.region, cfg.workload.gemini_model, cfg.price_overrides)
-    return cost_lines(cost_summary(cfg.workload, prices))

@@ -30,7 +30,8 @@ from pulumi.runtime.sync_await import _sync_await
 from infra.settings import PROJECT, ConfigError
 from infra.mocks import ParentTrackingMonitor, RecordingMocks
 from k8s.capacity import capacity_summary
-from infra.cost import plan_cost_lines
+from infra.config import parse_stack_config
+from infra.cost import cost_lines, cost_summary, prices_for
 from infra.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
@@ -191,6 +192,13 @@ def run(stack: str, out: Path, root: Path = ROOT) -> int:
 _UNPRINTED_OUTPUTS = {"kubeconfig": "kubeconfig for the DNS endpoint (gke-gcloud-auth-plugin)"}
 
 
+def plan_cost_lines(values: StackValues) -> list[str]:
+    """The cost lines for a stack's config (already validated by the plan run)."""
+    cfg = parse_stack_config(values.stack, values.config, values.secret_keys)
+    prices = prices_for(cfg.region, cfg.workload.gemini_model, cfg.price_overrides)
+    return cost_lines(cost_summary(cfg.workload, prices))
+
+
 def report(result: PlanResult, values: StackValues) -> str:
     """What a person needs after the tree: outputs, capacity, what is made up, what to run next."""
     lines = ["", "outputs (mocked GCP ids; names and wiring are real):"]
@@ -202,7 +210,7 @@ def report(result: PlanResult, values: StackValues) -> str:
                       f"{c['min_pods']}-{c['max_pods']} pods carry {c['calls_at_min_pods']}-{c['calls_at_max_pods']} "
                       f"concurrent calls; a spike waits at most {c['seconds_to_new_capacity']} s for new capacity; "
                       f"a draining pod gets {c['grace_seconds']} s"]
-    lines += ["", *plan_cost_lines(values.stack, values.config, values.secret_keys)]
+    lines += ["", *plan_cost_lines(values)]
     made_up = [f"{k} (secret placeholder: not set or encrypted)" for k in values.placeholders]
     made_up += [f"{k} = {values.config[k]} (the example's value)" for k in example_values(values)]
     if made_up:

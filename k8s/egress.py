@@ -11,6 +11,7 @@ addresses; the ports are the narrowing.
 from __future__ import annotations
 
 from k8s.cloudsql_proxy import egress_rule
+from k8s import tool_server
 from k8s.pod import labels
 from k8s.runtime import GKE_METADATA_SERVER, METADATA_SERVER
 
@@ -33,9 +34,10 @@ def _ports(protocol: str, ports: tuple[int, ...]) -> list[dict]:
     return [{"protocol": protocol, "port": p} for p in ports]
 
 
-def network_policy_spec(database_cidr: str | None = None) -> dict:
+def network_policy_spec(database_cidr: str | None = None, reach_tools: bool = False) -> dict:
     """`database_cidr`: the checkpoint database's private services access range (crash
-    recovery on): the one destination of TCP 3307 (k8s/cloudsql_proxy.egress_rule)."""
+    recovery on): the one destination of TCP 3307 (k8s/cloudsql_proxy.egress_rule).
+    `reach_tools`: the agent calls tool servers (pods labelled role=tool-server, MCP port only)."""
     metadata_rules = [
         {"to": [{"ipBlock": {"cidr": cidr}}], "ports": _ports("TCP", (port,))}
         for cidr, port in (METADATA_SERVER, GKE_METADATA_SERVER)
@@ -51,5 +53,6 @@ def network_policy_spec(database_cidr: str | None = None) -> dict:
             {"ports": _ports("TCP", TCP_PORTS)},
             {"ports": [*_ports("UDP", UDP_PORTS), {"protocol": "UDP", "port": start, "endPort": end}]},
             *([egress_rule(database_cidr)] if database_cidr else []),
+            *([tool_server.agent_egress_rule()] if reach_tools else []),
         ],
     }

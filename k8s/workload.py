@@ -38,6 +38,9 @@ class AgentWorkloadArgs:
     # Crash recovery's database (infra/database.py): the Auth Proxy sidecar, the agent's DSN and
     # one egress rule. None: recovery off.
     database: CheckpointDatabase | None = None
+    # Tool servers the agent calls over MCP (k8s/tool_server.py): each gets an audience-bound
+    # token in the pod, an MCP URL in AGENT_TOOL_SERVERS and one egress rule.
+    tools: tuple[str, ...] = ()
 
 
 def image_reference(registry_url: pulumi.Input[str], w: WorkloadSettings) -> pulumi.Output[str]:
@@ -83,7 +86,7 @@ class AgentWorkload(pulumi.ComponentResource):
         deployment = k8s.apps.v1.Deployment(
             child(name, "deployment"),
             metadata=_metadata(w),
-            spec=deployment_spec(w, args.image, args.gcp_project, database=args.database),
+            spec=deployment_spec(w, args.image, args.gcp_project, args.tools, database=args.database),
             # The HPA owns the replica count; Pulumi must not reset it on every update.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, ksa, secret], ignore_changes=["spec.replicas"]))
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
@@ -120,7 +123,8 @@ class AgentWorkload(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, deployment]))
         k8s.networking.v1.NetworkPolicy(
             child(name, "egress"), metadata=_metadata(w),
-            spec=network_policy_spec(args.database.private_range_cidr if args.database else None), opts=in_ns)
+            spec=network_policy_spec(args.database.private_range_cidr if args.database else None,
+                                     reach_tools=bool(args.tools)), opts=in_ns)
 
         self.namespace = ns.metadata.apply(_name_of)
         self.deployment_name = deployment.metadata.apply(_name_of)

@@ -24,7 +24,8 @@ PLATFORM = {
     "gke-voice-agents:infra:AgentIdentity": 1,
     # the node and agent grants, the metrics adapter's roles/monitoring.viewer (k8s/metrics_adapter.py)
     # and the database user's cloudsql.client and cloudsql.instanceUser (infra/database.py)
-    "gcp:projects/iAMMember:IAMMember": 5,
+    # + the Places tool server's own quota grant (infra/tool_identity.py, placesToolEnabled)
+    "gcp:projects/iAMMember:IAMMember": 6, "gke-voice-agents:infra:ToolIdentity": 1,
     # Issue 14: crash recovery's checkpoint database, private IP through private services access
     "gke-voice-agents:infra:AgentDatabase": 1, "gcp:compute/globalAddress:GlobalAddress": 1,
     "gcp:servicenetworking/connection:Connection": 1, "gcp:sql/databaseInstance:DatabaseInstance": 1,
@@ -58,7 +59,7 @@ def problem_lines(stderr: str) -> list[str]:
 
 # agent 8 + metrics adapter 10 (k8s/metrics_adapter.py) + spare capacity 2 (dev: CapacityBuffer and
 # its PodTemplate; prod: PriorityClass and placeholder Deployment)
-@pytest.mark.parametrize("stack, manifests", [("dev", 24), ("prod", 24)])
+@pytest.mark.parametrize("stack, manifests", [("dev", 29), ("prod", 29)])
 def test_valid_stack_writes_plan_files_and_exits_zero(tmp_path, stack, manifests):
     done = run_plan(stack, tmp_path / "plan")
     assert done.returncode == 0, done.stdout + done.stderr

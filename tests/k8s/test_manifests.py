@@ -106,8 +106,11 @@ def test_every_kubernetes_object_is_written(plan, manifests):
                "Deployment", "Service", "APIService", "APIService"]
     # podDeletionCost (k8s/deletion_cost_access.py): patch-pods Role, its binding, the admission policy
     deletion_cost = ["Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+    # placesToolEnabled (k8s/tool_server.py): the Places MCP server's own objects
+    tool_server = ["ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"]
     assert kinds == sorted(["Namespace", "ServiceAccount", "Secret", "Deployment", "HorizontalPodAutoscaler",
-                            "PodDisruptionBudget", "PodMonitoring", "NetworkPolicy", *spare, *adapter, *deletion_cost])
+                            "PodDisruptionBudget", "PodMonitoring", "NetworkPolicy", *spare, *adapter, *deletion_cost,
+                            *tool_server])
     objects = [r for r in plan.resources if r["type"].startswith("kubernetes:")]
     assert len(objects) == len(manifests)
 

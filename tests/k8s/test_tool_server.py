@@ -77,9 +77,12 @@ def test_only_the_tool_servers_principal_gets_the_quota_role(plan):
     assert [g["role"] for g in agent] == ["roles/aiplatform.user"], "the agent's identity gains no tool role"
 
 
-def test_off_by_default_and_then_gone():
-    plan = plan_with("dev")
+def test_on_in_the_stacks_and_gone_when_turned_off():
+    assert _objects(plan_with("dev"))  # both committed stacks run it
+    plan = plan_with("dev", placesToolEnabled="false")
     assert not _objects(plan)
+    assert "AGENT_TOOL_SERVERS" not in {e["name"] for e in plan.named("agent-deployment")["inputs"]["spec"]["template"]
+                                        ["spec"]["containers"][0]["env"]}
     assert not [r for r in plan.resources if r["type"] == "gcp:projects/iAMMember:IAMMember"
                 and r["inputs"]["role"] == QUOTA_ROLE]
 

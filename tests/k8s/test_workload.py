@@ -137,7 +137,9 @@ def test_environment_is_exactly_the_agent_contract(plan):
         # explicit dispatch and the persona (agentName, agentPersona)
         "AGENT_NAME", "AGENT_PERSONA",
         # podDeletionCost (both stacks): the pod's own name and namespace, from the downward API
-        "AGENT_POD_NAME", "AGENT_POD_NAMESPACE"}
+        "AGENT_POD_NAME", "AGENT_POD_NAMESPACE",
+        # placesToolEnabled (both stacks): the MCP tool server and where its token is
+        "AGENT_TOOL_SERVERS", "AGENT_TOOL_TOKEN_DIR"}
     assert env["AGENT_NAME"] == "voice-agent" and env["AGENT_PERSONA"] == "voice_agent.persona:SAMPLE"
     assert env["AGENT_CHECKPOINT_DSN"] == (
         f"postgresql://gva-{plan.stack}-db%40my-voice-agents-{plan.stack}.iam@127.0.0.1:5432/voice_agent")
@@ -170,8 +172,11 @@ def test_hardened_with_writable_tmp_only(plan):
         "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
     assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] == 10001
     # /tmp writable; the deletion-cost token (k8s/deletion_cost.py) read-only
-    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}, *deletion_cost.token_mounts()]
-    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}, *deletion_cost.token_volumes()]
+    # /tmp, the deletion-cost token and the tool servers' audience-bound tokens
+    assert [m["name"] for m in c["volumeMounts"]] == ["tmp", deletion_cost.TOKEN_VOLUME, "tool-tokens"]
+    assert spec["volumes"][0] == {"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}
+    assert spec["volumes"][1:2] == deletion_cost.token_volumes()
+    assert [s["serviceAccountToken"]["audience"] for s in spec["volumes"][2]["projected"]["sources"]] == ["places-mcp"]
     assert all(m.get("readOnly") for m in c["volumeMounts"] if m["name"] != "tmp")
     assert spec["automountServiceAccountToken"] is False
 
@@ -328,7 +333,12 @@ def test_egress_only_policy_opens_what_a_call_needs(plan):
     assert {("UDP", 53, None), ("TCP", 53, None), ("TCP", 443, None), ("TCP", 7880, None), ("TCP", 7881, None),
             ("UDP", 3478, None), ("UDP", 50000, 60000)} <= open_ports
     # Workload Identity tokens come from the metadata server; only it is open on link-local.
-    link_local = [(peer["ipBlock"]["cidr"], rule["ports"]) for rule in netpol["egress"] for peer in rule.get("to", [])]
+    link_local = [(peer["ipBlock"]["cidr"], rule["ports"]) for rule in netpol["egress"] for peer in rule.get("to", [])
+                  if "ipBlock" in peer]
+    # the tool servers, by their role label, on the MCP port only
+    pods = [(peer["podSelector"], rule["ports"]) for rule in netpol["egress"] for peer in rule.get("to", [])
+            if "podSelector" in peer]
+    assert pods == [({"matchLabels": {"gke-voice-agents/role": "tool-server"}}, [{"protocol": "TCP", "port": 8080}])]
     # and the checkpoint database's private range, on Cloud SQL's connector port only
     assert link_local == [("169.254.169.254/32", [{"protocol": "TCP", "port": 80}]),
                           ("169.254.169.252/32", [{"protocol": "TCP", "port": 988}]),

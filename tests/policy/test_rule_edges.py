@@ -26,8 +26,10 @@ P = "gke-voice-agents:"
 
 
 def _one(resources: list[dict], typ: str) -> dict:
-    # the agent's objects, not the metrics adapter's (k8s/metrics_adapter.py has a Deployment too)
-    [found] = [r for r in resources if r["type"] == typ and not r["name"].startswith("metrics-adapter")]
+    # the agent's objects, not the metrics adapter's or the tool server's (their own Deployments
+    # and PDBs); one of a kind otherwise (the cluster)
+    found = [r for r in resources if r["type"] == typ]
+    [found] = [r for r in found if r["name"].startswith("agent-")] if len(found) > 1 else found
     return found["inputs"]
 
 

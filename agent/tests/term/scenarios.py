@@ -70,6 +70,9 @@ def endpoint_overrides(server: LiveKitServer) -> dict[str, str]:
         # The Deployment points the checkpoints at its Cloud SQL Auth Proxy sidecar on loopback;
         # no sidecar runs here, and crash recovery has its own scenarios (test_recovery_*.py).
         "AGENT_CHECKPOINT_DSN": "",
+        # Likewise the Places tool server's in-cluster URL: it resolves nowhere here, and the
+        # tools have their own call tests (test_tools_places.py).
+        "AGENT_TOOL_SERVERS": "",
     }
 
 
