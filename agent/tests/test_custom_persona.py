@@ -60,34 +60,18 @@ class _AskingConnection(_Connection):
 
 class AskingGemini(FakeGeminiLive):
     """The Live API stand-in whose model asks for the opening hours; keeps every setup message
-    (voice and system instruction are read from it). Same protocol handling as
-    FakeGeminiLive._handle; only the per-connection behaviour differs."""
+    (voice and system instruction are read from it). The protocol handling is
+    FakeGeminiLive's; only the per-connection behaviour differs."""
+
+    connection_class = _AskingConnection
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
         self.setups: list[dict[str, Any]] = []
 
-    async def _handle(self, ws) -> None:  # type: ignore[no-untyped-def]
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            setup = json.loads(await ws.recv())["setup"]
-        except (ConnectionClosed, KeyError, ValueError):
-            await ws.close(1007, "Request contains an invalid argument.")
-            return
+    def _on_setup(self, setup: dict[str, Any]) -> None:
         with self.lock:
             self.setups.append(setup)
-        record = self._open(setup)
-        session = self._attach_session(record, setup)
-        if session is None:
-            await self._close(ws, record, "not_found")
-            return
-        await ws.send(json.dumps({"setupComplete": {"sessionId": session.id}}))
-        with self.lock:
-            record.ready_at = time.monotonic()
-        if record.resumption:
-            await self._send_handle(ws, session)
-        await _AskingConnection(self, ws, record, session).run()
 
 
 @dataclass

@@ -53,6 +53,10 @@ class _AskingConnection(_Connection):
             self.pending_tool = "call-" + secrets.token_hex(4)
             with self.server.lock:
                 self.session.tool_calls.append(ASK["name"])
+            # Before the agent can see the call: a test that freezes the tool server does it
+            # here, not after polling for the call (a fast tool server would answer first).
+            if self.server.before_tool_call is not None:
+                self.server.before_tool_call()
             await self._send({"toolCall": {"functionCalls": [{"id": self.pending_tool, **ASK}]}})
             return
         await super()._on_user_turn(spoken_ms)
@@ -66,28 +70,11 @@ class _AskingConnection(_Connection):
 
 
 class AskingGemini(FakeGeminiLive):
-    """The Live API stand-in with a model that asks for a place. Same protocol handling as
-    FakeGeminiLive._handle; only the per-connection behaviour differs."""
+    """The Live API stand-in with a model that asks for a place. The protocol handling is
+    FakeGeminiLive's; only the per-connection behaviour differs."""
 
-    async def _handle(self, ws) -> None:  # type: ignore[no-untyped-def]
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            setup = json.loads(await ws.recv())["setup"]
-        except (ConnectionClosed, KeyError, ValueError):
-            await ws.close(1007, "Request contains an invalid argument.")
-            return
-        record = self._open(setup)
-        session = self._attach_session(record, setup)
-        if session is None:
-            await self._close(ws, record, "not_found")
-            return
-        await ws.send(json.dumps({"setupComplete": {"sessionId": session.id}}))
-        with self.lock:
-            record.ready_at = time.monotonic()
-        if record.resumption:
-            await self._send_handle(ws, session)
-        await _AskingConnection(self, ws, record, session).run()
+    connection_class = _AskingConnection
+    before_tool_call = None  # called in the stand-in right before it sends the toolCall
 
 
 @dataclass
@@ -164,7 +151,9 @@ class Call:
 
 def place_call(stage: Stage, room: str, *, during_tool_call=None, wait_s: float = 45.0) -> Call:
     agent_metadata = MetadataServer(project=PROJECT).start()
-    live = AskingGemini(stage.workdir).start(token=agent_metadata.token)
+    live = AskingGemini(stage.workdir)
+    live.before_tool_call = during_tool_call
+    live.start(token=agent_metadata.token)
     try:
         env = worker_env(stage.server, fake_gemini=False, extra={
             "HOME": str(stage.workdir), "TMPDIR": str(stage.workdir),
@@ -173,7 +162,7 @@ def place_call(stage: Stage, room: str, *, during_tool_call=None, wait_s: float 
             "AGENT_TOOL_TOKEN_DIR": str(stage.token_dir),
         })
         with registered_worker(contract_argv(), env, log_path=stage.workdir / f"{room}-worker.log") as worker:
-            heard = asyncio.run(_talk(stage.server, room, live, during_tool_call, wait_s))
+            heard = asyncio.run(_talk(stage.server, room, live, wait_s))
             lines = list(worker.lines)
         sessions, connections = live.snapshot()
         return Call(live=live, lines=lines, heard_reply_after_tool=heard,
@@ -184,19 +173,14 @@ def place_call(stage: Stage, room: str, *, during_tool_call=None, wait_s: float 
         agent_metadata.stop()
 
 
-async def _talk(server: LiveKitServer, room: str, live: AskingGemini, during_tool_call, wait_s: float) -> bool:
+async def _talk(server: LiveKitServer, room: str, live: AskingGemini, wait_s: float) -> bool:
     await participant.create_room(server, room)
     caller = await join_talking_caller(server, room, f"caller-{room}")
     try:
         await asyncio.wait_for(caller.agent_joined.wait(), 30)
         deadline = time.monotonic() + wait_s
-        called_at = None
         while time.monotonic() < deadline:
             sessions, _ = live.snapshot()
-            if called_at is None and any(s.tool_calls for s in sessions):
-                called_at = time.monotonic()
-                if during_tool_call is not None:
-                    during_tool_call()
             if any(s.tool_responses for s in sessions):
                 break
             await asyncio.sleep(0.1)

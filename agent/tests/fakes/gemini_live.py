@@ -190,6 +190,10 @@ class ConnectionRecord:
 
 
 class FakeGeminiLive:
+    # What answers on each connection once setup is done (None: _Connection); tests that need a
+    # model which does something else (asks for a tool, say) subclass _Connection and name it.
+    connection_class: type | None = None
+
     def __init__(self, workdir: Path, behaviour: Behaviour | None = None) -> None:
         self.behaviour = behaviour or Behaviour()
         self.workdir = workdir
@@ -309,6 +313,7 @@ class FakeGeminiLive:
         except (ConnectionClosed, KeyError, ValueError):
             await ws.close(1007, "Request contains an invalid argument.")
             return
+        self._on_setup(setup)
         record = self._open(setup)
         failure = self._connect_failure(record, setup)
         if failure is not None:
@@ -323,8 +328,11 @@ class FakeGeminiLive:
             record.ready_at = time.monotonic()
         if record.resumption:
             await self._send_handle(ws, session)
-        conn = _Connection(self, ws, record, session)
+        conn = (self.connection_class or _Connection)(self, ws, record, session)
         await conn.run()
+
+    def _on_setup(self, setup: dict[str, Any]) -> None:
+        """Every setup message as the client sent it; a hook for tests that read them."""
 
     def _open(self, setup: dict[str, Any]) -> ConnectionRecord:
         model_path = setup.get("model", "")
