@@ -12,6 +12,7 @@ resource is declared. Each message names the key, the value and what is allowed.
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 import ipaddress
 import json
 import re
@@ -32,7 +33,7 @@ from infra.settings import DatabaseSettings
 from infra.database_rules import KEYS as DATABASE_KEYS, POSTGRES_VERSIONS, RANGES as DATABASE_RANGES
 from infra.database_rules import database_problems, overlap_problems
 from infra.maintenance import RECURRENCE, RECURRENCE_HELP, hours, least_availability
-from infra.cost import parse_overrides  # the price keys live with the cost model
+from infra.cost import parse_overrides, prices_for  # the price keys live with the cost model
 from infra.stackfiles import gcp_provider_keys, project_declarations
 from k8s.capacity import (
     MAX_DRAIN_TIMEOUT_S, MAX_SESSION_MINUTES, NODE_UPGRADE_GRACE_CAP_S, SHUTDOWN_BUDGET_S, workload_problems,
@@ -624,11 +625,18 @@ def parse_stack_config(
         raise ConfigError(r.problems)
     return StackConfig(
         stack=stack, project=project, region=region, network=network, cluster=cluster,
-        registry=registry, workload=workload, tool_server=tool_server, database=database,
+        registry=registry, workload=_with_model_prices(workload, region, price_overrides),
+        tool_server=tool_server, database=database,
         latency_alert_p95_seconds=latency_alert, price_overrides=price_overrides,
         livekit_api_key=pulumi.Output.secret(raw[_key("livekitApiKey")]),
         livekit_api_secret=pulumi.Output.secret(raw[_key("livekitApiSecret")]),
     )
+
+
+def _with_model_prices(w: WorkloadSettings, region: str, overrides: Mapping[str, float]) -> WorkloadSettings:
+    """The Gemini prices the agent estimates each call's cost with: the plan's own (one home,
+    infra/data/prices.json, with the stack's priceOverrides on top)."""
+    return replace(w, model_prices=dict(prices_for(region, w.gemini_model, overrides).per_million_tokens))
 
 
 def engine_config() -> tuple[dict[str, str], set[str]]:

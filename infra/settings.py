@@ -193,6 +193,9 @@ class WorkloadSettings:
     # AGENT_VOICE: a Gemini Live voice for every call; empty = the persona's own.
     agent_voice: str = ""
     dispatch: DispatchSettings = field(default_factory=lambda: DispatchSettings())
+    # Derived, not a setting: USD per million Gemini tokens by "<direction>_<modality>" from
+    # infra/data/prices.json and priceOverrides; the agent's session_ended cost estimate.
+    model_prices: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

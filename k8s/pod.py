@@ -6,6 +6,8 @@ or k8s/capacity.py (grace period, extended duration); nothing is typed in twice.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Sequence
 
 import pulumi
@@ -137,6 +139,8 @@ def container_env(w: WorkloadSettings, gcp_project: str,
         # Explicit dispatch: only rooms that ask for this agent get it (docs/agent.md).
         "AGENT_NAME": w.dispatch.agent_name,
         "AGENT_PERSONA": w.dispatch.persona,
+        # the plan's Gemini prices, so session_ended estimates each call's model cost the same way
+        **({"AGENT_MODEL_PRICES": json.dumps(dict(w.model_prices), sort_keys=True)} if w.model_prices else {}),
         "AGENT_METRICS_LINGER_SECONDS": str(METRICS_LINGER_S),
         "GOOGLE_CLOUD_PROJECT": gcp_project,
         "GOOGLE_CLOUD_LOCATION": w.vertex_location,

@@ -6,6 +6,8 @@ the runtime contract (CONTRACT.md, k8s/runtime.py) and from the timing rules (k8
 
 from __future__ import annotations
 
+import json
+
 import re
 from pathlib import Path
 
@@ -139,7 +141,10 @@ def test_environment_is_exactly_the_agent_contract(plan):
         # podDeletionCost (both stacks): the pod's own name and namespace, from the downward API
         "AGENT_POD_NAME", "AGENT_POD_NAMESPACE",
         # placesToolEnabled (both stacks): the MCP tool server and where its token is
-        "AGENT_TOOL_SERVERS", "AGENT_TOOL_TOKEN_DIR"}
+        "AGENT_TOOL_SERVERS", "AGENT_TOOL_TOKEN_DIR",
+        # the plan's Gemini prices (infra/data/prices.json) for the call's cost estimate
+        "AGENT_MODEL_PRICES"}
+    assert json.loads(env["AGENT_MODEL_PRICES"])["output_audio"] > 0
     assert env["AGENT_NAME"] == "voice-agent" and env["AGENT_PERSONA"] == "voice_agent.persona:SAMPLE"
     assert env["AGENT_CHECKPOINT_DSN"] == (
         f"postgresql://gva-{plan.stack}-db%40my-voice-agents-{plan.stack}.iam@127.0.0.1:5432/voice_agent")
@@ -157,8 +162,10 @@ def test_every_agent_variable_the_pod_sets_is_one_the_agent_reads(plan):
     """The agent's settings module is the other half of the contract (a separate venv, so it is
     read as text): a variable it does not read would be a setting that silently does nothing."""
     agent = Path(__file__).resolve().parents[2] / "agent" / "voice_agent"
-    # settings.py reads the admission variables through admission.py (as recovery/config.py)
-    source = "".join((agent / name).read_text() for name in ("settings.py", "admission.py", "recovery/config.py"))
+    # settings.py reads the admission variables through admission.py (as recovery/config.py);
+    # call_usage.py reads the model prices in each job process (a bad value costs the estimate only)
+    source = "".join((agent / name).read_text()
+                     for name in ("settings.py", "admission.py", "recovery/config.py", "call_usage.py"))
     read_by_agent = set(re.findall(r'"((?:AGENT|LIVEKIT|GOOGLE)_[A-Z_]+)"', source))
     assert len(read_by_agent) > 15, "the agent's settings module no longer names its variables"
     assert {k for k in env_of(plan) if k != "HOME"} <= read_by_agent
