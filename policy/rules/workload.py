@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from k8s.capacity import (
     AUTOSCALER_GRACE_CAP_S,
     NODE_BOOT_S,
+    SPOT_GRACE_S,
     HPA_TOLERANCE,
     SHUTDOWN_BUDGET_S,
     max_safe_target,
@@ -336,7 +337,8 @@ def _no_spot(pod: AgentPod, ctx: Context) -> list[str]:
     tolerations = prop(pod.spec, "tolerations", default=[])
     affinity = prop(pod.spec, "affinity", default={})
     if str(selector.get(SPOT_LABEL)).lower() == "true" or any(t.get("key") == SPOT_LABEL for t in tolerations) or _mentions(affinity, SPOT_LABEL):
-        return ["Spot Pods get 25 s to stop whatever the grace period says: every live call on a reclaimed node is cut"]
+        return [f"Spot Pods get {SPOT_GRACE_S} s to stop whatever the grace period says: every live call on a reclaimed "
+                "node is cut"]
     return []
 
 
