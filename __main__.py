@@ -8,6 +8,7 @@ from infra.config import load_stack_config
 from infra.database import AgentDatabase, AgentDatabaseArgs
 from infra.encryption import SecretsKey, SecretsKeyArgs
 from infra.identity import AgentIdentity, AgentIdentityArgs
+from infra.livekit_secrets import LiveKitSecrets, LiveKitSecretsArgs
 from infra.monitoring import AgentMonitoring, AgentMonitoringArgs
 from infra.network import VpcNetwork, VpcNetworkArgs
 from infra.notifications import UpgradeNotifications, UpgradeNotificationsArgs
@@ -59,6 +60,13 @@ checkpoint = (CheckpointDatabase(
     user=database.user, database=database.database,
     private_range_cidr=database_args.private_range_cidr) if database else None)
 
+# The LiveKit key and secret: Secret Manager secrets only the agent's principal reads, mounted
+# as files by the cluster's add-on; or, where a stack opts out, a Kubernetes Secret.
+livekit_secrets = (LiveKitSecrets("livekit", LiveKitSecretsArgs(
+    project=cfg.project, region=cfg.region, stack=cfg.stack, agent_principal=identity.principal,
+    api_key=cfg.livekit_api_key, api_secret=cfg.livekit_api_secret, protected=cfg.cluster.deletion_protection))
+    if cfg.workload.livekit_credentials == "secretManager" else None)
+
 provider = cluster_provider("gke-k8s", cluster.kubeconfig, cluster.name)
 workload = AgentWorkload(
     "agent",
@@ -66,14 +74,17 @@ workload = AgentWorkload(
         settings=cfg.workload,
         image=image_reference(registry.url, cfg.workload),
         gcp_project=cfg.project,
-        livekit_api_key=cfg.livekit_api_key,
-        livekit_api_secret=cfg.livekit_api_secret,
+        livekit_files=livekit_secrets.files if livekit_secrets else None,
+        livekit_api_key=None if livekit_secrets else cfg.livekit_api_key,
+        livekit_api_secret=None if livekit_secrets else cfg.livekit_api_secret,
         database=checkpoint,
         tools=("places",) if cfg.tool_server.places_enabled else (),
     ),
     # Pods need their Vertex AI grant and the nodes their image pull grant before they start.
-    # The Auth Proxy sidecar must find its instance and its grant, or it holds the agent back.
-    opts=pulumi.ResourceOptions(provider=provider, depends_on=[identity, registry, *([database] if database else [])]),
+    # The Auth Proxy sidecar must find its instance and its grant, or it holds the agent back;
+    # the credential files their secrets and the agent's right to read them.
+    opts=pulumi.ResourceOptions(provider=provider, depends_on=[
+        identity, registry, *([database] if database else []), *([livekit_secrets] if livekit_secrets else [])]),
 )
 
 # The HPA's calls metric: Managed Prometheus through the Custom Metrics Stackdriver Adapter,
@@ -93,7 +104,8 @@ if cfg.workload.spare_capacity_pods:
 if cfg.tool_server.places_enabled:
     # Its own Workload Identity principal, its own role; the agent's identity gains nothing.
     places_identity = ToolIdentity("places-identity", ToolIdentityArgs(
-        project=cfg.project, namespace=cfg.workload.namespace, service_account=app_name("places")))
+        project=cfg.project, namespace=cfg.workload.namespace, service_account=app_name("places"),
+        workload_pool=cluster.workload_pool))
     places = ToolServer(
         "places",
         ToolServerArgs(

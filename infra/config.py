@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pulumi
 
 from infra.settings import (
-    EXCLUSION_SCOPES, KNOWN_REGIONS, LOG_LEVELS, MAINTENANCE_AVAILABILITY_PERIOD, MAX_NO_UPGRADES_EXCLUSION,
+    EXCLUSION_SCOPES, KNOWN_REGIONS, LIVEKIT_CREDENTIAL_SOURCES, LOG_LEVELS, MAINTENANCE_AVAILABILITY_PERIOD, MAX_NO_UPGRADES_EXCLUSION,
     MIN_MAINTENANCE_AVAILABILITY, MIN_MAINTENANCE_WINDOW, PROJECT,
     RELEASE_CHANNELS, ClusterSettings, ConfigError, HpaSettings, MaintenanceExclusion, NetworkSettings, Problem,
     RegistrySettings, StackConfig, WorkloadSettings, setting_key, CallSettings, DispatchSettings,
@@ -384,6 +384,7 @@ def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
         recovery_watcher=r.boolean(_key("recoveryWatcher")),
         image_repository=_image_repository(r),
         agent_voice=_agent_voice(r),
+        livekit_credentials=r.text(_key("livekitCredentials"), choices=LIVEKIT_CREDENTIAL_SOURCES),
         dispatch=_dispatch(r),
     )
     _check_image_source(r, workload)

@@ -93,6 +93,8 @@ def _resource_id(resource_type: str, name: str, outputs: dict[str, Any]) -> str:
         return f"projects/{project}/locations/{outputs.get('location')}/keyRings/{outputs['name']}"
     if resource_type == "gcp:kms/cryptoKey:CryptoKey":
         return f"{outputs['keyRing']}/cryptoKeys/{outputs['name']}"
+    if resource_type == "gcp:secretmanager/secret:Secret":
+        return f"projects/{project}/secrets/{outputs['secretId']}"
     return f"{name}-id"
 
 
@@ -103,6 +105,10 @@ def _computed_outputs(resource_type: str, inputs: dict[str, Any]) -> dict[str, A
     if resource_type == "gcp:serviceaccount/account:Account":
         email = f"{inputs['accountId']}@{inputs.get('project', 'mock-project')}.iam.gserviceaccount.com"
         return {"email": email, "member": f"serviceAccount:{email}"}
+    if resource_type == "gcp:secretmanager/secretVersion:SecretVersion":
+        # Secret Manager numbers a secret's versions from 1; the name uses the project number.
+        secret = str(inputs.get("secret", "")).rsplit("/", 1)[-1]
+        return {"version": "1", "name": f"projects/{FAKE_PROJECT_NUMBER}/secrets/{secret}/versions/1"}
     if resource_type == "gcp:container/cluster:Cluster":
         # GKE's DNS endpoint: gke-<hash>-<project number>.<location>.gke.goog
         endpoints = dict(inputs.get("controlPlaneEndpointsConfig") or {})

@@ -28,3 +28,12 @@ def name_part(text: str, limit: int) -> str:
     """
     cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
     return cleaned[:limit].rstrip("-") or "stack"
+
+
+LIVEKIT_SECRET_INFIX = "-livekit-"
+
+
+def livekit_secret_id(stack: str, file: str) -> str:
+    """The Secret Manager secret holding one LiveKit credential file (api-key, api-secret) of a
+    stack; stacks may share a project, so the stack is in the name (ids take [A-Za-z0-9_-])."""
+    return f"{name_part(stack, 40)}{LIVEKIT_SECRET_INFIX}{file}"

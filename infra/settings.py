@@ -30,6 +30,10 @@ KNOWN_REGIONS = frozenset(json.loads((Path(__file__).parent / "data" / "regions.
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 EXCLUSION_SCOPES = ("NO_UPGRADES", "NO_MINOR_UPGRADES", "NO_MINOR_OR_NODE_UPGRADES")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Where the agent's LiveKit API key and secret come from (k8s/livekit_files.py):
+# "secretManager": Secret Manager secrets the cluster's add-on mounts into the pod as files;
+# "kubernetesSecret": a Kubernetes Secret read into environment variables (any cluster).
+LIVEKIT_CREDENTIAL_SOURCES = ("secretManager", "kubernetesSecret")
 # GKE asks for maintenance windows of at least 4 contiguous hours (GKE maintenance windows docs).
 MIN_MAINTENANCE_WINDOW = timedelta(hours=4)
 # GKE allows a NO_UPGRADES exclusion of at most 30 days (GKE maintenance exclusions docs).
@@ -192,6 +196,8 @@ class WorkloadSettings:
     image_repository: str = ""
     # AGENT_VOICE: a Gemini Live voice for every call; empty = the persona's own.
     agent_voice: str = ""
+    # LIVEKIT_CREDENTIAL_SOURCES; files from Secret Manager unless a stack opts out.
+    livekit_credentials: str = "secretManager"
     dispatch: DispatchSettings = field(default_factory=lambda: DispatchSettings())
     # Derived, not a setting: USD per million Gemini tokens by "<direction>_<modality>" from
     # infra/data/prices.json and priceOverrides; the agent's session_ended cost estimate.

@@ -33,6 +33,9 @@ class ToolIdentityArgs:
     project: str
     namespace: str
     service_account: str  # the tool server's Kubernetes service account, e.g. places-mcp
+    # The cluster's pool, as for AgentIdentity: IAM refuses a grant naming the pool before a
+    # cluster of the project exists, so the grant must wait for the cluster's output.
+    workload_pool: pulumi.Input[str]
 
 
 class ToolIdentity(pulumi.ComponentResource):
@@ -42,8 +45,8 @@ class ToolIdentity(pulumi.ComponentResource):
         super().__init__(type_token("infra", "ToolIdentity"), name, None, opts)
         project = gcp.organizations.get_project_output(project_id=args.project,
                                                        opts=pulumi.InvokeOutputOptions(parent=self))
-        self.principal = project.number.apply(
-            lambda number: workload_principal(number, args.project, args.namespace, args.service_account))
+        self.principal = pulumi.Output.all(project.number, args.workload_pool).apply(
+            lambda a: workload_principal(a[0], a[1], args.namespace, args.service_account))
         gcp.projects.IAMMember(child(name, "quota-user"), project=args.project, role=QUOTA_ROLE,
                                member=self.principal, opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"principal": self.principal})

@@ -16,6 +16,7 @@ from infra.settings import WorkloadSettings
 from k8s import runtime
 from k8s import deletion_cost
 from k8s import cloudsql_proxy
+from k8s import livekit_files
 from k8s.capacity import (
     JOB_MEMORY_LIMIT_MI,
     JOB_MEMORY_WARN_MI,
@@ -30,8 +31,9 @@ from k8s.capacity import (
 
 APP_NAME = "voice-agent"
 LIVEKIT_SECRET = "livekit"
-# Secret key -> environment variable. URL, key and secret travel together so a rotation is one
-# object; key and secret are Pulumi secrets.
+# livekitCredentials=kubernetesSecret: Secret key -> environment variable. URL, key and secret
+# travel together so a rotation is one object; key and secret are Pulumi secrets. (The default,
+# secretManager, mounts key and secret as files instead: k8s/livekit_files.py.)
 LIVEKIT_SECRET_ENV = {"url": "LIVEKIT_URL", "api-key": "LIVEKIT_API_KEY", "api-secret": "LIVEKIT_API_SECRET"}
 LIVEKIT_SECRET_KEYS = tuple(LIVEKIT_SECRET_ENV)
 
@@ -125,8 +127,16 @@ def livekit_secret_data(w: WorkloadSettings, api_key: pulumi.Input[str], api_sec
     return {k: values[k] for k in LIVEKIT_SECRET_KEYS}
 
 
+def livekit_env(files: livekit_files.LiveKitFiles | None, livekit_url: str) -> list[dict]:
+    if files is not None:
+        return livekit_files.env(livekit_url)
+    return [{"name": env, "valueFrom": {"secretKeyRef": {"name": LIVEKIT_SECRET, "key": key}}}
+            for key, env in LIVEKIT_SECRET_ENV.items()]
+
+
 def container_env(w: WorkloadSettings, gcp_project: str,
-                  database: cloudsql_proxy.CheckpointDatabase | None = None) -> list[dict]:
+                  database: cloudsql_proxy.CheckpointDatabase | None = None,
+                  files: livekit_files.LiveKitFiles | None = None) -> list[dict]:
     """The agent runtime contract's variables (CONTRACT.md); the agent validates them at start."""
     plain = {
         "AGENT_DRAIN_TIMEOUT_SECONDS": str(w.drain_timeout_seconds),
@@ -150,12 +160,11 @@ def container_env(w: WorkloadSettings, gcp_project: str,
         **call_env(w),
         **admission_env(w),
     }
-    from_secret = [{"name": env, "valueFrom": {"secretKeyRef": {"name": LIVEKIT_SECRET, "key": key}}}
-                   for key, env in LIVEKIT_SECRET_ENV.items()]
     own_pod = deletion_cost.downward_env() if w.pod_deletion_cost else []
     # crash recovery: the DSN of the Auth Proxy sidecar (k8s/cloudsql_proxy.py); none = off
     recovery = cloudsql_proxy.recovery_env(database, w.recovery_watcher) if database else []
-    return [*from_secret, *({"name": k, "value": v} for k, v in plain.items()), *own_pod, *recovery]
+    return [*livekit_env(files, w.livekit_url), *({"name": k, "value": v} for k, v in plain.items()),
+            *own_pod, *recovery]
 
 
 def admission_env(w: WorkloadSettings) -> dict[str, str]:
@@ -234,7 +243,8 @@ def container_security_context() -> dict:
 
 
 def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = (),
-                   database: cloudsql_proxy.CheckpointDatabase | None = None) -> dict:
+                   database: cloudsql_proxy.CheckpointDatabase | None = None,
+                   files: livekit_files.LiveKitFiles | None = None) -> dict:
     spec = {
         "name": runtime.CONTAINER_NAME,
         "image": image,
@@ -242,7 +252,7 @@ def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: s
         # Exec form, so Python is PID 1 and SIGTERM starts the drain (DESIGN 3.3).
         "command": list(runtime.COMMAND),
         "args": list(runtime.ARGS),
-        "env": container_env(w, gcp_project, database) + [{"name": k, "value": v} for k, v in tool_env(tools, w.namespace).items()],
+        "env": container_env(w, gcp_project, database, files) + [{"name": k, "value": v} for k, v in tool_env(tools, w.namespace).items()],
         "ports": [
             {"name": "health", "containerPort": runtime.HEALTH_PORT, "protocol": "TCP"},
             {"name": runtime.METRICS_PORT_NAME, "containerPort": runtime.METRICS_PORT, "protocol": "TCP"},
@@ -259,7 +269,8 @@ def container_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: s
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
                          *(deletion_cost.token_mounts() if w.pod_deletion_cost else []),
-                         *([{"name": TOOL_TOKENS_VOLUME, "mountPath": TOOL_TOKEN_DIR, "readOnly": True}] if tools else [])],
+                         *([{"name": TOOL_TOKENS_VOLUME, "mountPath": TOOL_TOKEN_DIR, "readOnly": True}] if tools else []),
+                         *([livekit_files.mount()] if files else [])],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     # No preStop hook: the worker drains on SIGTERM, and a sleep before it would only keep the
@@ -271,14 +282,17 @@ def grace_seconds(w: WorkloadSettings) -> int:
     return termination_grace_seconds(w.drain_timeout_seconds)
 
 
-def pod_annotations(w: WorkloadSettings) -> dict[str, str]:
+def pod_annotations(w: WorkloadSettings, files: livekit_files.LiveKitFiles | None = None) -> dict:
     # controller.kubernetes.io/pod-deletion-cost is not set here: a static value changes
     # nothing. With podDeletionCost the worker keeps it on its own pod (k8s/deletion_cost.py).
+    annotations: dict = {}
     if needs_extended_duration(w.max_session_minutes, grace_seconds(w)):
         # Autopilot extended-duration Pods: neither the autoscaler nor auto-upgrades evict them
         # for up to 7 days, instead of at most 10 minutes of grace on scale-down.
-        return {SAFE_TO_EVICT: "false"}
-    return {}
+        annotations[SAFE_TO_EVICT] = "false"
+    if files is not None:
+        annotations[livekit_files.REVISION_ANNOTATION] = files.revision
+    return annotations
 
 
 def _spread(topology_key: str) -> dict:
@@ -292,7 +306,8 @@ def _spread(topology_key: str) -> dict:
 
 
 def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = (),
-             database: cloudsql_proxy.CheckpointDatabase | None = None) -> dict:
+             database: cloudsql_proxy.CheckpointDatabase | None = None,
+             files: livekit_files.LiveKitFiles | None = None) -> dict:
     return {
         "serviceAccountName": runtime.AGENT_SERVICE_ACCOUNT,
         # No automounted token: GKE's metadata server issues the Workload Identity token without
@@ -310,17 +325,21 @@ def pod_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, to
         },
         # The Auth Proxy as a native sidecar: up before the agent, down after its drain.
         **({"initContainers": [cloudsql_proxy.sidecar(database, w.cpu_bursting)]} if database else {}),
-        "containers": [container_spec(w, image, gcp_project, tools, database)],
+        "containers": [container_spec(w, image, gcp_project, tools, database, files)],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}},
                     *(deletion_cost.token_volumes() if w.pod_deletion_cost else []),
-                    *([tool_token_volume(tools)] if tools else [])],
+                    *([tool_token_volume(tools)] if tools else []),
+                    *([livekit_files.volume()] if files else [])],
         # Zones first (a zone outage), then nodes (a node upgrade drains one node at a time).
         "topologySpreadConstraints": [_spread("topology.kubernetes.io/zone"), _spread("kubernetes.io/hostname")],
     }
 
 
 def deployment_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: str, tools: Sequence[str] = (),
-                    database: cloudsql_proxy.CheckpointDatabase | None = None) -> dict:
+                    database: cloudsql_proxy.CheckpointDatabase | None = None,
+                    files: livekit_files.LiveKitFiles | None = None) -> dict:
+    """`files`: the LiveKit credentials as files from Secret Manager; None: from the `livekit`
+    Kubernetes Secret (livekitCredentials=kubernetesSecret)."""
     # No `replicas`: the HPA owns the count (and the component ignores changes to it).
     return {
         "selector": {"matchLabels": labels()},
@@ -335,7 +354,7 @@ def deployment_spec(w: WorkloadSettings, image: pulumi.Input[str], gcp_project: 
         "revisionHistoryLimit": 5,
         "template": {
             "metadata": {"labels": {**pod_labels(), VERSION_LABEL: release_version(w)},
-                         "annotations": pod_annotations(w)},
-            "spec": pod_spec(w, image, gcp_project, tools, database),
+                         "annotations": pod_annotations(w, files)},
+            "spec": pod_spec(w, image, gcp_project, tools, database, files),
         },
     }

@@ -33,3 +33,12 @@ PLACEHOLDER_ROLE = "capacity-placeholder"
 # policies to allow the one their dataplane sees, so both are open and nothing else there.
 METADATA_SERVER = ("169.254.169.254/32", 80)
 GKE_METADATA_SERVER = ("169.254.169.252/32", 988)
+
+# LiveKit credentials as files (livekitCredentials=secretManager, k8s/livekit_files.py): GKE's
+# Secret Manager add-on mounts each secret at <dir>/<file>; the agent reads the path from
+# <VARIABLE> (agent/voice_agent/settings.py). The policy rules recognise the mount by these.
+LIVEKIT_FILES_DIR = "/var/run/secrets/livekit"
+LIVEKIT_FILES = {"api-key": "LIVEKIT_API_KEY_FILE", "api-secret": "LIVEKIT_API_SECRET_FILE"}
+LIVEKIT_SECRET_PROVIDER_CLASS = "livekit"
+# The add-on's CSI driver; the open-source driver is secrets-store.csi.k8s.io (provider gcp).
+SECRET_MANAGER_CSI_DRIVER = "secrets-store-gke.csi.k8s.io"

@@ -14,9 +14,11 @@ import pulumi_kubernetes as k8s
 from infra.settings import WorkloadSettings
 from infra.names import child, type_token
 from k8s import runtime
+from k8s.runtime import LIVEKIT_SECRET_PROVIDER_CLASS
 from k8s.deletion_cost_access import DeletionCostAccess, DeletionCostAccessArgs
 from k8s.cloudsql_proxy import CheckpointDatabase
 from k8s.egress import network_policy_spec
+from k8s.livekit_files import LiveKitFiles, secret_provider_class_spec
 from k8s.pod import (
     APP_NAME,
     LIVEKIT_SECRET,
@@ -33,8 +35,12 @@ class AgentWorkloadArgs:
     settings: WorkloadSettings
     image: pulumi.Input[str]
     gcp_project: str
-    livekit_api_key: pulumi.Input[str] = field(repr=False)
-    livekit_api_secret: pulumi.Input[str] = field(repr=False)
+    # livekitCredentials=secretManager: the Secret Manager secrets the pod mounts as files
+    # (infra/livekit_secrets.py); the stack's values never reach the cluster.
+    livekit_files: LiveKitFiles | None = None
+    # livekitCredentials=kubernetesSecret: the values, for the `livekit` Kubernetes Secret.
+    livekit_api_key: pulumi.Input[str] | None = field(default=None, repr=False)
+    livekit_api_secret: pulumi.Input[str] | None = field(default=None, repr=False)
     # Crash recovery's database (infra/database.py): the Auth Proxy sidecar, the agent's DSN and
     # one egress rule. None: recovery off.
     database: CheckpointDatabase | None = None
@@ -73,22 +79,18 @@ class AgentWorkload(pulumi.ComponentResource):
             metadata=_metadata(w, runtime.AGENT_SERVICE_ACCOUNT),
             automount_service_account_token=False,
             opts=in_ns)
-        secret = k8s.core.v1.Secret(
-            child(name, "livekit"),
-            metadata=_metadata(w, LIVEKIT_SECRET),
-            type="Opaque",
-            string_data=livekit_secret_data(w, pulumi.Output.secret(args.livekit_api_key),
-                                            pulumi.Output.secret(args.livekit_api_secret)),
-            opts=in_ns)
+        credentials = self._livekit_credentials(name, args, in_ns)
         if w.pod_deletion_cost:
             # the worker patches its own pod's deletion cost (idle pods go first on scale-down)
             DeletionCostAccess(child(name, "deletion-cost"), DeletionCostAccessArgs(w), opts=in_ns)
         deployment = k8s.apps.v1.Deployment(
             child(name, "deployment"),
             metadata=_metadata(w),
-            spec=deployment_spec(w, args.image, args.gcp_project, args.tools, database=args.database),
+            spec=deployment_spec(w, args.image, args.gcp_project, args.tools, database=args.database,
+                                 files=args.livekit_files),
             # The HPA owns the replica count; Pulumi must not reset it on every update.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, ksa, secret], ignore_changes=["spec.replicas"]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, ksa, credentials],
+                                        ignore_changes=["spec.replicas"]))
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             child(name, "hpa"), metadata=_metadata(w), spec=hpa_spec(w),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]))
@@ -129,6 +131,32 @@ class AgentWorkload(pulumi.ComponentResource):
         self.namespace = ns.metadata.apply(_name_of)
         self.deployment_name = deployment.metadata.apply(_name_of)
         self.register_outputs({"namespace": self.namespace, "deploymentName": self.deployment_name})
+
+
+    def _livekit_credentials(self, name: str, args: AgentWorkloadArgs,
+                             in_ns: pulumi.ResourceOptions) -> pulumi.CustomResource:
+        """What the pods read their LiveKit credentials from; created before the Deployment, whose
+        pods cannot start without it."""
+        w = args.settings
+        if (w.livekit_credentials == "secretManager") != (args.livekit_files is not None):
+            raise ValueError(f"livekitCredentials={w.livekit_credentials} needs livekit_files "
+                             f"{'set' if args.livekit_files is None else 'unset'} (__main__.py wires them)")
+        if args.livekit_files is not None:
+            # The add-on registers this CRD with the cluster. Should a brand-new cluster not have
+            # it yet, the provider's retries (about 30 s) end this `up` here, before any pod
+            # exists, and the next `up` carries on (docs/infra.md, "First up").
+            return k8s.apiextensions.CustomResource(
+                child(name, "livekit-files"),
+                api_version="secrets-store.csi.x-k8s.io/v1", kind="SecretProviderClass",
+                metadata=_metadata(w, LIVEKIT_SECRET_PROVIDER_CLASS),
+                spec=secret_provider_class_spec(args.livekit_files), opts=in_ns)
+        return k8s.core.v1.Secret(
+            child(name, "livekit"),
+            metadata=_metadata(w, LIVEKIT_SECRET),
+            type="Opaque",
+            string_data=livekit_secret_data(w, pulumi.Output.secret(args.livekit_api_key),
+                                            pulumi.Output.secret(args.livekit_api_secret)),
+            opts=in_ns)
 
 
 def _name_of(metadata) -> str:

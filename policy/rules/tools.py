@@ -2,9 +2,11 @@
 
 Seed 003's fourth pillar: a prompt injection can reach only what the agent's identity can. So
 the agent's pod carries no secret but its own LiveKit one (tool credentials live with the tool
-server: a Secret, a CSI secret store or an API-key variable in an agent pod is refused), its
-Google identity holds no role but Vertex AI (a tool role, Secret Manager access included,
-belongs to the tool server's own principal, infra/tool_identity.py), and every tool server
+server: a Secret, a CSI secret store or an API-key variable in an agent pod is refused; the one
+secret store admitted is the LiveKit files' SecretProviderClass, policy/rules/secrets.py), its
+Google identity holds no role but Vertex AI and read access to those two LiveKit secrets (a tool
+role, any other Secret Manager access included, belongs to the tool server's own principal,
+infra/tool_identity.py), and every tool server
 (pods labelled gke-voice-agents/role=tool-server, k8s/tool_server.py) has a NetworkPolicy
 whose ingress admits agent pods and nothing else. The tool server then checks the caller's
 token itself (tools/places/places_mcp/caller_auth.py): network position is not identity.
@@ -14,10 +16,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from k8s.runtime import AGENT_ROLE, AGENT_SERVICE_ACCOUNT, ROLE_LABEL
+from k8s.runtime import (
+    AGENT_ROLE, AGENT_SERVICE_ACCOUNT, LIVEKIT_SECRET_PROVIDER_CLASS, ROLE_LABEL, SECRET_MANAGER_CSI_DRIVER,
+)
 from policy.rules.base import (
     DEPLOYMENT, MANDATORY, PROJECT_BINDING, PROJECT_MEMBER, VERTEX_ROLE, Finding, Resource, Rule, prop,
 )
+from policy.rules.secrets import ACCESSOR_ROLE, livekit_class
 from policy.rules.workload import agent_pods
 
 # Spelled here because the rules must import without the Pulumi SDK (`python -m policy.manifests`),
@@ -69,14 +74,32 @@ def api_token_only_patches_pods(resources: list[Resource]) -> bool:
     return only_patch and any(r.type == ADMISSION_POLICY for r in resources)
 
 
-def _credential_mounts(spec: Mapping[str, Any], api_token_allowed: bool = False) -> list[str]:
+def _csi_problem(volume: Mapping[str, Any], livekit_class_problems: list[str] | None) -> str | None:
+    """Why a CSI volume is a credential the agent must not carry, or None for the add-on's
+    volume of the `livekit` SecretProviderClass when that class lists the LiveKit files only.
+    `livekit_class_problems` None: no class was checked, so no CSI volume is admitted."""
+    name, driver = volume.get("name", "?"), prop(volume, "csi", "driver", default="?")
+    livekit = (driver == SECRET_MANAGER_CSI_DRIVER
+               and prop(volume, "csi", "volumeAttributes", "secretProviderClass") == LIVEKIT_SECRET_PROVIDER_CLASS)
+    if livekit and livekit_class_problems == []:
+        return None
+    problem = f"volume {name} is a CSI volume ({driver}), e.g. a secret store"
+    if livekit and livekit_class_problems:
+        problem += (f" (its SecretProviderClass {LIVEKIT_SECRET_PROVIDER_CLASS} is not just the LiveKit files: "
+                    f"{'; '.join(livekit_class_problems)})")
+    return problem
+
+
+def _credential_mounts(spec: Mapping[str, Any], api_token_allowed: bool = False,
+                       livekit_class_problems: list[str] | None = None) -> list[str]:
     found = []
     for volume in prop(spec, "volumes", default=[]):
         name = volume.get("name", "?")
         if "secret" in volume:
             found.append(f"volume {name} mounts Secret {prop(volume, 'secret', 'secretName', default='?')}")
-        if "csi" in volume:
-            found.append(f"volume {name} is a CSI volume ({prop(volume, 'csi', 'driver', default='?')}), e.g. a secret store")
+        csi_problem = _csi_problem(volume, livekit_class_problems) if "csi" in volume else None
+        if csi_problem:
+            found.append(csi_problem)
         for source in prop(volume, "projected", "sources", default=[]):
             if "secret" in source:
                 found.append(f"volume {name} projects Secret {prop(source, 'secret', 'name', default='?')}")
@@ -98,10 +121,11 @@ def _credential_mounts(spec: Mapping[str, Any], api_token_allowed: bool = False)
 
 
 def _agent_mounts_no_tool_credential(resources: list[Resource], ctx) -> list[Finding]:
+    api_token_allowed, class_problems = api_token_only_patches_pods(resources), livekit_class(resources)[1]
     return [(pod.name, f"the agent pod carries a credential: {what}; tool credentials belong to the tool server "
                        "(tools/<name>), which the agent reaches with an audience-bound token")
             for pod in _unique(agent_pods(resources))
-            for what in _credential_mounts(pod.spec, api_token_only_patches_pods(resources))]
+            for what in _credential_mounts(pod.spec, api_token_allowed, class_problems)]
 
 
 def _unique(pods):
@@ -123,16 +147,28 @@ def _is_agent_principal(member: str) -> bool:
     return member.endswith(f"/sa/{AGENT_SERVICE_ACCOUNT}") or member.endswith(f"[{AGENT_SERVICE_ACCOUNT}]")
 
 
+def _reads_livekit_secret(r: Resource, livekit_secrets: frozenset[str]) -> bool:
+    """Read access to one of the secrets the `livekit` SecretProviderClass mounts, and no more."""
+    secret = str(prop(r.props, "secretId", default="")).rsplit("/", 1)[-1]
+    return prop(r.props, "role") == ACCESSOR_ROLE and secret in livekit_secrets
+
+
 def _agent_identity_holds_no_tool_role(resources: list[Resource], ctx) -> list[Finding]:
+    livekit_secrets, class_problems = livekit_class(resources)
+    livekit_secrets = livekit_secrets if not class_problems else frozenset()
     findings = []
     for r in resources:
         if r.type not in (PROJECT_MEMBER, PROJECT_BINDING, SECRET_MEMBER, SECRET_BINDING):
             continue
         role = str(prop(r.props, "role", default=""))
         for member in filter(_is_agent_principal, _members(r)):
+            if r.type in (SECRET_MEMBER, SECRET_BINDING) and _reads_livekit_secret(r, livekit_secrets):
+                continue
             if r.type in (SECRET_MEMBER, SECRET_BINDING):
-                findings.append((r.name, f"the agent's principal {member} may read a Secret Manager secret ({role}): "
-                                         "grant it to the tool server's own principal instead"))
+                findings.append((r.name, f"the agent's principal {member} may read a Secret Manager secret ({role}) "
+                                         "other than its LiveKit files (secretAccessor on a secret the "
+                                         f"{LIVEKIT_SECRET_PROVIDER_CLASS} SecretProviderClass mounts): grant it to "
+                                         "the tool server's own principal instead"))
             elif role not in AGENT_ROLES:
                 findings.append((r.name, f"the agent's principal {member} is granted {role}; the agent may hold only "
                                          f"{', '.join(sorted(AGENT_ROLES))}: grant tool roles to the tool server's principal"))
@@ -183,10 +219,10 @@ def _tool_servers_reachable_only_from_agents(resources: list[Resource], ctx) -> 
 
 RULES: tuple[Rule, ...] = (
     Rule("agent-mounts-no-tool-credential", MANDATORY,
-         "The agent's pod carries no credential but its LiveKit Secret and audience-bound tool tokens.",
+         "The agent's pod carries no credential but its LiveKit files or Secret and audience-bound tool tokens.",
          check_stack=_agent_mounts_no_tool_credential),
     Rule("agent-identity-holds-no-tool-role", MANDATORY,
-         "The agent's Google principal holds Vertex AI only; no tool role, no Secret Manager access.",
+         "The agent's Google principal holds Vertex AI and its LiveKit secrets only; no tool role.",
          check_stack=_agent_identity_holds_no_tool_role),
     Rule("tool-server-admits-only-agents", MANDATORY,
          "Every tool server has a NetworkPolicy whose ingress admits agent pods only.",
