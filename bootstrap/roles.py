@@ -44,6 +44,10 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
     RoleUse("roles/cloudkms.admin", ("gcp:kms/",),
             "the key ring, the key that encrypts Kubernetes Secrets and the GKE service agent's grant on it"),
     RoleUse("roles/monitoring.editor", ("gcp:monitoring/",), "the runbook dashboard and alert policies"),
+    # No narrower predefined role both creates secrets and sets their IAM policy; the deployer
+    # already writes the values (they come from its stack config).
+    RoleUse("roles/secretmanager.admin", ("gcp:secretmanager/",),
+            "the LiveKit credential secrets, their versions and the agent's read grant on them (livekitCredentials)"),
     RoleUse("roles/binaryauthorization.policyEditor", ("gcp:binaryauthorization/",),
             "the project's image admission policy (binaryAuthorization)"),
     # compute.networkAdmin above already covers the reserved range (gcp:compute/globalAddress).

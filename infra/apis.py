@@ -17,7 +17,7 @@ STACK_APIS: dict[str, str] = {
     "iam.googleapis.com": "the node service account and the IAM grants",
     "iamcredentials.googleapis.com": "Workload Identity token exchange",
     "cloudresourcemanager.googleapis.com": "project IAM and the project number lookup",
-    "secretmanager.googleapis.com": "the cluster's Secret Manager add-on",
+    "secretmanager.googleapis.com": "the LiveKit credential secrets and the cluster's add-on that mounts them",
     "pubsub.googleapis.com": "the GKE upgrade-notification topic (upgradeNotifications)",
     "cloudkms.googleapis.com": "the key that encrypts Kubernetes Secrets (secretsEncryption)",
     "binaryauthorization.googleapis.com": "the image admission policy (binaryAuthorization)",

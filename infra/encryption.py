@@ -1,8 +1,9 @@
 """SecretsKey: the Cloud KMS key GKE encrypts Kubernetes Secrets with (application-layer
 secrets encryption), and the GKE service agent's right to use it.
 
-With it, the LiveKit credentials in etcd are encrypted under a key of this stack: revoking or
-disabling the key makes them unreadable, and every use is in the KMS audit log.
+With it, every Kubernetes Secret in etcd is encrypted under a key of this stack (the LiveKit
+credentials too where livekitCredentials=kubernetesSecret; by default they are in no Secret):
+revoking or disabling the key makes them unreadable, and every use is in the KMS audit log.
 """
 
 from __future__ import annotations

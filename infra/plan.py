@@ -145,6 +145,19 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
+class _ManifestDumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks, as people write them (the LiveKit files' class
+    carries its secrets list as YAML text); everything else as safe_dump writes it."""
+
+
+def _literal_if_multiline(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_ManifestDumper.add_representer(str, _literal_if_multiline)
+
+
 def write_manifests(resources: list[dict[str, Any]], out: Path) -> list[Path]:
     from k8s.manifests import manifest_from_inputs
 
@@ -158,7 +171,7 @@ def write_manifests(resources: list[dict[str, Any]], out: Path) -> list[Path]:
         if manifest is None:
             continue
         path = directory / f"{len(written):02d}-{manifest['kind'].lower()}-{manifest['metadata']['name']}.yaml"
-        path.write_text(yaml.safe_dump(_json_safe(manifest), sort_keys=False))
+        path.write_text(yaml.dump(_json_safe(manifest), Dumper=_ManifestDumper, sort_keys=False))
         written.append(path)
     return written
 

@@ -144,7 +144,7 @@ class AgentWorkload(pulumi.ComponentResource):
         if args.livekit_files is not None:
             # The add-on registers this CRD with the cluster. Should a brand-new cluster not have
             # it yet, the provider's retries (about 30 s) end this `up` here, before any pod
-            # exists, and the next `up` carries on (docs/infra.md, "First up").
+            # exists, and the next `up` carries on (README, "Going to `pulumi up`", step 8).
             return k8s.apiextensions.CustomResource(
                 child(name, "livekit-files"),
                 api_version="secrets-store.csi.x-k8s.io/v1", kind="SecretProviderClass",

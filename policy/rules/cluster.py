@@ -80,7 +80,7 @@ def _secrets_encryption(p, ctx):
         return []
     state, key = prop(p, "databaseEncryption", "state"), prop(p, "databaseEncryption", "keyName")
     return unless(state == "ENCRYPTED" and bool(key),
-                  "Kubernetes Secrets (the LiveKit credentials) are not encrypted with a key of this stack in a protected "
+                  "Kubernetes Secrets are not encrypted with a key of this stack in a protected "
                   "stack: set databaseEncryption {state: ENCRYPTED, keyName: <Cloud KMS key>} (setting secretsEncryption)")
 
 

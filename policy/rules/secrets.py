@@ -117,15 +117,13 @@ def _env_problems(pod: AgentPod) -> list[str]:
 def _credentials_as_files(resources: list[Resource], ctx: Context) -> list[Finding]:
     if not ctx.protected:
         return []
-    findings = []
-    for pod in agent_pods(resources):
-        for problem in _env_problems(pod) + _file_problems(pod):
-            findings.append((pod.name, f"{problem}; a protected stack keeps the LiveKit key and secret in Secret Manager, "
-                                       "mounted as files (livekitCredentials: secretManager)"))
-    if agent_pods(resources):
-        findings += [(LIVEKIT_SECRET_PROVIDER_CLASS, f"SecretProviderClass {LIVEKIT_SECRET_PROVIDER_CLASS}: {problem}")
-                     for problem in livekit_class(resources)[1]]
-    return findings
+    pods = agent_pods(resources)
+    found = [(pod.name, problem) for pod in pods for problem in _env_problems(pod) + _file_problems(pod)]
+    if pods:
+        found += [(LIVEKIT_SECRET_PROVIDER_CLASS, f"SecretProviderClass {LIVEKIT_SECRET_PROVIDER_CLASS}: {problem}")
+                  for problem in livekit_class(resources)[1]]
+    return [(name, f"{problem}; a protected stack keeps the LiveKit key and secret in Secret Manager, mounted as "
+                   "files (livekitCredentials: secretManager)") for name, problem in found]
 
 
 RULES: tuple[Rule, ...] = (

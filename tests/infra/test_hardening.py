@@ -33,6 +33,15 @@ def test_item1_the_vertex_grant_waits_for_the_cluster(plan):
     assert f"/workloadIdentityPools/{pool}/subject/" in grant["inputs"]["member"]
 
 
+def test_item1_the_places_grant_waits_for_the_cluster_too(plan):
+    """The same defect in the tool server's identity: its grant named `<project>.svc.id.goog`
+    without waiting for the cluster that creates it (found while adding the LiveKit secrets)."""
+    grant = plan.named("places-identity-quota-user")
+    assert "gke-cluster" in grant["dependsOn"], grant["dependsOn"]
+    pool = plan.one(CLUSTER)["inputs"]["workloadIdentityConfig"]["workloadPool"]
+    assert grant["inputs"]["member"].endswith(f"/workloadIdentityPools/{pool}/subject/ns/voice-agents/sa/places-mcp")
+
+
 # --- item 2: enable_components never empty ------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ every version the cluster may run (strict: no unknown fields), and free of secre
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import jsonschema
 import kubernetes_validate
@@ -13,6 +14,7 @@ import yaml
 
 from infra.plan import write_manifests
 from k8s.manifests import MASKED, manifest_from_inputs
+from tests.k8s.rendered import plan_with
 
 # The stacks pin a release channel, not a version: RAPID (dev) and REGULAR (prod) serve roughly
 # 1.34-1.36 in late 2026, and GKE moves clusters forward on its own. So every manifest must be
@@ -82,11 +84,34 @@ def capacity_buffer_schema() -> dict:
     return next(v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
 
 
+def strict(schema: dict) -> dict:
+    """A CRD's structural schema as strict field validation applies it: a field an object's
+    `properties` do not name is an error (the API server with fieldValidation=Strict, and
+    `kubectl --validate=strict`), unless the object keeps unknown fields or is a map."""
+    schema = dict(schema)
+    if "properties" in schema:
+        schema["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
+        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+    if isinstance(schema.get("items"), dict):
+        schema["items"] = strict(schema["items"])
+    return schema
+
+
+def secret_provider_class_schema() -> dict:
+    """secrets-store.csi.x-k8s.io/v1 of the vendored CRD (tests/schemas/SOURCES.md), strict."""
+    crd = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas" / "secretproviderclass-crd.yaml").read_text())
+    return strict(next(v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v["name"] == "v1"))
+
+
 def validate(manifest: dict, version: str) -> None:
     if manifest["kind"] == "PodMonitoring":
         jsonschema.validate(manifest, POD_MONITORING_SCHEMA)
     elif manifest["kind"] == "CapacityBuffer":
         jsonschema.validate(manifest, capacity_buffer_schema())
+    elif manifest["kind"] == "SecretProviderClass":
+        assert manifest["apiVersion"] == "secrets-store.csi.x-k8s.io/v1", manifest["apiVersion"]
+        jsonschema.validate(manifest, secret_provider_class_schema())
     else:
         kubernetes_validate.validate(manifest, version, strict=True)
 
@@ -108,7 +133,8 @@ def test_every_kubernetes_object_is_written(plan, manifests):
     deletion_cost = ["Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     # placesToolEnabled (k8s/tool_server.py): the Places MCP server's own objects
     tool_server = ["ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"]
-    assert kinds == sorted(["Namespace", "ServiceAccount", "Secret", "Deployment", "HorizontalPodAutoscaler",
+    # livekitCredentials=secretManager (both stacks): no Secret, the files' SecretProviderClass
+    assert kinds == sorted(["Namespace", "ServiceAccount", "SecretProviderClass", "Deployment", "HorizontalPodAutoscaler",
                             "PodDisruptionBudget", "PodMonitoring", "NetworkPolicy", *spare, *adapter, *deletion_cost,
                             *tool_server])
     objects = [r for r in plan.resources if r["type"].startswith("kubernetes:")]
@@ -129,6 +155,7 @@ def test_every_manifest_is_valid_in_strict_mode(manifests, version):
     ("HorizontalPodAutoscaler", ("spec", "behavior", "scaleUp"), "stabilisationWindowSeconds"),
     ("NetworkPolicy", ("spec",), "egres"),
     ("PodMonitoring", ("spec", "endpoints", 0), "intervall"),
+    ("SecretProviderClass", ("spec",), "providor"),
 ])
 def test_strict_validation_rejects_an_unknown_field(manifests, kind, path, field):
     """Negative control: if these passed, the validation above would prove nothing."""
@@ -153,11 +180,27 @@ def test_pod_monitoring_schema_requires_selector_and_interval(manifests):
             validate(broken, KUBERNETES_VERSIONS[-1])
 
 
-def test_secret_manifest_holds_placeholders_only(manifests):
-    [secret] = [m for m in manifests.values() if m["kind"] == "Secret"]
-    assert secret["stringData"] == {"url": MASKED, "api-key": MASKED, "api-secret": MASKED}
+def test_secret_provider_class_parameters_must_be_strings(manifests):
+    """The CRD types `parameters` as a map of strings: the secrets list must arrive as YAML text."""
+    spc = copy.deepcopy(next(m for m in manifests.values() if m["kind"] == "SecretProviderClass"))
+    spc["spec"]["parameters"]["secrets"] = yaml.safe_load(spc["spec"]["parameters"]["secrets"])
+    with pytest.raises(jsonschema.ValidationError):
+        validate(spc, KUBERNETES_VERSIONS[-1])
+
+
+def test_no_manifest_holds_a_credential(manifests):
+    """Secret Manager holds the values; the manifests name the secrets only."""
+    assert not [m for m in manifests.values() if m["kind"] == "Secret"]
     text = yaml.safe_dump(list(manifests.values()))
     assert "offline-placeholder-secret" not in text
+
+
+def test_secret_manifest_holds_placeholders_only(tmp_path):
+    """livekitCredentials=kubernetesSecret: the Secret is written with masked values only."""
+    paths = write_manifests(plan_with("dev", livekitCredentials="kubernetesSecret").resources, tmp_path)
+    [secret] = [m for m in (yaml.safe_load(p.read_text()) for p in paths) if m["kind"] == "Secret"]
+    assert secret["stringData"] == {"url": MASKED, "api-key": MASKED, "api-secret": MASKED}
+    assert "offline-placeholder-secret" not in "".join(p.read_text() for p in paths)
 
 
 def test_manifests_are_written_in_declaration_order(plan, tmp_path):
@@ -199,3 +242,9 @@ def test_secret_values_never_reach_a_manifest():
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": SECRET_ENVELOPE, "m": "[secret]"}})
     assert elsewhere["data"] == {"k": MASKED, "m": MASKED}
     assert "hunter2" not in repr([plain, enveloped, elsewhere])
+
+
+def test_the_vendored_secret_provider_class_crd_is_the_one_sources_names():
+    crd = Path(__file__).resolve().parents[1] / "schemas" / "secretproviderclass-crd.yaml"
+    digest = hashlib.sha256(crd.read_bytes()).hexdigest()
+    assert f"`{digest}`" in (crd.parent / "SOURCES.md").read_text()

@@ -23,7 +23,9 @@ def _grace(r: PlanResult) -> int:
 
 
 def _annotations(r: PlanResult) -> dict:
-    return pod_of(r)["metadata"].get("annotations") or {}
+    """The pod template's annotations but the credentials' revision (test_workload.py)."""
+    annotations = pod_of(r)["metadata"].get("annotations") or {}
+    return {k: v for k, v in annotations.items() if k != "gke-voice-agents/livekit-credentials-revision"}
 
 
 def _cap_prod() -> int:
@@ -128,6 +130,11 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
                         (False, False, 0, False)),
     # LiveKit Cloud restarts jobs itself (docs/recovery.md)
     "recoveryWatcher": ({"recoveryWatcher": "false"}, lambda r: env_of(r)["AGENT_RECOVERY_WATCHER"], "off"),
+    # kubernetesSecret: the credentials from a Secret into env (test_workload.py has the details)
+    "livekitCredentials": ({"livekitCredentials": "kubernetesSecret"},
+                           lambda r: (sorted(e["name"] for e in container_of(r)["env"] if e["name"].startswith("LIVEKIT_")),
+                                      len(r.of_type("gcp:secretmanager/secret:Secret"))),
+                           (["LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_URL"], 0)),
 }
 
 
@@ -155,7 +162,7 @@ def test_every_workload_setting_is_covered():
         "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
         "recoveryEnabled", "recoveryWatcher",
         "podDeletionCost", "spareCapacityMode", "agentImageRepository", "agentVoice",
-        "agentName", "livekitTargetLoad", "agentPersona",
+        "agentName", "livekitTargetLoad", "agentPersona", "livekitCredentials",
     }
     declared = {k.split(":", 1)[1] for k in project_declarations()}
     hpa_keys = {k for k in declared if k.startswith("hpa")}
@@ -164,8 +171,7 @@ def test_every_workload_setting_is_covered():
             # hpa, call and dispatch are groups; model_prices is derived from priceOverrides
             == len(fields(WorkloadSettings)) - 4 + len(fields(HpaSettings)) + len(fields(CallSettings))
             + len(fields(DispatchSettings)))
-    # livekitUrl travels in the Secret
-    # (test_workload.py::test_livekit_secret_carries_url_key_and_secret_as_pulumi_secrets);
+    # livekitUrl is a plain variable, or travels in the Secret (test_workload.py, test_apply.py);
     # livekitTargetLoad describes the LiveKit server and only bounds loadThreshold
     # (test_config_errors.py).
     assert set(CASES) | {"livekitUrl", "livekitTargetLoad"} == workload_keys | hpa_keys

@@ -1,6 +1,7 @@
 """AgentWorkload as the program declares it: one evaluation of each committed stack under mocks.
 
-Guards the Deployment, HPA, PDB, PodMonitoring, NetworkPolicy and Secret against drifting from
+Guards the Deployment, HPA, PDB, PodMonitoring, NetworkPolicy and the LiveKit credentials (a
+SecretProviderClass, or a Secret with livekitCredentials=kubernetesSecret) against drifting from
 the runtime contract (CONTRACT.md, k8s/runtime.py) and from the timing rules (k8s/capacity.py).
 """
 
@@ -12,9 +13,10 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.mocks import ParentTrackingMonitor
-from k8s import deletion_cost, runtime
+from k8s import deletion_cost, livekit_files, runtime
 from k8s.capacity import SHUTDOWN_BUDGET_S, worker_load_at_target
 from k8s.sizes import SIZES
 from tests.k8s.rendered import container_of, deployment_of, env_of, hpa_of, plan_with, pod_of
@@ -22,7 +24,8 @@ from tests.k8s.rendered import container_of, deployment_of, env_of, hpa_of, plan
 AGENT_TYPES = {
     "namespace": "kubernetes:core/v1:Namespace",
     "ksa": "kubernetes:core/v1:ServiceAccount",
-    "livekit": "kubernetes:core/v1:Secret",
+    # livekitCredentials=secretManager (both stacks): the files' SecretProviderClass
+    "livekit-files": "kubernetes:secrets-store.csi.x-k8s.io/v1:SecretProviderClass",
     "deployment": "kubernetes:apps/v1:Deployment",
     "hpa": "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
     "pdb": "kubernetes:policy/v1:PodDisruptionBudget",
@@ -86,15 +89,68 @@ def test_replicas_are_left_to_the_hpa(monkeypatch):
     assert "replicas" not in deployment_of(result)["spec"]
 
 
-def test_container_reads_livekit_credentials_from_the_secret(plan):
-    """The Secret's contents (URL, key, secret, as Pulumi secrets) are checked on the wire in
-    test_apply.py; here, that the container takes all three from it and nowhere else."""
+def test_container_reads_livekit_credentials_as_files_from_secret_manager(plan):
+    """Key and secret are paths under the add-on's volume of the `livekit` class; the URL, no
+    secret, is a plain value; no Kubernetes Secret exists and the stack's values reach only the
+    Secret Manager versions (as Pulumi secrets)."""
+    env = env_of(plan)
+    assert env["LIVEKIT_URL"] == "wss://my-project.livekit.cloud"
+    assert (env["LIVEKIT_API_KEY_FILE"], env["LIVEKIT_API_SECRET_FILE"]) == (
+        "/var/run/secrets/livekit/api-key", "/var/run/secrets/livekit/api-secret")
+    assert not {"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"} & set(env)
+    assert not [e for e in container_of(plan)["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    assert not [r for r in plan.resources if r["type"] == "kubernetes:core/v1:Secret"]
+    spec = pod_of(plan)["spec"]
+    assert livekit_files.volume() in spec["volumes"] and livekit_files.mount() in container_of(plan)["volumeMounts"]
+    assert livekit_files.volume()["csi"] == {"driver": "secrets-store-gke.csi.k8s.io", "readOnly": True,
+                                             "volumeAttributes": {"secretProviderClass": "livekit"}}
+    versions = [r for r in plan.resources if r["type"] == "gcp:secretmanager/secretVersion:SecretVersion"]
+    assert [v["inputs"]["secretData"] for v in versions] == ["[secret]", "[secret]"]
+
+
+def test_the_secret_provider_class_lists_the_stacks_two_secrets(plan):
+    spc = plan.named("agent-livekit-files")["inputs"]
+    assert spc["metadata"]["name"] == runtime.LIVEKIT_SECRET_PROVIDER_CLASS and spc["spec"]["provider"] == "gke"
+    project = f"my-voice-agents-{plan.stack}"
+    assert yaml.safe_load(spc["spec"]["parameters"]["secrets"]) == [
+        {"resourceName": f"projects/{project}/secrets/{plan.stack}-livekit-api-key/versions/latest", "path": "api-key"},
+        {"resourceName": f"projects/{project}/secrets/{plan.stack}-livekit-api-secret/versions/latest", "path": "api-secret"}]
+    secret_ids = sorted(r["inputs"]["secretId"] for r in plan.resources if r["type"] == "gcp:secretmanager/secret:Secret")
+    assert secret_ids == [f"{plan.stack}-livekit-api-key", f"{plan.stack}-livekit-api-secret"]
+
+
+def test_pods_wait_for_their_credentials(plan):
+    """No pod may start before its class, its secrets and its read grant exist: the Deployment
+    depends on the class, and the workload on the secrets, their versions and the grants (the
+    engine expands a component dependency to its children)."""
+    assert "agent-livekit-files" in plan.named("agent-deployment")["dependsOn"]
+    assert {f"livekit-{f}{part}" for f in ("api-key", "api-secret") for part in ("", "-version", "-agent-reader")} <= set(
+        plan.named("agent")["dependsOn"])
+
+
+def test_a_rotation_rolls_the_pods(plan):
+    """The secret versions are on the pod template, so a new version starts new pods (each reads
+    its files once) while the old ones drain with what they hold."""
+    annotations = pod_of(plan)["metadata"]["annotations"]
+    assert annotations[livekit_files.REVISION_ANNOTATION] == "1-1"
+
+
+def test_kubernetes_secret_mode_reads_the_credentials_from_a_secret():
+    """livekitCredentials=kubernetesSecret: the Secret's contents (URL, key, secret, as Pulumi
+    secrets) are checked on the wire in test_apply.py; here, that the container takes all three
+    from it and nowhere else, and that nothing of Secret Manager is declared."""
+    plan = plan_with("dev", livekitCredentials="kubernetesSecret")
     assert plan.named("agent-livekit")["inputs"]["stringData"] == "[secret]"
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container_of(plan)["env"]
             if "secretKeyRef" in e.get("valueFrom", {})}
     assert refs == {"LIVEKIT_URL": {"name": "livekit", "key": "url"},
                     "LIVEKIT_API_KEY": {"name": "livekit", "key": "api-key"},
                     "LIVEKIT_API_SECRET": {"name": "livekit", "key": "api-secret"}}
+    assert not {"LIVEKIT_API_KEY_FILE", "LIVEKIT_API_SECRET_FILE"} & set(env_of(plan))
+    assert "livekit-credentials" not in [v["name"] for v in pod_of(plan)["spec"]["volumes"]]
+    assert livekit_files.REVISION_ANNOTATION not in pod_of(plan)["metadata"]["annotations"]
+    assert not [r for r in plan.resources if r["type"].startswith(("gcp:secretmanager/", "kubernetes:secrets-store"))]
+    assert "agent-livekit" in plan.named("agent-deployment")["dependsOn"]
 
 
 # --- the pod --------------------------------------------------------------------------------------
@@ -121,13 +177,14 @@ def test_grace_is_derived_from_drain_and_shutdown_budget(stack):
     assert pod_of(result)["spec"]["terminationGracePeriodSeconds"] == drain + SHUTDOWN_BUDGET_S == drain + 100
     assert env_of(result)["AGENT_DRAIN_TIMEOUT_SECONDS"] == str(drain)
     # Both stacks outlive the autoscaler's 10-minute cap: extended-duration pods.
-    assert pod_of(result)["metadata"]["annotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    assert pod_of(result)["metadata"]["annotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+                                                         livekit_files.REVISION_ANNOTATION: "1-1"}
 
 
 def test_environment_is_exactly_the_agent_contract(plan):
     env = env_of(plan)
     assert set(env) == {
-        "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "AGENT_DRAIN_TIMEOUT_SECONDS",
+        "LIVEKIT_URL", "LIVEKIT_API_KEY_FILE", "LIVEKIT_API_SECRET_FILE", "AGENT_DRAIN_TIMEOUT_SECONDS",
         "AGENT_LOAD_THRESHOLD", "AGENT_HEALTH_PORT", "AGENT_METRICS_PORT", "AGENT_LOG_LEVEL",
         "AGENT_GEMINI_MODEL", "AGENT_VERSION", "AGENT_METRICS_LINGER_SECONDS", "GOOGLE_CLOUD_PROJECT",
         "GOOGLE_CLOUD_LOCATION",
@@ -178,9 +235,10 @@ def test_hardened_with_writable_tmp_only(plan):
         "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
     assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] == 10001
-    # /tmp writable; the deletion-cost token (k8s/deletion_cost.py) read-only
-    # /tmp, the deletion-cost token and the tool servers' audience-bound tokens
-    assert [m["name"] for m in c["volumeMounts"]] == ["tmp", deletion_cost.TOKEN_VOLUME, "tool-tokens"]
+    # /tmp writable; read-only: the deletion-cost token (k8s/deletion_cost.py), the tool servers'
+    # audience-bound tokens and the LiveKit credential files
+    assert [m["name"] for m in c["volumeMounts"]] == ["tmp", deletion_cost.TOKEN_VOLUME, "tool-tokens",
+                                                      "livekit-credentials"]
     assert spec["volumes"][0] == {"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}}
     assert spec["volumes"][1:2] == deletion_cost.token_volumes()
     assert [s["serviceAccountToken"]["audience"] for s in spec["volumes"][2]["projected"]["sources"]] == ["places-mcp"]

@@ -73,7 +73,7 @@ FAILING: dict[str, tuple[Mutation, str]] = {
     "gke-system-metrics": (lambda rs: _first(rs, "gcp:container/cluster:Cluster")["monitoringConfig"].pop("enableComponents"),
                            "the provider then sends an empty list"),
     "gke-secrets-encryption": (lambda rs: _first(rs, "gcp:container/cluster:Cluster").pop("databaseEncryption"),
-                               "Kubernetes Secrets (the LiveKit credentials) are not encrypted with a key of this stack"),
+                               "Kubernetes Secrets are not encrypted with a key of this stack"),
     "gke-binary-authorization": (lambda rs: _first(rs, "gcp:container/cluster:Cluster").pop("binaryAuthorization"),
                                  "binaryAuthorization.evaluationMode is not set in a protected stack"),
     "binauthz-only-stack-registry": (lambda rs: _first(rs, "gcp:binaryauthorization/policy:Policy")["admissionWhitelistPatterns"].append(
@@ -143,7 +143,7 @@ FAILING: dict[str, tuple[Mutation, str]] = {
 
 # Rules about what only prod turns on (its KMS key and Binary Authorization policy).
 PROD_ONLY = ("gke-secrets-encryption", "gke-binary-authorization", "binauthz-only-stack-registry",
-             "binauthz-admits-the-workloads", "database-backups-in-prod")
+             "binauthz-admits-the-workloads", "database-backups-in-prod", "livekit-credentials-as-files")
 
 
 # The tool rules' cases live beside their own tests (policy/rules/tools.py).
@@ -154,6 +154,10 @@ FAILING.update(_TOOL_CASES)
 from tests.policy.test_rules_database import FAILING_CASES as _DATABASE_CASES  # noqa: E402
 
 FAILING.update(_DATABASE_CASES)
+# The LiveKit credentials' rule (policy/rules/secrets.py).
+from tests.policy.test_rules_secrets import FAILING_CASES as _SECRETS_CASES  # noqa: E402
+
+FAILING.update(_SECRETS_CASES)
 
 
 def _only(found: list[dict], rule_id: str) -> list[str]:

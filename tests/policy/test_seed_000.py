@@ -90,6 +90,9 @@ COMMON = {
     "agent-rollout-keeps-old-pods": "mandatory",
     # No PodDisruptionBudget.
     "agent-pdb": "advisory",
+    # No env at all: the seed leaves the LiveKit credentials to the image or a Secret; a protected
+    # stack mounts them as files from Secret Manager (LIVEKIT_API_KEY_FILE, _SECRET_FILE).
+    "livekit-credentials-as-files": "mandatory",
     # `backend-agent:latest` is in none of prod's registries: Binary Authorization refuses it.
     "binauthz-admits-the-workloads": "mandatory",
     # The seed replaces every Deployment, prod's spare-capacity placeholders too, so prod's
