@@ -10,6 +10,7 @@ bash scripts/setup-livekit.sh
 bash scripts/setup-prometheus.sh
 bash scripts/setup-postgres.sh
 bash scripts/setup-tools.sh
+bash scripts/setup-csi-mount.sh
 export PATH="$PWD/.tools/bin:$PATH"
 
 # The offline plan of every committed stack must pass: valid config, manifests, no mandatory
