@@ -23,9 +23,11 @@ ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
 # The label the policy rules know these secrets by (policy/rules/tools.py).
 ROLE_LABEL = "gke-voice-agents-role"
 ROLE_VALUE = "livekit-credentials"
-# A rotation replaces the version; the old one is disabled, not destroyed, so a rollback is
-# `gcloud secrets versions enable` rather than a lost credential (pods that already read it keep
-# their files either way).
+# A rotation replaces the version. The old one is disabled, not destroyed: no pod can mount the
+# rotated-out credential any more, yet its value stays recoverable and its history audited. Pods
+# read `latest` (the newest version), so a rollback is setting the old values again, which adds a
+# version; re-enabling an old one changes nothing, and disabling the newest one makes every new
+# pod's mount fail (tests/k8s/test_csi_mount.py). Running pods keep the files they read.
 OLD_VERSION_POLICY = "DISABLE"
 
 
