@@ -24,7 +24,7 @@ from . import call_usage, model, persona_api, tools_mcp
 from .call_life import CallLife
 from .logs import log_event
 from .recovery import resume
-from .settings import AgentSettings, load_settings
+from .settings import AgentSettings, load_job_process_settings
 
 SETTINGS_KEY = "settings"
 VAD_KEY = "vad"
@@ -37,9 +37,10 @@ def prewarm(proc: JobProcess) -> None:
 
     The ONNX model ships inside the livekit-plugins-silero wheel: nothing is downloaded here.
     Settings were validated by the worker process at start; job processes inherit its
-    environment, so parsing again cannot fail differently.
+    environment (with the credentials the framework exported), so parsing again cannot fail
+    differently.
     """
-    proc.userdata[SETTINGS_KEY] = load_settings(os.environ)
+    proc.userdata[SETTINGS_KEY] = load_job_process_settings(os.environ)
     proc.userdata[VAD_KEY] = silero.VAD.load()
     # AGENT_PERSONA was imported and checked by the worker process at start (worker.run)
     proc.userdata[PERSONA_KEY] = persona_api.load_persona(proc.userdata[SETTINGS_KEY].persona)

@@ -99,9 +99,10 @@ class AgentSettings:
     livekit_url: str
     """LIVEKIT_URL: ws(s):// or http(s):// URL of the LiveKit server (required)."""
     livekit_api_key: str = field(repr=False)
-    """LIVEKIT_API_KEY: LiveKit API key (required, from a Kubernetes Secret; never logged)."""
+    """LIVEKIT_API_KEY_FILE (the file the GKE stack mounts from Secret Manager) or
+    LIVEKIT_API_KEY (the kubernetesSecret mode): LiveKit API key, exactly one (never logged)."""
     livekit_api_secret: str = field(repr=False)
-    """LIVEKIT_API_SECRET: LiveKit API secret (required, from a Kubernetes Secret; never logged)."""
+    """LIVEKIT_API_SECRET_FILE or LIVEKIT_API_SECRET: LiveKit API secret, likewise."""
     gcp_project: str
     """GOOGLE_CLOUD_PROJECT: project whose Vertex AI endpoint serves Gemini Live (required)."""
     gcp_location: str = DEFAULT_GCP_LOCATION
@@ -195,8 +196,8 @@ def load_settings(env: Mapping[str, str]) -> AgentSettings:
     reader = _Reader(env, problems)
     settings_kwargs = {
         "livekit_url": reader.url("LIVEKIT_URL"),
-        "livekit_api_key": reader.secret("LIVEKIT_API_KEY"),
-        "livekit_api_secret": reader.secret("LIVEKIT_API_SECRET"),
+        "livekit_api_key": read_secret(env, "LIVEKIT_API_KEY", problems),
+        "livekit_api_secret": read_secret(env, "LIVEKIT_API_SECRET", problems),
         "gcp_project": reader.pattern(
             "GOOGLE_CLOUD_PROJECT",
             None,
@@ -269,6 +270,80 @@ def load_settings(env: Mapping[str, str]) -> AgentSettings:
     if problems:
         raise SettingsError(problems)
     return AgentSettings(**settings_kwargs)  # type: ignore[arg-type]
+
+
+# livekit-agents 1.8.9 AgentServer.run (worker.py) exports the api_key and api_secret it was
+# given as LIVEKIT_API_KEY / LIVEKIT_API_SECRET before it starts its job processes, which inherit
+# them: the values the worker read from the files once at start.
+_CREDENTIAL_FILES = ("LIVEKIT_API_KEY_FILE", "LIVEKIT_API_SECRET_FILE")
+
+
+def load_job_process_settings(env: Mapping[str, str]) -> AgentSettings:
+    """A job process's settings: the worker's, with the credentials the framework handed down
+    instead of the files again (else it would see both forms, and a file rotated since start
+    would give it a key the worker does not use)."""
+    return load_settings({k: v for k, v in env.items() if k not in _CREDENTIAL_FILES})
+
+
+def read_secret(env: Mapping[str, str], name: str, problems: list[str]) -> str | None:
+    """A credential from exactly one of ``name`` (the value) or ``name_FILE`` (a file holding
+    it, read once here); a problem otherwise. Empty counts as unset, as for every variable."""
+    file_name = f"{name}_FILE"
+    value, path = env.get(name, "").strip(), env.get(file_name, "").strip()
+    if value and path:
+        problems.append(
+            f"{name} and {file_name} are both set (values hidden): set only one, "
+            f"{file_name} for the file the GKE stack mounts from Secret Manager or {name} "
+            "for the value from the LiveKit Kubernetes Secret"
+        )
+        return None
+    if path:
+        return _read_secret_file(file_name, path, problems)
+    if value:
+        return value
+    problems.append(
+        f"{name} is required but neither {file_name} nor {name} is set: set {file_name} to "
+        "the file the GKE stack mounts from Secret Manager, or "
+        f"{name} from the LiveKit Kubernetes Secret (stack setting livekitCredentials)"
+    )
+    return None
+
+
+def _read_secret_file(file_name: str, path: str, problems: list[str]) -> str | None:
+    """The file's text without surrounding whitespace (a secret stored with `echo` ends in a
+    newline); a problem naming the variable, the path and why. Never the contents."""
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        problems.append(
+            f"{file_name}={path!r} cannot be read: {_why_unreadable(error)}; point it at the "
+            "mounted secret file (in the GKE stack, the pod's Secret Manager volume)"
+        )
+        return None
+    except UnicodeDecodeError:
+        problems.append(
+            f"{file_name}={path!r} is not UTF-8 text (contents hidden): it must hold the "
+            "LiveKit credential as plain text"
+        )
+        return None
+    if not value:
+        problems.append(
+            f"{file_name}={path!r} is empty: the secret it holds has no value; in the GKE "
+            "stack, add a Secret Manager version holding the LiveKit credential"
+        )
+        return None
+    return value
+
+
+def _why_unreadable(error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "it is a directory, not a file"
+    if isinstance(error, PermissionError):
+        return "not readable: permission denied for this user"
+    # e.g. a parent of the path is a file: "Not a directory"
+    return f"not readable: {error.strerror or type(error).__name__}"
 
 
 def _check_vertex_only(env: Mapping[str, str], problems: list[str]) -> None:
@@ -442,15 +517,6 @@ class _Reader:
             self.problems.append(
                 f"{name}={raw!r} is not a LiveKit server URL: use "
                 f"{', '.join(s + '://host[:port]' for s in _URL_SCHEMES)}"
-            )
-            return None
-        return raw
-
-    def secret(self, name: str) -> str | None:
-        raw = self._raw(name)
-        if not raw:
-            self.problems.append(
-                f"{name} is required but not set: mount it from the LiveKit Kubernetes Secret"
             )
             return None
         return raw

@@ -3,6 +3,8 @@
     LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=... \\
       python -m voice_agent.test_call --url wss://livekit.example.com --agent-name support-agent
 
+(or LIVEKIT_API_KEY_FILE / LIVEKIT_API_SECRET_FILE naming files that hold them, as the agent).
+
 Mints a caller token whose room configuration dispatches the named agent (LiveKit's explicit
 dispatch through the token, RoomAgentDispatch), joins a fresh room with the rtc SDK, plays a
 short utterance (a WAV file, or a built-in voiced sound), listens, hangs up, and waits for the
@@ -25,6 +27,8 @@ import uuid
 import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .settings import read_secret
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SAMPLE_RATE = 48000
@@ -187,9 +191,10 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = _arguments(argv)
-    key, secret = os.environ.get("LIVEKIT_API_KEY", ""), os.environ.get("LIVEKIT_API_SECRET", "")
-    problems = [f"{name} is not set: the LiveKit API key pair that signs the caller's token"
-                for name, value in (("LIVEKIT_API_KEY", key), ("LIVEKIT_API_SECRET", secret)) if not value]
+    # the key pair that signs the caller's token, from the values or files as the agent takes it
+    problems: list[str] = []
+    key = read_secret(os.environ, "LIVEKIT_API_KEY", problems) or ""
+    secret = read_secret(os.environ, "LIVEKIT_API_SECRET", problems) or ""
     if not args.url.startswith(("ws://", "wss://")):
         problems.append(f"--url={args.url!r} is not a LiveKit URL: use ws://host:port or wss://host")
     if not 0 < args.timeout <= 600 or not 0 <= args.listen <= 600:

@@ -5,6 +5,9 @@ Fidelity that matters for drain behaviour:
   shell that installs no SIGTERM handler ignores SIGTERM exactly as it does in a pod.
 - Termination: the grace clock starts, the preStop hook runs (counted inside grace), then
   SIGTERM goes to PID 1 only, then SIGKILL takes the whole namespace when grace runs out.
+- Secrets Store CSI volumes (GKE's Secret Manager add-on): the files the provider would write
+  are written to a per-pod directory and the env that points into the mount is pointed there
+  (see SecretVolume).
 Everything else about the pod (image, cgroups, network) is out of scope and stays real-host.
 """
 
@@ -24,6 +27,45 @@ from typing import Any, Mapping
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# The CSI driver of GKE's Secret Manager add-on (a managed build of the Secrets Store CSI driver
+# with GoogleCloudPlatform/secrets-store-csi-driver-provider-gcp); its SecretProviderClasses
+# say `provider: gke`.
+SECRETS_STORE_DRIVER = "secrets-store-gke.csi.k8s.io"
+SECRETS_STORE_PROVIDER = "gke"
+
+
+@dataclass(frozen=True)
+class SecretVolume:
+    """A Secrets Store CSI volume as the container sees it, standing in for the driver.
+
+    Imitated: the provider (secrets-store-csi-driver-provider-gcp, config/config.go: each entry
+    of the SecretProviderClass's `parameters.secrets` YAML string has a `resourceName`
+    projects/*/secrets/*/versions/* and a relative `path`) fetches each listed secret version
+    from Secret Manager and writes its payload, byte for byte, to <mountPath>/<path>, before the
+    container starts. Here the payloads come from a mapping resourceName -> value that the test
+    supplies (an imitated Secret Manager), and the files go to a per-pod directory on the host
+    (Pod mounts them), since the test cannot mount at the real path. Not imitated: rotation,
+    file modes, Workload Identity (the real mount fails when the pod's principal may not read a
+    secret; tests/policy checks the grants)."""
+
+    name: str
+    mount_path: str
+    files: Mapping[str, str] = field(repr=False)  # path inside the mount -> secret payload
+
+    def mount(self, pod_dir: Path) -> Path:
+        """Write the files under pod_dir/<volume name>, as the provider writes the mount."""
+        root = pod_dir / self.name
+        for path, value in self.files.items():
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(value)
+        return root
+
+    def rebase(self, value: str, root: Path) -> str:
+        """`value` pointed at `root` when it is the mount path or under it; else unchanged."""
+        if value == self.mount_path or value.startswith(self.mount_path.rstrip("/") + "/"):
+            return str(root) + value[len(self.mount_path):]
+        return value
 
 
 @dataclass(frozen=True)
@@ -37,6 +79,8 @@ class ContainerSpec:
     drain_timeout_seconds: float
     # resources.limits.cpu in millicores: the pod cgroup's quota (cgroup.py)
     cpu_limit_millis: int | None = None
+    # the container's Secrets Store CSI mounts, written per pod by Pod (SecretVolume)
+    secret_volumes: tuple[SecretVolume, ...] = ()
 
     def with_timing(self, *, drain_timeout: float | None = None, time_scale: float = 1.0) -> "ContainerSpec":
         """Time-scaled copy for a test that cannot wait an hour.
@@ -78,10 +122,18 @@ def load_deployment(path: Path) -> dict:
     return next(d for d in docs if d.get("kind") == "Deployment")
 
 
-def container_spec(deployment: dict, overrides: Mapping[str, str]) -> ContainerSpec:
+def container_spec(
+    deployment: dict,
+    overrides: Mapping[str, str],
+    *,
+    manifests_dir: Path | None = None,
+    secret_manager: Mapping[str, str] | None = None,
+) -> ContainerSpec:
     """Command, args, plain env, grace and preStop exactly as rendered. Env that comes from
-    Secrets (LiveKit URL and credentials) is not in the manifest: `overrides` supplies it,
-    pointed at the local server."""
+    Secrets (secretKeyRef: the LiveKit URL and credentials in the kubernetesSecret mode) is not
+    in the manifest: `overrides` supplies it, pointed at the local server. Files from Secrets
+    Store CSI volumes come from `secret_manager` (resourceName -> value) through the
+    SecretProviderClasses in `manifests_dir`, the directory the Deployment was rendered into."""
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     plain = {e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e}
@@ -91,6 +143,8 @@ def container_spec(deployment: dict, overrides: Mapping[str, str]) -> ContainerS
     missing = from_secrets - set(overrides)
     if missing:
         raise ValueError(f"the Deployment reads {sorted(missing)} from a Secret; the test must supply them")
+    volumes = secret_volumes(deployment, manifests_dir, secret_manager or {})
+    _check_file_env(plain, container, volumes)
     argv = tuple(str(w) for w in (container.get("command") or []) + (container.get("args") or []))
     return ContainerSpec(
         argv=argv,
@@ -99,7 +153,90 @@ def container_spec(deployment: dict, overrides: Mapping[str, str]) -> ContainerS
         pre_stop=(container.get("lifecycle") or {}).get("preStop"),
         drain_timeout_seconds=float(plain.get("AGENT_DRAIN_TIMEOUT_SECONDS", 3600)),
         cpu_limit_millis=_cpu_limit(container),
+        secret_volumes=volumes,
     )
+
+
+def secret_provider_classes(deployment: dict, manifests_dir: Path | None) -> dict[str, dict]:
+    """The SecretProviderClass of each Secrets Store CSI volume the container mounts, by volume
+    name, found among the manifests rendered next to the Deployment (same namespace, as the
+    driver looks it up). Fails the way the mount would: a class not found, another provider."""
+    pod = deployment["spec"]["template"]["spec"]
+    mounted = {m["name"] for m in pod["containers"][0].get("volumeMounts", [])}
+    namespace = (deployment.get("metadata") or {}).get("namespace", "default")
+    classes = {}
+    for volume in pod.get("volumes", []):
+        csi = volume.get("csi") or {}
+        if csi.get("driver") != SECRETS_STORE_DRIVER or volume["name"] not in mounted:
+            continue
+        wanted = (csi.get("volumeAttributes") or {}).get("secretProviderClass")
+        if manifests_dir is None:
+            raise ValueError(f"volume {volume['name']!r} mounts SecretProviderClass {wanted!r}: "
+                             "pass the manifests directory the Deployment was rendered into")
+        spc = _find_secret_provider_class(manifests_dir, wanted, namespace)
+        if spc is None:
+            raise LookupError(f"volume {volume['name']!r} mounts SecretProviderClass {wanted!r}, but "
+                              f"{manifests_dir} holds none of that name in namespace {namespace!r}: "
+                              "the driver would fail the mount and the pod would never start")
+        provider = (spc.get("spec") or {}).get("provider")
+        if provider != SECRETS_STORE_PROVIDER:
+            raise ValueError(f"SecretProviderClass {wanted!r} names provider {provider!r}; the "
+                             f"{SECRETS_STORE_DRIVER} driver serves {SECRETS_STORE_PROVIDER!r} only")
+        classes[volume["name"]] = spc
+    return classes
+
+
+def _find_secret_provider_class(manifests_dir: Path, name: str | None, namespace: str) -> dict | None:
+    for path in sorted(manifests_dir.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            metadata = (doc or {}).get("metadata") or {}
+            if (doc or {}).get("kind") == "SecretProviderClass" and metadata.get("name") == name \
+                    and metadata.get("namespace", "default") == namespace:
+                return doc
+    return None
+
+
+def secret_files(spc: dict) -> dict[str, str]:
+    """path -> resourceName of a SecretProviderClass: `parameters.secrets` is a YAML string
+    (a list of {resourceName, path}), parsed as the provider parses it."""
+    entries = yaml.safe_load(spc["spec"]["parameters"]["secrets"]) or []
+    return {str(entry["path"]): str(entry["resourceName"]) for entry in entries}
+
+
+def secret_volumes(deployment: dict, manifests_dir: Path | None,
+                   secret_manager: Mapping[str, str]) -> tuple[SecretVolume, ...]:
+    """Each Secrets Store CSI mount of the container with the payloads its files would get."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    mount_paths = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+    volumes = []
+    for name, spc in secret_provider_classes(deployment, manifests_dir).items():
+        files = {}
+        for path, resource in secret_files(spc).items():
+            if resource not in secret_manager:
+                raise LookupError(f"SecretProviderClass {spc['metadata']['name']!r} lists {resource} "
+                                  f"(path {path}), which the imitated Secret Manager does not hold: "
+                                  "the provider would fail the mount (NotFound)")
+            files[path] = secret_manager[resource]
+        volumes.append(SecretVolume(name, mount_paths[name], files))
+    return tuple(volumes)
+
+
+def _check_file_env(env: Mapping[str, str], container: dict, volumes: tuple[SecretVolume, ...]) -> None:
+    """Every rendered *_FILE env must point into a volume the container mounts and this
+    stand-in provides; otherwise the file would not exist in the pod (or not here)."""
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    provided = {v.mount_path for v in volumes}
+    for name, value in env.items():
+        if not name.endswith("_FILE"):
+            continue
+        under = [m for m in mounts if value == m or value.startswith(m.rstrip("/") + "/")]
+        if not under:
+            raise ValueError(f"{name}={value!r} points under no volume the container mounts "
+                             f"({', '.join(sorted(mounts)) or 'none'}): the file would not exist in the pod")
+        mount = max(under, key=len)
+        if mount not in provided:
+            raise ValueError(f"{name}={value!r} is under {mount} (volume {mounts[mount]!r}), which this "
+                             "stand-in does not provide: it writes Secrets Store CSI volumes only")
 
 
 def _downward_api(deployment: dict, container: dict) -> dict[str, str]:
@@ -122,6 +259,21 @@ def _cpu_limit(container: dict) -> int | None:
 
     limit = ((container.get("resources") or {}).get("limits") or {}).get("cpu")
     return cpu_millis(str(limit)) if limit else None
+
+
+def mount_secret_volumes(spec: ContainerSpec, pod_dir: Path | None) -> dict[str, str]:
+    """Write the spec's Secrets Store CSI volumes under `pod_dir` and return the container env
+    with every value under a volume's mountPath pointed at the written copy."""
+    env = dict(spec.env)
+    if not spec.secret_volumes:
+        return env
+    if pod_dir is None:
+        raise ValueError(f"the pod mounts {[v.name for v in spec.secret_volumes]} (Secrets Store CSI): "
+                         "give it a directory of its own for the files (volumes_dir)")
+    for volume in spec.secret_volumes:
+        root = volume.mount(pod_dir)
+        env = {name: volume.rebase(value, root) for name, value in env.items()}
+    return env
 
 
 @dataclass
@@ -151,18 +303,21 @@ class Pod:
     `terminate()` runs in a background thread so the test can keep placing calls while the
     pod goes down. Logs are read through the agent harness's WorkerProcess."""
 
-    def __init__(self, spec: ContainerSpec, *, env: Mapping[str, str], log_path: Path):
+    def __init__(self, spec: ContainerSpec, *, env: Mapping[str, str], log_path: Path,
+                 volumes_dir: Path | None = None):
         from helpers.worker_process import AGENT_DIR, start_worker
 
         from term import cgroup
 
         self.spec = spec
+        # `volumes_dir`: this pod's own directory for its Secrets Store CSI mounts
+        self.env = mount_secret_volumes(spec, volumes_dir)
         # The container's CPU limit as a cgroup of its own, so the worker's load is its own CPU
         # against that limit, as in the pod, and not the whole test machine's (cgroup.py).
         self.cgroup = cgroup.PodCgroup(spec.cpu_limit_millis) if spec.cpu_limit_millis and cgroup.supported() else None
         command = self.cgroup.argv(spec.argv) if self.cgroup else list(spec.argv)
         argv = ["unshare", "--pid", "--fork", "--kill-child", "--", *command]
-        self.worker = start_worker(argv, {**env, **spec.env}, cwd=AGENT_DIR, log_path=log_path)
+        self.worker = start_worker(argv, {**env, **self.env}, cwd=AGENT_DIR, log_path=log_path)
         self.pid1 = namespace_init(self.worker.process.pid)
         self.termination: Termination | None = None
 

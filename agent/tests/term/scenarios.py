@@ -5,8 +5,10 @@ args, env, grace and preStop of the Deployment the offline plan renders, the kub
 termination sequence (kubelet.py), and synthetic callers that publish audio. Only two things
 are not production: Gemini is replaced at its one seam (fake_gemini/sitecustomize.py on
 PYTHONPATH; the command is untouched), and endpoints differ: LiveKit URL and credentials point
-at the local server, the health/metrics ports are free loopback ports (two pods share this
-host's network), and the load threshold is 1.0 (see endpoint_overrides). Times are scaled down where noted; each scenario says how.
+at the local server (credentials where the Deployment reads them: files of the Secrets Store
+CSI mount, or env from the Kubernetes Secret), the health/metrics ports are free loopback ports
+(two pods share this host's network), and the load threshold is 1.0 (see endpoint_overrides).
+Times are scaled down where noted; each scenario says how.
 
 Tests (test_controlled_term.py) assert on the Outcome; bench/term_bench.py prints it.
 """
@@ -27,7 +29,15 @@ from helpers.livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port
 from helpers.participant import Caller, dispatch_agent, join_as_caller
 from helpers.worker_process import FAKE_GEMINI_DIR
 
-from term.kubelet import REPO_ROOT, ContainerSpec, Pod, container_spec, load_deployment
+from term.kubelet import (
+    REPO_ROOT,
+    ContainerSpec,
+    Pod,
+    container_spec,
+    load_deployment,
+    secret_files,
+    secret_provider_classes,
+)
 
 REGISTER_TIMEOUT = 90.0
 # Generous: on a busy 2-core CI machine a worker may need a fresh job process (prewarm
@@ -35,9 +45,10 @@ REGISTER_TIMEOUT = 90.0
 DISPATCH_TIMEOUT = 90.0
 
 
-def rendered_deployment(workdir: Path, stack: str = "dev") -> dict:
-    """The Deployment exactly as the offline plan renders it (out/<stack> from scripts/test.sh,
-    or a fresh plan through the infra venv)."""
+def rendered_deployment_path(workdir: Path, stack: str = "dev") -> Path:
+    """The agent Deployment's file as the offline plan renders it (out/<stack> from
+    scripts/test.sh, or a fresh plan through the infra venv); the manifests beside it hold what
+    it refers to (the SecretProviderClass of its credentials)."""
     manifests = sorted((REPO_ROOT / "out" / stack / "manifests").glob("*-deployment-*.yaml"))
     if not manifests:
         infra_python = REPO_ROOT / ".venv" / "bin" / "python"
@@ -47,14 +58,61 @@ def rendered_deployment(workdir: Path, stack: str = "dev") -> dict:
         subprocess.run([str(infra_python), "-m", "infra.plan", "--stack", stack, "--out", str(out)],
                        cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
         manifests = sorted((out / "manifests").glob("*-deployment-*.yaml"))
-    return load_deployment(manifests[0])
+    return manifests[0]
+
+
+def pod_spec(server: LiveKitServer, deployment_path: Path) -> ContainerSpec:
+    """The rendered Deployment's container pointed at the local server, its credentials where
+    the Deployment reads them."""
+    deployment, manifests = load_deployment(deployment_path), deployment_path.parent
+    return container_spec(
+        deployment,
+        {**endpoint_overrides(server), **livekit_secret_env(server, deployment)},
+        manifests_dir=manifests,
+        secret_manager=livekit_secret_manager(server, deployment, manifests),
+    )
+
+
+def _livekit_values(server: LiveKitServer) -> dict[str, str]:
+    """The local server's credentials under the names both stores use: the keys of the
+    `livekit` Kubernetes Secret and the file paths of the `livekit` SecretProviderClass."""
+    return {"url": server.ws_url, "api-key": server.api_key, "api-secret": server.api_secret}
+
+
+def livekit_secret_env(server: LiveKitServer, deployment: dict) -> dict[str, str]:
+    """The env the Deployment reads from the `livekit` Kubernetes Secret (secretKeyRef, the
+    kubernetesSecret mode), with the local server's values; nothing when it reads files, so the
+    agent never sees a credential in both forms (it would refuse to start)."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    values = _livekit_values(server)
+    env = {}
+    for entry in container.get("env", []):
+        ref = (entry.get("valueFrom") or {}).get("secretKeyRef") or {}
+        if ref.get("name") == "livekit" and ref.get("key") in values:
+            env[entry["name"]] = values[ref["key"]]
+    return env
+
+
+def livekit_secret_manager(server: LiveKitServer, deployment: dict, manifests_dir: Path) -> dict[str, str]:
+    """An imitated Secret Manager (resourceName -> payload) for the Deployment's Secrets Store
+    CSI volumes: whichever secret the rendered SecretProviderClass lists at path api-key holds
+    the local server's key, at api-secret its secret. The secret names are the stack's
+    (projects/<project>/secrets/<name>/versions/latest); the paths are the contract the _FILE
+    env points at, so the mapping keys on them. Other paths are left out (the mount fails)."""
+    values = _livekit_values(server)
+    return {
+        resource: values[path]
+        for spc in secret_provider_classes(deployment, manifests_dir).values()
+        for path, resource in secret_files(spc).items()
+        if path in ("api-key", "api-secret")
+    }
 
 
 def endpoint_overrides(server: LiveKitServer) -> dict[str, str]:
+    """Endpoints and test-only settings over the rendered env. Credentials are not here: they
+    go where the Deployment reads them (livekit_secret_env, livekit_secret_manager)."""
     return {
         "LIVEKIT_URL": server.ws_url,
-        "LIVEKIT_API_KEY": server.api_key,
-        "LIVEKIT_API_SECRET": server.api_secret,
         "AGENT_HEALTH_PORT": str(free_port()),
         "AGENT_METRICS_PORT": str(free_port()),
         "AGENT_HTTP_HOST": "127.0.0.1",
@@ -139,7 +197,8 @@ class Cluster:
         # Each pod has its own network namespace in Kubernetes; here they share the host's.
         ports = {"AGENT_HEALTH_PORT": str(free_port()), "AGENT_METRICS_PORT": str(free_port())}
         spec = dataclasses.replace(spec, env={**spec.env, **ports})
-        pod = Pod(spec, env=host_env(), log_path=self.workdir / f"{self.outcome.scenario}-{name}.log")
+        pod = Pod(spec, env=host_env(), log_path=self.workdir / f"{self.outcome.scenario}-{name}.log",
+                  volumes_dir=self.workdir / f"{self.outcome.scenario}-{name}-volumes")
         self.outcome.pods[name] = pod
         return pod
 
@@ -360,4 +419,4 @@ def seed_000_spec(spec: ContainerSpec) -> ContainerSpec:
 
 
 def dev_spec(server: LiveKitServer, workdir: Path) -> ContainerSpec:
-    return container_spec(rendered_deployment(workdir), endpoint_overrides(server))
+    return pod_spec(server, rendered_deployment_path(workdir))

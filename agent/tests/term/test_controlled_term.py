@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from term import scenarios
-from term.kubelet import REPO_ROOT, ContainerSpec
+from term.kubelet import REPO_ROOT, ContainerSpec, load_deployment
 
 pytestmark = [
     pytest.mark.integration,
@@ -23,15 +23,18 @@ SCALED_DRAIN_S = scenarios.SCALED_DRAIN_S
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory) -> dict:
-    return scenarios.rendered_deployment(tmp_path_factory.mktemp("plan"))
+def deployment_path(tmp_path_factory) -> Path:
+    return scenarios.rendered_deployment_path(tmp_path_factory.mktemp("plan"))
+
+
+@pytest.fixture(scope="module")
+def deployment(deployment_path) -> dict:
+    return load_deployment(deployment_path)
 
 
 @pytest.fixture
-def spec(livekit_server, deployment) -> ContainerSpec:
-    from term.kubelet import container_spec
-
-    return container_spec(deployment, scenarios.endpoint_overrides(livekit_server))
+def spec(livekit_server, deployment_path) -> ContainerSpec:
+    return scenarios.pod_spec(livekit_server, deployment_path)
 
 
 def test_the_pod_runs_what_the_deployment_says(spec, deployment):
@@ -39,6 +42,19 @@ def test_the_pod_runs_what_the_deployment_says(spec, deployment):
     assert list(spec.argv) == container["command"] + container["args"] == ["python", "-m", "voice_agent", "start"]
     assert spec.grace_seconds == deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert spec.pre_stop is None
+
+
+def test_the_pod_gets_the_livekit_credentials_where_the_deployment_reads_them(spec, deployment, livekit_server):
+    """Files from the Secret Manager mount (the default) or env from the Kubernetes Secret
+    (livekitCredentials=kubernetesSecret), never both: the agent would refuse to start."""
+    rendered = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    if "LIVEKIT_API_KEY_FILE" in rendered:
+        files = {path: value for volume in spec.secret_volumes for path, value in volume.files.items()}
+        assert files == {"api-key": livekit_server.api_key, "api-secret": livekit_server.api_secret}
+        assert not {"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"} & set(spec.env)
+    else:
+        assert (spec.env["LIVEKIT_API_KEY"], spec.env["LIVEKIT_API_SECRET"]) == (
+            livekit_server.api_key, livekit_server.api_secret)
 
 
 def test_rolling_replacement_keeps_every_call(livekit_server, tmp_path, spec):
