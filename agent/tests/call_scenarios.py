@@ -32,6 +32,9 @@ from livekit import rtc
 from voice_agent.apology import NOTES_HZ
 
 ROOM_DELETED = rtc.DisconnectReason.ROOM_DELETED
+# Share of the goodbye the caller must hear: the frames at the tone's two edges mix in silence
+# (measured 0.47-0.50 s of 0.5 s on an idle machine); a room deleted mid-goodbye leaves less.
+GOODBYE_HEARD = 0.8
 
 
 @dataclass
@@ -53,10 +56,19 @@ class Outcome:
         near = self.caller.heard_near(hz)
         return near[-1].at if near else None
 
+    def heard_seconds(self, hz: float) -> float:
+        """How much of a tone reached the caller. A frame's pitch is its zero crossings over its
+        length, so it is off by up to one crossing, 1/(2 x length) Hz (50 Hz for 10 ms frames:
+        660 Hz reads as 650 or 700); tones of ours lie further apart than that."""
+        return sum(h.seconds for h in self.caller.heard if h.seconds and abs(h.hz - hz) <= 1 / (2 * h.seconds))
+
     def goodbye_before_room_closed(self) -> bool:
-        last = self.last_heard(GOODBYE_HZ)
-        gone = self.caller.disconnected_at
-        return last is not None and gone is not None and last <= gone
+        """The whole goodbye reached the caller, then the room closed. Audio arrives only while
+        the caller is connected, so a goodbye heard in full was played before the close. (Not
+        by timestamps: the listener stamps a frame when it gets to it, and under CI load its
+        backlog is still being read after the disconnect event has run; CI once saw that.)"""
+        spoken = self.live.behaviour.reply_seconds
+        return self.caller.disconnected_at is not None and self.heard_seconds(GOODBYE_HZ) >= GOODBYE_HEARD * spoken
 
     def room_deleted(self) -> bool:
         return self.caller.disconnect_reason == ROOM_DELETED and self.room not in self.rooms_after

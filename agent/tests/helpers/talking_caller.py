@@ -22,9 +22,10 @@ from .participant import FRAME_MS, LOUD, SAMPLE_RATE, _tone_frames, caller_token
 
 @dataclass
 class Heard:
-    at: float
+    at: float  # when the listener got to the frame: under load, later than it arrived
     hz: float
     track: str
+    seconds: float = 0.0  # the frame's length
 
 
 @dataclass
@@ -116,6 +117,6 @@ async def _listen(caller: TalkingCaller, track: rtc.Track, name: str) -> None:
                 continue
             crossings = sum(1 for a, b in zip(data, data[1:]) if (a < 0) != (b < 0))
             seconds = len(data) / event.frame.sample_rate / event.frame.num_channels
-            caller.heard.append(Heard(time.monotonic(), crossings / 2 / seconds, name))
+            caller.heard.append(Heard(time.monotonic(), crossings / 2 / seconds, name, seconds))
     finally:
         await stream.aclose()
