@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +18,9 @@ from typing import Any
 
 import pytest
 from fakes import PROJECT
-from fakes.gemini_live import REPLY_HZ, FakeGeminiLive, _Connection
+from fakes.asking_gemini import AskingGemini, talk_until_tool_answered
 from fakes.metadata_server import MetadataServer
-from helpers import participant
 from helpers.livekit_server import LiveKitServer
-from helpers.talking_caller import join_talking_caller
 from helpers.worker_process import contract_argv, registered_worker, worker_env
 
 pytestmark = pytest.mark.integration
@@ -32,46 +28,6 @@ pytestmark = pytest.mark.integration
 PERSONAS = Path(__file__).resolve().parent / "persona"
 FRONT_DESK = "front_desk.persona:PERSONA"
 ASK = {"name": "opening_hours", "args": {"day": "Thursday"}}
-
-
-class _AskingConnection(_Connection):
-    """The model's side: on the caller's first turn it calls opening_hours (only when the setup
-    declared it, as the real model can only call declared functions); after the toolResponse
-    it speaks (auto tool reply)."""
-
-    async def _on_user_turn(self, spoken_ms: float) -> None:
-        if self.user_turns == 0 and ASK["name"] in self.record.tools and self.pending_tool is None:
-            self.user_turns += 1
-            self.pending_tool = "call-" + secrets.token_hex(4)
-            with self.server.lock:
-                self.session.tool_calls.append(ASK["name"])
-            await self._send({"toolCall": {"functionCalls": [{"id": self.pending_tool, **ASK}]}})
-            return
-        await super()._on_user_turn(spoken_ms)
-
-    async def _on_tool_response(self, response: dict[str, Any]) -> None:
-        with self.server.lock:
-            self.session.tool_responses.extend(
-                response.get("functionResponses") or response.get("function_responses") or [])
-        if self.pending_tool is not None:
-            self.pending_tool = None
-            await self._reply(REPLY_HZ, "reply")
-
-
-class AskingGemini(FakeGeminiLive):
-    """The Live API stand-in whose model asks for the opening hours; keeps every setup message
-    (voice and system instruction are read from it). The protocol handling is
-    FakeGeminiLive's; only the per-connection behaviour differs."""
-
-    connection_class = _AskingConnection
-
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
-        self.setups: list[dict[str, Any]] = []
-
-    def _on_setup(self, setup: dict[str, Any]) -> None:
-        with self.lock:
-            self.setups.append(setup)
 
 
 @dataclass
@@ -86,7 +42,7 @@ class Call:
 
 def place_call(server: LiveKitServer, workdir: Path, room: str, extra_env: dict[str, str]) -> Call:
     metadata = MetadataServer(project=PROJECT).start()
-    live = AskingGemini(workdir).start(token=metadata.token)
+    live = AskingGemini(workdir, ASK).start(token=metadata.token)
     try:
         env = worker_env(server, fake_gemini=False, extra={
             "HOME": str(workdir), "TMPDIR": str(workdir),
@@ -97,7 +53,7 @@ def place_call(server: LiveKitServer, workdir: Path, room: str, extra_env: dict[
             **extra_env,
         })
         with registered_worker(contract_argv(), env, log_path=workdir / f"{room}-worker.log") as worker:
-            heard = asyncio.run(_talk(server, room, live))
+            heard = asyncio.run(talk_until_tool_answered(server, room, live))
             lines = list(worker.lines)
         sessions, connections = live.snapshot()
         with live.lock:
@@ -112,24 +68,6 @@ def place_call(server: LiveKitServer, workdir: Path, room: str, extra_env: dict[
     finally:
         live.stop()
         metadata.stop()
-
-
-async def _talk(server: LiveKitServer, room: str, live: AskingGemini, wait_s: float = 45.0) -> bool:
-    await participant.create_room(server, room)
-    caller = await join_talking_caller(server, room, f"caller-{room}")
-    try:
-        await asyncio.wait_for(caller.agent_joined.wait(), 30)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            sessions, _ = live.snapshot()
-            if any(s.tool_responses for s in sessions):
-                break
-            await asyncio.sleep(0.1)
-        answered_at = time.monotonic()
-        await asyncio.sleep(3.0)  # the reply after the tool plays out; the call goes on
-        return any(h.at >= answered_at for h in caller.heard_near(REPLY_HZ)) and caller.disconnected_at is None
-    finally:
-        await caller.leave()
 
 
 def _values(tree: Any, key: str) -> list[Any]:

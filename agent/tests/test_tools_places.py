@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import signal
 import subprocess
 import time
@@ -25,12 +24,10 @@ from typing import Any
 
 import pytest
 from fakes.cluster_issuer import ClusterIssuer
-from fakes.gemini_live import REPLY_HZ, FakeGeminiLive, _Connection
+from fakes.asking_gemini import AskingGemini, talk_until_tool_answered
 from fakes.metadata_server import MetadataServer
 from fakes.places_api import PlacesApi
-from helpers import participant
 from helpers.livekit_server import LiveKitServer, free_port
-from helpers.talking_caller import join_talking_caller
 from helpers.worker_process import contract_argv, registered_worker, worker_env
 
 pytestmark = pytest.mark.integration
@@ -40,41 +37,6 @@ TOOLS_PYTHON = REPO / "tools" / "places" / ".venv" / "bin" / "python"
 PROJECT = "voice-agent-test"
 AUDIENCE = "places-mcp"
 ASK = {"name": "find_places", "args": {"query": "pharmacy", "latitude": 45.7578, "longitude": 4.832}}
-
-
-class _AskingConnection(_Connection):
-    """The model's side of a tool call: on the caller's first turn it calls find_places (only
-    if the setup declared it: the real model can only call declared functions); after the
-    toolResponse it speaks (auto tool reply)."""
-
-    async def _on_user_turn(self, spoken_ms: float) -> None:
-        if self.user_turns == 0 and ASK["name"] in self.record.tools and self.pending_tool is None:
-            self.user_turns += 1
-            self.pending_tool = "call-" + secrets.token_hex(4)
-            with self.server.lock:
-                self.session.tool_calls.append(ASK["name"])
-            # Before the agent can see the call: a test that freezes the tool server does it
-            # here, not after polling for the call (a fast tool server would answer first).
-            if self.server.before_tool_call is not None:
-                self.server.before_tool_call()
-            await self._send({"toolCall": {"functionCalls": [{"id": self.pending_tool, **ASK}]}})
-            return
-        await super()._on_user_turn(spoken_ms)
-
-    async def _on_tool_response(self, response: dict[str, Any]) -> None:
-        with self.server.lock:
-            self.session.tool_responses.extend(response.get("functionResponses") or response.get("function_responses") or [])
-        if self.pending_tool is not None:
-            self.pending_tool = None
-            await self._reply(REPLY_HZ, "reply")
-
-
-class AskingGemini(FakeGeminiLive):
-    """The Live API stand-in with a model that asks for a place. The protocol handling is
-    FakeGeminiLive's; only the per-connection behaviour differs."""
-
-    connection_class = _AskingConnection
-    before_tool_call = None  # called in the stand-in right before it sends the toolCall
 
 
 @dataclass
@@ -151,7 +113,7 @@ class Call:
 
 def place_call(stage: Stage, room: str, *, during_tool_call=None, wait_s: float = 45.0) -> Call:
     agent_metadata = MetadataServer(project=PROJECT).start()
-    live = AskingGemini(stage.workdir)
+    live = AskingGemini(stage.workdir, ASK)
     live.before_tool_call = during_tool_call
     live.start(token=agent_metadata.token)
     try:
@@ -162,7 +124,7 @@ def place_call(stage: Stage, room: str, *, during_tool_call=None, wait_s: float 
             "AGENT_TOOL_TOKEN_DIR": str(stage.token_dir),
         })
         with registered_worker(contract_argv(), env, log_path=stage.workdir / f"{room}-worker.log") as worker:
-            heard = asyncio.run(_talk(stage.server, room, live, wait_s))
+            heard = asyncio.run(talk_until_tool_answered(stage.server, room, live, wait_s))
             lines = list(worker.lines)
         sessions, connections = live.snapshot()
         return Call(live=live, lines=lines, heard_reply_after_tool=heard,
@@ -171,24 +133,6 @@ def place_call(stage: Stage, room: str, *, during_tool_call=None, wait_s: float 
     finally:
         live.stop()
         agent_metadata.stop()
-
-
-async def _talk(server: LiveKitServer, room: str, live: AskingGemini, wait_s: float) -> bool:
-    await participant.create_room(server, room)
-    caller = await join_talking_caller(server, room, f"caller-{room}")
-    try:
-        await asyncio.wait_for(caller.agent_joined.wait(), 30)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            sessions, _ = live.snapshot()
-            if any(s.tool_responses for s in sessions):
-                break
-            await asyncio.sleep(0.1)
-        answered_at = time.monotonic()
-        await asyncio.sleep(3.0)  # the reply after the tool plays out; the call goes on
-        return any(h.at >= answered_at for h in caller.heard_near(REPLY_HZ)) and caller.disconnected_at is None
-    finally:
-        await caller.leave()
 
 
 def _output(response: dict[str, Any]) -> str:
