@@ -21,6 +21,15 @@ def workload_principal(project_number: str, pool: str, namespace: str, ksa: str)
     )
 
 
+def principal_of(parent: pulumi.Resource, project: str, workload_pool: pulumi.Input[str], namespace: str,
+                 ksa: str) -> pulumi.Output[str]:
+    """The principal of one Kubernetes service account, resolved once the project number is
+    known and the cluster has made its pool (AutopilotCluster.workload_pool): every grant to it
+    waits for the cluster, since IAM refuses one naming the pool before (TGKE #916)."""
+    number = gcp.organizations.get_project_output(project_id=project, opts=pulumi.InvokeOutputOptions(parent=parent)).number
+    return pulumi.Output.all(number, workload_pool).apply(lambda a: workload_principal(a[0], a[1], namespace, ksa))
+
+
 @dataclass(frozen=True)
 class AgentIdentityArgs:
     project: str
@@ -39,10 +48,7 @@ class AgentIdentity(pulumi.ComponentResource):
     def __init__(self, name: str, args: AgentIdentityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("infra", "AgentIdentity"), name, None, opts)
         child_opts = pulumi.ResourceOptions(parent=self)
-        project = gcp.organizations.get_project_output(project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self))
-        self.principal = pulumi.Output.all(project.number, args.workload_pool).apply(
-            lambda a: workload_principal(a[0], a[1], args.namespace, args.service_account)
-        )
+        self.principal = principal_of(self, args.project, args.workload_pool, args.namespace, args.service_account)
         gcp.projects.IAMMember(
             child(name, "vertex-user"),
             project=args.project, role=VERTEX_ROLE, member=self.principal, opts=child_opts,

@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.names import child, livekit_secret_id, name_part, type_token
+from infra.names import LIVEKIT_SECRET_LABEL, child, livekit_secret_id, name_part, type_token
 from k8s.livekit_files import LiveKitFiles
 from k8s.runtime import LIVEKIT_FILES
 
 ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
-# The label the policy rules know these secrets by (policy/rules/tools.py).
-ROLE_LABEL = "gke-voice-agents-role"
-ROLE_VALUE = "livekit-credentials"
 # A rotation replaces the version. The old one is disabled, not destroyed: no pod can mount the
 # rotated-out credential any more, yet its value stays recoverable and its history audited. Pods
 # read `latest` (the newest version), so a rollback is setting the old values again, which adds a
@@ -61,7 +58,7 @@ class LiveKitSecrets(pulumi.ComponentResource):
         secret = gcp.secretmanager.Secret(
             child(name, file), project=args.project, secret_id=secret_id,
             replication={"user_managed": {"replicas": [{"location": args.region}]}},
-            labels={ROLE_LABEL: ROLE_VALUE, "gke-voice-agents-stack": name_part(args.stack, 63)},
+            labels={LIVEKIT_SECRET_LABEL[0]: LIVEKIT_SECRET_LABEL[1], "gke-voice-agents-stack": name_part(args.stack, 63)},
             deletion_protection=args.protected, opts=opts)
         version = gcp.secretmanager.SecretVersion(
             child(name, f"{file}-version"), secret=secret.id, secret_data=pulumi.Output.secret(value),

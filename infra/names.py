@@ -31,6 +31,8 @@ def name_part(text: str, limit: int) -> str:
 
 
 LIVEKIT_SECRET_INFIX = "-livekit-"
+# The label the LiveKit credential secrets carry and the policy rules know them by.
+LIVEKIT_SECRET_LABEL = ("gke-voice-agents-role", "livekit-credentials")
 
 
 def livekit_secret_id(stack: str, file: str) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.identity import workload_principal
+from infra.identity import principal_of
 from infra.names import child, type_token
 
 QUOTA_ROLE = "roles/serviceusage.serviceUsageConsumer"
@@ -43,10 +43,7 @@ class ToolIdentity(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ToolIdentityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("infra", "ToolIdentity"), name, None, opts)
-        project = gcp.organizations.get_project_output(project_id=args.project,
-                                                       opts=pulumi.InvokeOutputOptions(parent=self))
-        self.principal = pulumi.Output.all(project.number, args.workload_pool).apply(
-            lambda a: workload_principal(a[0], a[1], args.namespace, args.service_account))
+        self.principal = principal_of(self, args.project, args.workload_pool, args.namespace, args.service_account)
         gcp.projects.IAMMember(child(name, "quota-user"), project=args.project, role=QUOTA_ROLE,
                                member=self.principal, opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"principal": self.principal})

@@ -30,7 +30,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from infra.identity import workload_principal
+from infra.identity import principal_of
 from infra.names import child, type_token
 
 NAMESPACE = "custom-metrics"
@@ -92,10 +92,7 @@ class MetricsAdapter(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MetricsAdapterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_token("k8s", "MetricsAdapter"), name, None, opts)
-        project = gcp.organizations.get_project_output(project_id=args.project,
-                                                       opts=pulumi.InvokeOutputOptions(parent=self))
-        self.principal = pulumi.Output.all(project.number, args.workload_pool).apply(
-            lambda a: workload_principal(a[0], a[1], NAMESPACE, SERVICE_ACCOUNT))
+        self.principal = principal_of(self, args.project, args.workload_pool, NAMESPACE, SERVICE_ACCOUNT)
         gcp.projects.IAMMember(child(name, "monitoring-viewer"), project=args.project, role=MONITORING_ROLE,
                                member=self.principal, opts=pulumi.ResourceOptions(parent=self))
         kube = pulumi.ResourceOptions(parent=self, provider=args.provider)

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from infra.names import LIVEKIT_SECRET_INFIX
+from infra.names import LIVEKIT_SECRET_INFIX, LIVEKIT_SECRET_LABEL
 from k8s.runtime import LIVEKIT_FILES, LIVEKIT_FILES_DIR, LIVEKIT_SECRET_PROVIDER_CLASS, SECRET_MANAGER_CSI_DRIVER
 from policy.rules.base import MANDATORY, Context, Finding, Resource, Rule, prop
 from policy.rules.workload import AgentPod, agent_pods
@@ -23,9 +23,6 @@ from policy.rules.workload import AgentPod, agent_pods
 SECRET_PROVIDER_CLASS = "kubernetes:secrets-store.csi.x-k8s.io/v1:SecretProviderClass"
 SECRET = "gcp:secretmanager/secret:Secret"
 ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
-# infra/livekit_secrets.py labels its secrets so (spelled here: the rules import without the
-# Pulumi SDK; tests/policy/test_rules_secrets.py keeps the two equal).
-LIVEKIT_LABEL = ("gke-voice-agents-role", "livekit-credentials")
 _VERSION_NAME = re.compile(r"^projects/[^/]+/secrets/(?P<secret>[A-Za-z0-9_-]+)/versions/[^/]+$")
 _CREDENTIAL_VARIABLES = ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
 
@@ -50,8 +47,8 @@ def _entry_problem(entry: Any, declared: Mapping[str, Mapping[str, str]]) -> str
         return (f"{path} comes from {name!r}, not from a LiveKit secret version "
                 f"(projects/<project>/secrets/<stack>{LIVEKIT_SECRET_INFIX}{path}/versions/<version>)")
     labels = declared.get(match["secret"])
-    if labels is not None and labels.get(LIVEKIT_LABEL[0]) != LIVEKIT_LABEL[1]:
-        return f"secret {match['secret']} lacks the label {LIVEKIT_LABEL[0]}={LIVEKIT_LABEL[1]}"
+    if labels is not None and labels.get(LIVEKIT_SECRET_LABEL[0]) != LIVEKIT_SECRET_LABEL[1]:
+        return f"secret {match['secret']} lacks the label {LIVEKIT_SECRET_LABEL[0]}={LIVEKIT_SECRET_LABEL[1]}"
     return None
 
 

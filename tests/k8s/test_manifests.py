@@ -4,6 +4,7 @@ every version the cluster may run (strict: no unknown fields), and free of secre
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 
 import jsonschema
@@ -98,6 +99,7 @@ def strict(schema: dict) -> dict:
     return schema
 
 
+@functools.cache
 def secret_provider_class_schema() -> dict:
     """secrets-store.csi.x-k8s.io/v1 of the vendored CRD (tests/schemas/SOURCES.md), strict."""
     crd = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas" / "secretproviderclass-crd.yaml").read_text())

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from infra import livekit_secrets
+from infra.names import LIVEKIT_SECRET_LABEL
 from infra.plan import evaluate
 from policy.engine import evaluate_plan
 from policy.rules import secrets as rules
@@ -120,7 +121,7 @@ def _path_listed_twice(resources):
 
 
 def _unlabelled_secret(resources):
-    next(r for r in resources if r["type"] == SECRET)["inputs"]["labels"].pop(livekit_secrets.ROLE_LABEL)
+    next(r for r in resources if r["type"] == SECRET)["inputs"]["labels"].pop(LIVEKIT_SECRET_LABEL[0])
 
 
 @pytest.mark.parametrize(("mutate", "says"), [
@@ -171,7 +172,6 @@ def test_the_exceptions_are_exactly_the_livekit_files(mutate, rule, says):
 
 
 def test_names_spelled_in_the_rules_match_their_homes():
-    assert rules.LIVEKIT_LABEL == (livekit_secrets.ROLE_LABEL, livekit_secrets.ROLE_VALUE)
     assert rules.ACCESSOR_ROLE == livekit_secrets.ACCESSOR_ROLE
 
 
