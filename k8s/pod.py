@@ -86,10 +86,12 @@ EPHEMERAL_STORAGE = "1Gi"
 
 # Remote tools (k8s/tool_server.py, agent/voice_agent/tools_mcp.py): one projected token per tool
 # server, audience "<name>-mcp", under this directory; the kubelet renews each at 80 % of its
-# lifetime (Kubernetes "projected volumes"). An hour is the kubelet's usual service-account
-# token lifetime; the API server refuses less than 600 s.
+# lifetime (Kubernetes "projected volumes"). The shortest lifetime the API server accepts
+# (expirationSeconds >= 600, ServiceAccountTokenProjection API reference): a token copied out of
+# a pod is worth ten minutes at most, and nothing once its pod is gone (the tool server asks the
+# cluster's TokenReview, tools/places/places_mcp/token_review.py).
 TOOL_TOKEN_DIR = "/var/run/secrets/tokens"
-TOOL_TOKEN_SECONDS = 3600
+TOOL_TOKEN_SECONDS = 600
 TOOL_TOKENS_VOLUME = "tool-tokens"
 
 

@@ -8,7 +8,13 @@ component only declares the objects.
 Network: ingress only from agent pods (label gke-voice-agents/role=agent) on the MCP port;
 egress only to DNS, the metadata server (Workload Identity token) and TCP 443 (the Places API
 and the cluster issuer's key set, both *.googleapis.com through Private Google Access, whose
-addresses change: the port is the narrowing, as for the agent in k8s/egress.py).
+addresses change: the port is the narrowing, as for the agent in k8s/egress.py; and the cluster's
+API server, kubernetes.default.svc:443).
+
+Kubernetes API: the server asks the cluster whether a caller's pod still exists (TokenReview) and
+may do nothing else: a ClusterRole with `create` on `tokenreviews` only, and its own projected
+API token (10 minutes, renewed by the kubelet) beside the cluster CA, instead of the automounted
+token.
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ RESOURCES = {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "1Gi"}
 REPLICAS = 2
 PROBE_PERIOD_S = 10
 HTTPS = 443
+# Its own API token and the cluster CA (tools/places/places_mcp/settings.py reads these paths).
+KUBE_API_VOLUME = "kube-api"
+KUBE_API_DIR = "/var/run/secrets/tokens/kube-api"
+# The shortest lifetime the API server accepts for a projected token (expirationSeconds >= 600).
+KUBE_API_TOKEN_SECONDS = 600
+TOKEN_REVIEW_RULE = {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
 
 
 def audience(name: str) -> str:
@@ -77,8 +89,22 @@ def container_env(name: str, namespace: str, project: str, issuer: pulumi.Input[
         {"name": "PLACES_MCP_ALLOWED_SUBJECTS", "value": agent_subject(namespace)},
         {"name": "PLACES_QUOTA_PROJECT", "value": project},
         {"name": "PLACES_MCP_PORT", "value": str(PORT)},
+        {"name": "PLACES_MCP_KUBE_TOKEN_FILE", "value": f"{KUBE_API_DIR}/token"},
+        {"name": "PLACES_MCP_KUBE_CA_FILE", "value": f"{KUBE_API_DIR}/ca.crt"},
         {"name": "HOME", "value": "/tmp"},
     ]
+
+
+def kube_api_volume() -> dict:
+    """Its own API token (default audience: the API server) and the cluster CA, nothing else."""
+    return {"name": KUBE_API_VOLUME, "projected": {"defaultMode": 0o440, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": KUBE_API_TOKEN_SECONDS}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+    ]}}
+
+
+def token_review_role_name(name: str) -> str:
+    return f"{app_name(name)}-token-review"
 
 
 def _probe(path: str, failures: int) -> dict:
@@ -89,7 +115,7 @@ def _probe(path: str, failures: int) -> dict:
 def pod_spec(name: str, namespace: str, project: str, image: pulumi.Input[str], issuer: pulumi.Input[str]) -> dict:
     return {
         "serviceAccountName": app_name(name),
-        # It verifies tokens against the issuer's public key set; it never calls the Kubernetes API.
+        # Its only API call is TokenReview, with the projected token of kube_api_volume().
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 30,
@@ -105,15 +131,16 @@ def pod_spec(name: str, namespace: str, project: str, image: pulumi.Input[str], 
             "resources": {"requests": dict(RESOURCES), "limits": dict(RESOURCES)},
             "startupProbe": _probe(HEALTH_PATH, 6),
             "livenessProbe": _probe(HEALTH_PATH, 3),
-            # ready once the issuer's key set is in hand: before that every caller would get 401
+            # ready once a real search can work (tools/places/places_mcp/readiness.py)
             "readinessProbe": _probe(READY_PATH, 1),
             "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_UID, "runAsGroup": RUN_AS_UID,
                                 "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
                                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                             {"name": KUBE_API_VOLUME, "mountPath": KUBE_API_DIR, "readOnly": True}],
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, kube_api_volume()],
         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                                        "whenUnsatisfiable": "ScheduleAnyway",
                                        "labelSelector": {"matchLabels": selector_labels(name)}}],
@@ -178,10 +205,19 @@ class ToolServer(pulumi.ComponentResource):
         child_opts = pulumi.ResourceOptions(parent=self)
         ksa = k8s.core.v1.ServiceAccount(child(name, "ksa"), metadata=meta, automount_service_account_token=False,
                                          opts=child_opts)
+        role_name = token_review_role_name(a.name)
+        role = k8s.rbac.v1.ClusterRole(child(name, "token-review-role"),
+                                       metadata={"name": role_name, "labels": selector_labels(a.name)},
+                                       rules=[TOKEN_REVIEW_RULE], opts=child_opts)
+        binding = k8s.rbac.v1.ClusterRoleBinding(
+            child(name, "token-review-binding"), metadata={"name": role_name, "labels": selector_labels(a.name)},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
+            subjects=[{"kind": "ServiceAccount", "name": app_name(a.name), "namespace": a.namespace}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, ksa]))
         deployment = k8s.apps.v1.Deployment(
             child(name, "deployment"), metadata=meta,
             spec=deployment_spec(a.name, a.namespace, a.project, a.image, a.issuer, a.replicas),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ksa]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ksa, binding]))
         k8s.core.v1.Service(
             child(name, "service"), metadata=meta,
             spec={"type": "ClusterIP", "selector": selector_labels(a.name),

@@ -30,6 +30,7 @@ sys.path[:0] = [str(AGENT_DIR), str(AGENT_DIR / "tests")]
 
 import httpx2  # noqa: E402
 from fakes.cluster_issuer import ClusterIssuer  # noqa: E402
+from fakes.kubernetes_api import FakeKubernetesApi  # noqa: E402
 from fakes.metadata_server import MetadataServer  # noqa: E402
 from fakes.places_api import PlacesApi  # noqa: E402
 from helpers.livekit_server import free_port  # noqa: E402
@@ -90,14 +91,17 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mcp-hop-"))
     token_file = workdir / "token"
     issuer.write_token(token_file, audience="places-mcp")
-    env = {"PATH": os.environ.get("PATH", ""), "PLACES_MCP_ISSUER": issuer.url,
+    cluster = FakeKubernetesApi(workdir=workdir / "kube-api", token="places-mcp-own-api-token", issuer=issuer,
+                                live_pods={"p-1"}).start()
+    env = {"PATH": os.environ.get("PATH", ""), **cluster.token_review_env(workdir / "projected"),
+           "PLACES_MCP_ISSUER": issuer.url,
            "PLACES_MCP_ALLOWED_SUBJECTS": "system:serviceaccount:voice-agents:voice-agent",
            "PLACES_QUOTA_PROJECT": PROJECT, "PLACES_MCP_HOST": "127.0.0.1", "PLACES_MCP_PORT": str(port),
            "PLACES_API_BASE_URL": places.base_url, "GCE_METADATA_HOST": metadata.host}
     process = subprocess.Popen([str(TOOLS_PYTHON), "-m", "places_mcp"], cwd=REPO / "tools" / "places", env=env,
                                stdout=(workdir / "server.log").open("wb"), stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2)
@@ -111,6 +115,7 @@ def main() -> int:
     finally:
         process.terminate()
         process.wait(10)
+        cluster.stop()
         places.stop()
         metadata.stop()
         issuer.stop()

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from fakes.cluster_issuer import ClusterIssuer
+from fakes.kubernetes_api import FakeKubernetesApi
 from fakes.asking_gemini import AskingGemini, talk_until_tool_answered
 from fakes.metadata_server import MetadataServer
 from fakes.places_api import PlacesApi
@@ -48,6 +49,7 @@ class Stage:
     tool_metadata: MetadataServer
     tool_port: int
     token_dir: Path
+    cluster: FakeKubernetesApi
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +64,14 @@ def stage(livekit_server, tmp_path_factory) -> Iterator[Stage]:
     token_dir = workdir / "tokens"
     (token_dir / "places").mkdir(parents=True)
     issuer.write_token(token_dir / "places" / "token", audience=AUDIENCE)
+    # the cluster's TokenReview: the agent pod the issuer's tokens are bound to exists
+    cluster = FakeKubernetesApi(workdir=workdir / "kube-api", token="places-mcp-own-api-token",
+                                user="system:serviceaccount:voice-agents:places-mcp", issuer=issuer,
+                                live_pods={"p-1"}).start()
     try:
-        yield Stage(livekit_server, workdir, issuer, places, tool_metadata, free_port(), token_dir)
+        yield Stage(livekit_server, workdir, issuer, places, tool_metadata, free_port(), token_dir, cluster)
     finally:
+        cluster.stop()
         places.stop()
         tool_metadata.stop()
         issuer.stop()
@@ -73,6 +80,7 @@ def stage(livekit_server, tmp_path_factory) -> Iterator[Stage]:
 def start_tool_server(stage: Stage, name: str) -> subprocess.Popen:
     env = {
         "PATH": os.environ.get("PATH", ""),
+        **stage.cluster.token_review_env(stage.workdir / f"{name}-projected"),
         "PLACES_MCP_ISSUER": stage.issuer.url,
         "PLACES_MCP_ALLOWED_SUBJECTS": "system:serviceaccount:voice-agents:voice-agent",
         "PLACES_QUOTA_PROJECT": PROJECT,
@@ -85,7 +93,8 @@ def start_tool_server(stage: Stage, name: str) -> subprocess.Popen:
     log = (stage.workdir / f"{name}-tool.log").open("wb")
     process = subprocess.Popen([str(TOOLS_PYTHON), "-m", "places_mcp"], cwd=REPO / "tools" / "places", env=env,
                                stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
+    # a bound, not a timing verdict: readiness includes a TokenReview and a Places self-check
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{stage.tool_port}/readyz", timeout=2):

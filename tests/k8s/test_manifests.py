@@ -134,7 +134,8 @@ def test_every_kubernetes_object_is_written(plan, manifests):
     # podDeletionCost (k8s/deletion_cost_access.py): patch-pods Role, its binding, the admission policy
     deletion_cost = ["Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     # placesToolEnabled (k8s/tool_server.py): the Places MCP server's own objects
-    tool_server = ["ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"]
+    tool_server = ["ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy",
+                   "ClusterRole", "ClusterRoleBinding"]  # TokenReview only (tools/places token_review.py)
     # livekitCredentials=secretManager (both stacks): no Secret, the files' SecretProviderClass
     assert kinds == sorted(["Namespace", "ServiceAccount", "SecretProviderClass", "Deployment", "HorizontalPodAutoscaler",
                             "PodDisruptionBudget", "PodMonitoring", "NetworkPolicy", *spare, *adapter, *deletion_cost,

@@ -17,7 +17,8 @@ from tests.k8s.rendered import plan_with
 
 KUBERNETES_VERSIONS = ("1.33", "1.37")
 KINDS = {"places-ksa": "ServiceAccount", "places-deployment": "Deployment", "places-service": "Service",
-         "places-pdb": "PodDisruptionBudget", "places-network": "NetworkPolicy"}
+         "places-pdb": "PodDisruptionBudget", "places-network": "NetworkPolicy",
+         "places-token-review-role": "ClusterRole", "places-token-review-binding": "ClusterRoleBinding"}
 
 
 @pytest.fixture(params=("dev", "prod"))
@@ -52,6 +53,29 @@ def test_both_stacks_run_the_tool_server_as_its_own_component(plan):
     assert env["PLACES_MCP_ALLOWED_SUBJECTS"] == "system:serviceaccount:voice-agents:voice-agent"
     assert env["PLACES_MCP_ISSUER"].startswith("https://container.googleapis.com/v1/projects/")
     assert not [e for e in container["env"] if "valueFrom" in e], "the tool server reads no Secret"
+
+
+def test_the_tool_servers_api_access_is_token_review_and_nothing_else(plan):
+    """Its only Kubernetes API call: is this caller's pod still there? One rule, one verb, its own
+    short-lived token and the cluster CA in a projected volume; no automounted token."""
+    objects = _objects(plan)
+    role = objects["places-token-review-role"]["inputs"]
+    assert role["rules"] == [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}]
+    binding = objects["places-token-review-binding"]["inputs"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "places-mcp", "namespace": "voice-agents"}]
+    spec = objects["places-deployment"]["inputs"]["spec"]["template"]["spec"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == "kube-api"]
+    assert volume["projected"]["sources"] == [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
+    [container] = spec["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "kube-api")
+    assert mount["readOnly"] is True
+    assert (env["PLACES_MCP_KUBE_TOKEN_FILE"], env["PLACES_MCP_KUBE_CA_FILE"]) == (
+        f"{mount['mountPath']}/token", f"{mount['mountPath']}/ca.crt")
 
 
 def test_network_policy_admits_only_agent_pods_and_egress_only_to_what_it_calls(plan):
@@ -100,7 +124,8 @@ def test_replica_bounds(replicas, ok):
 def test_agent_side_token_is_projected_per_server_and_no_secret():
     volume = tool_token_volume(("places",))
     [source] = volume["projected"]["sources"]
-    assert source == {"serviceAccountToken": {"audience": "places-mcp", "expirationSeconds": 3600,
+    # the shortest lifetime the API server accepts: a copied token is worth ten minutes at most
+    assert source == {"serviceAccountToken": {"audience": "places-mcp", "expirationSeconds": 600,
                                               "path": "places/token"}}
     assert tool_env(("places",), "voice-agents") == {
         "AGENT_TOOL_SERVERS": "places=http://places-mcp.voice-agents.svc:8080/mcp",

@@ -86,7 +86,8 @@ class ClusterIssuer:
         self.keys.insert(0, _new_key())
 
     def token(self, *, audience: str | list[str], namespace: str = "voice-agents", service_account: str = "voice-agent",
-              lifetime_s: int = 3600, issued_ago_s: int = 0, issuer: str | None = None, signing_key: Any = None) -> str:
+              lifetime_s: int = 3600, issued_ago_s: int = 0, issuer: str | None = None, signing_key: Any = None,
+              pod_name: str = "voice-agent-0", pod_uid: str = "p-1") -> str:
         now = int(time.time()) - issued_ago_s
         kid, key = self.keys[0]
         claims = {
@@ -95,7 +96,7 @@ class ClusterIssuer:
             "sub": f"system:serviceaccount:{namespace}:{service_account}",
             "iat": now, "nbf": now, "exp": now + lifetime_s,
             "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": service_account, "uid": "u-1"},
-                              "pod": {"name": "voice-agent-0", "uid": "p-1"}},
+                              "pod": {"name": pod_name, "uid": pod_uid}},
         }
         return jwt.encode(claims, signing_key or key, algorithm="RS256", headers={"kid": kid})
 
@@ -106,6 +107,9 @@ class ClusterIssuer:
         tmp.write_text(token)
         tmp.replace(path)
         return token
+
+    def public_keys(self) -> dict[str, Any]:
+        return {kid: key.public_key() for kid, key in self.keys}
 
     @staticmethod
     def _public_jwk(kid: str, key: Any) -> dict[str, Any]:

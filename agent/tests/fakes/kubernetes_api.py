@@ -16,6 +16,15 @@ authentication docs for the refusals), and how each answer looks:
   in API group "" in the namespace "NS"``;
 - 404 NotFound Status for an unknown pod; 415 UnsupportedMediaType for other content types;
 - a queue of scripted failures (e.g. 503 while the control plane is upgraded).
+And the TokenReview endpoint the Places tool server asks (Kubernetes API reference,
+"TokenReview v1 authentication.k8s.io" -> create: POST /apis/authentication.k8s.io/v1/tokenreviews),
+when ``issuer`` is set: 201 with ``status.authenticated`` true, the service account as
+``status.user`` (username, groups, and the pod in ``extra``) and the intersection of the token's
+and ``spec.audiences`` in ``status.audiences``, for a token the issuer signed, unexpired, with a
+requested audience, whose bound pod (claim ``kubernetes.io.pod.uid``) is in ``live_pods``;
+otherwise 201 with ``status.error`` (an invalidated token's wording follows
+pkg/serviceaccount/claims.go). 403 when the caller may not create TokenReviews
+(``review_forbidden``), 401 without the expected bearer token.
 Every request is recorded (method, path, content type, token, body) for the tests.
 """
 
@@ -52,6 +61,9 @@ class FakeKubernetesApi:
     requests: list[Recorded] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)
     allowed_namespace: str = "voice-agents"
+    issuer: Any = None  # a cluster_issuer.ClusterIssuer: enables TokenReview
+    live_pods: set[str] = field(default_factory=set)  # pod uids that exist
+    review_forbidden: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -86,6 +98,12 @@ class FakeKubernetesApi:
         (directory / "token").write_text(token if token is not None else self.token)
         (directory / "ca.crt").write_bytes(self.ca_path.read_bytes())
 
+    def token_review_env(self, directory: Path) -> dict[str, str]:
+        """A tool server's view of this API: its own token and the CA, as k8s/tool_server.py projects them."""
+        self.write_credentials(directory)
+        return {"PLACES_MCP_KUBE_API_URL": self.url, "PLACES_MCP_KUBE_TOKEN_FILE": str(directory / "token"),
+                "PLACES_MCP_KUBE_CA_FILE": str(directory / "ca.crt")}
+
     def start(self) -> FakeKubernetesApi:
         context = self._tls_context()
         api = self
@@ -98,7 +116,10 @@ class FakeKubernetesApi:
                 api._patch(self)
 
             def do_GET(self) -> None:  # noqa: N802
-                api._status(self, 405, "MethodNotAllowed", "the stand-in serves PATCH of pods only")
+                api._status(self, 405, "MethodNotAllowed", "the stand-in serves PATCH of pods and TokenReview only")
+
+            def do_POST(self) -> None:  # noqa: N802
+                api._token_review(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
@@ -177,6 +198,66 @@ class FakeKubernetesApi:
         h.send_header("Content-Length", str(len(answer)))
         h.end_headers()
         h.wfile.write(answer)
+
+    def reviews(self) -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if r.method == "POST"]
+
+    def _token_review(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        auth = h.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else ""
+        try:
+            body = json.loads(h.rfile.read(length) or b"null")
+        except ValueError:
+            body = None
+        with self.lock:
+            self.requests.append(Recorded("POST", h.path, h.headers.get("Content-Type") or "", token, body))
+            scripted = self.fail_next.pop(0) if self.fail_next else None
+        if h.path.split("?")[0] != "/apis/authentication.k8s.io/v1/tokenreviews" or self.issuer is None:
+            return self._status(h, 404, "NotFound", "the server could not find the requested resource")
+        if token != self.token:
+            return self._status(h, 401, "Unauthorized", "Unauthorized")
+        if scripted is not None:
+            return self._status(h, scripted, "ServiceUnavailable", "the server is currently unable to handle the request")
+        if self.review_forbidden:
+            return self._status(h, 403, "Forbidden", f'tokenreviews.authentication.k8s.io is forbidden: User "{self.user}" '
+                                                     'cannot create resource "tokenreviews" in API group '
+                                                     '"authentication.k8s.io" at the cluster scope')
+        spec = (body or {}).get("spec") or {}
+        status = self._review(str(spec.get("token", "")), list(spec.get("audiences") or []))
+        answer = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {},
+                             "spec": spec, "status": status}).encode()
+        h.send_response(201)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(answer)))
+        h.end_headers()
+        h.wfile.write(answer)
+
+    def _review(self, token: str, audiences: list[str]) -> dict[str, Any]:
+        import jwt
+
+        try:
+            kid = str(jwt.get_unverified_header(token).get("kid", ""))
+            key = self.issuer.public_keys()[kid]
+            # 60 s either way, as the API server allows (pkg/serviceaccount/jwt.go validates with
+            # go-jose's DefaultLeeway of one minute)
+            claims = jwt.decode(token, key, algorithms=["RS256"], leeway=60, options={"verify_aud": False})
+        except (jwt.PyJWTError, KeyError):
+            return {"user": {}, "error": "[invalid bearer token, square/go-jose: error in cryptographic primitive]"}
+        granted = [a for a in audiences if a in (claims.get("aud") or [])] if audiences else []
+        if audiences and not granted:
+            return {"user": {}, "error": "[invalid bearer token, token audiences [...] is invalid for the target audiences]"}
+        bound = (claims.get("kubernetes.io") or {}).get("pod") or {}
+        if bound and bound.get("uid") not in self.live_pods:
+            return {"user": {}, "error": "[invalid bearer token, service account token has been invalidated]"}
+        ns = claims["kubernetes.io"]["namespace"]
+        extra = {"authentication.kubernetes.io/pod-name": [bound.get("name", "")],
+                 "authentication.kubernetes.io/pod-uid": [bound.get("uid", "")]} if bound else {}
+        return {"authenticated": True, "audiences": granted,
+                "user": {"username": claims["sub"], "uid": claims["kubernetes.io"]["serviceaccount"]["uid"],
+                         "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"],
+                         "extra": extra}}
 
     def _status(self, h: BaseHTTPRequestHandler, code: int, reason: str, message: str) -> None:
         body = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

@@ -16,14 +16,21 @@ Imitates what the tool server relies on, from the Places API (New) reference:
   401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 400 INVALID_ARGUMENT, 429 RESOURCE_EXHAUSTED.
   A search with no match answers 200 with an empty object.
 
+- Ranking, https://developers.google.com/maps/documentation/places/web-service/nearby-search
+  (rankPreference): Nearby Search orders by POPULARITY unless DISTANCE is asked for; Text Search
+  takes RELEVANCE (default) or DISTANCE. Here popularity is each place's ``popularity``.
+- Error details, https://cloud.google.com/apis/design/errors (ErrorInfo): a refusal may carry
+  ``{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason", "domain"}`` in ``details``.
+
 Knobs for tests: ``delay_seconds`` (a slow upstream), ``fail_with`` (an HTTP status served to
-every call). Everything is recorded in ``calls``. Stdlib only, so both the agent's venv and the
+every call) and ``fail_reason`` (its ErrorInfo reason). Everything is recorded in ``calls``. Stdlib only, so both the agent's venv and the
 tool server's venv can load it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,13 +51,13 @@ ERRORS = {
 CATALOGUE: tuple[dict[str, Any], ...] = (
     {"id": "p1", "types": ["pharmacy", "health"], "displayName": {"text": "Pharmacie Bellecour", "languageCode": "fr"},
      "formattedAddress": "12 Place Bellecour, 69002 Lyon, France", "shortFormattedAddress": "12 Place Bellecour, Lyon",
-     "location": {"latitude": 45.7579, "longitude": 4.8322}, "currentOpeningHours": {"openNow": True}},
+     "location": {"latitude": 45.7579, "longitude": 4.8322}, "currentOpeningHours": {"openNow": True}, "popularity": 1},
     {"id": "p2", "types": ["pharmacy", "health"], "displayName": {"text": "Grande Pharmacie Lyonnaise", "languageCode": "fr"},
      "formattedAddress": "22 Rue de la République, 69002 Lyon, France", "shortFormattedAddress": "22 Rue de la République, Lyon",
-     "location": {"latitude": 45.7620, "longitude": 4.8357}, "currentOpeningHours": {"openNow": False}},
+     "location": {"latitude": 45.7620, "longitude": 4.8357}, "currentOpeningHours": {"openNow": False}, "popularity": 9},
     {"id": "c1", "types": ["cafe", "food"], "displayName": {"text": "Café des Négociants", "languageCode": "fr"},
      "formattedAddress": "2 Place Francisque Régaud, 69002 Lyon, France", "shortFormattedAddress": "2 Place Francisque Régaud, Lyon",
-     "location": {"latitude": 45.7631, "longitude": 4.8340}},
+     "location": {"latitude": 45.7631, "longitude": 4.8340}, "popularity": 5},
 )
 
 
@@ -60,6 +67,7 @@ class PlacesApi:
     quota_project: str
     delay_seconds: float = 0.0
     fail_with: int | None = None
+    fail_reason: str = ""
     calls: list[dict[str, Any]] = field(default_factory=list)
     _httpd: ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -112,7 +120,7 @@ class PlacesApi:
         if self.delay_seconds:
             time.sleep(self.delay_seconds)
         if self.fail_with is not None:
-            return _error(self.fail_with, "The service is currently unavailable.")
+            return _error(self.fail_with, "The service is currently unavailable.", self.fail_reason)
         if headers.get("authorization") != f"Bearer {self.token}":
             return _error(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
                                "login cookie or other valid authentication credential.")
@@ -140,8 +148,13 @@ class PlacesApi:
         count = int(body.get("pageSize") or body.get("maxResultCount") or 20)
         if problem or not 1 <= count <= 20:
             return _error(400, problem or "page_size must be between 1 and 20.")
+        rank = body.get("rankPreference", "RELEVANCE")
+        if rank not in ("RELEVANCE", "DISTANCE"):
+            return _error(400, f"Invalid value at 'rank_preference' ({rank}).")
         words = set(query.replace(",", " ").split())
         found = [p for p in CATALOGUE if words & set(p["types"]) or any(w in p["displayName"]["text"].lower() for w in words)]
+        if rank == "DISTANCE":
+            found = _by_distance(found, body.get("locationBias"))
         return _places(found[:count], mask)
 
     def _search_nearby(self, body: dict[str, Any], mask: list[str]) -> tuple[int, dict[str, Any]]:
@@ -149,8 +162,15 @@ class PlacesApi:
         count = int(body.get("maxResultCount") or 20)
         if problem or not 1 <= count <= 20:
             return _error(400, problem or "max_result_count must be between 1 and 20.")
+        rank = body.get("rankPreference", "POPULARITY")
+        if rank not in ("POPULARITY", "DISTANCE"):
+            return _error(400, f"Invalid value at 'rank_preference' ({rank}).")
         types = set(body.get("includedTypes") or [])
         found = [p for p in CATALOGUE if not types or types & set(p["types"])]
+        if rank == "DISTANCE":
+            found = _by_distance(found, body.get("locationRestriction"))
+        else:
+            found = sorted(found, key=lambda p: -p["popularity"])
         return _places(found[:count], mask)
 
 
@@ -168,6 +188,15 @@ def _circle_problem(area: Any, name: str, *, required: bool) -> str:
     return ""
 
 
+def _by_distance(found: list[dict[str, Any]], area: Any) -> list[dict[str, Any]]:
+    center = ((area or {}).get("circle") or {}).get("center") or {}
+    lat, lng = float(center.get("latitude", 0.0)), float(center.get("longitude", 0.0))
+    # an equirectangular approximation orders places a few kilometres apart exactly as well
+    scale = math.cos(math.radians(lat))
+    return sorted(found, key=lambda p: (p["location"]["latitude"] - lat) ** 2
+                  + ((p["location"]["longitude"] - lng) * scale) ** 2)
+
+
 def _places(found: list[dict[str, Any]], mask: list[str]) -> tuple[int, dict[str, Any]]:
     if not found:
         return 200, {}
@@ -177,7 +206,7 @@ def _places(found: list[dict[str, Any]], mask: list[str]) -> tuple[int, dict[str
 def _masked(place: dict[str, Any], mask: list[str]) -> dict[str, Any]:
     """Only the fields the mask names (paths below `places.`), as the API does."""
     if "*" in mask or "places.*" in mask:
-        return {k: v for k, v in place.items() if k != "types"}
+        return {k: v for k, v in place.items() if k not in ("types", "popularity")}
     out: dict[str, Any] = {}
     for path in mask:
         parts = path.removeprefix("places.").split(".")
@@ -193,5 +222,9 @@ def _masked(place: dict[str, Any], mask: list[str]) -> dict[str, Any]:
     return out
 
 
-def _error(code: int, message: str) -> tuple[int, dict[str, Any]]:
-    return code, {"error": {"code": code, "message": message, "status": ERRORS.get(code, "UNKNOWN")}}
+def _error(code: int, message: str, reason: str = "") -> tuple[int, dict[str, Any]]:
+    error: dict[str, Any] = {"code": code, "message": message, "status": ERRORS.get(code, "UNKNOWN")}
+    if reason:
+        error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
+                             "domain": "googleapis.com", "metadata": {"service": "places.googleapis.com"}}]
+    return code, {"error": error}

@@ -16,10 +16,15 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
 class JsonLines(logging.Formatter):
-    """One JSON object per line, in the shape Cloud Logging parses (severity, message)."""
+    """One JSON object per line, in the shape Cloud Logging parses (severity, message), plus the
+    record's structured `fields` (HTTP status, Google's reason) for log-based queries."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"severity": record.levelname, "logger": record.name, "message": record.getMessage()})
+        line = {"severity": record.levelname, "logger": record.name, "message": record.getMessage()}
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update({k: v for k, v in fields.items() if k not in line})
+        return json.dumps(line)
 
 
 def main() -> int:

@@ -4,7 +4,9 @@ Network position is not identity: the NetworkPolicy admits agent pods, and this 
 only a token that (1) the cluster's issuer signed (its OIDC key set), (2) names this server's
 audience (the agent's pod mounts a projected token with `audience: places-mcp`, so its ordinary
 API-server token, or a token for another tool, is refused), (3) has not expired, and (4) belongs
-to an allowed service account (`sub` = system:serviceaccount:<ns>:<name>).
+to an allowed service account (`sub` = system:serviceaccount:<ns>:<name>), and (5) still belongs
+to a pod that exists: the cluster's TokenReview says so (token_review.py), so a token copied
+out of a pod is worthless once that pod is gone.
 
 Kubernetes serves the key set through OIDC discovery (`<issuer>/.well-known/openid-configuration`
 -> `jwks_uri`; KEP-1393, "Service Account Issuer Discovery"); on GKE the issuer is
@@ -28,6 +30,8 @@ import httpx2
 import jwt
 from mcp.server.auth.provider import AccessToken
 
+from .token_review import TokenReviewer
+
 logger = logging.getLogger("places_mcp.caller_auth")
 
 # Kubernetes signs service-account tokens with RS256 (or ES256 with an EC key); never "none"/HS*.
@@ -41,7 +45,7 @@ LEEWAY_SECONDS = 30
 
 class ProjectedTokenVerifier:
     def __init__(self, http: httpx2.AsyncClient, *, issuer: str, audience: str, allowed_subjects: tuple[str, ...],
-                 jwks_url: str = "", refresh_seconds: float = 60.0) -> None:
+                 jwks_url: str = "", refresh_seconds: float = 60.0, reviewer: TokenReviewer | None = None) -> None:
         self._http = http
         self._issuer = issuer
         self._audience = audience
@@ -51,6 +55,7 @@ class ProjectedTokenVerifier:
         self._refresh_seconds = refresh_seconds
         self._fetched_at = -refresh_seconds
         self._lock = asyncio.Lock()
+        self._reviewer = reviewer
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
@@ -63,8 +68,23 @@ class ProjectedTokenVerifier:
         if subject not in self._subjects:
             logger.info("caller token refused: subject %s is not an allowed caller", subject)
             return None
+        if not await self._still_bound(subject, token):
+            return None
         return AccessToken(token=token, client_id=subject, scopes=[], expires_at=int(claims["exp"]),
                            resource=self._audience, subject=subject, claims={"iss": claims["iss"]})
+
+    async def _still_bound(self, subject: str, token: str) -> bool:
+        if self._reviewer is None:
+            return True
+        review = await self._reviewer.review(token)
+        if review.authenticated is None:
+            # never worse than no review: the signature, audience, expiry and subject held
+            logger.warning("caller token admitted on its signature alone: %s", review.reason)
+            return True
+        if not review.authenticated or review.username != subject:
+            logger.info("caller token refused by the cluster: %s", review.reason or f"user {review.username}")
+            return False
+        return True
 
     async def _claims(self, token: str) -> dict[str, Any]:
         header = jwt.get_unverified_header(token)

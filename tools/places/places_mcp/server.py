@@ -2,8 +2,8 @@
 
 Stateless streamable HTTP with JSON answers (MCP SDK 2.3.0 `stateless_http=True,
 json_response=True`): no session lives in a pod, so the Service may send each call to any
-replica and a rollout cuts nothing. /healthz (liveness) and /readyz (the issuer's keys are in
-hand) answer without a token; /mcp needs one (caller_auth.py).
+replica and a rollout cuts nothing. /healthz (liveness) and /readyz (a real search can work:
+readiness.py) answer without a token; /mcp needs one (caller_auth.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from . import requests
 from .caller_auth import ProjectedTokenVerifier
 from .google_token import MetadataToken
 from .places_api import PlacesClient
+from .readiness import Readiness
 from .settings import ToolServerSettings
+from .token_review import TokenReviewer
 
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/healthz"
@@ -35,9 +37,12 @@ INSTRUCTIONS = (
 
 def build_app(settings: ToolServerSettings, http: httpx2.AsyncClient | None = None) -> Starlette:
     http = http or httpx2.AsyncClient(timeout=httpx2.Timeout(settings.upstream_timeout_seconds))
+    reviewer = TokenReviewer(kube_api_client(settings), api_url=settings.kube_api_url,
+                             token_file=settings.kube_token_file, audience=settings.audience,
+                             cache_seconds=settings.review_cache_seconds)
     verifier = ProjectedTokenVerifier(http, issuer=settings.issuer, audience=settings.audience,
                                       allowed_subjects=settings.allowed_subjects, jwks_url=settings.jwks_url,
-                                      refresh_seconds=settings.jwks_refresh_seconds)
+                                      refresh_seconds=settings.jwks_refresh_seconds, reviewer=reviewer)
     places = PlacesClient(http, MetadataToken(http, settings.metadata_host), base_url=settings.places_base_url,
                           quota_project=settings.quota_project, language=settings.language,
                           timeout_seconds=settings.upstream_timeout_seconds)
@@ -48,6 +53,7 @@ def build_app(settings: ToolServerSettings, http: httpx2.AsyncClient | None = No
         auth=AuthSettings(issuer_url=settings.issuer, resource_server_url=None, validate_token_resource=False),
     )
     register_tools(server, places)
+    readiness = Readiness(verifier, reviewer, places)
 
     @server.custom_route(HEALTH_PATH, methods=["GET"])
     async def healthz(_: Request) -> PlainTextResponse:
@@ -55,12 +61,19 @@ def build_app(settings: ToolServerSettings, http: httpx2.AsyncClient | None = No
 
     @server.custom_route(READY_PATH, methods=["GET"])
     async def readyz(_: Request) -> PlainTextResponse:
-        if await verifier.ready():
+        verdict = readiness.verdict()
+        if verdict.ready:
             return PlainTextResponse("ready\n")
-        return PlainTextResponse("issuer key set unavailable\n", status_code=503)
+        return PlainTextResponse(f"{verdict.reason}\n", status_code=503)
 
     return server.streamable_http_app(streamable_http_path=MCP_PATH, stateless_http=True, json_response=True,
                                       host=settings.host)
+
+
+def kube_api_client(settings: ToolServerSettings) -> httpx2.AsyncClient:
+    """Its own client: the API server's certificate is signed by the cluster CA, not a public one."""
+    verify: str | bool = settings.kube_ca_file if settings.kube_api_url.startswith("https://") else True
+    return httpx2.AsyncClient(verify=verify, timeout=httpx2.Timeout(settings.upstream_timeout_seconds))
 
 
 def register_tools(server: MCPServer, places: PlacesClient) -> None:
@@ -84,6 +97,7 @@ def register_tools(server: MCPServer, places: PlacesClient) -> None:
         radius_m: Annotated[int, Field(description="Search radius, metres (1-50000)")] = 1500,
         max_results: Annotated[int, Field(description="How many places to return (1-5)")] = 3,
     ) -> str:
-        """Places of one kind around a point. Returns a short list to read aloud."""
+        """Places of one kind around a point, nearest first, each with its distance. Use this for
+        "the nearest ..." questions. Returns a short list to read aloud."""
         request = requests.nearby_search(latitude, longitude, place_type, radius_m, max_results)
         return await places.nearby_search(request)

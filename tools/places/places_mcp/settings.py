@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_PORT = 8080
 DEFAULT_AUDIENCE = "places-mcp"
@@ -24,6 +25,15 @@ MAX_UPSTREAM_TIMEOUT_SECONDS = 5.0
 # A cluster rotates its signing key rarely; a token with an unknown key id triggers a fetch of
 # the key set at most this often, so forged key ids cannot make this server hammer the issuer.
 DEFAULT_JWKS_REFRESH_SECONDS = 60
+# The cluster's API server as a pod sees it, and where k8s/tool_server.py projects this server's
+# own API token and the cluster CA (kubelet-renewed, Kubernetes "projected volumes").
+DEFAULT_KUBE_API_URL = "https://kubernetes.default.svc"
+DEFAULT_KUBE_TOKEN_FILE = "/var/run/secrets/tokens/kube-api/token"
+DEFAULT_KUBE_CA_FILE = "/var/run/secrets/tokens/kube-api/ca.crt"
+# How long a TokenReview verdict is reused: the window in which a token still works after its
+# pod was deleted. A minute at most: beyond that the review protects little.
+DEFAULT_REVIEW_CACHE_SECONDS = 10
+MAX_REVIEW_CACHE_SECONDS = 60
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _AUDIENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 # system:serviceaccount:<namespace>:<name>, both DNS labels (what the kubelet puts in `sub`).
@@ -67,6 +77,16 @@ class ToolServerSettings:
     jwks_refresh_seconds: int = DEFAULT_JWKS_REFRESH_SECONDS
     """PLACES_MCP_JWKS_REFRESH_SECONDS: the issuer's key set is fetched again for an unknown key
     id at most this often (1..3600)."""
+    kube_api_url: str = DEFAULT_KUBE_API_URL
+    """PLACES_MCP_KUBE_API_URL: the cluster's API server, asked whether a caller's pod still
+    exists (TokenReview)."""
+    kube_token_file: str = DEFAULT_KUBE_TOKEN_FILE
+    """PLACES_MCP_KUBE_TOKEN_FILE: this server's own API token (projected, renewed by the kubelet)."""
+    kube_ca_file: str = DEFAULT_KUBE_CA_FILE
+    """PLACES_MCP_KUBE_CA_FILE: the cluster CA that signs the API server's certificate (https only)."""
+    review_cache_seconds: int = DEFAULT_REVIEW_CACHE_SECONDS
+    """PLACES_MCP_TOKEN_REVIEW_CACHE_SECONDS: a TokenReview verdict is reused this long (0..60):
+    the replay window of a token whose pod was deleted."""
 
 
 def load_settings(env: Mapping[str, str]) -> ToolServerSettings:
@@ -98,6 +118,17 @@ def load_settings(env: Mapping[str, str]) -> ToolServerSettings:
     refresh = _integer(get("PLACES_MCP_JWKS_REFRESH_SECONDS"), DEFAULT_JWKS_REFRESH_SECONDS, 1, 3600,
                        "PLACES_MCP_JWKS_REFRESH_SECONDS", "seconds between fetches of the issuer's key set", problems)
     timeout = _seconds(get("PLACES_TIMEOUT_SECONDS"), problems)
+    review_cache = _integer(get("PLACES_MCP_TOKEN_REVIEW_CACHE_SECONDS"), DEFAULT_REVIEW_CACHE_SECONDS, 0,
+                            MAX_REVIEW_CACHE_SECONDS, "PLACES_MCP_TOKEN_REVIEW_CACHE_SECONDS",
+                            "seconds a verdict on a caller's token is reused; the replay window after its pod is gone",
+                            problems)
+    kube_api_url = get("PLACES_MCP_KUBE_API_URL") or DEFAULT_KUBE_API_URL
+    if not kube_api_url.startswith(("https://", "http://")):
+        problems.append(f"PLACES_MCP_KUBE_API_URL={kube_api_url!r}: an http(s) URL (default {DEFAULT_KUBE_API_URL})")
+    kube_ca_file = get("PLACES_MCP_KUBE_CA_FILE") or DEFAULT_KUBE_CA_FILE
+    if kube_api_url.startswith("https://") and not Path(kube_ca_file).is_file():
+        problems.append(f"PLACES_MCP_KUBE_CA_FILE={kube_ca_file!r}: no such file; the cluster CA that signs "
+                        f"{kube_api_url}'s certificate (k8s/tool_server.py projects kube-root-ca.crt there)")
     language = get("PLACES_LANGUAGE") or "en"
     if not _LANGUAGE.match(language):
         problems.append(f"PLACES_LANGUAGE={language!r}: a BCP-47 language code such as en, fr or pt-BR")
@@ -111,6 +142,8 @@ def load_settings(env: Mapping[str, str]) -> ToolServerSettings:
         jwks_url=jwks_url, host=get("PLACES_MCP_HOST") or "0.0.0.0", port=port,
         places_base_url=base_url.rstrip("/"), metadata_host=get("GCE_METADATA_HOST") or DEFAULT_METADATA_HOST,
         upstream_timeout_seconds=timeout, language=language, jwks_refresh_seconds=refresh,
+        kube_api_url=kube_api_url.rstrip("/"), kube_token_file=get("PLACES_MCP_KUBE_TOKEN_FILE") or DEFAULT_KUBE_TOKEN_FILE,
+        kube_ca_file=kube_ca_file, review_cache_seconds=review_cache,
     )
 
 

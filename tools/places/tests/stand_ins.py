@@ -22,3 +22,4 @@ def _load(name: str):
 places_api = _load("places_api")
 cluster_issuer = _load("cluster_issuer")
 metadata_server = _load("metadata_server")
+kubernetes_api = _load("kubernetes_api")

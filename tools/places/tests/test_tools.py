@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 import pytest
 
@@ -54,9 +55,31 @@ def test_find_places_answers_for_speech_with_the_servers_own_identity(tool_serve
 def test_places_nearby_uses_a_location_restriction(tool_server):
     is_error, text = _call(tool_server, "places_nearby", place_type="cafe", **BELLECOUR)
     assert not is_error, text
-    assert text.startswith("1 place found of type cafe within 1500 metres:\n1. Café des Négociants")
+    assert text.startswith("1 place found of type cafe within 1500 metres, nearest first:\n1. Café des Négociants")
     body = tool_server.places.calls[-1]["body"]
     assert body["includedTypes"] == ["cafe"] and body["locationRestriction"]["circle"]["radius"] == 1500.0
+
+
+def test_nearest_means_by_distance_not_by_popularity(tool_server):
+    """Nearby Search ranks by popularity unless told: the stand-in's more popular pharmacy is the
+    farther one, so without rankPreference DISTANCE the caller would be sent 550 m instead of 20."""
+    is_error, text = _call(tool_server, "places_nearby", place_type="pharmacy", **BELLECOUR)
+    assert not is_error, text
+    assert text.splitlines() == [
+        "2 places found of type pharmacy within 1500 metres, nearest first:",
+        "1. Pharmacie Bellecour, 12 Place Bellecour, Lyon, 20 metres away, open now.",
+        "2. Grande Pharmacie Lyonnaise, 22 Rue de la République, Lyon, 550 metres away, closed now.",
+    ]
+    assert tool_server.places.calls[-1]["body"]["rankPreference"] == "DISTANCE"
+
+
+def test_the_field_mask_is_the_priced_one(tool_server):
+    """The plan prices the fields in data/fields.json: the server must ask for exactly those."""
+    from places_mcp.fields import SEARCH_FIELDS, billed_tier
+
+    _call(tool_server, "find_places", query="pharmacy")
+    assert tool_server.places.calls[-1]["headers"]["x-goog-fieldmask"].split(",") == list(SEARCH_FIELDS)
+    assert billed_tier(SEARCH_FIELDS) == "enterprise"  # currentOpeningHours: see data/fields.json "why"
 
 
 def test_no_match_is_a_sentence_not_an_error(tool_server):
@@ -103,3 +126,23 @@ def test_upstream_errors_become_sentences(tool_server, status, says):
     with upstream(tool_server, fail_with=status):
         is_error, text = _call(tool_server, "find_places", query="pharmacy")
     assert is_error and says in text
+
+
+def test_an_upstream_refusal_is_logged_with_its_status_and_googles_reason(tool_server):
+    """The caller hears one sentence; the operator reads why (Google's ErrorInfo reason) in the log."""
+    with upstream(tool_server, fail_with=403, fail_reason="SERVICE_DISABLED"):
+        is_error, text = _call(tool_server, "find_places", query="pharmacy")
+    assert is_error and "SERVICE_DISABLED" not in text
+    refusals = [line for line in _log_lines(tool_server) if line.get("message", "").startswith("places upstream refused")]
+    assert refusals, "no refusal logged"
+    last = refusals[-1]
+    assert (last["http_status"], last["google_status"], last["reasons"], last["method"]) == (
+        403, "PERMISSION_DENIED", ["SERVICE_DISABLED"], "places:searchText")
+
+
+def _log_lines(server) -> list[dict]:
+    lines = []
+    for raw in server.log.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            lines.append(json.loads(raw))
+    return lines
