@@ -9,10 +9,11 @@ domain (`k8s.capacity` for the workload's timing and capacity).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:  # only for annotations: this module must import without the Pulumi SDK
     import pulumi
@@ -79,6 +80,55 @@ class ConfigError(ValueError):
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+# ---------------------------------------------------------------------------------------------
+# How a setting is declared: once, in infra/declarations.py. Pulumi.yaml's config block, the
+# loader's single-value checks (infra/config.py) and docs/settings.md all come from it.
+
+REQUIRED = None  # a Setting without a default: every stack must set it
+
+# kind -> the type Pulumi.yaml declares (its project schema knows string, integer, boolean and
+# array only, so numbers are strings read as numbers); maps are not declared there at all.
+PULUMI_TYPES = {"text": "string", "cidr": "string", "number": "string", "integer": "integer",
+                "boolean": "boolean", "secret": "string"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One stack setting: what it is, what it may hold, where its value lands, and why."""
+
+    name: str                  # "nodeCidr" (this project's namespace) or "gcp:region"
+    kind: str                  # text | integer | number | boolean | cidr | map | secret
+    group: str                 # the section of Pulumi.yaml and docs/settings.md
+    description: str
+    default: Any = REQUIRED
+    to: str = ""               # where the typed value lands in StackConfig: "workload.hpa.min_replicas"
+    low: float | None = None   # integer/number bounds; for cidr, prefix lengths
+    high: float | None = None
+    low_open: bool = False     # number: the low bound itself is refused
+    unit: str = ""             # " s", " pods", " %": appended to the bounds in messages
+    why: str = ""              # where the bounds come from, said in the error and the docs
+    choices: Sequence[str] = ()
+    what: str = ""             # a long list's kind and home: "GKE Autopilot region, infra/data/regions.json"
+    pattern: re.Pattern[str] | None = None
+    allowed: str = ""          # the pattern in words: the rule reads "must be {allowed}"
+    empty_ok: bool = False     # "" passes the pattern (an optional value)
+    # A single-value rule the kinds above cannot say: value -> the rule it breaks, or None.
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return self.name if ":" in self.name else setting_key(self.name)
+
+    @property
+    def ours(self) -> bool:
+        """Declared in Pulumi.yaml: our namespace, and a type its project schema has."""
+        return ":" not in self.name and self.kind in PULUMI_TYPES
+
+    @property
+    def secret(self) -> bool:
+        return self.kind == "secret"
 
 
 # ---------------------------------------------------------------------------------------------
