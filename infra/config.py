@@ -34,6 +34,7 @@ from infra.settings import (
     ToolServerSettings, WorkloadSettings, setting_key,
 )
 from infra.stackfiles import gcp_provider_keys
+from infra.vertex_locations import location_problems, vertex_default
 from k8s.capacity import workload_problems
 from k8s.sizes import SIZES
 
@@ -104,6 +105,8 @@ def read(s: Setting, raw: str, choices: Sequence[str] | None = None) -> tuple[An
         except json.JSONDecodeError:
             parsed = None
         return (parsed, None) if isinstance(parsed, dict) else fail(raw, "must be a map of name: value")
+    if s.empty_ok and raw == "":
+        return raw, None
     choices = choices or s.choices
     if choices and raw not in choices:
         return fail(raw, one_of(raw, choices, s.what))
@@ -257,6 +260,16 @@ def _image_source(v: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _vertex_location(v: dict[str, Any]) -> list[Problem]:
+    """An empty vertexLocation follows the stack's geography (infra/vertex_locations.py)."""
+    chosen, region = v["vertexLocation"], v["gcp:region"]
+    if chosen is None or region is None:  # already reported
+        return []
+    if chosen == "":
+        v["vertexLocation"] = vertex_default(region)
+    return location_problems(v["vertexLocation"], region, explicit=chosen != "")
+
+
 def _database(v: Mapping[str, Any], single: Sequence[Problem]) -> list[Problem]:
     """The checkpoint database (infra/database_rules.py holds its rules). Checked on every stack,
     so turning recoveryEnabled on never reveals an old mistake; only once its single values are
@@ -382,6 +395,7 @@ def parse_stack_config(
     problems += _authorized_networks(v)
     problems += _replicas_ordered(v)
     problems += _image_source(v)
+    problems += _vertex_location(v)
     problems += _database(v, single)
     problems += _price_overrides(v)
     if problems:

@@ -313,8 +313,11 @@ SETTINGS: tuple[Setting, ...] = (
             'LiveKit API secret (Pulumi secret).',
             ),
     Setting('vertexLocation', 'text', 'agent workload',
-            'Vertex AI location serving Gemini Live.',
-            default='us-central1', to='workload.vertex_location', choices=VERTEX_LOCATIONS, what='Vertex AI location, infra/data/regions.json plus global'),
+            'Vertex AI location of the Gemini Live sessions, where callers\' audio is processed. Empty = the stack\'s own '
+            'region when Live is served there, else the served location of its geography (an EU stack stays in the '
+            'EU); checked against infra/data/gemini_live_locations.json (global serves no Live model).',
+            default='', to='workload.vertex_location', choices=VERTEX_LOCATIONS, empty_ok=True,
+            what='Vertex AI location, infra/data/regions.json plus global'),
     Setting('geminiModel', 'text', 'agent workload',
             'Gemini Live model id on Vertex AI.',
             default='gemini-live-2.5-flash-native-audio', to='workload.gemini_model', pattern=GEMINI_MODEL, allowed='a Gemini model id such as gemini-live-2.5-flash-native-audio'),
@@ -479,11 +482,12 @@ def allowed(s: Setting) -> str:
         return "a map (stack file only)"
     if s.kind == "secret":
         return "a Pulumi secret (`pulumi config set --secret`)"
+    empty = "empty or " if s.empty_ok else ""
     if s.choices and len(s.choices) <= 8:
-        return ", ".join(s.choices)
+        return empty + ", ".join(s.choices)
     if s.choices:
         kind, _, home = s.what.partition(", ")
-        return f"a {kind} ({len(s.choices)}, listed in {home})"
+        return f"{empty}a {kind} ({len(s.choices)}, listed in {home})"
     if s.pattern is not None:
         return s.allowed
     if s.check is not None:

@@ -229,9 +229,25 @@ def report(result: PlanResult, values: StackValues) -> str:
     if made_up:
         lines += ["", "placeholders in this plan; set real values before `pulumi up`:"]
         lines += [f"  {m}" for m in made_up]
-    lines += ["", f"next: pulumi preview --stack {values.stack} --policy-pack policy "
-                  f"--policy-pack-config policy/{values.stack}.json   (README: Going to `pulumi up`)"]
+    lines += ["", *policy_config_lines(values.stack)]
     return "\n".join(lines)
+
+
+def policy_config_lines(stack: str) -> list[str]:
+    """The next command, with the stack's policy config when it has one; without one, what the
+    pack then assumes and the file to create (any stack name works)."""
+    from policy.engine import POLICY_DIR
+    from policy.rules import RULES
+
+    name = f"policy/{stack}.json"
+    command = f"next: pulumi preview --stack {stack} --policy-pack policy"
+    if (POLICY_DIR / f"{stack}.json").exists():
+        return [f"{command} --policy-pack-config {name}   (README: Going to `pulumi up`)"]
+    strict = ", ".join(rule.id for rule in RULES if "protected" in rule.config)
+    return [f"policy: no {name}, so every rule runs at its strict default: the stack counts as protected "
+            f"({strict} hold) and no CPU bursting is assumed. Right for production; for a throwaway stack, "
+            f"start from dev's: cp policy/dev.json {name} (docs/policy.md)",
+            f"{command}   (README: Going to `pulumi up`)"]
 
 
 def main(argv: list[str] | None = None) -> int:
