@@ -4,11 +4,11 @@ import pulumi
 
 from infra.binauthz import AdmissionPolicy, AdmissionPolicyArgs
 from infra.cluster import AutopilotCluster, AutopilotClusterArgs
-from infra.config import load_stack_config
+from domain.config import load_stack_config
 from infra.database import AgentDatabase, AgentDatabaseArgs
 from infra.encryption import SecretsKey, SecretsKeyArgs
 from infra.identity import AgentIdentity, AgentIdentityArgs
-from infra.livekit_secrets import LiveKitSecrets, LiveKitSecretsArgs
+from k8s.livekit_secrets import LiveKitSecrets, LiveKitSecretsArgs
 from infra.monitoring import AgentMonitoring, AgentMonitoringArgs
 from infra.network import VpcNetwork, VpcNetworkArgs
 from infra.notifications import UpgradeNotifications, UpgradeNotificationsArgs

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from infra import runbook
+from domain import runbook
 from infra.names import child, type_token
 
 # Prometheus rule names (the alert's `alertname`): [a-zA-Z_:][a-zA-Z0-9_:]*

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 
 import pulumi
 
-from infra.settings import WorkloadSettings
+from domain.settings import WorkloadSettings
 from k8s import runtime
 from k8s import deletion_cost
 from k8s import cloudsql_proxy
 from k8s import livekit_files
-from k8s.capacity import (
+from domain.capacity import (
     JOB_MEMORY_LIMIT_MI,
     JOB_MEMORY_WARN_MI,
     SAFE_TO_EVICT,

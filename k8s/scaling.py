@@ -29,8 +29,8 @@ Why these numbers (config checks the cross-setting rules in k8s/capacity.py):
 
 from __future__ import annotations
 
-from infra.settings import WorkloadSettings
-from k8s.capacity import calls_target
+from domain.settings import WorkloadSettings
+from domain.capacity import calls_target
 from k8s.pod import APP_NAME
 
 SCALE_UP_PODS_PER_MINUTE = 4

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.settings import WorkloadSettings
+from domain.settings import WorkloadSettings
 from infra.names import child, type_token
 from k8s import runtime
 from k8s.runtime import LIVEKIT_SECRET_PROVIDER_CLASS

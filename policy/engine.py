@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from infra.stackfiles import StackFileError
+from domain.stackfiles import StackFileError
 from policy.rules import ADVISORY, CONFIG_PROPERTIES, MANDATORY, RULES, Resource, Rule, context_from
 
 POLICY_DIR = Path(__file__).resolve().parent

@@ -197,7 +197,7 @@ def test_slow_answers_fire_the_latency_alert(livekit_server: LiveKitServer, tmp_
     p95 panel has the release's series, the slow-answers expression fires below that p95 and
     stays quiet at it (strictly above) and at the 2 s default."""
     sys.path.insert(0, str(REPO_ROOT))
-    from infra import runbook  # stdlib only
+    from domain import runbook  # stdlib only
 
     try:
         find_prometheus()

@@ -26,7 +26,7 @@ from term import cgroup
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
-from infra import runbook  # noqa: E402  (stdlib only: importable from the agent venv)
+from domain import runbook  # noqa: E402  (stdlib only: importable from the agent venv)
 
 pytestmark = [pytest.mark.integration]
 TIMEOUT = 60.0
@@ -92,7 +92,7 @@ def _available(worker: WorkerProcess) -> None:
 
 def _check(prom: Prometheus, old: str, new: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.rollout_check", "--prometheus", prom.url,
+        [sys.executable, "-m", "tooling.rollout_check", "--prometheus", prom.url,
          "--old-version", old, "--new-version", new, "--window", WINDOW],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO_ROOT)})

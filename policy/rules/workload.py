@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from k8s.capacity import (
+from domain.capacity import (
     AUTOSCALER_GRACE_CAP_S,
     NODE_BOOT_S,
     SPOT_GRACE_S,
@@ -17,7 +17,7 @@ from k8s.capacity import (
     worker_load_at_target,
 )
 from k8s.runtime import AGENT_ROLE, HEALTH_PORT, LIVE_PATH, METRICS_PORT, READY_PATH, ROLE_LABEL
-from k8s.sizes import autopilot_problems
+from domain.sizes import autopilot_problems
 from policy.quantities import cpu_millicores, memory_mib
 from policy.rules.base import (
     ADVISORY, Context, DEPLOYMENT, Finding, HPA, MANDATORY, PDB, Resource, Rule, as_number, prop, unless,

@@ -19,9 +19,9 @@ from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.database import AgentDatabase, AgentDatabaseArgs, iam_user_name
-from infra.database_rules import KEYS
-from infra.mocks import ParentTrackingMonitor, RecordingMocks, args_class
-from infra.settings import ConfigError, DatabaseSettings
+from domain.database_rules import KEYS
+from tooling.mocks import ParentTrackingMonitor, RecordingMocks, args_class
+from domain.settings import ConfigError, DatabaseSettings
 from policy.rules.base import Context
 from policy.rules.database import RULES, SQL_INSTANCE
 from tests.infra.test_provider_schema import unknown_fields

@@ -17,11 +17,11 @@ from dataclasses import fields, is_dataclass
 import pytest
 import yaml
 
-from infra import declarations
-from infra.config import _LANDS, _SECTIONS, parse_stack_config, read
-from infra.declarations import BY_KEY, SETTINGS, config_block, project_file, settings_doc
-from infra.settings import ConfigError, Problem, StackConfig
-from infra.stackfiles import ROOT, load_stack_values, project_declarations
+from domain import declarations
+from domain.config import _LANDS, _SECTIONS, parse_stack_config, read
+from domain.declarations import BY_KEY, SETTINGS, config_block, project_file, settings_doc
+from domain.settings import ConfigError, Problem, StackConfig
+from domain.stackfiles import ROOT, load_stack_values, project_declarations
 
 P = "gke-voice-agents:"
 SECRETS = {P + "livekitApiKey": "k", P + "livekitApiSecret": "s"}
@@ -36,16 +36,16 @@ def parse(**overrides: str):
 # --- what the declarations produce -------------------------------------------------------------
 
 def test_the_committed_project_file_is_what_the_declarations_write():
-    assert (ROOT / "Pulumi.yaml").read_text() == project_file(), "run: python -m infra.declarations"
+    assert (ROOT / "Pulumi.yaml").read_text() == project_file(), "run: python -m domain.declarations"
 
 
 def test_the_committed_settings_doc_is_what_the_declarations_write():
-    assert (ROOT / "docs" / "settings.md").read_text() == settings_doc(), "run: python -m infra.declarations"
+    assert (ROOT / "docs" / "settings.md").read_text() == settings_doc(), "run: python -m domain.declarations"
 
 
 def test_the_check_command_fails_on_a_stale_file(tmp_path, monkeypatch):
-    """`python -m infra.declarations --check` is what CI can run; it must see a drifted file."""
-    done = subprocess.run([sys.executable, "-m", "infra.declarations", "--check"], cwd=ROOT, capture_output=True,
+    """`python -m domain.declarations --check` is what CI can run; it must see a drifted file."""
+    done = subprocess.run([sys.executable, "-m", "domain.declarations", "--check"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     stale = tmp_path / "settings.md"
@@ -178,7 +178,7 @@ def test_the_plan_says_so_with_exit_2_and_no_traceback(tmp_path):
                                                                ".pytest_cache", "bootstrap"))
     stack = repo / "Pulumi.dev.yaml"
     stack.write_text(stack.read_text() + "  gke-voice-agents:maintenanceStartTime: 2026-01-03T02:00:00\n")
-    done = subprocess.run([sys.executable, "-m", "infra.plan", "--stack", "dev", "--out", str(tmp_path / "out")],
+    done = subprocess.run([sys.executable, "-m", "tooling.plan", "--stack", "dev", "--out", str(tmp_path / "out")],
                           cwd=repo, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr

@@ -12,11 +12,11 @@ from datetime import datetime
 
 import pytest
 
-from infra.config import parse_stack_config
-from infra.maintenance import least_availability, window_days
-from infra.plan import evaluate
-from infra.settings import ConfigError
-from infra.stackfiles import load_stack_values
+from domain.config import parse_stack_config
+from domain.maintenance import least_availability, window_days
+from tooling.plan import evaluate
+from domain.settings import ConfigError
+from domain.stackfiles import load_stack_values
 
 P = "gke-voice-agents:"
 CLUSTER = "gcp:container/cluster:Cluster"

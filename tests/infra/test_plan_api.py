@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pulumi.runtime.mocks import MockCallArgs
 
-from infra.mocks import FAKE_PROJECT_NUMBER, RecordingMocks
+from tooling.mocks import FAKE_PROJECT_NUMBER, RecordingMocks
 from infra.names import TYPE_PREFIX
-from infra.plan import evaluate
+from tooling.plan import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = "gcp:container/cluster:Cluster"

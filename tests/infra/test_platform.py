@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.settings import ClusterSettings
+from domain.settings import ClusterSettings
 from infra.names import TYPE_PREFIX, name_part
-from infra.plan import evaluate
+from tooling.plan import evaluate
 
 P = "gke-voice-agents:"
 CLUSTER = "gcp:container/cluster:Cluster"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import parse_stack_config
-from infra.settings import KNOWN_REGIONS, ConfigError
-from infra.stackfiles import load_stack_values
-from infra.vertex_locations import SERVED, TABLE, geography, vertex_default
+from domain.config import parse_stack_config
+from domain.settings import KNOWN_REGIONS, ConfigError
+from domain.stackfiles import load_stack_values
+from domain.vertex_locations import SERVED, TABLE, geography, vertex_default
 
 P = "gke-voice-agents:"
 SECRETS = {P + "livekitApiKey": "k", P + "livekitApiSecret": "s"}
@@ -89,7 +89,7 @@ def test_an_unknown_region_stops_before_the_geography_rule():
 # --- any stack name: its policy config is found or the plan says which file to create ---------
 
 def test_a_stack_with_a_policy_file_gets_it_in_the_next_command():
-    from infra.plan import policy_config_lines
+    from tooling.plan import policy_config_lines
 
     assert policy_config_lines("dev") == [
         "next: pulumi preview --stack dev --policy-pack policy --policy-pack-config policy/dev.json   "
@@ -97,7 +97,7 @@ def test_a_stack_with_a_policy_file_gets_it_in_the_next_command():
 
 
 def test_a_stack_without_one_is_told_what_the_pack_assumes_and_which_file_to_create():
-    from infra.plan import policy_config_lines
+    from tooling.plan import policy_config_lines
     from policy.rules import RULES
 
     lines = policy_config_lines("staging")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from k8s import capacity
-from k8s.capacity import (
+from domain import capacity
+from domain.capacity import (
     AUTOSCALER_GRACE_CAP_S,
     SHUTDOWN_BUDGET_S,
     max_safe_target,
@@ -113,9 +113,9 @@ def test_new_capacity_waits_for_a_node_unless_room_is_held():
 # ------------------------------------------------------------------------------------------------
 # Per-call figures from the committed benchmark output, the call cap, the calls target.
 
-from infra.plan import evaluate  # noqa: E402
-from infra.settings import ConfigError  # noqa: E402
-from k8s.sizes import SIZES, Resources  # noqa: E402
+from tooling.plan import evaluate  # noqa: E402
+from domain.settings import ConfigError  # noqa: E402
+from domain.sizes import SIZES, Resources  # noqa: E402
 
 
 def test_planning_figures_are_the_measurement_with_its_margins():

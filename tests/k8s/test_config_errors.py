@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import ConfigError
-from infra.mocks import RecordingMocks
-from k8s.capacity import CPU_PER_SESSION_M
-from k8s.sizes import SIZES, Size
+from domain.settings import ConfigError
+from tooling.mocks import RecordingMocks
+from domain.capacity import CPU_PER_SESSION_M
+from domain.sizes import SIZES, Size
 from tests.k8s.rendered import plan_with
 
 CASES = {

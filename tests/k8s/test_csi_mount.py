@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from infra.identity import workload_principal
-from infra.mocks import FAKE_PROJECT_NUMBER
+from tooling.mocks import FAKE_PROJECT_NUMBER
 from infra.names import livekit_secret_id
-from infra.plan import PlanResult
+from tooling.plan import PlanResult
 from k8s import runtime
 from tests.k8s.rendered import pod_of
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from k8s.capacity import memory_needed_mi, sessions_per_pod
-from k8s.sizes import (
+from domain.capacity import memory_needed_mi, sessions_per_pod
+from domain.sizes import (
     BURST_CPU_LIMIT_FACTOR,
     SIZES,
     AutopilotRejects,

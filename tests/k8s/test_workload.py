@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.mocks import ParentTrackingMonitor
+from tooling.mocks import ParentTrackingMonitor
 from k8s import deletion_cost, livekit_files, runtime
-from k8s.capacity import SHUTDOWN_BUDGET_S, worker_load_at_target
-from k8s.sizes import SIZES
+from domain.capacity import SHUTDOWN_BUDGET_S, worker_load_at_target
+from domain.sizes import SIZES
 from tests.k8s.rendered import container_of, deployment_of, env_of, hpa_of, plan_with, pod_of
 
 AGENT_TYPES = {

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from infra.stackfiles import StackFileError, load_stack_values
+from domain.stackfiles import StackFileError, load_stack_values
 from policy.engine import PolicyConfigError, check_policy_config, evaluate_plan, load_policy_config
 from policy.rules import RULES_BY_ID
 from tests.conftest import _committed_plan

@@ -3,7 +3,7 @@
 Every setting is read through its declaration (infra/declarations.py): kind, bounds, choices
 and pattern decide the check and the message, and `to` where the typed value lands. Defaults
 live in Pulumi.yaml, generated from the same declarations; the Pulumi CLI merges them into the
-config the program sees, and `infra.stackfiles` does the same offline. So every declared key is
+config the program sees, and `domain.stackfiles` does the same offline. So every declared key is
 treated as present and a missing one is a problem, with no second default here.
 
 What a declaration cannot say stays explicit code below, one function per rule that spans
@@ -23,20 +23,20 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pulumi
 
-from infra.cost import parse_overrides, prices_for  # the price keys live with the cost model
-from infra.database_rules import database_problems, overlap_problems
-from infra.declarations import SETTINGS, rfc3339, rfc3339_rule
-from infra.maintenance import hours, least_availability
-from infra.settings import (
+from domain.cost import parse_overrides, prices_for  # the price keys live with the cost model
+from domain.database_rules import database_problems, overlap_problems
+from domain.declarations import SETTINGS, rfc3339, rfc3339_rule
+from domain.maintenance import hours, least_availability
+from domain.settings import (
     EXCLUSION_SCOPES, MAINTENANCE_AVAILABILITY_PERIOD, MAX_NO_UPGRADES_EXCLUSION, MIN_MAINTENANCE_AVAILABILITY,
     MIN_MAINTENANCE_WINDOW, PROJECT, CallSettings, ClusterSettings, ConfigError, DatabaseSettings, DispatchSettings,
     HpaSettings, MaintenanceExclusion, NetworkSettings, Problem, RegistrySettings, Setting, StackConfig,
     ToolServerSettings, WorkloadSettings, setting_key,
 )
-from infra.stackfiles import gcp_provider_keys
-from infra.vertex_locations import location_problems, vertex_default
-from k8s.capacity import workload_problems
-from k8s.sizes import SIZES
+from domain.stackfiles import gcp_provider_keys
+from domain.vertex_locations import location_problems, vertex_default
+from domain.capacity import workload_problems
+from domain.sizes import SIZES
 
 _key = setting_key
 # Long lists are not printed whole: a suggestion and where to find them all says more.

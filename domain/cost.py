@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.settings import ConfigError, Problem, WorkloadSettings
-from k8s.capacity import calls_target, sessions_per_pod, workload_resources
+from domain.settings import ConfigError, Problem, WorkloadSettings
+from domain.capacity import calls_target, sessions_per_pod, workload_resources
 
 PRICES_FILE = Path(__file__).parent / "data" / "prices.json"
 PRICES: dict[str, Any] = json.loads(PRICES_FILE.read_text(encoding="utf-8"))

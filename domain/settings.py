@@ -2,8 +2,8 @@
 
 The bottom layer: it imports nothing of ours, so every other module (stack-file loading, domain
 rules, components, the policy pack) can depend on it without a circle. Parsing raw config into
-these types happens in `infra.config`; the rules that span several settings live with their
-domain (`k8s.capacity` for the workload's timing and capacity).
+these types happens in `domain.config`; the rules that span several settings live with their
+domain (`domain.capacity` for the workload's timing and capacity).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from infra.settings import Problem, setting_key
+from domain.settings import Problem, setting_key
 
 TABLE_FILE = Path(__file__).parent / "data" / "gemini_live_locations.json"
 TABLE = json.loads(TABLE_FILE.read_text(encoding="utf-8"))

@@ -1,6 +1,6 @@
 """Offline plan: evaluate a stack under Pulumi mocks, with its real config, and report.
 
-    python -m infra.plan --stack dev --out out/dev
+    python -m tooling.plan --stack dev --out out/dev
 
 Writes resources.json, manifests/*.yaml and violations.json. Exit 0: the stack is valid;
 1: a mandatory policy failed; 2: the configuration is invalid (one line per problem).
@@ -27,12 +27,12 @@ from pulumi.runtime.mocks import set_mocks
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.settings import PROJECT, ConfigError
-from infra.mocks import ParentTrackingMonitor, RecordingMocks
-from k8s.capacity import capacity_summary
-from infra.config import parse_stack_config
-from infra.cost import cost_lines, cost_summary, prices_for
-from infra.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
+from domain.settings import PROJECT, ConfigError
+from tooling.mocks import ParentTrackingMonitor, RecordingMocks
+from domain.capacity import capacity_summary
+from domain.config import parse_stack_config
+from domain.cost import cost_lines, cost_summary, prices_for
+from domain.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
 
@@ -43,7 +43,7 @@ class PlanResult:
     resources: list[dict[str, Any]]
     outputs: dict[str, Any]
     invokes: list[str] = field(default_factory=list)
-    capacity: dict[str, Any] = field(default_factory=dict)  # k8s.capacity.capacity_summary, for people
+    capacity: dict[str, Any] = field(default_factory=dict)  # domain.capacity.capacity_summary, for people
 
     def of_type(self, typ: str) -> list[dict[str, Any]]:
         return [r for r in self.resources if r["type"] == typ]
@@ -251,7 +251,7 @@ def policy_config_lines(stack: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tooling.plan", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--out", required=True, type=Path, help="directory for the plan's files")
     args = parser.parse_args(argv)

@@ -2,14 +2,14 @@
 why, and where the typed value lands.
 
 From this table come Pulumi.yaml's `config:` block and docs/settings.md
-(`python -m infra.declarations` writes both; tests/infra/test_declarations.py checks that the
+(`python -m domain.declarations` writes both; tests/infra/test_declarations.py checks that the
 committed files equal what it writes), and the loader's single-value checks and messages
 (infra/config.py reads every setting through its declaration; no reader per setting).
 Rules that span several settings stay explicit code beside their domain (k8s/capacity.py,
 infra/database_rules.py, infra/maintenance.py, and the sections of infra/config.py).
 
 Adding a setting: one `Setting(...)` here (and the field it lands in, in infra/settings.py),
-then `python -m infra.declarations` to regenerate Pulumi.yaml and docs/settings.md.
+then `python -m domain.declarations` to regenerate Pulumi.yaml and docs/settings.md.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from infra.database_rules import POSTGRES_VERSIONS, RANGES as DATABASE_RANGES
-from infra.maintenance import RECURRENCE, RECURRENCE_HELP
-from infra.runbook import LATENCY_ALERT_P95_RANGE
-from infra.settings import (
+from domain.database_rules import POSTGRES_VERSIONS, RANGES as DATABASE_RANGES
+from domain.maintenance import RECURRENCE, RECURRENCE_HELP
+from domain.runbook import LATENCY_ALERT_P95_RANGE
+from domain.settings import (
     KNOWN_REGIONS, LIVEKIT_CREDENTIAL_SOURCES, LOG_LEVELS, PULUMI_TYPES, RELEASE_CHANNELS, REQUIRED, Setting,
 )
-from k8s.capacity import MAX_DRAIN_TIMEOUT_S, MAX_SESSION_MINUTES, NODE_UPGRADE_GRACE_CAP_S, SHUTDOWN_BUDGET_S
-from k8s.capacity import SPARE_CAPACITY_MODES
-from k8s.sizes import SIZES
+from domain.capacity import MAX_DRAIN_TIMEOUT_S, MAX_SESSION_MINUTES, NODE_UPGRADE_GRACE_CAP_S, SHUTDOWN_BUDGET_S
+from domain.capacity import SPARE_CAPACITY_MODES
+from domain.sizes import SIZES
 
 ROOT = Path(__file__).resolve().parents[1]
 GCP_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -422,7 +422,7 @@ BY_KEY = {s.key: s for s in SETTINGS}
 
 PROJECT_FILE = ROOT / "Pulumi.yaml"
 SETTINGS_DOC = ROOT / "docs" / "settings.md"
-GENERATED = "# Generated from infra/declarations.py by `python -m infra.declarations`: edit there, not here."
+GENERATED = "# Generated from infra/declarations.py by `python -m domain.declarations`: edit there, not here."
 
 
 def _scalar(value) -> str:
@@ -441,7 +441,7 @@ def config_block() -> str:
     """Everything from the generated marker to the end of Pulumi.yaml."""
     lines = [GENERATED,
              "# infra/config.py validates every setting at once before any resource is declared; the offline",
-             "# plan (python -m infra.plan) merges these defaults with Pulumi.<stack>.yaml the way the CLI does.",
+             "# plan (python -m tooling.plan) merges these defaults with Pulumi.<stack>.yaml the way the CLI does.",
              "# Not declared here: the gcp provider's keys and the map-valued settings, which project config",
              "# types (string, integer, boolean, array) cannot hold; docs/settings.md lists them all:"]
     lines += [f"#   {s.key}" for s in SETTINGS if not s.ours and not s.secret]
@@ -501,7 +501,7 @@ def _cell(text: str) -> str:
 
 def settings_doc() -> str:
     lines = ["# Stack settings", "",
-             "<!-- Generated from infra/declarations.py by `python -m infra.declarations`; edit there, not here. -->",
+             "<!-- Generated from infra/declarations.py by `python -m domain.declarations`; edit there, not here. -->",
              "",
              "Every setting a stack file (`Pulumi.<stack>.yaml`) may hold, with its default and what it accepts.",
              "Keys are `gke-voice-agents:<name>` unless they name another namespace. A value outside what a",
@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         if not check:
             path.write_text(text)
     if check and stale:
-        print(f"out of date (run python -m infra.declarations): {', '.join(stale)}", file=sys.stderr)
+        print(f"out of date (run python -m domain.declarations): {', '.join(stale)}", file=sys.stderr)
         return 1
     print(("wrote " if stale else "up to date: ") + ", ".join(stale or ["Pulumi.yaml", "docs/settings.md"]))
     return 0
