@@ -93,7 +93,7 @@ MetricsAdapter("metrics-adapter", MetricsAdapterArgs(
     project=cfg.project, workload_pool=cluster.workload_pool, provider=provider))
 
 # Seed 001's runbook as code: the dashboard and alert policies over the agents' metrics
-# (infra/runbook.py holds every PromQL expression; infra/rollout_check.py asks the same).
+# (domain/runbook.py holds every PromQL expression; tooling/rollout_check.py asks the same).
 AgentMonitoring("monitoring", AgentMonitoringArgs(project=cfg.project, stack=cfg.stack,
                                                  latency_alert_p95_seconds=cfg.latency_alert_p95_seconds))
 

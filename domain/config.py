@@ -1,6 +1,6 @@
 """Typed, validated stack configuration: the one place where raw Pulumi config becomes settings.
 
-Every setting is read through its declaration (infra/declarations.py): kind, bounds, choices
+Every setting is read through its declaration (domain/declarations.py): kind, bounds, choices
 and pattern decide the check and the message, and `to` where the typed value lands. Defaults
 live in Pulumi.yaml, generated from the same declarations; the Pulumi CLI merges them into the
 config the program sees, and `domain.stackfiles` does the same offline. So every declared key is
@@ -48,7 +48,7 @@ _NOT_SET = "is not set; set it in Pulumi.<stack>.yaml or declare a default in Pu
 def one_of(value: str, choices: Sequence[str], what: str = "") -> str:
     """The rule for a value outside a fixed set, with the nearest allowed value when one is close.
 
-    `what` names a long set and where it is listed ("GKE Autopilot region, infra/data/regions.json")."""
+    `what` names a long set and where it is listed ("GKE Autopilot region, domain/data/regions.json")."""
     near = difflib.get_close_matches(value, choices, n=1, cutoff=0.8)
     hint = f"; did you mean {near[0]}?" if near else ""
     if len(choices) <= _LONGEST_LISTED:
@@ -185,7 +185,7 @@ def _exclusions(v: dict[str, Any]) -> list[Problem]:
 
 
 def _availability(v: Mapping[str, Any]) -> list[Problem]:
-    """GKE's 48 hours in every 32 days (infra/maintenance.py), checked once every single
+    """GKE's 48 hours in every 32 days (domain/maintenance.py), checked once every single
     maintenance value is valid. The window alone falling short is the window's fault; otherwise
     the NO_UPGRADES exclusion that overlaps the worst period is named."""
     start, end, recurrence = v["maintenanceStartTime"], v["maintenanceEndTime"], v["maintenanceRecurrence"]
@@ -261,7 +261,7 @@ def _image_source(v: Mapping[str, Any]) -> list[Problem]:
 
 
 def _vertex_location(v: dict[str, Any]) -> list[Problem]:
-    """An empty vertexLocation follows the stack's geography (infra/vertex_locations.py)."""
+    """An empty vertexLocation follows the stack's geography (domain/vertex_locations.py)."""
     chosen, region = v["vertexLocation"], v["gcp:region"]
     if chosen is None or region is None:  # already reported
         return []
@@ -271,7 +271,7 @@ def _vertex_location(v: dict[str, Any]) -> list[Problem]:
 
 
 def _database(v: Mapping[str, Any], single: Sequence[Problem]) -> list[Problem]:
-    """The checkpoint database (infra/database_rules.py holds its rules). Checked on every stack,
+    """The checkpoint database (domain/database_rules.py holds its rules). Checked on every stack,
     so turning recoveryEnabled on never reveals an old mistake; only once its single values are
     valid, or the rules would repeat them."""
     if any(p.key.startswith(_key("database")) for p in single):
@@ -414,7 +414,7 @@ def parse_stack_config(
 
 def _with_model_prices(w: WorkloadSettings, region: str, overrides: Mapping[str, float]) -> WorkloadSettings:
     """The Gemini prices the agent estimates each call's cost with: the plan's own (one home,
-    infra/data/prices.json, with the stack's priceOverrides on top)."""
+    domain/data/prices.json, with the stack's priceOverrides on top)."""
     return replace(w, model_prices=dict(prices_for(region, w.gemini_model, overrides).per_million_tokens))
 
 

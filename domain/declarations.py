@@ -4,11 +4,11 @@ why, and where the typed value lands.
 From this table come Pulumi.yaml's `config:` block and docs/settings.md
 (`python -m domain.declarations` writes both; tests/infra/test_declarations.py checks that the
 committed files equal what it writes), and the loader's single-value checks and messages
-(infra/config.py reads every setting through its declaration; no reader per setting).
-Rules that span several settings stay explicit code beside their domain (k8s/capacity.py,
-infra/database_rules.py, infra/maintenance.py, and the sections of infra/config.py).
+(domain/config.py reads every setting through its declaration; no reader per setting).
+Rules that span several settings stay explicit code beside their domain (domain/capacity.py,
+domain/database_rules.py, domain/maintenance.py, and the sections of domain/config.py).
 
-Adding a setting: one `Setting(...)` here (and the field it lands in, in infra/settings.py),
+Adding a setting: one `Setting(...)` here (and the field it lands in, in domain/settings.py),
 then `python -m domain.declarations` to regenerate Pulumi.yaml and docs/settings.md.
 """
 
@@ -93,11 +93,11 @@ def fallback_location_rule(value: str) -> str | None:
         return None
     near = difflib.get_close_matches(value, VERTEX_LOCATIONS, n=1, cutoff=0.8)
     hint = f"; did you mean {near[0]}?" if near else ""
-    return f"must be empty or a Vertex AI location (a region in infra/data/regions.json, or global){hint}"
+    return f"must be empty or a Vertex AI location (a region in domain/data/regions.json, or global){hint}"
 
 
 def database_range(name: str) -> dict:
-    """The bounds of a database setting, from infra/database_rules.py (which re-checks
+    """The bounds of a database setting, from domain/database_rules.py (which re-checks
     settings built in code)."""
     (low, high), unit, why = DATABASE_RANGES[name]
     return {"low": low, "high": high, "unit": unit, "why": why}
@@ -111,7 +111,7 @@ GROUPS = {
     "agent workload": "agent workload",
     "dispatch": 'dispatch (docs/agent.md "Explicit dispatch")',
     "call life": 'call life (agent/voice_agent/call_life.py; docs/agent.md "Call life")',
-    "latency and cost": "latency and cost (docs/cost.md; infra/runbook.py, infra/cost.py)",
+    "latency and cost": "latency and cost (docs/cost.md; domain/runbook.py, domain/cost.py)",
     "crash recovery": "crash recovery (docs/recovery.md; infra/database.py, k8s/cloudsql_proxy.py)",
 }
 
@@ -120,7 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gcp:project", "text", "stack", "The GCP project every resource of the stack lives in.",
             to="project", pattern=GCP_PROJECT_ID, allowed="a GCP project id (6-30 lower-case letters, digits, dashes)"),
     Setting("gcp:region", "text", "stack", "The region of the cluster, network, registry and database.",
-            to="region", choices=tuple(sorted(KNOWN_REGIONS)), what="GKE Autopilot region, infra/data/regions.json"),
+            to="region", choices=tuple(sorted(KNOWN_REGIONS)), what="GKE Autopilot region, domain/data/regions.json"),
     # --- network
     Setting('nodeCidr', 'cidr', 'network',
             'Primary range of the node subnet (Private Google Access on).',
@@ -229,7 +229,7 @@ SETTINGS: tuple[Setting, ...] = (
             "voice (the sample's is Puck).",
             default='', to='workload.agent_voice', check=voice_rule),
     Setting('agentSize', 'text', 'agent workload',
-            'T-shirt size of an agent pod (see k8s/sizes.py).',
+            'T-shirt size of an agent pod (see domain/sizes.py).',
             default='M', to='workload.size', choices=tuple(SIZES)),
     Setting('cpuBursting', 'boolean', 'agent workload',
             'Let the CPU limit exceed the request (Autopilot bursting, GKE 1.30.2+ on cgroup v2).',
@@ -315,9 +315,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting('vertexLocation', 'text', 'agent workload',
             'Vertex AI location of the Gemini Live sessions, where callers\' audio is processed. Empty = the stack\'s own '
             'region when Live is served there, else the served location of its geography (an EU stack stays in the '
-            'EU); checked against infra/data/gemini_live_locations.json (global serves no Live model).',
+            'EU); checked against domain/data/gemini_live_locations.json (global serves no Live model).',
             default='', to='workload.vertex_location', choices=VERTEX_LOCATIONS, empty_ok=True,
-            what='Vertex AI location, infra/data/regions.json plus global'),
+            what='Vertex AI location, domain/data/regions.json plus global'),
     Setting('geminiModel', 'text', 'agent workload',
             'Gemini Live model id on Vertex AI.',
             default='gemini-live-2.5-flash-native-audio', to='workload.gemini_model', pattern=GEMINI_MODEL, allowed='a Gemini model id such as gemini-live-2.5-flash-native-audio'),
@@ -368,7 +368,7 @@ SETTINGS: tuple[Setting, ...] = (
             "5 minutes, a number in [0.5, 8] (the latency histogram's bucket range).",
             default='2.0', to='latency_alert_p95_seconds', low=LATENCY_ALERT_P95_RANGE[0], high=LATENCY_ALERT_P95_RANGE[1]),
     Setting('priceOverrides', 'text', 'latency and cost',
-            "JSON map replacing list prices of infra/data/prices.json in the plan's cost lines, e.g. "
+            "JSON map replacing list prices of domain/data/prices.json in the plan's cost lines, e.g. "
             '{"autopilot.vcpu_hour":0.05,"gemini.output_audio":10}; keys in docs/cost.md.',
             default='{}', to='price_overrides'),
     # --- crash recovery
@@ -422,7 +422,7 @@ BY_KEY = {s.key: s for s in SETTINGS}
 
 PROJECT_FILE = ROOT / "Pulumi.yaml"
 SETTINGS_DOC = ROOT / "docs" / "settings.md"
-GENERATED = "# Generated from infra/declarations.py by `python -m domain.declarations`: edit there, not here."
+GENERATED = "# Generated from domain/declarations.py by `python -m domain.declarations`: edit there, not here."
 
 
 def _scalar(value) -> str:
@@ -440,7 +440,7 @@ def _rule(width: int, title: str) -> str:
 def config_block() -> str:
     """Everything from the generated marker to the end of Pulumi.yaml."""
     lines = [GENERATED,
-             "# infra/config.py validates every setting at once before any resource is declared; the offline",
+             "# domain/config.py validates every setting at once before any resource is declared; the offline",
              "# plan (python -m tooling.plan) merges these defaults with Pulumi.<stack>.yaml the way the CLI does.",
              "# Not declared here: the gcp provider's keys and the map-valued settings, which project config",
              "# types (string, integer, boolean, array) cannot hold; docs/settings.md lists them all:"]
@@ -501,7 +501,7 @@ def _cell(text: str) -> str:
 
 def settings_doc() -> str:
     lines = ["# Stack settings", "",
-             "<!-- Generated from infra/declarations.py by `python -m domain.declarations`; edit there, not here. -->",
+             "<!-- Generated from domain/declarations.py by `python -m domain.declarations`; edit there, not here. -->",
              "",
              "Every setting a stack file (`Pulumi.<stack>.yaml`) may hold, with its default and what it accepts.",
              "Keys are `gke-voice-agents:<name>` unless they name another namespace. A value outside what a",

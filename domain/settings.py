@@ -83,8 +83,8 @@ class ConfigError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# How a setting is declared: once, in infra/declarations.py. Pulumi.yaml's config block, the
-# loader's single-value checks (infra/config.py) and docs/settings.md all come from it.
+# How a setting is declared: once, in domain/declarations.py. Pulumi.yaml's config block, the
+# loader's single-value checks (domain/config.py) and docs/settings.md all come from it.
 
 REQUIRED = None  # a Setting without a default: every stack must set it
 
@@ -110,7 +110,7 @@ class Setting:
     unit: str = ""             # " s", " pods", " %": appended to the bounds in messages
     why: str = ""              # where the bounds come from, said in the error and the docs
     choices: Sequence[str] = ()
-    what: str = ""             # a long list's kind and home: "GKE Autopilot region, infra/data/regions.json"
+    what: str = ""             # a long list's kind and home: "GKE Autopilot region, domain/data/regions.json"
     pattern: re.Pattern[str] | None = None
     allowed: str = ""          # the pattern in words: the rule reads "must be {allowed}"
     empty_ok: bool = False     # "" passes the pattern (an optional value)
@@ -250,7 +250,7 @@ class WorkloadSettings:
     livekit_credentials: str = "secretManager"
     dispatch: DispatchSettings = field(default_factory=lambda: DispatchSettings())
     # Derived, not a setting: USD per million Gemini tokens by "<direction>_<modality>" from
-    # infra/data/prices.json and priceOverrides; the agent's session_ended cost estimate.
+    # domain/data/prices.json and priceOverrides; the agent's session_ended cost estimate.
     model_prices: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -279,7 +279,7 @@ class ToolServerSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     """The checkpoint database of crash recovery (Cloud SQL for PostgreSQL, infra/database.py;
-    docs/recovery.md). Checked by infra/database_rules.py."""
+    docs/recovery.md). Checked by domain/database_rules.py."""
 
     tier: str
     disk_size_gb: int
@@ -311,7 +311,7 @@ class StackConfig:
     tool_server: ToolServerSettings = ToolServerSettings(places_enabled=False, places_replicas=2)
     # Parsed and checked for every stack; declared only with workload.recovery_enabled.
     database: DatabaseSettings | None = None
-    # latencyAlertP95Seconds: the slow-answers alert's p95 time to first audio (infra/runbook.py)
+    # latencyAlertP95Seconds: the slow-answers alert's p95 time to first audio (domain/runbook.py)
     latency_alert_p95_seconds: float = 2.0
-    # priceOverrides: price name -> USD, on top of infra/data/prices.json (infra/cost.py)
+    # priceOverrides: price name -> USD, on top of domain/data/prices.json (domain/cost.py)
     price_overrides: Mapping[str, float] = field(default_factory=dict)

@@ -1,10 +1,10 @@
 """Where the agent's Gemini Live sessions run: the Vertex AI location, checked against a dated
-table of where Live models are served (infra/data/gemini_live_locations.json, with its sources).
+table of where Live models are served (domain/data/gemini_live_locations.json, with its sources).
 
 A caller's audio is processed where the model runs, so the default follows the stack: its own
 region when Live is served there, else the served location of the same geography (a Frankfurt
 stack gets europe-west4, never us-central1). Where a geography has none, the stack must choose,
-and the message says so. Pure functions over plain values; infra/config.py reports the problems.
+and the message says so. Pure functions over plain values; domain/config.py reports the problems.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ TABLE_FILE = Path(__file__).parent / "data" / "gemini_live_locations.json"
 TABLE = json.loads(TABLE_FILE.read_text(encoding="utf-8"))
 SERVED: tuple[str, ...] = tuple(TABLE["served"])
 _DEFAULTS = tuple(g["default"] for g in TABLE["geographies"].values() if g["default"])
-_WHERE = f"infra/data/gemini_live_locations.json, checked {TABLE['checked']}"
+_WHERE = f"domain/data/gemini_live_locations.json, checked {TABLE['checked']}"
 
 
 def geography(region: str) -> dict:

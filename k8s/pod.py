@@ -1,7 +1,7 @@
 """The agent's pod: container, probes, security context, timing. Pure functions over settings.
 
-Every number here derives from k8s/runtime.py (command, ports, user), k8s/sizes.py (resources)
-or k8s/capacity.py (grace period, extended duration); nothing is typed in twice.
+Every number here derives from k8s/runtime.py (command, ports, user), domain/sizes.py (resources)
+or domain/capacity.py (grace period, extended duration); nothing is typed in twice.
 """
 
 from __future__ import annotations

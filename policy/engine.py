@@ -1,4 +1,4 @@
-"""Runs every rule over an offline plan's resources (infra/plan.py and the tests use this).
+"""Runs every rule over an offline plan's resources (tooling/plan.py and the tests use this).
 
 The offline plan reads the same per-stack policy config a user passes to CrossGuard
 (`pulumi preview --policy-pack policy --policy-pack-config policy/<stack>.json`), in the same

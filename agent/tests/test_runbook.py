@@ -1,4 +1,4 @@
-"""Every PromQL expression of the runbook (infra/runbook.py: dashboard, alerts, rollout check)
+"""Every PromQL expression of the runbook (domain/runbook.py: dashboard, alerts, rollout check)
 run against a real Prometheus scraping real agent processes during an emulated rolling
 replacement, and the rollout check's verdict on a good and on a stuck rollout.
 
@@ -51,7 +51,7 @@ _cgroups: list[cgroup.PodCgroup] = []
 # answering while it exits (seen once in CI: "process exiting" logged, then silence) is killed
 # after the 60 s IPC ping timeout (livekit-agents 1.8.9 ipc/proc_pool.py, ping_timeout=60), so a
 # 60 s bound here was exactly too short; the bound is the worker's shutdown budget
-# (k8s/capacity.py SHUTDOWN_BUDGET_S = 100) plus the workers' 3 s metrics linger and a margin.
+# (domain/capacity.py SHUTDOWN_BUDGET_S = 100) plus the workers' 3 s metrics linger and a margin.
 EXIT_BOUND_S = 100 + 3 + 10
 
 

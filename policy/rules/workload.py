@@ -30,7 +30,7 @@ SPOT_LABEL = "cloud.google.com/gke-spot"
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 # autoscaling/v2 defaults (Kubernetes HPA docs): scale-up window 0 s, scale-down 300 s.
 HPA_DEFAULT_UP_WINDOW_S, HPA_DEFAULT_DOWN_WINDOW_S = 0, 300
-# Autopilot ephemeral-storage request range (GKE "Resource requests in Autopilot"); k8s/sizes.py
+# Autopilot ephemeral-storage request range (GKE "Resource requests in Autopilot"); domain/sizes.py
 # covers CPU and memory only.
 MIN_EPHEMERAL_MI, MAX_EPHEMERAL_MI = 10, 10 * 1024
 

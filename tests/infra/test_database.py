@@ -1,4 +1,4 @@
-"""AgentDatabase (infra/database.py) under the Pulumi mocks of infra/mocks.py: what it declares
+"""AgentDatabase (infra/database.py) under the Pulumi mocks of tooling/mocks.py: what it declares
 for a dev-sized and a prod-sized stack, the database policy rules over exactly those inputs,
 every input a field of the pinned pulumi-gcp, and each validation at its boundary.
 
@@ -168,7 +168,7 @@ def test_connection_name_is_project_region_instance(apply_probe):
 
 
 # --------------------------------------------------------------------------------------------
-# The stack settings (Pulumi.yaml database*, recovery*): parsed by infra/config.py, each error
+# The stack settings (Pulumi.yaml database*, recovery*): parsed by domain/config.py, each error
 # one line naming the key, the value and the rule, the real program evaluated under mocks.
 
 def _plan(stack: str, **settings: str):

@@ -1,4 +1,4 @@
-"""One declaration per setting (infra/declarations.py): Pulumi.yaml's config block and
+"""One declaration per setting (domain/declarations.py): Pulumi.yaml's config block and
 docs/settings.md are what the declarations produce, every declaration lands on one field of the
 typed settings, every bound holds at its edge, and no value of any setting ends in a traceback.
 

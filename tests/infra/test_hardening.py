@@ -1,7 +1,7 @@
 """Issue 15: what a real first `pulumi up` would hit, and what the best GKE modules add.
 
 Each defect test names its item and failed on the code before the fix. Dependencies come from
-the offline plan's `dependsOn` (infra/mocks.py records the engine request's dependency URNs:
+the offline plan's `dependsOn` (tooling/mocks.py records the engine request's dependency URNs:
 explicit depends_on, a component expanded to its children, and every resource whose Output
 feeds an input), which is what the engine orders creation by."""
 

@@ -1,6 +1,6 @@
 """The in-process plan API and the mocks under it; the source-level spelling of type tokens.
 
-GCP is never called: infra/mocks.py answers the one invoke the program makes."""
+GCP is never called: tooling/mocks.py answers the one invoke the program makes."""
 
 from __future__ import annotations
 

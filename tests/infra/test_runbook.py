@@ -1,4 +1,4 @@
-"""infra/runbook.py and infra/rollout_check.py without a Prometheus: standard library only (the
+"""domain/runbook.py and tooling/rollout_check.py without a Prometheus: standard library only (the
 agent venv imports them), label values escaped, and bad input refused in one line each. The
 expressions themselves run against a real Prometheus in agent/tests/test_runbook.py."""
 

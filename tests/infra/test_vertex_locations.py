@@ -55,7 +55,7 @@ def test_an_empty_location_stays_in_the_stacks_geography(region, expected):
 def test_a_geography_without_gemini_live_says_so_and_asks_for_a_choice():
     assert geography("africa-south1")["default"] is None
     with pytest.raises(ConfigError, match=r"vertexLocation = '': is empty, so Gemini Live should run in the stack's "
-                                          r"geography, but no location in Africa serves it \(infra/data/gemini_live_"
+                                          r"geography, but no location in Africa serves it \(domain/data/gemini_live_"
                                           r"locations.json, checked .*\): set vertexLocation to a served location"):
         location("africa-south1")
 
@@ -74,7 +74,7 @@ def test_global_serves_no_live_model():
 
 def test_a_known_region_without_vertex_generative_ai_is_refused():
     with pytest.raises(ConfigError, match=r"vertexLocation = 'europe-west12': Generative AI on Vertex AI is not offered "
-                                          r"in europe-west12 \(infra/data/gemini_live_locations.json.*served near the "
+                                          r"in europe-west12 \(domain/data/gemini_live_locations.json.*served near the "
                                           r"stack's region: europe-central2, .*europe-west9"):
         location("europe-west3", "europe-west12")
 

@@ -72,7 +72,7 @@ def test_session_end_callback_flag_matches_the_agent_code():
     sources = " ".join(p.read_text() for p in (ROOT / "agent" / "voice_agent").glob("*.py"))
     registers = re.search(r"on_session_end\s*=|_session_end_fnc", sources) is not None
     assert registers == capacity.AGENT_HAS_SESSION_END_CALLBACK, (
-        "agent/voice_agent registration of on_session_end changed; update AGENT_HAS_SESSION_END_CALLBACK in k8s/capacity.py")
+        "agent/voice_agent registration of on_session_end changed; update AGENT_HAS_SESSION_END_CALLBACK in domain/capacity.py")
 
 
 def test_shutdown_budget_adds_up():

@@ -220,7 +220,7 @@ def test_a_misspelt_resource_name_is_refused_by_the_providers_parsing(dev_plan):
 
 
 def test_a_rotated_secret_mounts_the_new_version(dev_plan):
-    """A rotation adds a version and disables the old one (infra/livekit_secrets.py
+    """A rotation adds a version and disables the old one (k8s/livekit_secrets.py
     OLD_VERSION_POLICY); a pod started after it mounts the new value through `latest`."""
     namespace, ksa = _agent(dev_plan)
     secrets = _secrets(dev_plan)

@@ -68,7 +68,7 @@ def test_policy_config_mistakes_are_refused_with_the_fix(config, problem):
 
 
 def test_broken_policy_config_file_is_a_stack_file_error(tmp_path):
-    """A StackFileError, so infra/plan.py can report it as a broken stack (exit 2, no traceback)
+    """A StackFileError, so tooling/plan.py can report it as a broken stack (exit 2, no traceback)
     once it loads the policy config inside its config-error handling (requested of its owner)."""
     (tmp_path / "dev.json").write_text(json.dumps({"agent-autopilot-resources": {"bursting": "yes", "burst": True}}))
     with pytest.raises(StackFileError) as caught:
