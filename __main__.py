@@ -4,11 +4,11 @@ import pulumi
 
 from infra.binauthz import AdmissionPolicy, AdmissionPolicyArgs
 from infra.cluster import AutopilotCluster, AutopilotClusterArgs
-from infra.config import load_stack_config
+from domain.config import load_stack_config
 from infra.database import AgentDatabase, AgentDatabaseArgs
 from infra.encryption import SecretsKey, SecretsKeyArgs
 from infra.identity import AgentIdentity, AgentIdentityArgs
-from infra.livekit_secrets import LiveKitSecrets, LiveKitSecretsArgs
+from k8s.livekit_secrets import LiveKitSecrets, LiveKitSecretsArgs
 from infra.monitoring import AgentMonitoring, AgentMonitoringArgs
 from infra.network import VpcNetwork, VpcNetworkArgs
 from infra.notifications import UpgradeNotifications, UpgradeNotificationsArgs
@@ -93,7 +93,7 @@ MetricsAdapter("metrics-adapter", MetricsAdapterArgs(
     project=cfg.project, workload_pool=cluster.workload_pool, provider=provider))
 
 # Seed 001's runbook as code: the dashboard and alert policies over the agents' metrics
-# (infra/runbook.py holds every PromQL expression; infra/rollout_check.py asks the same).
+# (domain/runbook.py holds every PromQL expression; tooling/rollout_check.py asks the same).
 AgentMonitoring("monitoring", AgentMonitoringArgs(project=cfg.project, stack=cfg.stack,
                                                  latency_alert_p95_seconds=cfg.latency_alert_p95_seconds))
 

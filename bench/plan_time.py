@@ -16,7 +16,7 @@ RUNS = 5
 def time_plan(stack: str) -> float:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "infra.plan", "--stack", stack, "--out", out], cwd=ROOT, check=True,
+        subprocess.run([sys.executable, "-m", "tooling.plan", "--stack", stack, "--out", out], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
         return time.perf_counter() - start
 

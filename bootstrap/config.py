@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from infra.settings import ConfigError, Problem
+from domain.settings import ConfigError, Problem
 
 PROJECT = "gke-voice-agents-bootstrap"
 MAIN_PROJECT = "gke-voice-agents"  # the main program's Pulumi project name (../Pulumi.yaml)

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
-from infra.settings import ClusterSettings
+from domain.settings import ClusterSettings
 from infra.kubeconfig import render_kubeconfig
 from infra.names import child, name_part, type_token
 

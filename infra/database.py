@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.database_rules import database_problems
+from domain.database_rules import database_problems
 from infra.names import child, name_part, type_token
-from infra.settings import ConfigError, DatabaseSettings
+from domain.settings import ConfigError, DatabaseSettings
 
 DATABASE_NAME = "voice_agent"
 IAM_AUTH_FLAG = "cloudsql.iam_authentication"

@@ -1,6 +1,6 @@
 """AgentMonitoring: seed 001's runbook in Cloud Monitoring, a dashboard and alert policies.
 
-Every query comes from infra/runbook.py, where the agent's tests run it against a real
+Every query comes from domain/runbook.py, where the agent's tests run it against a real
 Prometheus scraping real agent processes (agent/tests/test_runbook.py); this file only places
 them. Managed Service for Prometheus (on in the cluster) ingests the PodMonitoring scrape, and
 Cloud Monitoring evaluates PromQL in dashboard widgets (``prometheusQuery``) and in alert
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from infra import runbook
+from domain import runbook
 from infra.names import child, type_token
 
 # Prometheus rule names (the alert's `alertname`): [a-zA-Z_:][a-zA-Z0-9_:]*

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.settings import NetworkSettings
+from domain.settings import NetworkSettings
 from infra.names import child, type_token
 
 # Secondary ranges are found by name: the cluster's ip_allocation_policy refers to these, so

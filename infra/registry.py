@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.settings import RegistrySettings
+from domain.settings import RegistrySettings
 from infra.names import child, name_part, type_token
 
 READER_ROLE = "roles/artifactregistry.reader"

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pulumi
 
-from k8s.sizes import CPU_STEP_M, MIN_CPU_M_BURST, MIN_GIB_PER_VCPU, MIN_MEM_MI_BURST
+from domain.sizes import CPU_STEP_M, MIN_CPU_M_BURST, MIN_GIB_PER_VCPU, MIN_MEM_MI_BURST
 
 # Pinned by tag only: no registry is reachable from where this is written, so no digest could
 # be verified here (docs/recovery.md). Binary Authorization admits exactly this reference.

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.names import child, type_token
-from infra.settings import WorkloadSettings
+from domain.settings import WorkloadSettings
 from k8s import runtime
 from k8s.deletion_cost import admission_policy_spec, role_rules
 

@@ -2,7 +2,7 @@
 
 GKE's Secret Manager add-on (a managed Secrets Store CSI driver with Google's provider) mounts
 each Secret Manager secret a SecretProviderClass lists into the pod's volume, as a file in
-memory; the pod's own Workload Identity principal reads them (infra/livekit_secrets.py grants it
+memory; the pod's own Workload Identity principal reads them (k8s/livekit_secrets.py grants it
 exactly these two secrets). So the key and secret are in no pod spec (which anyone who may read
 the Deployment sees), no Kubernetes Secret and no etcd. (Inside the container livekit-agents
 1.8.9 exports them to its job processes' environment, worker.py; that is the framework's.)

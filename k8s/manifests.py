@@ -1,6 +1,6 @@
 """Kubernetes manifests from recorded resource inputs, as the provider would apply them.
 
-The offline plan (infra/plan.py) records every resource's inputs in wire form under Pulumi
+The offline plan (tooling/plan.py) records every resource's inputs in wire form under Pulumi
 mocks; for Kubernetes objects those inputs are the object itself (pulumi-kubernetes sends
 apiVersion, kind, metadata and the rest as given, and applies them server-side). What differs
 from the applied object is only what must never be written to disk or is not the object:

@@ -39,7 +39,7 @@ SERVICE_ACCOUNT = "custom-metrics-stackdriver-adapter"
 IMAGE = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0"
 MONITORING_ROLE = "roles/monitoring.viewer"
 APP_LABELS = {"app.kubernetes.io/name": SERVICE_ACCOUNT, "app.kubernetes.io/part-of": "gke-voice-agents"}
-# Autopilot's minimum without bursting is 250m / 512 MiB (k8s/sizes.py); upstream asks 400 MiB,
+# Autopilot's minimum without bursting is 250m / 512 MiB (domain/sizes.py); upstream asks 400 MiB,
 # which Autopilot would raise silently.
 RESOURCES = {"cpu": "250m", "memory": "512Mi"}
 CUSTOM_METRICS_VERSIONS = ("v1beta1", "v1beta2")

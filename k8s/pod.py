@@ -1,7 +1,7 @@
 """The agent's pod: container, probes, security context, timing. Pure functions over settings.
 
-Every number here derives from k8s/runtime.py (command, ports, user), k8s/sizes.py (resources)
-or k8s/capacity.py (grace period, extended duration); nothing is typed in twice.
+Every number here derives from k8s/runtime.py (command, ports, user), domain/sizes.py (resources)
+or domain/capacity.py (grace period, extended duration); nothing is typed in twice.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections.abc import Sequence
 
 import pulumi
 
-from infra.settings import WorkloadSettings
+from domain.settings import WorkloadSettings
 from k8s import runtime
 from k8s import deletion_cost
 from k8s import cloudsql_proxy
 from k8s import livekit_files
-from k8s.capacity import (
+from domain.capacity import (
     JOB_MEMORY_LIMIT_MI,
     JOB_MEMORY_WARN_MI,
     SAFE_TO_EVICT,

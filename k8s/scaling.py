@@ -1,6 +1,6 @@
 """The HPA spec: fast up, slow down, on CPU relative to the request.
 
-Why these numbers (config checks the cross-setting rules in k8s/capacity.py):
+Why these numbers (config checks the cross-setting rules in domain/capacity.py):
 
 - Target: 50 % of the request by default. With the HPA's 10 % tolerance a pod can sit at 55 %
   without the HPA acting. Without bursting (limit = request) the worker's load is then 0.55,
@@ -19,7 +19,7 @@ Why these numbers (config checks the cross-setting rules in k8s/capacity.py):
   through the Custom Metrics Stackdriver Adapter, k8s/metrics_adapter.py), with a target of
   hpaTargetCallsPercent of the pod's call cap. The HPA takes the larger of the two metrics'
   proposals, so whichever of CPU and calls runs out first adds pods; the calls target fires
-  before the cap refuses calls (k8s/capacity.py, with the 10 % tolerance).
+  before the cap refuses calls (domain/capacity.py, with the 10 % tolerance).
 - Scale-up policies: at least 4 pods or 100 % a minute, whichever is more (`Max`): a small fleet
   can go from 1 to 5 pods in one step, a large one doubles; no call ramp outruns that.
 - Scale-down window: 300 s (dev) / 900 s (prod), then 1 pod per 60 s / 300 s (`Min`). Every
@@ -29,8 +29,8 @@ Why these numbers (config checks the cross-setting rules in k8s/capacity.py):
 
 from __future__ import annotations
 
-from infra.settings import WorkloadSettings
-from k8s.capacity import calls_target
+from domain.settings import WorkloadSettings
+from domain.capacity import calls_target
 from k8s.pod import APP_NAME
 
 SCALE_UP_PODS_PER_MINUTE = 4

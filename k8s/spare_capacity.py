@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.settings import WorkloadSettings
+from domain.settings import WorkloadSettings
 from infra.names import child, type_token
 from k8s import runtime
-from k8s.capacity import workload_resources
+from domain.capacity import workload_resources
 
 # Below every real workload (the default priority is 0) so any pod may preempt a placeholder.
 PLACEHOLDER_PRIORITY = -10

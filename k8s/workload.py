@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.settings import WorkloadSettings
+from domain.settings import WorkloadSettings
 from infra.names import child, type_token
 from k8s import runtime
 from k8s.runtime import LIVEKIT_SECRET_PROVIDER_CLASS
@@ -36,7 +36,7 @@ class AgentWorkloadArgs:
     image: pulumi.Input[str]
     gcp_project: str
     # livekitCredentials=secretManager: the Secret Manager secrets the pod mounts as files
-    # (infra/livekit_secrets.py); the stack's values never reach the cluster.
+    # (k8s/livekit_secrets.py); the stack's values never reach the cluster.
     livekit_files: LiveKitFiles | None = None
     # livekitCredentials=kubernetesSecret: the values, for the `livekit` Kubernetes Secret.
     livekit_api_key: pulumi.Input[str] | None = field(default=None, repr=False)
@@ -51,7 +51,7 @@ class AgentWorkloadArgs:
 
 def image_reference(registry_url: pulumi.Input[str], w: WorkloadSettings) -> pulumi.Output[str]:
     """A digest pins the exact build CI tested; a tag is the fallback (immutable in the registry).
-    An outside repository (agentImageRepository) is always by digest (infra/config.py)."""
+    An outside repository (agentImageRepository) is always by digest (domain/config.py)."""
     suffix = f"@{w.image_digest}" if w.image_digest else f":{w.image_tag}"
     if w.image_repository:
         return pulumi.Output.from_input(f"{w.image_repository}{suffix}")

@@ -1,4 +1,4 @@
-"""Runs every rule over an offline plan's resources (infra/plan.py and the tests use this).
+"""Runs every rule over an offline plan's resources (tooling/plan.py and the tests use this).
 
 The offline plan reads the same per-stack policy config a user passes to CrossGuard
 (`pulumi preview --policy-pack policy --policy-pack-config policy/<stack>.json`), in the same
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from infra.stackfiles import StackFileError
+from domain.stackfiles import StackFileError
 from policy.rules import ADVISORY, CONFIG_PROPERTIES, MANDATORY, RULES, Resource, Rule, context_from
 
 POLICY_DIR = Path(__file__).resolve().parent

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 stack="${1:-dev}"
 bash scripts/setup-infra.sh
-exec .venv/bin/python -m infra.plan --stack "$stack" --out "out/$stack"
+exec .venv/bin/python -m tooling.plan --stack "$stack" --out "out/$stack"

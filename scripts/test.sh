@@ -22,7 +22,7 @@ export PATH="$PWD/.tools/bin:$PATH"
 # The offline plan of every committed stack must pass: valid config, manifests, no mandatory
 # policy violation.
 for stack in dev prod; do
-  .venv/bin/python -m infra.plan --stack "$stack" --out "out/$stack" > "out/plan-$stack.log" 2>&1 \
+  .venv/bin/python -m tooling.plan --stack "$stack" --out "out/$stack" > "out/plan-$stack.log" 2>&1 \
     || { cat "out/plan-$stack.log"; echo "offline plan of $stack failed"; exit 1; }
   tail -n 3 "out/plan-$stack.log"
 done

@@ -1,5 +1,5 @@
 """Shared fixtures. Pulumi mocks are process-global, so every evaluation goes through
-infra.plan.evaluate, which installs fresh mocks each time; results are plain data."""
+tooling.plan.evaluate, which installs fresh mocks each time; results are plain data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from infra.plan import PlanResult, evaluate  # noqa: E402
+from tooling.plan import PlanResult, evaluate  # noqa: E402
 
 STACKS = ("dev", "prod")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from k8s.capacity import SHUTDOWN_BUDGET_S
+from domain.capacity import SHUTDOWN_BUDGET_S
 from k8s.pod import TMP_SIZE_LIMIT
 from policy.rules import MANDATORY, RULES
 
@@ -51,7 +51,7 @@ def test_readme_does_not_promise_the_setup_touches_nothing_else():
 
 def test_settings_tables_name_only_settings_that_exist():
     """A table row for a removed setting (spotPods) once outlived the setting."""
-    from infra.stackfiles import project_declarations
+    from domain.stackfiles import project_declarations
 
     declared = {key.split(":", 1)[1] for key in project_declarations()}
     text = _doc("docs/workload.md")

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 JOB_LIMIT_MB = 400
 JOB_WARN_MB = 250
 # What the "container" may use: the worker, the forkserver, an idle process, two calls and
-# one job at its kill size fit (about 500 + 2 x 70 + 400 MiB, k8s/data/capacity-measured.json);
+# one job at its kill size fit (about 500 + 2 x 70 + 400 MiB, domain/data/capacity-measured.json);
 # a job growing on without a kill does not.
 CONTAINER_LIMIT_MI = 1400
 # livekit-agents 1.8.9 ipc/supervised_proc.py: logged by the memory monitor just before the kill

@@ -193,11 +193,11 @@ SLOW_ANSWER_S = 1.0
 @pytest.mark.integration
 def test_slow_answers_fire_the_latency_alert(livekit_server: LiveKitServer, tmp_path: Path) -> None:
     """Guards against a latency alert that cannot fire: the stand-in answers slowly, a real
-    Prometheus scrapes the worker, and the runbook's expressions (infra/runbook.py) see it: the
+    Prometheus scrapes the worker, and the runbook's expressions (domain/runbook.py) see it: the
     p95 panel has the release's series, the slow-answers expression fires below that p95 and
     stays quiet at it (strictly above) and at the 2 s default."""
     sys.path.insert(0, str(REPO_ROOT))
-    from infra import runbook  # stdlib only
+    from domain import runbook  # stdlib only
 
     try:
         find_prometheus()

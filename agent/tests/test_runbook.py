@@ -1,4 +1,4 @@
-"""Every PromQL expression of the runbook (infra/runbook.py: dashboard, alerts, rollout check)
+"""Every PromQL expression of the runbook (domain/runbook.py: dashboard, alerts, rollout check)
 run against a real Prometheus scraping real agent processes during an emulated rolling
 replacement, and the rollout check's verdict on a good and on a stuck rollout.
 
@@ -26,7 +26,7 @@ from term import cgroup
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
-from infra import runbook  # noqa: E402  (stdlib only: importable from the agent venv)
+from domain import runbook  # noqa: E402  (stdlib only: importable from the agent venv)
 
 pytestmark = [pytest.mark.integration]
 TIMEOUT = 60.0
@@ -51,7 +51,7 @@ _cgroups: list[cgroup.PodCgroup] = []
 # answering while it exits (seen once in CI: "process exiting" logged, then silence) is killed
 # after the 60 s IPC ping timeout (livekit-agents 1.8.9 ipc/proc_pool.py, ping_timeout=60), so a
 # 60 s bound here was exactly too short; the bound is the worker's shutdown budget
-# (k8s/capacity.py SHUTDOWN_BUDGET_S = 100) plus the workers' 3 s metrics linger and a margin.
+# (domain/capacity.py SHUTDOWN_BUDGET_S = 100) plus the workers' 3 s metrics linger and a margin.
 EXIT_BOUND_S = 100 + 3 + 10
 
 
@@ -92,7 +92,7 @@ def _available(worker: WorkerProcess) -> None:
 
 def _check(prom: Prometheus, old: str, new: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.rollout_check", "--prometheus", prom.url,
+        [sys.executable, "-m", "tooling.rollout_check", "--prometheus", prom.url,
          "--old-version", old, "--new-version", new, "--window", WINDOW],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO_ROOT)})

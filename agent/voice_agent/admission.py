@@ -9,7 +9,7 @@ the container is OOM-killed, taking every call with it (DESIGN 7.6).
 Our load is the largest of three shares, each scaled so that "full" lands on the threshold:
 
 - cpu:    the framework's own CPU load, unchanged;
-- calls:  threshold x active jobs / AGENT_MAX_CALLS (the per-pod cap k8s/capacity.py derives
+- calls:  threshold x active jobs / AGENT_MAX_CALLS (the per-pod cap domain/capacity.py derives
           from the pod's size and the measured cost of a call);
 - memory: threshold x working set / (memory limit - AGENT_JOB_MEMORY_LIMIT_MB): full while one
           more job could still grow to the size at which the framework kills it.
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 MAX_CALLS_RANGE = (0, 1000)
-# Autopilot's largest pod (110 GiB, k8s/sizes.py MAX_MEM_MI).
+# Autopilot's largest pod (110 GiB, domain/sizes.py MAX_MEM_MI).
 JOB_MEMORY_RANGE = (0, 110 * 1024)
 # livekit-agents 1.8.9 ServerOptions.job_memory_warn_mb default; 0 = no warning.
 DEFAULT_JOB_MEMORY_WARN_MB = 1000

@@ -37,7 +37,7 @@ DIRECTIONS = ("input", "output")
 MODALITIES = ("audio", "text", "image")
 PRICE_KEYS = tuple(f"{d}_{m}" for d in DIRECTIONS for m in MODALITIES)
 # Prices per million tokens by "<direction>_<modality>", rendered by the stack from
-# infra/data/prices.json (the one home of the numbers); unset: no cost estimate on the line.
+# domain/data/prices.json (the one home of the numbers); unset: no cost estimate on the line.
 PRICES_ENV = "AGENT_MODEL_PRICES"
 TRIGGER_CALLER = "caller"
 TRIGGER_REQUESTED = "requested"

@@ -30,7 +30,7 @@ MISSING_PASSES_BEFORE_REAP = 2
 # Time to first audio of a reply. A reply inside ~1 s reads as a natural turn on the phone;
 # past ~2 s callers start repeating themselves, so the edges are dense below 2 s and the top
 # edges catch a model that stalls (the latency alert's threshold sits on one of these edges:
-# infra/runbook.py reads this histogram, so keep its default threshold a bucket edge).
+# domain/runbook.py reads this histogram, so keep its default threshold a bucket edge).
 TIME_TO_FIRST_AUDIO_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0)
 TOKEN_DIRECTIONS = ("input", "output")
 TOKEN_MODALITIES = ("audio", "text", "image")

@@ -75,7 +75,7 @@ _TOOL_URL = re.compile(r"^https?://[^\s/]+/mcp$")
 # The persona (persona_api.py): module:attribute of a voice_agent.persona_api.Persona.
 DEFAULT_PERSONA = "voice_agent.persona:SAMPLE"
 _PERSONA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
-# Gemini Live's prebuilt voices, one home for the agent and the stack (infra/config.py reads it):
+# Gemini Live's prebuilt voices, one home for the agent and the stack (domain/declarations.py reads it):
 # the list livekit-plugins-google 1.8.9 declares (realtime/api_proto.py Voice), checked against
 # the installed plugin by tests/test_sample_persona.py.
 VOICES_FILE = Path(__file__).with_name("data") / "gemini_voices.json"

@@ -208,7 +208,7 @@ class VoiceAgentServer(AgentServer):
         if self._drain_ended and self._settings.metrics_linger_seconds:
             # The CLI awaits aclose() before it exits: one more scrape sees the last counters
             # (drain finished or timed out). After a finished drain the grace period's shutdown
-            # budget (k8s/capacity.py, job shutdown the drain did not need) covers it; after a
+            # budget (domain/capacity.py, job shutdown the drain did not need) covers it; after a
             # timed-out one a SIGKILL may end the linger early, which costs nothing: no call
             # is left and no state is in memory.
             await asyncio.sleep(self._settings.metrics_linger_seconds)

@@ -2,7 +2,7 @@
 the resource type tokens and small readers of wire-form (camelCase) props.
 
 Rules are pure functions over those props. The CrossGuard pack (policy/pack.py), the offline
-plan (infra/plan.py) and the tests all call the same functions; every message says what breaks,
+plan (tooling/plan.py) and the tests all call the same functions; every message says what breaks,
 with the numbers.
 """
 

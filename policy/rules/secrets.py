@@ -1,6 +1,6 @@
 """Rules for the agent's LiveKit credentials: files from Secret Manager, nothing else.
 
-With livekitCredentials=secretManager (k8s/livekit_files.py, infra/livekit_secrets.py) the API
+With livekitCredentials=secretManager (k8s/livekit_files.py, k8s/livekit_secrets.py) the API
 key and secret reach the agent as two files that GKE's Secret Manager add-on mounts from the
 SecretProviderClass `livekit`; no environment variable carries them and no Kubernetes Secret
 holds them. The SecretProviderClass is the one secret store an agent pod may mount, and the

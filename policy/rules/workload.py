@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from k8s.capacity import (
+from domain.capacity import (
     AUTOSCALER_GRACE_CAP_S,
     NODE_BOOT_S,
     SPOT_GRACE_S,
@@ -17,7 +17,7 @@ from k8s.capacity import (
     worker_load_at_target,
 )
 from k8s.runtime import AGENT_ROLE, HEALTH_PORT, LIVE_PATH, METRICS_PORT, READY_PATH, ROLE_LABEL
-from k8s.sizes import autopilot_problems
+from domain.sizes import autopilot_problems
 from policy.quantities import cpu_millicores, memory_mib
 from policy.rules.base import (
     ADVISORY, Context, DEPLOYMENT, Finding, HPA, MANDATORY, PDB, Resource, Rule, as_number, prop, unless,
@@ -30,7 +30,7 @@ SPOT_LABEL = "cloud.google.com/gke-spot"
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 # autoscaling/v2 defaults (Kubernetes HPA docs): scale-up window 0 s, scale-down 300 s.
 HPA_DEFAULT_UP_WINDOW_S, HPA_DEFAULT_DOWN_WINDOW_S = 0, 300
-# Autopilot ephemeral-storage request range (GKE "Resource requests in Autopilot"); k8s/sizes.py
+# Autopilot ephemeral-storage request range (GKE "Resource requests in Autopilot"); domain/sizes.py
 # covers CPU and memory only.
 MIN_EPHEMERAL_MI, MAX_EPHEMERAL_MI = 10, 10 * 1024
 

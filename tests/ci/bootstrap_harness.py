@@ -21,7 +21,7 @@ from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
 from bootstrap.config import PROJECT
-from infra.mocks import FAKE_PROJECT_NUMBER, ParentTrackingMonitor, RecordingMocks
+from tooling.mocks import FAKE_PROJECT_NUMBER, ParentTrackingMonitor, RecordingMocks
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = ROOT / "bootstrap"

@@ -16,7 +16,7 @@ from pulumi.runtime.sync_await import _sync_await
 from bootstrap.config import PROJECT, ConfigError, load_bootstrap_config
 from bootstrap.program import build
 from bootstrap.roles import DELEGATED_ROLES, DEPLOYER_ROLES, PREVIEWER_ROLES
-from infra.mocks import FAKE_PROJECT_NUMBER
+from tooling.mocks import FAKE_PROJECT_NUMBER
 from tests.ci.bootstrap_harness import BootstrapMocks, BootstrapRun, evaluate_bootstrap, evaluate_build, stack_file_config
 from tests.ci.cel import evaluate_condition
 from tests.ci.trust import violations

@@ -233,7 +233,7 @@ def test_pull_requests_test_plan_build_and_preview_every_stack():
 
     plan = job("pull-request.yml", "plan")
     assert plan.spec["strategy"]["matrix"]["stack"] == ["dev", "prod"]
-    assert any("python -m infra.plan --stack \"$STACK\"" in s.get("run", "") for s in plan.steps)
+    assert any("python -m tooling.plan --stack \"$STACK\"" in s.get("run", "") for s in plan.steps)
 
     image = job("pull-request.yml", "image")
     (build,) = image.steps_using("docker/build-push-action")

@@ -1,5 +1,5 @@
 """Fixtures for the infra tests. GCP is never called: every evaluation runs under the Pulumi
-mocks of infra/mocks.py (through infra.plan), which fake only the values GCP would compute."""
+mocks of tooling/mocks.py (through tooling.plan), which fake only the values GCP would compute."""
 
 from __future__ import annotations
 

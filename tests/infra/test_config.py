@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import parse_stack_config
-from infra.settings import ConfigError
-from infra.stackfiles import load_stack_values
+from domain.config import parse_stack_config
+from domain.settings import ConfigError
+from domain.stackfiles import load_stack_values
 
 P = "gke-voice-agents:"
 SECRETS = {P + "livekitApiKey": "k", P + "livekitApiSecret": "s"}
@@ -141,7 +141,7 @@ def test_authorized_networks_are_kept_by_name():
 def test_every_setting_pulumi_yaml_declares_is_read_and_required():
     """Pulumi.yaml is the one list of settings: each declared key must reach the parser (which
     reports it missing when absent), so a declared-but-ignored setting cannot slip in."""
-    from infra.stackfiles import project_declarations
+    from domain.stackfiles import project_declarations
 
     for key, declaration in project_declarations().items():
         if declaration.get("secret"):
@@ -153,7 +153,7 @@ def test_every_setting_pulumi_yaml_declares_is_read_and_required():
 def test_cross_setting_rules_run_only_once_every_single_value_is_valid():
     """A cross-setting rule fed a half-parsed config would report noise on top of the real
     problem, so parse_stack_config calls it only when no single setting failed."""
-    from infra.settings import Problem
+    from domain.settings import Problem
 
     calls = []
 
@@ -173,7 +173,7 @@ def test_cross_setting_rules_run_only_once_every_single_value_is_valid():
 
 
 def test_the_real_cross_setting_rules_are_wired_in():
-    """Without an injected rule, parse_stack_config applies k8s.capacity's workload rules: an
+    """Without an injected rule, parse_stack_config applies domain.capacity's workload rules: an
     HPA target every pod reaches only after it reports itself full is refused before any
     resource exists. (The wording of that rule belongs to tests/k8s.)"""
     with pytest.raises(ConfigError, match=r"hpaTargetCpuUtilization = 95: .*loadThreshold 0.7"):

@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from infra import cost
-from infra.config import parse_stack_config
-from infra.settings import ConfigError
-from infra.stackfiles import load_stack_values
-from k8s.capacity import sessions_per_pod, workload_resources
+from domain import cost
+from domain.config import parse_stack_config
+from domain.settings import ConfigError
+from domain.stackfiles import load_stack_values
+from domain.capacity import sessions_per_pod, workload_resources
 
 # round numbers so the hand computation is exact
 PRICES = cost.Prices(vcpu_hour=0.04, gib_hour=0.005, cluster_fee_hour=0.10,
@@ -127,7 +127,7 @@ def test_latency_alert_threshold_outside_its_range(value: str) -> None:
 
 
 def test_the_stacks_default_threshold_is_the_runbooks() -> None:
-    from infra import runbook
+    from domain import runbook
 
     assert _parse("prod").latency_alert_p95_seconds == runbook.DEFAULT_LATENCY_ALERT_P95_SECONDS
 

@@ -1,4 +1,4 @@
-"""AgentDatabase (infra/database.py) under the Pulumi mocks of infra/mocks.py: what it declares
+"""AgentDatabase (infra/database.py) under the Pulumi mocks of tooling/mocks.py: what it declares
 for a dev-sized and a prod-sized stack, the database policy rules over exactly those inputs,
 every input a field of the pinned pulumi-gcp, and each validation at its boundary.
 
@@ -19,9 +19,9 @@ from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.database import AgentDatabase, AgentDatabaseArgs, iam_user_name
-from infra.database_rules import KEYS
-from infra.mocks import ParentTrackingMonitor, RecordingMocks, args_class
-from infra.settings import ConfigError, DatabaseSettings
+from domain.database_rules import KEYS
+from tooling.mocks import ParentTrackingMonitor, RecordingMocks, args_class
+from domain.settings import ConfigError, DatabaseSettings
 from policy.rules.base import Context
 from policy.rules.database import RULES, SQL_INSTANCE
 from tests.infra.test_provider_schema import unknown_fields
@@ -168,7 +168,7 @@ def test_connection_name_is_project_region_instance(apply_probe):
 
 
 # --------------------------------------------------------------------------------------------
-# The stack settings (Pulumi.yaml database*, recovery*): parsed by infra/config.py, each error
+# The stack settings (Pulumi.yaml database*, recovery*): parsed by domain/config.py, each error
 # one line naming the key, the value and the rule, the real program evaluated under mocks.
 
 def _plan(stack: str, **settings: str):

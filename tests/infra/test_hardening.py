@@ -1,7 +1,7 @@
 """Issue 15: what a real first `pulumi up` would hit, and what the best GKE modules add.
 
 Each defect test names its item and failed on the code before the fix. Dependencies come from
-the offline plan's `dependsOn` (infra/mocks.py records the engine request's dependency URNs:
+the offline plan's `dependsOn` (tooling/mocks.py records the engine request's dependency URNs:
 explicit depends_on, a component expanded to its children, and every resource whose Output
 feeds an input), which is what the engine orders creation by."""
 
@@ -12,11 +12,11 @@ from datetime import datetime
 
 import pytest
 
-from infra.config import parse_stack_config
-from infra.maintenance import least_availability, window_days
-from infra.plan import evaluate
-from infra.settings import ConfigError
-from infra.stackfiles import load_stack_values
+from domain.config import parse_stack_config
+from domain.maintenance import least_availability, window_days
+from tooling.plan import evaluate
+from domain.settings import ConfigError
+from domain.stackfiles import load_stack_values
 
 P = "gke-voice-agents:"
 CLUSTER = "gcp:container/cluster:Cluster"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from infra.plan import PlanResult
+from tooling.plan import PlanResult
 from tests.conftest import STACKS, _committed_plan
 
 HERE = Path(__file__).parent

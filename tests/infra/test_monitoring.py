@@ -19,8 +19,8 @@ from pulumi.runtime.mocks import set_mocks
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
-from infra import runbook
-from infra.mocks import ParentTrackingMonitor, RecordingMocks, args_class
+from domain import runbook
+from tooling.mocks import ParentTrackingMonitor, RecordingMocks, args_class
 from infra.monitoring import AgentMonitoring, AgentMonitoringArgs, rule_name
 from tests.infra.test_provider_schema import unknown_fields
 

@@ -13,8 +13,8 @@ import pytest
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.kubeconfig import render_kubeconfig
-from infra.mocks import FAKE_PROJECT_NUMBER
-from infra.plan import run_program
+from tooling.mocks import FAKE_PROJECT_NUMBER
+from tooling.plan import run_program
 from tests.infra.conftest import ApplyProbe
 
 

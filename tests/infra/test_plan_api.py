@@ -1,6 +1,6 @@
 """The in-process plan API and the mocks under it; the source-level spelling of type tokens.
 
-GCP is never called: infra/mocks.py answers the one invoke the program makes."""
+GCP is never called: tooling/mocks.py answers the one invoke the program makes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pulumi.runtime.mocks import MockCallArgs
 
-from infra.mocks import FAKE_PROJECT_NUMBER, RecordingMocks
+from tooling.mocks import FAKE_PROJECT_NUMBER, RecordingMocks
 from infra.names import TYPE_PREFIX
-from infra.plan import evaluate
+from tooling.plan import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = "gcp:container/cluster:Cluster"

@@ -1,4 +1,4 @@
-"""The offline plan as a user runs it (`python -m infra.plan` in a subprocess): files written,
+"""The offline plan as a user runs it (`python -m tooling.plan` in a subprocess): files written,
 exit codes, and messages with one line per problem and no traceback."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ HARDENED = {"gke-voice-agents:infra:SecretsKey": 1, "gcp:kms/keyRing:KeyRing": 1
 
 
 def run_plan(stack: str, out: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infra.plan", "--stack", stack, "--out", str(out)],
+    return subprocess.run([sys.executable, "-m", "tooling.plan", "--stack", stack, "--out", str(out)],
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 

@@ -1,7 +1,7 @@
 """The GCP platform each committed stack declares, read from its offline plan under mocks.
 
 Every test taking the `plan` fixture runs for both committed stacks (dev and prod). GCP is
-faked by infra/mocks.py; the values checked here are the program's own inputs."""
+faked by tooling/mocks.py; the values checked here are the program's own inputs."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.settings import ClusterSettings
+from domain.settings import ClusterSettings
 from infra.names import TYPE_PREFIX, name_part
-from infra.plan import evaluate
+from tooling.plan import evaluate
 
 P = "gke-voice-agents:"
 CLUSTER = "gcp:container/cluster:Cluster"

@@ -10,7 +10,7 @@ import copy
 
 import yaml
 
-from infra.stackfiles import project_declarations
+from domain.stackfiles import project_declarations
 from tests.ci.project_schema import ROOT, document_errors, project_file_errors
 
 # sdk/go/common/workspace/project.go, type PolicyPackProject (v3.272.0): yaml field names.
@@ -32,7 +32,7 @@ def test_a_number_type_is_what_the_cli_would_refuse():
 def test_load_threshold_is_declared_as_a_string_and_read_as_a_number():
     declaration = project_declarations()["gke-voice-agents:loadThreshold"]
     assert declaration["type"] == "string" and declaration["default"] == "0.7"
-    from infra.plan import evaluate
+    from tooling.plan import evaluate
 
     env = {e["name"]: e.get("value") for e in evaluate("dev").named("agent-deployment")["inputs"]["spec"]["template"]
            ["spec"]["containers"][0]["env"]}

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from pulumi import _types
 
-from infra.mocks import args_class
+from tooling.mocks import args_class
 
 PINNED = {"pulumi-gcp": "10.2.0", "pulumi-random": "4.21.4"}
 

@@ -1,4 +1,4 @@
-"""infra/runbook.py and infra/rollout_check.py without a Prometheus: standard library only (the
+"""domain/runbook.py and tooling/rollout_check.py without a Prometheus: standard library only (the
 agent venv imports them), label values escaped, and bad input refused in one line each. The
 expressions themselves run against a real Prometheus in agent/tests/test_runbook.py."""
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import rollout_check, runbook
+from domain import runbook
+from tooling import rollout_check
 from tests.k8s.rendered import container_of, plan_with
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def test_runbook_and_check_import_only_the_standard_library():
     # -S: no site-packages at all, so any third-party import fails
-    code = "import infra.runbook, infra.rollout_check; print('ok')"
+    code = "import domain.runbook, tooling.rollout_check; print('ok')"
     done = subprocess.run([sys.executable, "-S", "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO_ROOT)})
     assert done.returncode == 0, done.stderr
@@ -46,7 +47,7 @@ def test_the_version_label_is_the_one_the_pods_carry():
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "infra.rollout_check", *args], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "tooling.rollout_check", *args], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
 
 

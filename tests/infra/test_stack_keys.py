@@ -1,7 +1,7 @@
 """What a stack file may hold: only keys somebody reads (issue 19, item 1), and LiveKit
 credentials only as Pulumi secrets that hold something (issue 17).
 
-Three ways in, as a user meets them: `python -m infra.plan` on an edited stack file (offline),
+Three ways in, as a user meets them: `python -m tooling.plan` on an edited stack file (offline),
 the program under mocks with the config and secret-key list set the way the Pulumi engine's
 automation server sets them (`set_all_config(config, secret_keys)`), and the same through the
 PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS environment the CLI's language host uses.
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from pulumi.runtime import config as runtime_config
 
-from infra.config import engine_config, load_stack_config, parse_stack_config
-from infra.plan import run_program
-from infra.settings import ConfigError
-from infra.stackfiles import SECRET_PLACEHOLDER, load_stack_values
+from domain.config import engine_config, load_stack_config, parse_stack_config
+from tooling.plan import run_program
+from domain.settings import ConfigError
+from domain.stackfiles import SECRET_PLACEHOLDER, load_stack_values
 
 ROOT = Path(__file__).resolve().parents[2]
 P = "gke-voice-agents:"
@@ -37,7 +37,7 @@ def plan_cli(tmp_path: Path, extra_lines: str) -> subprocess.CompletedProcess:
                                                                ".pytest_cache", "bootstrap"))
     stack_file = repo / "Pulumi.dev.yaml"
     stack_file.write_text(stack_file.read_text() + extra_lines)
-    return subprocess.run([sys.executable, "-m", "infra.plan", "--stack", "dev", "--out", str(tmp_path / "out")],
+    return subprocess.run([sys.executable, "-m", "tooling.plan", "--stack", "dev", "--out", str(tmp_path / "out")],
                           cwd=repo, capture_output=True, text=True, timeout=120)
 
 

@@ -1,10 +1,10 @@
-"""Reading the agent's objects out of an offline plan (infra.plan.evaluate results)."""
+"""Reading the agent's objects out of an offline plan (tooling.plan.evaluate results)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from infra.plan import PlanResult, evaluate
+from tooling.plan import PlanResult, evaluate
 
 P = "gke-voice-agents:"
 

@@ -3,7 +3,7 @@ stay unknown and an `apply` callback is silently skipped, so each check here cou
 and a control shows the count staying at zero when the values are unknown.
 
 The component is built directly under fresh mocks (Pulumi mocks are process-global; every
-infra.plan.evaluate call installs its own again). Nothing here talks to a cluster.
+tooling.plan.evaluate call installs its own again). Nothing here talks to a cluster.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pulumi.runtime.mocks import set_mocks
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.config import parse_stack_config
-from infra.livekit_secrets import LiveKitSecrets, LiveKitSecretsArgs
-from infra.settings import PROJECT
-from infra.stackfiles import load_stack_values
+from domain.config import parse_stack_config
+from k8s.livekit_secrets import LiveKitSecrets, LiveKitSecretsArgs
+from domain.settings import PROJECT
+from domain.stackfiles import load_stack_values
 from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"

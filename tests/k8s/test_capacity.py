@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from k8s import capacity
-from k8s.capacity import (
+from domain import capacity
+from domain.capacity import (
     AUTOSCALER_GRACE_CAP_S,
     SHUTDOWN_BUDGET_S,
     max_safe_target,
@@ -72,7 +72,7 @@ def test_session_end_callback_flag_matches_the_agent_code():
     sources = " ".join(p.read_text() for p in (ROOT / "agent" / "voice_agent").glob("*.py"))
     registers = re.search(r"on_session_end\s*=|_session_end_fnc", sources) is not None
     assert registers == capacity.AGENT_HAS_SESSION_END_CALLBACK, (
-        "agent/voice_agent registration of on_session_end changed; update AGENT_HAS_SESSION_END_CALLBACK in k8s/capacity.py")
+        "agent/voice_agent registration of on_session_end changed; update AGENT_HAS_SESSION_END_CALLBACK in domain/capacity.py")
 
 
 def test_shutdown_budget_adds_up():
@@ -113,9 +113,9 @@ def test_new_capacity_waits_for_a_node_unless_room_is_held():
 # ------------------------------------------------------------------------------------------------
 # Per-call figures from the committed benchmark output, the call cap, the calls target.
 
-from infra.plan import evaluate  # noqa: E402
-from infra.settings import ConfigError  # noqa: E402
-from k8s.sizes import SIZES, Resources  # noqa: E402
+from tooling.plan import evaluate  # noqa: E402
+from domain.settings import ConfigError  # noqa: E402
+from domain.sizes import SIZES, Resources  # noqa: E402
 
 
 def test_planning_figures_are_the_measurement_with_its_margins():

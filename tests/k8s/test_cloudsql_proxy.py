@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from k8s import cloudsql_proxy
-from k8s.sizes import SIZES, autopilot_problems
+from domain.sizes import SIZES, autopilot_problems
 from tests.k8s.rendered import plan_with, pod_of
 
 
@@ -17,7 +17,7 @@ from tests.k8s.rendered import plan_with, pod_of
 def test_the_sidecar_takes_one_autopilot_step_at_the_lowest_ratio(bursting):
     """Autopilot's minimums apply to the pod (the agent covers them); the sidecar adds one CPU
     step (250m without bursting, 50m with) and 1 GiB per vCPU of it, at least 64 MiB."""
-    from k8s.sizes import MIN_GIB_PER_VCPU
+    from domain.sizes import MIN_GIB_PER_VCPU
 
     cpu, mem = cloudsql_proxy.requests(bursting)
     assert (cpu, mem) == ((50, 64) if bursting else (250, 256))

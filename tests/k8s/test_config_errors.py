@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import ConfigError
-from infra.mocks import RecordingMocks
-from k8s.capacity import CPU_PER_SESSION_M
-from k8s.sizes import SIZES, Size
+from domain.settings import ConfigError
+from tooling.mocks import RecordingMocks
+from domain.capacity import CPU_PER_SESSION_M
+from domain.sizes import SIZES, Size
 from tests.k8s.rendered import plan_with
 
 CASES = {
@@ -20,7 +20,7 @@ CASES = {
     "unknown size": ("dev", {"agentSize": "XL"}, r"agentSize = 'XL': must be one of S, M, L"),
     "HPA min above max": ("prod", {"hpaMinReplicas": "25"},
                           r"hpaMinReplicas = 25: must not exceed gke-voice-agents:hpaMaxReplicas = 20"),
-    # cross-setting rules from k8s/capacity.py
+    # cross-setting rules from domain/capacity.py
     "seed 000 target without bursting": (
         "prod", {"hpaTargetCpuUtilization": "75"},
         r"hpaTargetCpuUtilization = 75: at this target each pod's worker load reaches 0\.83 \(target x request/limit x 1\.1 "
@@ -97,7 +97,7 @@ CASES = {
 }
 
 
-# Single values of the workload keys, checked by infra/config.py before the rules above run.
+# Single values of the workload keys, checked by domain/config.py before the rules above run.
 SINGLE_VALUES = {
     "agentNamespace": ("Voice_Agents", r"agentNamespace = 'Voice_Agents': must be a DNS label"),
     "agentImageName": ("Voice Agent", r"agentImageName = 'Voice Agent': must be a lower-case image name"),

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from infra.identity import workload_principal
-from infra.mocks import FAKE_PROJECT_NUMBER
+from tooling.mocks import FAKE_PROJECT_NUMBER
 from infra.names import livekit_secret_id
-from infra.plan import PlanResult
+from tooling.plan import PlanResult
 from k8s import runtime
 from tests.k8s.rendered import pod_of
 
@@ -220,7 +220,7 @@ def test_a_misspelt_resource_name_is_refused_by_the_providers_parsing(dev_plan):
 
 
 def test_a_rotated_secret_mounts_the_new_version(dev_plan):
-    """A rotation adds a version and disables the old one (infra/livekit_secrets.py
+    """A rotation adds a version and disables the old one (k8s/livekit_secrets.py
     OLD_VERSION_POLICY); a pod started after it mounts the new value through `latest`."""
     namespace, ksa = _agent(dev_plan)
     secrets = _secrets(dev_plan)

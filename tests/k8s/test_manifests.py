@@ -13,7 +13,7 @@ import pytest
 from pathlib import Path
 import yaml
 
-from infra.plan import write_manifests
+from tooling.plan import write_manifests
 from k8s.manifests import MASKED, manifest_from_inputs
 from tests.k8s.rendered import plan_with
 
@@ -120,7 +120,7 @@ def validate(manifest: dict, version: str) -> None:
 
 @pytest.fixture
 def manifests(plan, tmp_path) -> dict[str, dict]:
-    """What `python -m infra.plan` writes to DIR/manifests, read back from disk."""
+    """What `python -m tooling.plan` writes to DIR/manifests, read back from disk."""
     paths = write_manifests(plan.resources, tmp_path)
     return {p.name: yaml.safe_load(p.read_text()) for p in paths}
 

@@ -3,7 +3,7 @@ goes through it. Mocks stand in for GKE; no cluster is contacted."""
 
 from __future__ import annotations
 
-from infra.mocks import ParentTrackingMonitor
+from tooling.mocks import ParentTrackingMonitor
 from tests.k8s.rendered import plan_with
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from infra.plan import write_manifests
-from k8s import capacity, deletion_cost, metrics_adapter
+from tooling.plan import write_manifests
+from domain import capacity
+from k8s import deletion_cost, metrics_adapter
 from k8s.scaling import ACTIVE_CALLS_METRIC, calls_quantity
-from k8s.sizes import SIZES
+from domain.sizes import SIZES
 from tests.k8s.rendered import container_of, env_of, hpa_of, plan_with, pod_of
 
 

@@ -10,8 +10,8 @@ from typing import Any, Callable
 
 import pytest
 
-from infra.plan import PlanResult
-from k8s.capacity import SHUTDOWN_BUDGET_S
+from tooling.plan import PlanResult
+from domain.capacity import SHUTDOWN_BUDGET_S
 from tests.k8s.rendered import container_of, env_of, hpa_of, plan_with, pod_of
 
 DIGEST = "sha256:" + "ab" * 32
@@ -30,8 +30,8 @@ def _annotations(r: PlanResult) -> dict:
 
 def _cap_prod() -> int:
     """prod's call cap (size M, no bursting, threshold 0.7), from the measured figures."""
-    from k8s.capacity import sessions_per_pod
-    from k8s.sizes import SIZES
+    from domain.capacity import sessions_per_pod
+    from domain.sizes import SIZES
 
     return sessions_per_pod(SIZES["M"].resources(False), 0.7)
 
@@ -151,8 +151,8 @@ def test_every_workload_setting_is_covered():
     to the typed settings' fields by count, and to Pulumi.yaml by name."""
     from dataclasses import fields
 
-    from infra.settings import CallSettings, DispatchSettings, HpaSettings, WorkloadSettings
-    from infra.stackfiles import project_declarations
+    from domain.settings import CallSettings, DispatchSettings, HpaSettings, WorkloadSettings
+    from domain.stackfiles import project_declarations
 
     workload_keys = {
         "agentNamespace", "agentImageName", "agentImageTag", "agentImageDigest", "agentSize", "cpuBursting",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from k8s.capacity import memory_needed_mi, sessions_per_pod
-from k8s.sizes import (
+from domain.capacity import memory_needed_mi, sessions_per_pod
+from domain.sizes import (
     BURST_CPU_LIMIT_FACTOR,
     SIZES,
     AutopilotRejects,
@@ -53,7 +53,7 @@ def test_memory_covers_every_call_the_pod_can_admit(name):
 
 @pytest.mark.parametrize("name, flat, burst", [("S", 3, 4), ("M", 7, 10), ("L", 15, 21)])
 def test_sessions_per_pod_at_the_default_threshold(name, flat, burst):
-    """The table in k8s/sizes.py and docs/workload.md."""
+    """The table in domain/sizes.py and docs/workload.md."""
     size = SIZES[name]
     assert sessions_per_pod(size.resources(False), 0.7) == flat
     assert sessions_per_pod(size.resources(True), 0.7) == burst

@@ -10,10 +10,10 @@ import jsonschema
 import pytest
 import yaml
 
-from infra.settings import ConfigError
-from infra.plan import evaluate
+from domain.settings import ConfigError
+from tooling.plan import evaluate
 from k8s import runtime
-from k8s.sizes import SIZES
+from domain.sizes import SIZES
 from policy.engine import evaluate_plan
 
 CRD = Path(__file__).resolve().parents[1] / "schemas" / "capacitybuffer-crd.yaml"

@@ -8,7 +8,7 @@ import functools
 import kubernetes_validate
 import pytest
 
-from infra.settings import ConfigError
+from domain.settings import ConfigError
 from infra.tool_identity import QUOTA_ROLE
 from k8s.manifests import manifest_from_inputs
 from k8s.pod import tool_env, tool_token_volume

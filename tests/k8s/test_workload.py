@@ -2,7 +2,7 @@
 
 Guards the Deployment, HPA, PDB, PodMonitoring, NetworkPolicy and the LiveKit credentials (a
 SecretProviderClass, or a Secret with livekitCredentials=kubernetesSecret) against drifting from
-the runtime contract (CONTRACT.md, k8s/runtime.py) and from the timing rules (k8s/capacity.py).
+the runtime contract (CONTRACT.md, k8s/runtime.py) and from the timing rules (domain/capacity.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.mocks import ParentTrackingMonitor
+from tooling.mocks import ParentTrackingMonitor
 from k8s import deletion_cost, livekit_files, runtime
-from k8s.capacity import SHUTDOWN_BUDGET_S, worker_load_at_target
-from k8s.sizes import SIZES
+from domain.capacity import SHUTDOWN_BUDGET_S, worker_load_at_target
+from domain.sizes import SIZES
 from tests.k8s.rendered import container_of, deployment_of, env_of, hpa_of, plan_with, pod_of
 
 AGENT_TYPES = {
@@ -199,7 +199,7 @@ def test_environment_is_exactly_the_agent_contract(plan):
         "AGENT_POD_NAME", "AGENT_POD_NAMESPACE",
         # placesToolEnabled (both stacks): the MCP tool server and where its token is
         "AGENT_TOOL_SERVERS", "AGENT_TOOL_TOKEN_DIR",
-        # the plan's Gemini prices (infra/data/prices.json) for the call's cost estimate
+        # the plan's Gemini prices (domain/data/prices.json) for the call's cost estimate
         "AGENT_MODEL_PRICES"}
     assert json.loads(env["AGENT_MODEL_PRICES"])["output_audio"] > 0
     assert env["AGENT_NAME"] == "voice-agent" and env["AGENT_PERSONA"] == "voice_agent.persona:SAMPLE"

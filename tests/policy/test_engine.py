@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from infra.stackfiles import StackFileError, load_stack_values
+from domain.stackfiles import StackFileError, load_stack_values
 from policy.engine import PolicyConfigError, check_policy_config, evaluate_plan, load_policy_config
 from policy.rules import RULES_BY_ID
 from tests.conftest import _committed_plan
@@ -68,7 +68,7 @@ def test_policy_config_mistakes_are_refused_with_the_fix(config, problem):
 
 
 def test_broken_policy_config_file_is_a_stack_file_error(tmp_path):
-    """A StackFileError, so infra/plan.py can report it as a broken stack (exit 2, no traceback)
+    """A StackFileError, so tooling/plan.py can report it as a broken stack (exit 2, no traceback)
     once it loads the policy config inside its config-error handling (requested of its owner)."""
     (tmp_path / "dev.json").write_text(json.dumps({"agent-autopilot-resources": {"bursting": "yes", "burst": True}}))
     with pytest.raises(StackFileError) as caught:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.plan import write_manifests
+from tooling.plan import write_manifests
 from policy.manifests import EXIT_INPUT, EXIT_OK, EXIT_POLICY, main
 from tests.conftest import _committed_plan
 
@@ -87,6 +87,6 @@ def test_runs_without_the_pulumi_sdk(rendered):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == EXIT_OK, done.stderr
     assert "0 violation(s)" in done.stdout
-    control = subprocess.run([sys.executable, "-c", "import sys; sys.modules['pulumi'] = None; import infra.plan"],
+    control = subprocess.run([sys.executable, "-c", "import sys; sys.modules['pulumi'] = None; import tooling.plan"],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert control.returncode != 0 and "ModuleNotFoundError" in control.stderr  # the blocker does block

@@ -13,7 +13,7 @@ import copy
 
 import pytest
 
-from infra.plan import evaluate
+from tooling.plan import evaluate
 from policy.engine import evaluate_plan, load_policy_config
 from tests.conftest import _committed_plan
 from tests.policy.test_pack import crossguard_report

@@ -2,7 +2,7 @@
 evaluated program is changed in exactly the way the rule guards against.
 
 Two kinds of failing case, both starting from real program evaluation under Pulumi mocks
-(infra.plan.evaluate: the program runs, only the GCP/Kubernetes APIs are faked):
+(tooling.plan.evaluate: the program runs, only the GCP/Kubernetes APIs are faked):
 - OVERRIDES: the stack config is changed and the program evaluated again. Used wherever our
   config validation accepts the setting but a policy must still stop it.
 - FAILING: config validation rightly refuses most unsafe states before any resource exists
@@ -18,7 +18,7 @@ from typing import Callable
 
 import pytest
 
-from infra.plan import evaluate
+from tooling.plan import evaluate
 from policy.engine import evaluate_plan, load_policy_config
 from policy.rules import MANDATORY, RULES, RULES_BY_ID
 from tests.conftest import _committed_plan

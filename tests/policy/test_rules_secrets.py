@@ -11,9 +11,9 @@ import functools
 import pytest
 import yaml
 
-from infra import livekit_secrets
+from k8s import livekit_secrets
 from infra.names import LIVEKIT_SECRET_LABEL
-from infra.plan import evaluate
+from tooling.plan import evaluate
 from policy.engine import evaluate_plan
 from policy.rules import secrets as rules
 

@@ -9,7 +9,7 @@ import functools
 import pytest
 
 from policy.engine import evaluate_plan
-from infra.plan import evaluate
+from tooling.plan import evaluate
 
 
 @functools.lru_cache(maxsize=None)
@@ -152,7 +152,7 @@ FAILING_CASES = {
 # --- the one API-server token an agent pod may carry -------------------------------------------
 
 def _with_deletion_cost() -> list[dict]:
-    from infra.plan import evaluate
+    from tooling.plan import evaluate
 
     return evaluate("dev", {"gke-voice-agents:podDeletionCost": "true"}).resources
 

@@ -15,8 +15,8 @@ import copy
 
 import pytest
 
-from infra.settings import ConfigError
-from infra.plan import evaluate
+from domain.settings import ConfigError
+from tooling.plan import evaluate
 from k8s.runtime import AGENT_ROLE, ROLE_LABEL
 from policy.engine import evaluate_plan, load_policy_config
 from tests.conftest import _committed_plan

@@ -55,7 +55,7 @@ def rendered_deployment_path(workdir: Path, stack: str = "dev") -> Path:
         if not infra_python.exists():
             raise FileNotFoundError("no rendered Deployment and no infra venv: run `bash scripts/setup-infra.sh`")
         out = workdir / f"plan-{stack}"
-        subprocess.run([str(infra_python), "-m", "infra.plan", "--stack", stack, "--out", str(out)],
+        subprocess.run([str(infra_python), "-m", "tooling.plan", "--stack", stack, "--out", str(out)],
                        cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL)
         manifests = sorted((out / "manifests").glob("*-deployment-*.yaml"))
     return manifests[0]

@@ -11,8 +11,8 @@ import json
 import math
 from pathlib import Path
 
-from infra.settings import Problem, WorkloadSettings, setting_key
-from k8s.sizes import SIZES, AutopilotRejects, Resources, autopilot_normalise, autopilot_problems
+from domain.settings import Problem, WorkloadSettings, setting_key
+from domain.sizes import SIZES, AutopilotRejects, Resources, autopilot_normalise, autopilot_problems
 
 # --- What the worker does after SIGTERM (livekit-agents 1.8.9, read in site-packages) --------
 # cli/cli.py: the first SIGTERM runs server.drain(), i.e. the worker reports WS_FULL and waits

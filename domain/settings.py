@@ -2,17 +2,18 @@
 
 The bottom layer: it imports nothing of ours, so every other module (stack-file loading, domain
 rules, components, the policy pack) can depend on it without a circle. Parsing raw config into
-these types happens in `infra.config`; the rules that span several settings live with their
-domain (`k8s.capacity` for the workload's timing and capacity).
+these types happens in `domain.config`; the rules that span several settings live with their
+domain (`domain.capacity` for the workload's timing and capacity).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:  # only for annotations: this module must import without the Pulumi SDK
     import pulumi
@@ -79,6 +80,55 @@ class ConfigError(ValueError):
         self.problems = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+# ---------------------------------------------------------------------------------------------
+# How a setting is declared: once, in domain/declarations.py. Pulumi.yaml's config block, the
+# loader's single-value checks (domain/config.py) and docs/settings.md all come from it.
+
+REQUIRED = None  # a Setting without a default: every stack must set it
+
+# kind -> the type Pulumi.yaml declares (its project schema knows string, integer, boolean and
+# array only, so numbers are strings read as numbers); maps are not declared there at all.
+PULUMI_TYPES = {"text": "string", "cidr": "string", "number": "string", "integer": "integer",
+                "boolean": "boolean", "secret": "string"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One stack setting: what it is, what it may hold, where its value lands, and why."""
+
+    name: str                  # "nodeCidr" (this project's namespace) or "gcp:region"
+    kind: str                  # text | integer | number | boolean | cidr | map | secret
+    group: str                 # the section of Pulumi.yaml and docs/settings.md
+    description: str
+    default: Any = REQUIRED
+    to: str = ""               # where the typed value lands in StackConfig: "workload.hpa.min_replicas"
+    low: float | None = None   # integer/number bounds; for cidr, prefix lengths
+    high: float | None = None
+    low_open: bool = False     # number: the low bound itself is refused
+    unit: str = ""             # " s", " pods", " %": appended to the bounds in messages
+    why: str = ""              # where the bounds come from, said in the error and the docs
+    choices: Sequence[str] = ()
+    what: str = ""             # a long list's kind and home: "GKE Autopilot region, domain/data/regions.json"
+    pattern: re.Pattern[str] | None = None
+    allowed: str = ""          # the pattern in words: the rule reads "must be {allowed}"
+    empty_ok: bool = False     # "" passes the pattern (an optional value)
+    # A single-value rule the kinds above cannot say: value -> the rule it breaks, or None.
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return self.name if ":" in self.name else setting_key(self.name)
+
+    @property
+    def ours(self) -> bool:
+        """Declared in Pulumi.yaml: our namespace, and a type its project schema has."""
+        return ":" not in self.name and self.kind in PULUMI_TYPES
+
+    @property
+    def secret(self) -> bool:
+        return self.kind == "secret"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +250,7 @@ class WorkloadSettings:
     livekit_credentials: str = "secretManager"
     dispatch: DispatchSettings = field(default_factory=lambda: DispatchSettings())
     # Derived, not a setting: USD per million Gemini tokens by "<direction>_<modality>" from
-    # infra/data/prices.json and priceOverrides; the agent's session_ended cost estimate.
+    # domain/data/prices.json and priceOverrides; the agent's session_ended cost estimate.
     model_prices: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -229,7 +279,7 @@ class ToolServerSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     """The checkpoint database of crash recovery (Cloud SQL for PostgreSQL, infra/database.py;
-    docs/recovery.md). Checked by infra/database_rules.py."""
+    docs/recovery.md). Checked by domain/database_rules.py."""
 
     tier: str
     disk_size_gb: int
@@ -261,7 +311,7 @@ class StackConfig:
     tool_server: ToolServerSettings = ToolServerSettings(places_enabled=False, places_replicas=2)
     # Parsed and checked for every stack; declared only with workload.recovery_enabled.
     database: DatabaseSettings | None = None
-    # latencyAlertP95Seconds: the slow-answers alert's p95 time to first audio (infra/runbook.py)
+    # latencyAlertP95Seconds: the slow-answers alert's p95 time to first audio (domain/runbook.py)
     latency_alert_p95_seconds: float = 2.0
-    # priceOverrides: price name -> USD, on top of infra/data/prices.json (infra/cost.py)
+    # priceOverrides: price name -> USD, on top of domain/data/prices.json (domain/cost.py)
     price_overrides: Mapping[str, float] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from infra.settings import PROJECT
+from domain.settings import PROJECT
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_PLACEHOLDER = "offline-placeholder-secret"
@@ -98,7 +98,7 @@ def load_stack_values(stack: str, root: Path = ROOT) -> StackValues:
     """Pulumi.yaml defaults merged with Pulumi.<stack>.yaml, the way the CLI hands them over.
 
     Only `secure:` values are secret, as for the CLI: a plain value of a key Pulumi.yaml
-    declares secret stays plain, and infra.config refuses it (the CLI itself refuses it with
+    declares secret stays plain, and domain.config refuses it (the CLI itself refuses it with
     "must be encrypted as it's secret", pulumi/pulumi sdk/go/common/workspace)."""
     declared = project_declarations(root)
     stack_config = _config_block(_read_yaml(root / f"Pulumi.{stack}.yaml"), f"Pulumi.{stack}.yaml")
@@ -118,7 +118,7 @@ def load_stack_values(stack: str, root: Path = ROOT) -> StackValues:
             merged[full] = _engine_string(value)
     for key in (k for k, d in declared.items() if d.get("secret") and k not in merged):
         # Unset secrets: the plan still runs and says it used a placeholder; `pulumi up`
-        # (which has no placeholder) fails on them in infra.config.
+        # (which has no placeholder) fails on them in domain.config.
         secret_keys.add(key)
         placeholders.add(key)
         merged[key] = SECRET_PLACEHOLDER

@@ -153,7 +153,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "gcp:organizations/getProject:getProject":
             project = args.args.get("projectId", "mock-project")
             return {"projectId": project, "number": FAKE_PROJECT_NUMBER, "name": project}
-        raise NotImplementedError(f"no mock answer for invoke {args.token}; add one to infra/mocks.py")
+        raise NotImplementedError(f"no mock answer for invoke {args.token}; add one to tooling/mocks.py")
 
 
 def _parent_name(urn: str) -> str | None:

@@ -1,6 +1,6 @@
 """Offline plan: evaluate a stack under Pulumi mocks, with its real config, and report.
 
-    python -m infra.plan --stack dev --out out/dev
+    python -m tooling.plan --stack dev --out out/dev
 
 Writes resources.json, manifests/*.yaml and violations.json. Exit 0: the stack is valid;
 1: a mandatory policy failed; 2: the configuration is invalid (one line per problem).
@@ -27,12 +27,12 @@ from pulumi.runtime.mocks import set_mocks
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
-from infra.settings import PROJECT, ConfigError
-from infra.mocks import ParentTrackingMonitor, RecordingMocks
-from k8s.capacity import capacity_summary
-from infra.config import parse_stack_config
-from infra.cost import cost_lines, cost_summary, prices_for
-from infra.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
+from domain.settings import PROJECT, ConfigError
+from tooling.mocks import ParentTrackingMonitor, RecordingMocks
+from domain.capacity import capacity_summary
+from domain.config import parse_stack_config
+from domain.cost import cost_lines, cost_summary, prices_for
+from domain.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
 
@@ -43,7 +43,7 @@ class PlanResult:
     resources: list[dict[str, Any]]
     outputs: dict[str, Any]
     invokes: list[str] = field(default_factory=list)
-    capacity: dict[str, Any] = field(default_factory=dict)  # k8s.capacity.capacity_summary, for people
+    capacity: dict[str, Any] = field(default_factory=dict)  # domain.capacity.capacity_summary, for people
 
     def of_type(self, typ: str) -> list[dict[str, Any]]:
         return [r for r in self.resources if r["type"] == typ]
@@ -229,13 +229,29 @@ def report(result: PlanResult, values: StackValues) -> str:
     if made_up:
         lines += ["", "placeholders in this plan; set real values before `pulumi up`:"]
         lines += [f"  {m}" for m in made_up]
-    lines += ["", f"next: pulumi preview --stack {values.stack} --policy-pack policy "
-                  f"--policy-pack-config policy/{values.stack}.json   (README: Going to `pulumi up`)"]
+    lines += ["", *policy_config_lines(values.stack)]
     return "\n".join(lines)
 
 
+def policy_config_lines(stack: str) -> list[str]:
+    """The next command, with the stack's policy config when it has one; without one, what the
+    pack then assumes and the file to create (any stack name works)."""
+    from policy.engine import POLICY_DIR
+    from policy.rules import RULES
+
+    name = f"policy/{stack}.json"
+    command = f"next: pulumi preview --stack {stack} --policy-pack policy"
+    if (POLICY_DIR / f"{stack}.json").exists():
+        return [f"{command} --policy-pack-config {name}   (README: Going to `pulumi up`)"]
+    strict = ", ".join(rule.id for rule in RULES if "protected" in rule.config)
+    return [f"policy: no {name}, so every rule runs at its strict default: the stack counts as protected "
+            f"({strict} hold) and no CPU bursting is assumed. Right for production; for a throwaway stack, "
+            f"start from dev's: cp policy/dev.json {name} (docs/policy.md)",
+            f"{command}   (README: Going to `pulumi up`)"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tooling.plan", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--out", required=True, type=Path, help="directory for the plan's files")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Seed 001's three rollout checks, answered from Prometheus's HTTP API. Standard library only.
 
-    python -m infra.rollout_check --prometheus URL --old-version X --new-version Y [--window 10m]
+    python -m tooling.rollout_check --prometheus URL --old-version X --new-version Y [--window 10m]
 
 1. New sessions land on the new version (sessions started on Y within the window > 0).
 2. Old instances accept none: no instance of X is registered and out of drain, and no instance
@@ -31,7 +31,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 
-from infra import runbook
+from domain import runbook
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _WINDOW = re.compile(r"^[1-9][0-9]*(s|m|h)$")
@@ -118,7 +118,7 @@ def run_checks(base_url: str, old: str, new: str, window: str, token: str | None
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m infra.rollout_check", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tooling.rollout_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--prometheus", required=True, help="base URL of the Prometheus HTTP API")
     parser.add_argument("--old-version", required=True, help="the release being replaced (AGENT_VERSION)")
     parser.add_argument("--new-version", required=True, help="the release rolling out (AGENT_VERSION)")

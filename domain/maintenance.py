@@ -6,7 +6,7 @@ NO_UPGRADES exclusions, leaves less than 48 hours of availability in some rollin
 32d without 48h maintenance availability"). Only NO_UPGRADES exclusions count against it: the
 narrower scopes still let GKE patch the control plane, and GKE lets them last far beyond 32 days.
 
-Pure functions over plain values; `infra.config` turns the result into a Problem.
+Pure functions over plain values; `domain.config` turns the result into a Problem.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable, Sequence
 
-from infra.settings import MAINTENANCE_AVAILABILITY_PERIOD, MIN_MAINTENANCE_AVAILABILITY
+from domain.settings import MAINTENANCE_AVAILABILITY_PERIOD, MIN_MAINTENANCE_AVAILABILITY
 
 # The two RRULE forms this project accepts (and GKE's examples use): every day, or a weekly set
 # of days. Anything else (INTERVAL, BYMONTHDAY, ...) would need a full RFC 5545 expander.

@@ -1,7 +1,7 @@
 """T-shirt sizes for agent pods, and what Autopilot does to any requests and limits.
 
 Per-call figures come from our own measurement (agent/bench/capacity.py, committed output in
-k8s/data/capacity-measured.json, margins in k8s/capacity.py): one worker under a 1-vCPU quota
+domain/data/capacity-measured.json, margins in domain/capacity.py): one worker under a 1-vCPU quota
 costs about 116-144m and 66 MiB per call on top of a base of about 21m and 535 MiB (worker,
 forkserver, one idle process), and its CPU saturates (quota throttling) between 6 and 8 calls.
 Planned: 180m and 144 MiB per call, 100m and 704 MiB of base, and room for one runaway job at its
@@ -9,7 +9,7 @@ kill size (576 MiB). Upstream anchors, per concurrent voice session (DESIGN 3.9)
 test about 3.8 cores / 2.8 GB for 30 sessions with VAD (~130m, ~95 MB), seed 002 0.16 core and
 50 MB, seed 000 200-300m with bursts. The measurement sits among them.
 
-Sessions per pod are derived from those figures, never typed in (k8s/capacity.py):
+Sessions per pod are derived from those figures, never typed in (domain/capacity.py):
 `sessions_per_pod`, the smaller of what CPU and memory carry; CPU runs out first in every size. The table below gives requests; limits follow from the bursting mode.
 """
 
@@ -32,7 +32,7 @@ MIN_GIB_PER_VCPU, MAX_GIB_PER_VCPU = 1.0, 6.5
 # calls up to 1.4x the CPU the pod is guaranteed. At a busy hour the node's spare CPU is gone
 # and every call on the pod stutters. 1.4 x 0.7 = 0.98: admission stays within the request,
 # and the 40 % above it is room for short spikes (a job process starting, a burst of speech).
-# k8s/capacity.py checks the same bound for any configured load threshold.
+# domain/capacity.py checks the same bound for any configured load threshold.
 BURST_CPU_LIMIT_FACTOR = 1.4
 
 

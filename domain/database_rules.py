@@ -11,7 +11,7 @@ import ipaddress
 import re
 from typing import Mapping
 
-from infra.settings import DatabaseSettings, Problem, setting_key
+from domain.settings import DatabaseSettings, Problem, setting_key
 
 POSTGRES_VERSIONS = ("POSTGRES_15", "POSTGRES_16", "POSTGRES_17")
 # Enterprise edition tiers: shared-core (db-f1-micro, db-g1-small) or db-custom-<vCPU>-<MiB>.

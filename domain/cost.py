@@ -1,7 +1,7 @@
 """What a call costs: Autopilot pods per call-hour and Gemini Live per call-minute.
 
-Pure arithmetic over the list prices in infra/data/prices.json (each with its source and the
-date it was read), the stack's sizes (k8s/sizes.py, k8s/capacity.py) and a stated speech mix.
+Pure arithmetic over the list prices in domain/data/prices.json (each with its source and the
+date it was read), the stack's sizes (domain/sizes.py, domain/capacity.py) and a stated speech mix.
 A user replaces any price with the ``priceOverrides`` stack setting, a JSON map such as
 ``{"autopilot.vcpu_hour": 0.05, "gemini.output_audio": 10}`` (keys: ``OVERRIDE_KEYS``).
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.settings import ConfigError, Problem, WorkloadSettings
-from k8s.capacity import calls_target, sessions_per_pod, workload_resources
+from domain.settings import ConfigError, Problem, WorkloadSettings
+from domain.capacity import calls_target, sessions_per_pod, workload_resources
 
 PRICES_FILE = Path(__file__).parent / "data" / "prices.json"
 PRICES: dict[str, Any] = json.loads(PRICES_FILE.read_text(encoding="utf-8"))
@@ -166,7 +166,7 @@ def _usd(value: float | None, places: int = 4) -> str:
 def cost_lines(c: Mapping[str, Any]) -> list[str]:
     """What the offline plan prints."""
     mix: SpeechMix = c["mix"]
-    lines = [f"cost (list prices, infra/data/prices.json; override with {OVERRIDES_KEY}; docs/cost.md):"]
+    lines = [f"cost (list prices, domain/data/prices.json; override with {OVERRIDES_KEY}; docs/cost.md):"]
     if c["pod_usd_per_hour"] is None:
         lines.append(f"  no Autopilot list price for {c['region']}: set {OVERRIDES_KEY} "
                      "autopilot.vcpu_hour and autopilot.gib_hour")
