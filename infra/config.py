@@ -219,7 +219,7 @@ def _cluster(r: _Reader) -> ClusterSettings:
     exclusions = _exclusions(r)
     if not any(p.key.startswith(_key("maintenance")) for p in r.problems):
         _check_availability(r, start, end, recurrence, exclusions)
-    return ClusterSettings(
+    cluster = ClusterSettings(
         release_channel=r.text(_key("releaseChannel"), choices=RELEASE_CHANNELS),
         deletion_protection=r.boolean(_key("deletionProtection")),
         maintenance_start=start,
@@ -231,8 +231,13 @@ def _cluster(r: _Reader) -> ClusterSettings:
         upgrade_notifications=r.boolean(_key("upgradeNotifications")),
         secrets_encryption=r.boolean(_key("secretsEncryption")),
         binary_authorization=r.boolean(_key("binaryAuthorization")),
+        binary_authorization_attestor=_attestor(r),
         cost_allocation=r.boolean(_key("costAllocation")),
     )
+    if cluster.binary_authorization_attestor and not cluster.binary_authorization:
+        r.fail(_key("binaryAuthorizationAttestor"), cluster.binary_authorization_attestor,
+               "requires binaryAuthorization true: without the policy nothing checks the attestation")
+    return cluster
 
 
 def _check_availability(r: _Reader, start: str, end: str, recurrence: str,
@@ -386,6 +391,7 @@ def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
         agent_voice=_agent_voice(r),
         livekit_credentials=r.text(_key("livekitCredentials"), choices=LIVEKIT_CREDENTIAL_SOURCES),
         dispatch=_dispatch(r),
+        livekit_shared_with=_stage_list(r, _key("livekitSharedWithStages")),
     )
     _check_image_source(r, workload)
     _check_release_label(r, workload)
@@ -471,6 +477,7 @@ def _tool_server(r: _Reader) -> ToolServerSettings:
         places_enabled=r.boolean(_key("placesToolEnabled")),
         # two keep place search up through a node drain (its PDB keeps one); ten is far past need
         places_replicas=r.integer(_key("placesToolReplicas"), 1, 10, " pods"),
+        places_image_digest=_image_digest(r, "placesImageDigest"),
     )
 
 
@@ -507,11 +514,33 @@ def _agent_voice(r: _Reader) -> str:
     return value
 
 
-def _image_digest(r: _Reader) -> str:
-    value = r.text(_key("agentImageDigest"))
+def _image_digest(r: _Reader, name: str = "agentImageDigest") -> str:
+    value = r.text(_key(name))
     if value and not _IMAGE_DIGEST.match(value):
-        r.fail(_key("agentImageDigest"), value, "must be empty or sha256: followed by 64 lower-case hex digits")
+        r.fail(_key(name), value, "must be empty or sha256: followed by 64 lower-case hex digits")
     return value
+
+
+# Binary Authorization attestor resource name (attestors.create: id of letters, digits, - and _).
+_ATTESTOR = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/attestors/[A-Za-z0-9_-]{1,100}$")
+
+
+def _attestor(r: _Reader) -> str:
+    value = r.text(_key("binaryAuthorizationAttestor"))
+    if value and not _ATTESTOR.match(value):
+        r.fail(_key("binaryAuthorizationAttestor"), value,
+               "must be empty or an attestor's resource name projects/<project>/attestors/<id> "
+               "(the bootstrap's output buildAttestor)")
+    return value
+
+
+def _stage_list(r: _Reader, key: str) -> tuple[str, ...]:
+    value = r.text(key)
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    for name in names:
+        if not _DNS_LABEL.match(name):
+            r.fail(key, value, f"must be empty or comma-separated stack names; {name!r} is not one")
+    return names
 
 
 # ---------------------------------------------------------------------------------------------
