@@ -684,5 +684,9 @@ def engine_config() -> tuple[dict[str, str], set[str]]:
 
 def load_stack_config() -> StackConfig:
     """Reads and validates the running stack's config (under the CLI or the mocks)."""
+    from infra.stages import check_livekit_sharing, project_directory  # reads the sibling stack files
+
     raw, secret = engine_config()
-    return parse_stack_config(pulumi.get_stack(), raw, sorted(secret))
+    cfg = parse_stack_config(pulumi.get_stack(), raw, sorted(secret))
+    check_livekit_sharing(cfg.stack, cfg.workload.livekit_url, cfg.workload.livekit_shared_with, project_directory())
+    return cfg
