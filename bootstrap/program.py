@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from bootstrap.apis import ATTESTATION_APIS, HOME_APIS, KMS_APIS, STACK_APIS, STATE_APIS, EnabledApis, EnabledApisArgs
+from bootstrap.apis import ATTESTATION_APIS, BUILD_APIS, HOME_APIS, KMS_APIS, STACK_APIS, STATE_APIS, EnabledApis, EnabledApisArgs
 from bootstrap.attestation import BuildAttestation, BuildAttestationArgs
 from bootstrap.ci_account import CiServiceAccount, CiServiceAccountArgs
 from bootstrap.config import BOOTSTRAP_BUCKET_SUFFIX, BootstrapConfig, environment_subject, preview_subject
@@ -42,6 +42,7 @@ def _services(cfg: BootstrapConfig) -> tuple[tuple[str, str], ...]:
     if cfg.state_backend == "gcs":
         home += STATE_APIS
     stacks = [(env.project, api) for env in cfg.environments for api in STACK_APIS]
+    stacks += [(cfg.environment(stack).project, api) for stack in cfg.build_stacks for api in BUILD_APIS]
     return tuple((cfg.home_project, api) for api in home) + tuple(stacks)
 
 

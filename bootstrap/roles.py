@@ -87,6 +87,7 @@ PROMOTION_SOURCE_ROLE = "roles/artifactregistry.reader"
 BUILDER_ROLES: tuple[RoleUse, ...] = (
     RoleUse("roles/artifactregistry.writer", (), "push each new image (agent, tool servers) to the stage's registry"),
     RoleUse("roles/containeranalysis.occurrences.editor", (), "store the attestation it signs for each pushed digest"),
+    RoleUse("roles/ondemandscanning.admin", (), "scan each pushed digest before signing it (gcloud artifacts docker images scan --remote)"),
 )
 SECRET_ADMIN_ROLE = "roles/secretmanager.admin"
 

@@ -200,7 +200,8 @@ def test_the_builder_pushes_and_signs_and_reads_no_stage(run):
     sign with the attestor's key; no state bucket, no stack secrets key, nothing in prod."""
     grants = _grants(run, "ci-build")
     assert set(grants) == {("my-voice-agents-dev", "roles/artifactregistry.writer"),
-                           ("my-voice-agents-dev", "roles/containeranalysis.occurrences.editor")}
+                           ("my-voice-agents-dev", "roles/containeranalysis.occurrences.editor"),
+                           ("my-voice-agents-dev", "roles/ondemandscanning.admin")}
     member = "serviceAccount:ci-build@my-voice-agents-ci.iam.gserviceaccount.com"
     assert not [r for r in run.of_type(BUCKET_IAM) if r["inputs"]["member"] == member]
     keys = {(r["inputs"]["cryptoKeyId"].rpartition("/keyRings/")[2], r["inputs"]["role"])
@@ -319,6 +320,9 @@ def test_apis_are_enabled_and_never_disabled_again(run):
     enabled = {(s["inputs"]["project"], s["inputs"]["service"]) for s in services}
     assert ("my-voice-agents-ci", "sts.googleapis.com") in enabled
     assert ("my-voice-agents-dev", "container.googleapis.com") in enabled
+    # the build's scan runs in the project it pushes to, and only there
+    assert ("my-voice-agents-dev", "ondemandscanning.googleapis.com") in enabled
+    assert ("my-voice-agents-prod", "ondemandscanning.googleapis.com") not in enabled
     assert all(s["inputs"]["disableOnDestroy"] is False for s in services)
 
 

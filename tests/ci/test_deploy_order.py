@@ -154,6 +154,27 @@ def test_a_rerun_reuses_only_images_this_pipeline_attested(tmp_path):
     assert f"r.example/p/repo/places-mcp:{sha} exists ({places}) but carries no attestation" in done.stdout
 
 
+def test_the_build_reads_each_stages_registry_from_its_committed_file(tmp_path):
+    """The targets step, run by bash with the real `python -m infra.images`: one output per stage
+    it signs for, equal to the registryUrl the stack itself exports."""
+    import sys
+
+    from tests.conftest import _evaluated_once
+
+    build = job("deploy.yml", "build")
+    script = build.step("targets")["run"].replace(".venv/bin/python", sys.executable)
+    output = tmp_path / "output.txt"
+    env = {**os.environ, "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(output), "SIGN_FOR": build.spec["env"]["SIGN_FOR"]}
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    for stage in build.spec["env"]["SIGN_FOR"].split():
+        assert outputs[stage] == _evaluated_once(stage).outputs["registryUrl"], stage
+    assert outputs["host"] == outputs["dev"].split("/")[0]
+
+
 def test_the_reuse_check_runs_before_any_build():
     build = job("deploy.yml", "build")
     ids = [s.get("id") or s.get("name") for s in build.steps]
