@@ -19,7 +19,8 @@ from k8s.tool_server import ToolServer, ToolServerArgs, app_name, cluster_issuer
 from k8s.runtime import AGENT_SERVICE_ACCOUNT
 from k8s.metrics_adapter import IMAGE as METRICS_ADAPTER_IMAGE, MetricsAdapter, MetricsAdapterArgs
 from k8s.spare_capacity import PAUSE_IMAGE, SpareCapacity, SpareCapacityArgs
-from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
+from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference, outside_agent_image
+from infra.images import IMAGES, reference as image_at
 from k8s.cloudsql_proxy import IMAGE as CLOUDSQL_PROXY_IMAGE, CheckpointDatabase
 
 cfg = load_stack_config()
@@ -41,7 +42,8 @@ registry = AgentRegistry("registry", AgentRegistryArgs(
     reader_member=cluster.node_service_account_member))
 if cfg.cluster.binary_authorization:
     AdmissionPolicy("admission", AdmissionPolicyArgs(
-        project=cfg.project, registry_url=registry.url, agent_repository=cfg.workload.image_repository,
+        project=cfg.project, registry_url=registry.url, attestor=cfg.cluster.binary_authorization_attestor,
+        outside_images=outside_agent_image(cfg.workload),
         platform_images=(METRICS_ADAPTER_IMAGE,
                          *((PAUSE_IMAGE,) if cfg.workload.spare_capacity_pods else ()),
                          *((CLOUDSQL_PROXY_IMAGE,) if cfg.workload.recovery_enabled else ()))))
@@ -110,7 +112,7 @@ if cfg.tool_server.places_enabled:
         "places",
         ToolServerArgs(
             name="places", namespace=cfg.workload.namespace, project=cfg.project,
-            image=pulumi.Output.concat(registry.url, "/", app_name("places"), ":", cfg.workload.image_tag),
+            image=image_at(registry.url, IMAGES["places"], cfg.tool_server.places_image_digest, cfg.workload.image_tag),
             issuer=pulumi.Output.all(cluster.name, cluster.location).apply(
                 lambda nl: cluster_issuer(cfg.project, nl[1], nl[0])),
             replicas=cfg.tool_server.places_replicas),

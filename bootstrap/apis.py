@@ -20,6 +20,10 @@ HOME_APIS = ("iam.googleapis.com", "iamcredentials.googleapis.com", "sts.googlea
              "cloudresourcemanager.googleapis.com")
 STATE_APIS = ("storage.googleapis.com",)
 KMS_APIS = ("cloudkms.googleapis.com",)
+# The attestor and its note (bootstrap/attestation.py).
+ATTESTATION_APIS = ("binaryauthorization.googleapis.com", "containeranalysis.googleapis.com")
+# In the projects the build pushes to: the scan that gates each signature (On-Demand Scanning).
+BUILD_APIS = ("ondemandscanning.googleapis.com",)
 # What the main program's resources live on: one list, infra/apis.py (the README's enable
 # command is checked against the same list).
 STACK_APIS = tuple(sorted(infra_apis.STACK_APIS))

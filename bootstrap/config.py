@@ -34,10 +34,17 @@ SETTINGS = (
     "githubRepository", "githubRepositoryOwnerId", "githubRepositoryId", "deployBranch", "deployWorkflow",
     "poolId", "providerId", "stateBackend", "pulumiOrganization", "stateBucketPrefix", "stateLocation",
     "stateNoncurrentDays", "secretsProvider", "kmsLocation", "secretsKeyUsers", "environments", "previewStacks",
+    "buildEnvironment",
 )
 # Provider settings the bootstrap reads; any other `gcp:` key would be ignored, so it is refused.
 PROVIDER_SETTINGS = ("gcp:project",)
-ENVIRONMENT_KEYS = ("project", "githubEnvironment", "promoteFrom", "planEnvironment")
+ENVIRONMENT_KEYS = ("project", "githubEnvironment", "promoteFrom")
+# Environment settings removed on purpose: the reason beats "unknown".
+RETIRED_ENVIRONMENT_KEYS = {
+    "planEnvironment": "a job that runs before the approval must not decrypt the stage's secrets or read its state, so "
+                       "the gated stage's preview now runs after the approval, in its githubEnvironment (docs/ci.md); "
+                       "delete the line and the GitHub environment",
+}
 
 # Identifier rules from the GCP API references (workloadIdentityPools.create,
 # serviceAccounts.create, bucket naming, project ids) and GitHub's `owner/name` form.
@@ -70,9 +77,13 @@ class Environment:
     project: str  # that stack's gcp:project
     github_environment: str  # only jobs running in this GitHub environment may deploy it
     promote_from: str | None = None  # stack whose registry the image is copied from
-    # GitHub environment (no reviewers) whose jobs preview this stack read-only and save the
-    # update plan that reviewers of `github_environment` approve. None: no pre-approval plan.
-    plan_environment: str | None = None
+
+    @property
+    def gated(self) -> bool:
+        """A promoted stage deploys only what an earlier stage ran, after its environment's
+        required reviewers approve (docs/ci.md step 5): nothing before that approval may
+        read its state or decrypt its secrets."""
+        return self.promote_from is not None
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,9 @@ class BootstrapConfig:
     github_repository_id: str
     environments: tuple[Environment, ...]
     preview_stacks: tuple[str, ...]  # stacks pull requests preview: the previewer reads only these
+    # GitHub environment of the deploy workflow's build job: the one identity that pushes new
+    # images and signs their attestations (bootstrap/attestation.py).
+    build_environment: str = "build"
     deploy_branch: str = "main"
     deploy_workflow: str = ".github/workflows/deploy.yml"
     pool_id: str = "github"
@@ -98,6 +112,11 @@ class BootstrapConfig:
 
     def environment(self, stack: str) -> Environment:
         return next(e for e in self.environments if e.stack == stack)
+
+    @property
+    def build_stacks(self) -> tuple[str, ...]:
+        """Stages the build job pushes new images to: those promoted from nothing."""
+        return tuple(e.stack for e in self.environments if not e.gated)
 
     def state_bucket(self, stack: str) -> str:
         """Each stage's own bucket, and the bootstrap's (`stack == "bootstrap"`)."""
@@ -181,21 +200,17 @@ def _environment(reader: _Reader, where: str, stack: str, settings: Any) -> Envi
         reader.problems.append(Problem(where, settings, "must be a map with project and githubEnvironment"))
         return None
     for unknown in sorted(set(settings) - set(ENVIRONMENT_KEYS)):
-        reader.problems.append(Problem(f"{where}.{unknown}", settings[unknown],
-                                       "is not an environment setting" + did_you_mean(unknown, ENVIRONMENT_KEYS)))
+        rule = (f"is no longer a setting: {RETIRED_ENVIRONMENT_KEYS[unknown]}" if unknown in RETIRED_ENVIRONMENT_KEYS
+                else "is not an environment setting" + did_you_mean(unknown, ENVIRONMENT_KEYS))
+        reader.problems.append(Problem(f"{where}.{unknown}", settings[unknown], rule))
     project = settings.get("project")
     if not isinstance(project, str) or not _PROJECT_ID.match(project):
         reader.problems.append(Problem(f"{where}.project", project, "must be a GCP project id (6-30 lower-case letters, digits, dashes)"))
-    names = {}
-    for field in ("githubEnvironment", "planEnvironment"):
-        value = settings.get(field)
-        if value is None and field == "planEnvironment":
-            continue
-        if not isinstance(value, str) or not _GITHUB_ENVIRONMENT.match(value):
-            reader.problems.append(Problem(f"{where}.{field}", value, "must be a GitHub environment name (letters, digits, . _ -)"))
-        names[field] = str(value)
-    return Environment(stack, str(project), names.get("githubEnvironment", ""), settings.get("promoteFrom"),
-                       names.get("planEnvironment"))
+    github_environment = settings.get("githubEnvironment")
+    if not isinstance(github_environment, str) or not _GITHUB_ENVIRONMENT.match(github_environment):
+        reader.problems.append(Problem(f"{where}.githubEnvironment", github_environment,
+                                       "must be a GitHub environment name (letters, digits, . _ -)"))
+    return Environment(stack, str(project), str(github_environment or ""), settings.get("promoteFrom"))
 
 
 def _environments(reader: _Reader) -> tuple[Environment, ...]:
@@ -212,9 +227,9 @@ def _environments(reader: _Reader) -> tuple[Environment, ...]:
         if env.promote_from is not None and (env.promote_from not in stacks or env.promote_from == env.stack):
             reader.problems.append(Problem(f"{full_key}.{env.stack}.promoteFrom", env.promote_from,
                                            f"must name another stack of this map: {', '.join(sorted(stacks - {env.stack}))}"))
-    names = [n for e in found for n in (e.github_environment, e.plan_environment) if n]
+    names = [e.github_environment for e in found if e.github_environment]
     if len(set(names)) != len(names):
-        reader.problems.append(Problem(full_key, names, "each stack needs its own GitHub environments (deploy and plan), "
+        reader.problems.append(Problem(full_key, names, "each stack needs its own GitHub environment, "
                                        "or one identity's jobs could act as another"))
     return tuple(found)
 
@@ -240,6 +255,13 @@ def _preview_stacks(reader: _Reader, environments: tuple[Environment, ...]) -> t
         return ()
     if len(set(raw)) != len(raw):
         reader.problems.append(Problem(full_key, raw, "lists a stack twice"))
+    for stack in raw:
+        env = next(e for e in environments if e.stack == stack)
+        if env.gated:
+            reader.problems.append(Problem(
+                full_key, raw, f"lists {stack}, which is promoted from {env.promote_from} behind its environment's "
+                               f"reviewers: pull-request code runs as the previewer, so it could read {stack}'s state and "
+                               f"decrypt its secrets before any approval; preview only stages promoted from nothing"))
     return tuple(raw)
 
 
@@ -265,18 +287,18 @@ def preview_subject(repository: str) -> str:
     return f"repo:{repository}:pull_request"
 
 
-def github_subjects(repository: str, environments: tuple[Environment, ...]) -> dict[str, str]:
+def github_subjects(repository: str, environments: tuple[Environment, ...],
+                    extra_environments: tuple[str, ...] = ()) -> dict[str, str]:
     """Every OIDC `sub` the bootstrap binds (GitHub's default subject template): job kind -> sub."""
     subjects = {"pull_request": preview_subject(repository)}
-    for env in environments:
-        for name in (env.github_environment, env.plan_environment):
-            if name:
-                subjects[name] = environment_subject(repository, name)
+    for name in (*(env.github_environment for env in environments), *extra_environments):
+        if name:
+            subjects[name] = environment_subject(repository, name)
     return subjects
 
 
-def _subject_lengths(reader: _Reader, repository: str, environments: tuple[Environment, ...]) -> None:
-    for name, subject in github_subjects(repository, environments).items():
+def _subject_lengths(reader: _Reader, repository: str, environments: tuple[Environment, ...], build: str) -> None:
+    for name, subject in github_subjects(repository, environments, (build,)).items():
         size = len(subject.encode())
         if size > MAX_SUBJECT_BYTES:
             where = key("githubRepository") if name == "pull_request" else f"{key('environments')} ({name})"
@@ -328,8 +350,12 @@ def load_bootstrap_config(raw: Mapping[str, str]) -> BootstrapConfig:
     kms_location = r.text(key("kmsLocation"), "global", _LOCATION, "must be a Cloud KMS location such as global or us-central1")
     key_users = _members(r)
     preview_stacks = _preview_stacks(r, environments) if environments else ()
+    build = r.text(key("buildEnvironment"), "build", _GITHUB_ENVIRONMENT, "must be a GitHub environment name (letters, digits, . _ -)")
+    if build in {e.github_environment for e in environments}:
+        r.problems.append(Problem(key("buildEnvironment"), build, "is also a stage's deploy environment: the build job "
+                                  "signs attestations, which no deployer may do; give it its own environment"))
     _home_is_dedicated(r, home, environments)
-    _subject_lengths(r, repository, environments)
+    _subject_lengths(r, repository, environments, build)
     if r.problems:
         raise ConfigError(r.problems)
     return BootstrapConfig(
@@ -338,7 +364,7 @@ def load_bootstrap_config(raw: Mapping[str, str]) -> BootstrapConfig:
         deploy_branch=branch, deploy_workflow=workflow, pool_id=pool_id, provider_id=provider_id,
         state_backend=backend, pulumi_organization=organization, state_bucket_prefix=prefix,
         state_location=location, state_noncurrent_days=noncurrent_days, secrets_provider=secrets,
-        kms_location=kms_location, secrets_key_users=key_users,
+        kms_location=kms_location, secrets_key_users=key_users, build_environment=build,
     )
 
 

@@ -7,12 +7,14 @@ import json
 from typing import Any
 
 import pulumi
+import pulumi_gcp as gcp
 
-from bootstrap.apis import HOME_APIS, KMS_APIS, STACK_APIS, STATE_APIS, EnabledApis, EnabledApisArgs
+from bootstrap.apis import ATTESTATION_APIS, BUILD_APIS, HOME_APIS, KMS_APIS, STACK_APIS, STATE_APIS, EnabledApis, EnabledApisArgs
+from bootstrap.attestation import BuildAttestation, BuildAttestationArgs
 from bootstrap.ci_account import CiServiceAccount, CiServiceAccountArgs
 from bootstrap.config import BOOTSTRAP_BUCKET_SUFFIX, BootstrapConfig, environment_subject, preview_subject
 from bootstrap.oidc import GithubOidc, GithubOidcArgs, TrustedRepository
-from bootstrap.roles import deployer_grants, planner_grants, previewer_grants
+from bootstrap.roles import builder_grants, deployer_grants, previewer_grants
 from bootstrap.state import StateBackend, StateBackendArgs
 
 # The names the workflows read (`vars.NAME`). Repository variables serve every job; environment
@@ -23,25 +25,24 @@ VAR_PREVIEW_MATRIX = "PREVIEW_MATRIX"
 VAR_ORGANIZATION = "PULUMI_ORGANIZATION"
 VAR_BACKEND = "PULUMI_BACKEND_URL"
 VAR_DEPLOYER = "GCP_DEPLOY_SERVICE_ACCOUNT"
-VAR_PLANNER = "GCP_PLAN_SERVICE_ACCOUNT"
+VAR_BUILDER = "GCP_BUILD_SERVICE_ACCOUNT"
+VAR_ATTESTOR = "BUILD_ATTESTOR"
+VAR_KEY_VERSION = "BUILD_KEY_VERSION"
+VAR_ATTESTATION_PROJECT = "ATTESTATION_PROJECT"
 PREVIEW_ACCOUNT_ID = "ci-preview"
+BUILD_ACCOUNT_ID = "ci-build"
 
 
 def deploy_account_id(stack: str) -> str:
     return f"ci-deploy-{stack}"
 
 
-def plan_account_id(stack: str) -> str:
-    return f"ci-plan-{stack}"
-
-
 def _services(cfg: BootstrapConfig) -> tuple[tuple[str, str], ...]:
-    home = [*HOME_APIS]
+    home = [*HOME_APIS, *KMS_APIS, *ATTESTATION_APIS]  # the attestor's signing key is always in KMS
     if cfg.state_backend == "gcs":
         home += STATE_APIS
-    if cfg.secrets_provider == "gcpkms":
-        home += KMS_APIS
     stacks = [(env.project, api) for env in cfg.environments for api in STACK_APIS]
+    stacks += [(cfg.environment(stack).project, api) for stack in cfg.build_stacks for api in BUILD_APIS]
     return tuple((cfg.home_project, api) for api in home) + tuple(stacks)
 
 
@@ -77,23 +78,23 @@ def build(cfg: BootstrapConfig) -> dict[str, Any]:
             account_id=deploy_account_id(env.stack),
             description=f"pulumi up of stack {env.stack}, only from GitHub environment {env.github_environment}",
             principal=oidc.principal(environment_subject(cfg.github_repository, env.github_environment)),
-            grants=deployer_grants(env, cfg)), opts=after_apis)
+            grants=deployer_grants(env, cfg, gcp.organizations.get_project_output(project_id=env.project).number)),
+            opts=after_apis)
         for env in cfg.environments
     }
-    planners = {
-        env.stack: CiServiceAccount(plan_account_id(env.stack), CiServiceAccountArgs(
-            project=cfg.home_project,
-            account_id=plan_account_id(env.stack),
-            description=f"pulumi preview --save-plan of stack {env.stack} before its approval; read-only",
-            principal=oidc.principal(environment_subject(cfg.github_repository, env.plan_environment)),
-            grants=planner_grants(env)), opts=after_apis)
-        for env in cfg.environments if env.plan_environment
-    }
+    builder = CiServiceAccount(BUILD_ACCOUNT_ID, CiServiceAccountArgs(
+        project=cfg.home_project,
+        account_id=BUILD_ACCOUNT_ID,
+        description=f"the deploy workflow's build job (GitHub environment {cfg.build_environment}): pushes new images "
+                    f"to {', '.join(cfg.build_stacks)} and signs their attestations; no state, no stack secrets",
+        principal=oidc.principal(environment_subject(cfg.github_repository, cfg.build_environment)),
+        grants=builder_grants(cfg)), opts=after_apis)
+    attestation = BuildAttestation("attestation", BuildAttestationArgs(
+        project=cfg.home_project, kms_location=cfg.kms_location, signer=builder.member,
+        verifier_projects=tuple(env.project for env in cfg.environments)), opts=after_apis)
     readers: dict[str, dict[str, pulumi.Input[str]]] = {env.stack: {} for env in cfg.environments}
     for stack in cfg.preview_stacks:
         readers[stack]["previewer"] = previewer.member
-    for stack, planner in planners.items():
-        readers[stack]["planner"] = planner.member
     buckets = None
     if cfg.state_backend == "gcs":
         buckets = {s: cfg.state_bucket(s) for s in (BOOTSTRAP_BUCKET_SUFFIX, *deployers)}
@@ -110,15 +111,19 @@ def build(cfg: BootstrapConfig) -> dict[str, Any]:
     for env in cfg.environments:
         environment_variables[env.github_environment] = {
             VAR_DEPLOYER: deployers[env.stack].email, VAR_BACKEND: state.urls[env.stack]}
-        if env.plan_environment:
-            environment_variables[env.plan_environment] = {
-                VAR_PLANNER: planners[env.stack].email, VAR_BACKEND: state.urls[env.stack]}
+    environment_variables[cfg.build_environment] = {
+        VAR_BUILDER: builder.email, VAR_ATTESTOR: attestation.attestor, VAR_KEY_VERSION: attestation.key_version,
+        # Attestations are stored with the first stage the build pushes to (its project number
+        # is not secret; it is where the builder may create occurrences).
+        VAR_ATTESTATION_PROJECT: cfg.environment(cfg.build_stacks[0]).project}
     return {
         "githubRepository": cfg.github_repository,
         "workloadIdentityProvider": oidc.provider_name,
         "previewServiceAccount": previewer.email,
         "deployServiceAccounts": {stack: d.email for stack, d in deployers.items()},
-        "planServiceAccounts": {stack: p.email for stack, p in planners.items()},
+        "buildServiceAccount": builder.email,
+        # Each stage's binaryAuthorizationAttestor (Pulumi.<stack>.yaml); tests/ci checks prod's.
+        "buildAttestor": attestation.attestor,
         "stackNames": {env.stack: cfg.qualified_stack(env.stack) for env in cfg.environments},
         "stateBackendUrls": {stack: state.urls[stack] for stack in deployers},
         "bootstrapStateUrl": state.urls[BOOTSTRAP_BUCKET_SUFFIX],

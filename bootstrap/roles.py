@@ -1,11 +1,11 @@
 """Which CI identity may do what, as data. Components turn these into IAM members.
 
-Four kinds of identity, each reachable only from one kind of GitHub job:
+Three kinds of identity, each reachable only from one kind of GitHub job:
 - a deployer per stack: jobs of the deploy workflow on main in that stack's GitHub environment
   (`environment: production`), so the environment's required reviewers gate every use of it;
-- a planner per gated stack (optional): jobs of the deploy workflow on main in the stack's plan
-  environment; read-only on that one stack, it saves the plan reviewers approve;
-- one previewer: pull-request jobs; read-only and only on the previewed stacks;
+- one builder: the deploy workflow's build job on main, in its own environment; pushes new
+  images to the first stages' registries and alone signs their attestations;
+- one previewer: pull-request jobs; read-only and only on the previewed stacks, never a gated one;
 - nobody else: the provider refuses tokens from any other repository, workflow or ref.
 None of them holds any role in the home project, where the CI identities, the pool and the state
 live: their rights there are per bucket and per key, each limited to their own stage.
@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pulumi
+
 from bootstrap.config import BootstrapConfig, Environment
 from infra.cluster import NODE_ROLES
 from infra.identity import VERTEX_ROLE
 from infra.database import CLIENT_ROLES as DATABASE_CLIENT_ROLES
+from infra.names import livekit_secret_id
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,11 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
             "the key ring, the key that encrypts Kubernetes Secrets and the GKE service agent's grant on it"),
     RoleUse("roles/monitoring.editor", ("gcp:monitoring/",), "the runbook dashboard and alert policies"),
     # No narrower predefined role both creates secrets and sets their IAM policy; the deployer
-    # already writes the values (they come from its stack config).
+    # already writes the values (they come from its stack config). Granted with a condition:
+    # only the stack's own secrets (secret_grants_condition), never the project's others.
     RoleUse("roles/secretmanager.admin", ("gcp:secretmanager/",),
-            "the LiveKit credential secrets, their versions and the agent's read grant on them (livekitCredentials)"),
+            "the LiveKit credential secrets, their versions and the agent's read grant on them (livekitCredentials); "
+            "only secrets named <stack>-livekit-..."),
     RoleUse("roles/binaryauthorization.policyEditor", ("gcp:binaryauthorization/",),
             "the project's image admission policy (binaryAuthorization)"),
     # compute.networkAdmin above already covers the reserved range (gcp:compute/globalAddress).
@@ -77,6 +82,15 @@ PREVIEWER_ROLES: tuple[RoleUse, ...] = (
 # The image is promoted by copying it from the source stack's registry.
 PROMOTION_SOURCE_ROLE = "roles/artifactregistry.reader"
 
+# The builder, in the projects of the stages it pushes to: push images, and store the attestation
+# occurrences it signs there (gcloud ... sign-and-create --project).
+BUILDER_ROLES: tuple[RoleUse, ...] = (
+    RoleUse("roles/artifactregistry.writer", (), "push each new image (agent, tool servers) to the stage's registry"),
+    RoleUse("roles/containeranalysis.occurrences.editor", (), "store the attestation it signs for each pushed digest"),
+    RoleUse("roles/ondemandscanning.admin", (), "scan each pushed digest before signing it (gcloud artifacts docker images scan --remote)"),
+)
+SECRET_ADMIN_ROLE = "roles/secretmanager.admin"
+
 # State and secrets. Preview never locks or writes DIY state (pulumi pkg/backend/diy: Preview
 # runs the engine dry, without Lock or history), so the previewer only reads it.
 STATE_WRITER_ROLE = "roles/storage.objectUser"
@@ -89,7 +103,7 @@ KEY_USER_ROLE = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
 @dataclass(frozen=True)
 class IamCondition:
     title: str
-    expression: str
+    expression: pulumi.Input[str]
     description: str = ""
 
 
@@ -115,8 +129,25 @@ def delegated_grants_condition(roles: tuple[str, ...] = DELEGATED_ROLES) -> IamC
     )
 
 
-def deployer_grants(env: Environment, cfg: BootstrapConfig) -> tuple[ProjectGrant, ...]:
-    grants = [ProjectGrant(env.project, use.role) for use in DEPLOYER_ROLES]
+def secret_grants_condition(project_number: pulumi.Input[str], stack: str) -> IamCondition:
+    """Secret Manager is a service IAM Conditions evaluate resource attributes for (IAM docs,
+    "Resource attributes for IAM Conditions": secretmanager.googleapis.com is listed; resource
+    names there carry the project NUMBER, projects/<number>/secrets/<id>). Creating a secret is
+    checked on the project itself, which the first clause admits: creating, listing and nothing
+    else of the role applies to a project; every other permission needs a secret of the stack."""
+    prefix = livekit_secret_id(stack, "")
+    expression = pulumi.Output.from_input(project_number).apply(
+        lambda number: f"resource.type == 'cloudresourcemanager.googleapis.com/Project' || "
+                       f"resource.name.startsWith('projects/{number}/secrets/{prefix}')")
+    return IamCondition(title="only-the-stacks-own-secrets",
+                        description=f"Secrets whose id starts with {prefix}: the ones stack {stack} creates.",
+                        expression=expression)
+
+
+def deployer_grants(env: Environment, cfg: BootstrapConfig, project_number: pulumi.Input[str]) -> tuple[ProjectGrant, ...]:
+    grants = [ProjectGrant(env.project, use.role,
+                           secret_grants_condition(project_number, env.stack) if use.role == SECRET_ADMIN_ROLE else None)
+              for use in DEPLOYER_ROLES]
     grants.append(ProjectGrant(env.project, PROJECT_IAM_ADMIN, delegated_grants_condition()))
     if env.promote_from is not None:
         grants.append(ProjectGrant(cfg.environment(env.promote_from).project, PROMOTION_SOURCE_ROLE))
@@ -129,8 +160,11 @@ def previewer_grants(cfg: BootstrapConfig) -> tuple[ProjectGrant, ...]:
                     for stack in cfg.preview_stacks for use in PREVIEWER_ROLES])
 
 
-def planner_grants(env: Environment) -> tuple[ProjectGrant, ...]:
-    return _unique([ProjectGrant(env.project, use.role) for use in PREVIEWER_ROLES])
+def builder_grants(cfg: BootstrapConfig) -> tuple[ProjectGrant, ...]:
+    """Only the stages the build pushes to (promoted from nothing); gated stages get copies made
+    by their own deployer after the approval."""
+    return _unique([ProjectGrant(cfg.environment(stack).project, use.role)
+                    for stack in cfg.build_stacks for use in BUILDER_ROLES])
 
 
 def _unique(grants: list[ProjectGrant]) -> tuple[ProjectGrant, ...]:

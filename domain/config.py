@@ -34,6 +34,7 @@ from domain.settings import (
     ToolServerSettings, WorkloadSettings, setting_key,
 )
 from domain.stackfiles import gcp_provider_keys
+from domain.stages import check_livekit_sharing, project_directory
 from domain.vertex_locations import location_problems, vertex_default
 from domain.capacity import workload_problems
 from domain.sizes import SIZES
@@ -236,6 +237,18 @@ def _authorized_networks(v: dict[str, Any]) -> list[Problem]:
     return problems
 
 
+def _attestor_needs_policy(v: Mapping[str, Any]) -> list[Problem]:
+    if v["binaryAuthorizationAttestor"] and v["binaryAuthorization"] is False:
+        return [Problem(_key("binaryAuthorizationAttestor"), v["binaryAuthorizationAttestor"],
+                        "requires binaryAuthorization true: without the policy nothing checks the attestation")]
+    return []
+
+
+def stage_names(value: str) -> tuple[str, ...]:
+    """livekitSharedWithStages as the stack names it lists (domain/stages.py compares them)."""
+    return tuple(n.strip() for n in value.split(",") if n.strip())
+
+
 def _replicas_ordered(v: Mapping[str, Any]) -> list[Problem]:
     low, high = v["hpaMinReplicas"], v["hpaMaxReplicas"]
     if low is None or high is None or low <= high:
@@ -398,6 +411,8 @@ def parse_stack_config(
     problems += _vertex_location(v)
     problems += _database(v, single)
     problems += _price_overrides(v)
+    problems += _attestor_needs_policy(v)
+    v["livekitSharedWithStages"] = stage_names(v["livekitSharedWithStages"] or "")
     if problems:
         raise ConfigError(problems)
     workload = _build(WorkloadSettings, v, "workload")
@@ -432,6 +447,9 @@ def engine_config() -> tuple[dict[str, str], set[str]]:
 
 
 def load_stack_config() -> StackConfig:
-    """Reads and validates the running stack's config (under the CLI or the mocks)."""
+    """Reads and validates the running stack's config (under the CLI or the mocks), and checks it
+    against the sibling stack files (domain/stages.py: no unacknowledged shared LiveKit project)."""
     raw, secret = engine_config()
-    return parse_stack_config(pulumi.get_stack(), raw, sorted(secret))
+    cfg = parse_stack_config(pulumi.get_stack(), raw, sorted(secret))
+    check_livekit_sharing(cfg.stack, cfg.workload.livekit_url, cfg.workload.livekit_shared_with, project_directory())
+    return cfg

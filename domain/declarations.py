@@ -36,6 +36,9 @@ GCP_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Binary Authorization attestor resource name (attestors.create: an id of letters, digits, - and _).
+ATTESTOR = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/attestors/[A-Za-z0-9_-]{1,100}$")
+STAGE_LIST = re.compile(r"^\s*[a-z]([a-z0-9-]{0,61}[a-z0-9])?\s*(,\s*[a-z]([a-z0-9-]{0,61}[a-z0-9])?\s*)*$")
 LIVEKIT_URL = re.compile(r"^wss?://[^\s/]+(/\S*)?$")
 # The agent's own checks (agent/voice_agent/settings.py) allow the same forms.
 AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -178,6 +181,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Admit only images from the stack's Artifact Registry repository (Binary Authorization project policy, "
             'enforced by the cluster).',
             default=True, to='cluster.binary_authorization'),
+    Setting('binaryAuthorizationAttestor', 'text', 'cluster',
+            "Empty = Binary Authorization admits the stack's registry as a whole. Else the attestor "
+            "(projects/<project>/attestors/<id>, the bootstrap's output buildAttestor) whose attestation every image "
+            "of the stack's registry needs; only the CI build job can sign for it (docs/ci.md \"Only images CI "
+            'built"). Needs binaryAuthorization.',
+            default='', to='cluster.binary_authorization_attestor', pattern=ATTESTOR, empty_ok=True,
+            allowed="empty or an attestor's resource name projects/<project>/attestors/<id> (the bootstrap's output "
+                    "buildAttestor)"),
     Setting('costAllocation', 'boolean', 'cluster',
             "GKE cost allocation, so Cloud Billing breaks the cluster's cost down by namespace and label.",
             default=True, to='cluster.cost_allocation'),
@@ -254,6 +265,11 @@ SETTINGS: tuple[Setting, ...] = (
             'Places tool server pods, 1 to 10 (its PDB keeps one through a node drain).',
             default=2, to='tool_server.places_replicas', low=1, high=10, unit=' pods',
             why='two keep place search up through a node drain (its PDB keeps one); ten is far past need'),
+    Setting('placesImageDigest', 'text', 'agent workload',
+            'Digest (sha256:...) of the Places tool server image (places-mcp, built from tools/places); CI sets it '
+            'beside agentImageDigest. Empty = the tag agentImageTag.',
+            default='', to='tool_server.places_image_digest', pattern=IMAGE_DIGEST, empty_ok=True,
+            allowed='empty or sha256: followed by 64 lower-case hex digits'),
     Setting('spareCapacityPods', 'integer', 'agent workload',
             'Low-priority placeholder pods, each the size of one agent pod, kept so a scale-up starts at once instead '
             'of waiting 80-120 s for a new Autopilot node.',
@@ -299,6 +315,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting('livekitUrl', 'text', 'agent workload',
             'LiveKit server URL the workers register with (wss://...).',
             to='workload.livekit_url', pattern=LIVEKIT_URL, allowed='a ws:// or wss:// URL such as wss://my-project.livekit.cloud'),
+    Setting('livekitSharedWithStages', 'text', 'agent workload',
+            'Comma-separated other stacks (Pulumi.<stack>.yaml in this directory) allowed to use the same livekitUrl. '
+            'Every key of a LiveKit project controls all of its rooms, so a stack whose livekitUrl another stage also '
+            'uses is refused unless each names the other here. Empty = no sharing.',
+            default='', to='workload.livekit_shared_with', pattern=STAGE_LIST, empty_ok=True,
+            allowed='empty or comma-separated stack names (DNS labels)'),
     Setting('livekitCredentials', 'text', 'agent workload',
             "Where the agent's LiveKit API key and secret live, one of secretManager (the stack keeps them in two "
             "Secret Manager secrets that only the agent's Workload Identity principal may read; GKE's Secret Manager "

@@ -174,6 +174,9 @@ class ClusterSettings:
     secrets_encryption: bool = False
     # Only images from the stack's registry are admitted (Binary Authorization, project policy).
     binary_authorization: bool = False
+    # projects/<p>/attestors/<id>: every image of the stack's registry needs its attestation
+    # (signed by the CI build job alone, bootstrap/attestation.py); empty = the registry as a whole.
+    binary_authorization_attestor: str = ""
     # Per-namespace and per-label cost breakdown in Cloud Billing (GKE cost allocation).
     cost_allocation: bool = True
 
@@ -249,6 +252,8 @@ class WorkloadSettings:
     # LIVEKIT_CREDENTIAL_SOURCES; files from Secret Manager unless a stack opts out.
     livekit_credentials: str = "secretManager"
     dispatch: DispatchSettings = field(default_factory=lambda: DispatchSettings())
+    # Other stacks allowed to use the same livekitUrl (domain/stages.py refuses an unacknowledged one).
+    livekit_shared_with: tuple[str, ...] = ()
     # Derived, not a setting: USD per million Gemini tokens by "<direction>_<modality>" from
     # domain/data/prices.json and priceOverrides; the agent's session_ended cost estimate.
     model_prices: Mapping[str, float] = field(default_factory=dict)
@@ -274,6 +279,8 @@ class ToolServerSettings:
 
     places_enabled: bool
     places_replicas: int
+    # sha256:... of the places-mcp image (CI sets it); empty = the tag agentImageTag.
+    places_image_digest: str = ""
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def load_stack_values(stack: str, root: Path = ROOT) -> StackValues:
 # names them, so nobody mistakes a plan of the example for a plan of their project.
 EXAMPLE_VALUES = {
     "gcp:project": ("my-voice-agents-dev", "my-voice-agents-prod"),
-    f"{PROJECT}:livekitUrl": ("wss://my-project.livekit.cloud",),
+    f"{PROJECT}:livekitUrl": ("wss://my-project.livekit.cloud", "wss://my-project-dev.livekit.cloud", "wss://my-project-prod.livekit.cloud"),
 }
 
 

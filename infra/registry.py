@@ -37,7 +37,7 @@ class AgentRegistry(pulumi.ComponentResource):
             # Same region as the cluster: pulls stay in-region (no egress charge, less latency
             # on a scale-up).
             location=args.region,
-            repository_id=f"voice-agents-{name_part(args.stack, _REPO_STACK_CHARS)}",
+            repository_id=repository_id(args.stack),
             format="DOCKER",
             description="LiveKit voice agent images",
             # A tag, once pushed, always names the same image: a rollback redeploys exactly
@@ -63,7 +63,18 @@ class AgentRegistry(pulumi.ComponentResource):
             opts=child_opts,
         )
         self.url = pulumi.Output.concat(args.region, "-docker.pkg.dev/", args.project, "/", repo.repository_id)
+        # The same as registry_url(): CI computes it from the committed stack file (infra/images.py).
         self.register_outputs({"url": self.url})
+
+
+def repository_id(stack: str) -> str:
+    return f"voice-agents-{name_part(stack, _REPO_STACK_CHARS)}"
+
+
+def registry_url(project: str, region: str, stack: str) -> str:
+    """The stack's registry (output registryUrl), known from its settings alone: the build job
+    pushes and signs for it without reading any stage's state."""
+    return f"{region}-docker.pkg.dev/{project}/{repository_id(stack)}"
 
 
 def cleanup_policies(s: RegistrySettings) -> list[dict]:

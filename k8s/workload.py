@@ -58,6 +58,12 @@ def image_reference(registry_url: pulumi.Input[str], w: WorkloadSettings) -> pul
     return pulumi.Output.concat(registry_url, "/", w.image_name, suffix)
 
 
+def outside_agent_image(w: WorkloadSettings) -> tuple[str, ...]:
+    """The agent's exact reference when it comes from another registry (infra/binauthz.py admits
+    exactly it), else nothing: the stack's own registry is admitted by the policy itself."""
+    return (f"{w.image_repository}@{w.image_digest}",) if w.image_repository and w.image_digest else ()
+
+
 def _metadata(w: WorkloadSettings, name: str = APP_NAME) -> dict:
     return {"name": name, "namespace": w.namespace, "labels": labels()}
 

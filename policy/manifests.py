@@ -4,6 +4,15 @@
 
 The agent rules check the Deployments whose pod template carries the agent's role label
 (gke-voice-agents/role=agent, as k8s/pod.py renders it); other objects are read and left alone.
+
+A team's own agent is judged by what any livekit-agents worker does: SIGTERM and `start` mode,
+grace against the framework's drain (3600 s unless the platform runtime's AGENT_DRAIN_TIMEOUT_SECONDS
+says otherwise), CPU limit and HPA against the load threshold, Autopilot sizes, Spot, probes,
+rollout, PDB, hardening, and no credential in the pod but the worker's own LiveKit key and secret
+(the LIVEKIT_API_KEY / LIVEKIT_API_SECRET variables livekit-agents reads, from any Secret). The few
+rules about this platform's runtime (agent/voice_agent: its /ready endpoint, its per-job memory
+and call caps, its conversation-text switch) apply in full only to a worker that runs it
+(`python -m voice_agent`); for any other worker they are reported as advisory, with that said.
 Exit 0 when no mandatory rule fails, 1 when one does, 2 when the input cannot be checked (a
 missing or unreadable file, no Kubernetes object, no agent workload). Needs PyYAML, not the
 Pulumi SDK: a manifest is the wire form of the Pulumi resource, typed
@@ -22,10 +31,18 @@ import yaml
 
 from k8s.runtime import AGENT_ROLE, ROLE_LABEL
 from policy.engine import violations
-from policy.rules import MANDATORY, RULES, Resource
+from policy.rules import ADVISORY, MANDATORY, RULES, Resource
 from policy.rules.workload import agent_pods
 
 EXIT_OK, EXIT_POLICY, EXIT_INPUT = 0, 1, 2
+# Rules that check this platform's runtime (agent/voice_agent), not what livekit-agents does.
+RUNTIME_RULES = ("agent-readiness-registered", "agent-job-memory-limit", "agent-hpa-calls-below-cap",
+                 "agent-no-conversation-text")
+RUNTIME_MODULE = "voice_agent"
+# livekit-agents 1.8.9 reads the worker's LiveKit credentials from these variables
+# (livekit/agents/worker.py, WorkerOptions: api_key / api_secret default to the environment).
+LIVEKIT_CREDENTIAL_ENV = ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+TOOL_CREDENTIAL_RULE = "agent-mounts-no-tool-credential"
 
 
 class InputError(ValueError):
@@ -103,7 +120,7 @@ def check(paths: list[Path], bursting: bool) -> tuple[int, list[str]]:
     workload_rules = tuple(r for r in RULES if r.id.startswith("agent-"))
     # The same per-rule config form as policy/<stack>.json.
     config = {r.id: {"bursting": bursting} for r in workload_rules if "bursting" in r.config}
-    found = violations(loaded.resources, config, workload_rules)
+    found = _as_any_worker(violations(loaded.resources, config, workload_rules), runtime_pods(loaded.resources))
     for v in found:
         where = _file_of(loaded, v["resource"])
         lines.append(f"{where}: [{v['severity']}] {v['rule']} {v['resource']}: {v['message']}")
@@ -111,6 +128,32 @@ def check(paths: list[Path], bursting: bool) -> tuple[int, list[str]]:
     lines.append(f"checked {len(loaded.resources)} object(s) in {len(paths)} file(s), agent workload(s): "
                  f"{', '.join(agents)}; {len(found)} violation(s), {mandatory} mandatory")
     return (EXIT_POLICY if mandatory else EXIT_OK), lines
+
+
+def runtime_pods(resources: list[Resource]) -> set[str]:
+    """Agent workloads whose container runs this platform's runtime (`python -m voice_agent`)."""
+    return {pod.name for pod in agent_pods(resources)
+            if RUNTIME_MODULE in [*(pod.container.get("command") or []), *(pod.container.get("args") or [])]}
+
+
+def _own_livekit_credential(message: str) -> bool:
+    return any(message.startswith(f"the agent pod carries a credential: env {name} reads Secret ")
+               for name in LIVEKIT_CREDENTIAL_ENV)
+
+
+def _as_any_worker(found: list[dict], on_runtime: set[str]) -> list[dict]:
+    """A worker's own LiveKit key and secret are not a tool credential, from whatever Secret they
+    come; the runtime's own rules are advice for a worker that does not run the runtime."""
+    judged = []
+    for v in found:
+        if v["rule"] == TOOL_CREDENTIAL_RULE and _own_livekit_credential(v["message"]):
+            continue
+        if v["rule"] in RUNTIME_RULES and v["resource"] not in on_runtime:
+            v = {**v, "severity": ADVISORY,
+                 "message": v["message"] + f" (a check of the platform runtime, {RUNTIME_MODULE}; this worker does not run "
+                                           "it, so it is advice: do what it says with your worker's own options)"}
+        judged.append(v)
+    return judged
 
 
 def main(argv: list[str] | None = None) -> int:

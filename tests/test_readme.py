@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from infra.apis import STACK_APIS
+from infra.images import IMAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -74,7 +75,7 @@ class Check:
     adc: bool = False
     registry_created: set[str] = field(default_factory=set)
     registry_vars: dict[str, str] = field(default_factory=dict)  # shell variable -> stack
-    pushed: set[str] = field(default_factory=set)
+    pushed: set[tuple[str, str]] = field(default_factory=set)  # (stack, image name)
     enabled_apis: set[str] = field(default_factory=set)
 
     def fail(self, line: str, why: str) -> None:
@@ -104,12 +105,12 @@ class Check:
         elif words[0] == "pulumi":
             self._pulumi(line, words[1:])
         elif words[:2] == ["docker", "push"]:
-            var = re.match(r"\$\{?(\w+)", words[2])
+            var = re.match(r"\$\{?(\w+)\}?/([\w.-]+):", words[2])
             stack = self.registry_vars.get(var.group(1)) if var else None
             if stack is None:
                 self.fail(line, "pushes to something other than the registryUrl stack output")
             else:
-                self.pushed.add(stack)
+                self.pushed.add((stack, var.group(2)))
 
     def _pulumi(self, line: str, args: list[str]) -> None:
         if args[:1] != ["login"] and not self.adc:
@@ -146,8 +147,9 @@ class Check:
                 self.fail(line, f"targets {urn} without its parent component")
         if any(f"{REGISTRY}::registry" in t for t in targets) and any("repository:Repository::registry-docker" in t for t in targets):
             self.registry_created.add(stack)
-        if args[:1] == ["up"] and not targets and stack not in self.pushed:
-            self.fail(line, "the full update runs before the agent image is pushed: its pods cannot start")
+        missing = sorted(i.name for i in IMAGES.values() if (stack, i.name) not in self.pushed)
+        if args[:1] == ["up"] and not targets and missing:
+            self.fail(line, f"the full update runs before {', '.join(missing)} is pushed: its pods cannot start")
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +171,7 @@ def check(markdown: str, facts: Facts) -> Check:
 def test_the_readme_runs_in_order_on_a_fresh_project(facts):
     session = check(section(README.read_text()), facts)
     assert session.problems == []
-    assert session.registry_created == {"dev"} and session.pushed == {"dev"}
+    assert session.registry_created == {"dev"} and session.pushed == {("dev", i.name) for i in IMAGES.values()}
 
 
 def test_the_readme_enables_exactly_the_apis_the_stack_needs(facts):
@@ -214,7 +216,10 @@ REGISTRY_URNS = ('--target "urn:pulumi:dev::gke-voice-agents::gke-voice-agents:i
     (ADC + "```bash\npulumi up --stack dev\n```\n", "every preview and update runs the policy pack"),
     ("```bash\npulumi preview --stack dev --policy-pack policy --policy-pack-config policy/dev.json\n```\n",
      "runs before `gcloud auth application-default login`"),
-    (ADC + f"```bash\n{UP}\n```\n", "the full update runs before the agent image is pushed"),
+    (ADC + f"```bash\n{UP}\n```\n", "the full update runs before places-mcp, voice-agent is pushed"),
+    # Only the agent pushed: the tool server's Deployment would wait for an image nobody pushed.
+    (ADC + f"```bash\n{UP} {REGISTRY_URNS}\nregistry=\"$(pulumi stack output registryUrl --stack dev)\"\n"
+     f"docker push \"$registry/voice-agent:1\"\n{UP}\n```\n", "the full update runs before places-mcp is pushed"),
     (ADC + "```bash\npulumi config set --stack dev agentSise L\n```\n", "Pulumi.yaml declares no setting agentSise"),
     (ADC + "```bash\npulumi stack output clusterEndpoint --stack dev\n```\n", "stack dev has no output clusterEndpoint"),
     (ADC + f"```bash\n{UP} --target \"urn:pulumi:dev::gke-voice-agents::gke-voice-agents:infra:AgentRegistry"
@@ -237,5 +242,6 @@ def test_the_registry_first_then_push_then_up_order_passes(facts):
     markdown = ADC + (f"```bash\n{UP} {REGISTRY_URNS}\n"
                       "registry=\"$(pulumi stack output registryUrl --stack dev)\"\n"
                       "docker push \"$registry/voice-agent:1\"\n"
+                      "docker push \"$registry/places-mcp:1\"\n"
                       f"{UP}\n```\n")
     assert check(markdown, facts).problems == []

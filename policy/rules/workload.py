@@ -158,7 +158,8 @@ def _agent_statement(script: str) -> tuple[str, bool]:
 def _exec_form_start(pod: AgentPod, ctx: Context) -> list[str]:
     words = _command_words(pod.container)
     if not words:
-        return ["no command: the image's entrypoint decides; say `python -m voice_agent start` explicitly"]
+        return ["no command: the image's entrypoint decides, which no manifest check can see; state the worker's command "
+                "in exec form with its `start` mode (ours: `python -m voice_agent start`)"]
     messages = []
     if words[0].rsplit("/", 1)[-1] in ("sh", "bash", "dash") and "-c" in words:
         script = words[words.index("-c") + 1] if words.index("-c") + 1 < len(words) else ""

@@ -24,6 +24,8 @@ from bootstrap.config import PROJECT
 from tooling.mocks import FAKE_PROJECT_NUMBER, ParentTrackingMonitor, RecordingMocks
 
 ROOT = Path(__file__).resolve().parents[2]
+# Shape only: a PEM block as Cloud KMS returns it; no test verifies a signature with it.
+FAKE_PUBLIC_KEY_PEM = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEfake\n-----END PUBLIC KEY-----\n"
 BOOTSTRAP = ROOT / "bootstrap"
 STACK = "ci"
 
@@ -58,6 +60,10 @@ def _gcp_computed(typ: str, inputs: Mapping[str, Any]) -> tuple[str | None, dict
         return f"projects/{inputs['project']}/locations/{inputs['location']}/keyRings/{inputs['name']}", {}
     if typ == "gcp:kms/cryptoKey:CryptoKey":
         return f"{inputs['keyRing']}/cryptoKeys/{inputs['name']}", {}
+    if typ == "gcp:containeranalysis/note:Note":
+        return f"projects/{inputs['project']}/notes/{inputs['name']}", {"name": inputs["name"]}
+    if typ == "gcp:binaryauthorization/attestor:Attestor":
+        return f"projects/{inputs['project']}/attestors/{inputs['name']}", {"name": inputs["name"]}
     return None, {}
 
 
@@ -68,8 +74,19 @@ class BootstrapMocks(RecordingMocks):
         return resource_id or default_id, {**outputs, **computed}
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        """The two lookups the bootstrap makes: a stage project's number (its Binary
+        Authorization service agent, its secrets' resource names) and the attestor key's public
+        half (Cloud KMS getPublicKey, in the shape pulumi-gcp's getKMSCryptoKeyVersion returns)."""
         self.invokes.append(args.token)
-        raise NotImplementedError(f"the bootstrap makes no invokes, yet it called {args.token}")
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"projectId": args.args["projectId"], "number": FAKE_PROJECT_NUMBER, "name": args.args["projectId"]}
+        if args.token == "gcp:kms/getKMSCryptoKeyVersion:getKMSCryptoKeyVersion":
+            key = args.args["cryptoKey"]
+            return {"cryptoKey": key, "name": f"{key}/cryptoKeyVersions/{int(args.args.get('version', 1))}",
+                    "version": int(args.args.get("version", 1)), "algorithm": "EC_SIGN_P256_SHA256",
+                    "protectionLevel": "SOFTWARE", "state": "ENABLED", "id": f"{key}/cryptoKeyVersions/1",
+                    "publicKeys": [{"algorithm": "EC_SIGN_P256_SHA256", "pem": FAKE_PUBLIC_KEY_PEM}]}
+        raise NotImplementedError(f"no mock answer for the bootstrap's invoke {args.token}")
 
 
 @dataclass

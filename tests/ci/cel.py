@@ -1,7 +1,9 @@
 """The subset of CEL our workload-identity attribute condition uses, evaluated as Google STS does.
 
 Supported: `assertion.<claim>`, single-quoted string literals, `==`, `&&`, `||` and parentheses
-(CEL spec, "Syntax"; IAM docs, "Attribute conditions"). Anything else is a SyntaxError, so a
+(CEL spec, "Syntax"; IAM docs, "Attribute conditions"); for IAM role-binding conditions also
+`resource.type`, `resource.name` and `resource.name.startsWith('...')` (IAM docs, "Resource
+attributes for IAM Conditions"). Anything else is a SyntaxError, so a
 condition that grows beyond this subset fails the tests instead of being half understood. A claim
 the token lacks is an evaluation error, which STS treats as a refusal.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-_TOKEN = re.compile(r"\s*(?:(\(|\)|&&|\|\||==)|assertion\.([a-z_]+)|'([^'\\]*)')")
+_TOKEN = re.compile(r"\s*(?:(\(|\)|&&|\|\||==|\.startsWith\()|assertion\.([a-z_]+)|(resource\.(?:type|name))|'([^'\\]*)')")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -20,8 +22,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         match = _TOKEN.match(text, pos)
         if not match:
             raise SyntaxError(f"unsupported CEL at {pos}: {text[pos:pos + 30]!r}")
-        op, claim, literal = match.groups()
-        out.append(("op", op) if op else ("claim", claim) if claim else ("str", literal))
+        op, claim, attribute, literal = match.groups()
+        out.append(("op", op) if op else ("claim", claim) if claim else ("attr", attribute) if attribute else ("str", literal))
         pos = match.end()
     return out
 
@@ -64,7 +66,13 @@ class _Parser:
                 raise SyntaxError("missing )")
             return value
         left = self._operand()
-        if self._take() != ("op", "=="):
+        operator = self._take()
+        if operator == ("op", ".startsWith("):
+            prefix = self._operand()
+            if self._take() != ("op", ")"):
+                raise SyntaxError("missing ) after startsWith")
+            return left.startswith(prefix)
+        if operator != ("op", "=="):
             raise SyntaxError("expected ==")
         return left == self._operand()
 
@@ -74,12 +82,17 @@ class _Parser:
             if text not in self.claims:
                 raise LookupError(f"no such key: {text}")
             return self.claims[text]
+        if kind == "attr":
+            if text not in self.claims:
+                raise LookupError(f"no such attribute: {text}")
+            return self.claims[text]
         if kind == "str":
             return text
         raise SyntaxError(f"unexpected {text}")
 
 
 def evaluate_condition(condition: str, claims: Mapping[str, str]) -> bool:
+    """`claims`: token claims by name, and `resource.type` / `resource.name` for IAM conditions."""
     parser = _Parser(_tokens(condition), claims)
     try:
         value = parser.either()

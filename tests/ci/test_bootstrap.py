@@ -85,7 +85,12 @@ DEPLOY_ON_MAIN = {"ref": "refs/heads/main", "job_workflow_ref": f"{REPO}/.github
     # The deploy workflow on main, in each environment: that environment's identity.
     ({"sub": f"repo:{REPO}:environment:dev", **DEPLOY_ON_MAIN}, "ci-deploy-dev"),
     ({"sub": f"repo:{REPO}:environment:production", **DEPLOY_ON_MAIN}, "ci-deploy-prod"),
-    ({"sub": f"repo:{REPO}:environment:production-plan", **DEPLOY_ON_MAIN}, "ci-plan-prod"),
+    ({"sub": f"repo:{REPO}:environment:build", **DEPLOY_ON_MAIN}, "ci-build"),
+    # The retired plan environment binds nobody any more.
+    ({"sub": f"repo:{REPO}:environment:production-plan", **DEPLOY_ON_MAIN}, None),
+    # The build environment from a pull request: refused by the provider.
+    ({"sub": f"repo:{REPO}:environment:build", "ref": "refs/pull/7/merge",
+      "job_workflow_ref": f"{REPO}/.github/workflows/deploy.yml@refs/pull/7/merge"}, None),
     # The deploy workflow from another branch, even in the right environment: refused.
     ({"sub": f"repo:{REPO}:environment:production", "ref": "refs/heads/hotfix",
       "job_workflow_ref": f"{REPO}/.github/workflows/deploy.yml@refs/heads/hotfix"}, None),
@@ -156,23 +161,86 @@ def test_the_previewer_only_reads_and_only_the_previewed_stacks(run):
     assert keys == {("stack-secrets-dev", "roles/cloudkms.cryptoKeyDecrypter")}
 
 
-def test_previewing_prod_is_a_setting_that_extends_the_previewer_to_prod():
-    run = evaluate_bootstrap(_with(previewStacks=["dev", "prod"]))
-    assert {p for p, _ in _grants(run, "ci-preview")} == {"my-voice-agents-dev", "my-voice-agents-prod"}
-    assert json.loads(run.outputs["githubVariables"]["PREVIEW_MATRIX"]) == {"include": [
-        {"stack": "dev", "qualified": "organization/gke-voice-agents/dev", "backend": "gs://my-voice-agents-ci-pulumi-dev"},
-        {"stack": "prod", "qualified": "organization/gke-voice-agents/prod", "backend": "gs://my-voice-agents-ci-pulumi-prod"},
-    ]}
-    assert violations(run, load_bootstrap_config(_with(previewStacks=["dev", "prod"]))) == []
+def test_a_gated_stage_is_never_previewed_by_pull_requests():
+    """Pull-request code runs as the previewer: previewing prod would hand every branch of the
+    repository prod's state and secrets before anyone approves anything."""
+    with pytest.raises(ConfigError, match=r"previewStacks = \['dev', 'prod'\]: lists prod, which is promoted from dev behind "
+                                          r"its environment's reviewers: pull-request code runs as the previewer"):
+        load_bootstrap_config(_with(previewStacks=["dev", "prod"]))
 
 
-def test_the_planner_reads_only_its_own_stage(run):
-    grants = _grants(run, "ci-plan-prod")
-    assert grants and {p for p, _ in grants} == {"my-voice-agents-prod"}
-    assert all(r.endswith(("viewer", "Viewer")) for _, r in grants)
-    assert run.outputs["githubEnvironmentVariables"]["production-plan"] == {
-        "GCP_PLAN_SERVICE_ACCOUNT": "ci-plan-prod@my-voice-agents-ci.iam.gserviceaccount.com",
-        "PULUMI_BACKEND_URL": "gs://my-voice-agents-ci-pulumi-prod"}
+def _secret(name: str) -> dict[str, str]:
+    return {"resource.type": "secretmanager.googleapis.com/Secret", "resource.name": f"projects/{FAKE_PROJECT_NUMBER}/secrets/{name}"}
+
+
+def test_the_secret_admin_role_reaches_only_the_stacks_own_secrets(run):
+    for stack, other in (("dev", "prod"), ("prod", "dev")):
+        (grant,) = [g for (_, role), g in _grants(run, f"ci-deploy-{stack}").items() if role == "roles/secretmanager.admin"]
+        expression = grant["condition"]["expression"]
+        assert evaluate_condition(expression, _secret(f"{stack}-livekit-api-key"))
+        assert evaluate_condition(expression, {"resource.type": "cloudresourcemanager.googleapis.com/Project",
+                                               "resource.name": f"projects/{FAKE_PROJECT_NUMBER}"}), "create is checked on the project"
+        for refused in (f"{other}-livekit-api-key", "payments-api-token", f"{stack}-livekit", f"x{stack}-livekit-api-key"):
+            assert not evaluate_condition(expression, _secret(refused)), refused
+        # Another project's number: the same secret id elsewhere is not the stack's.
+        assert not evaluate_condition(expression, {**_secret(f"{stack}-livekit-api-key"),
+                                                   "resource.name": f"projects/999/secrets/{stack}-livekit-api-key"})
+
+
+def test_the_secret_condition_covers_every_secret_the_plan_creates(plan):
+    from infra.names import livekit_secret_id
+
+    prefix = livekit_secret_id(plan.stack, "")
+    ids = [r["inputs"]["secretId"] for r in plan.of_type("gcp:secretmanager/secret:Secret")]
+    assert ids and all(i.startswith(prefix) for i in ids), ids
+
+
+def test_the_builder_pushes_and_signs_and_reads_no_stage(run):
+    """The build job's identity: push to the first stage's registry, store attestations there,
+    sign with the attestor's key; no state bucket, no stack secrets key, nothing in prod."""
+    grants = _grants(run, "ci-build")
+    assert set(grants) == {("my-voice-agents-dev", "roles/artifactregistry.writer"),
+                           ("my-voice-agents-dev", "roles/containeranalysis.occurrences.editor"),
+                           ("my-voice-agents-dev", "roles/ondemandscanning.admin")}
+    member = "serviceAccount:ci-build@my-voice-agents-ci.iam.gserviceaccount.com"
+    assert not [r for r in run.of_type(BUCKET_IAM) if r["inputs"]["member"] == member]
+    keys = {(r["inputs"]["cryptoKeyId"].rpartition("/keyRings/")[2], r["inputs"]["role"])
+            for r in run.of_type(KEY_IAM) if r["inputs"]["member"] == member}
+    assert keys == {("build-attestation/cryptoKeys/attestor", "roles/cloudkms.signerVerifier")}
+
+
+def test_only_the_builder_may_sign_and_each_stage_may_verify(run):
+    key = run.named("attestation-key")["inputs"]
+    assert key["purpose"] == "ASYMMETRIC_SIGN" and key["versionTemplate"]["algorithm"] == "EC_SIGN_P256_SHA256"
+    assert {"attestation-key", "attestation-key-ring"} <= run.protected
+    signers = [r["inputs"]["member"] for r in run.of_type(KEY_IAM) if r["inputs"]["cryptoKeyId"].endswith("/cryptoKeys/attestor")]
+    assert signers == ["serviceAccount:ci-build@my-voice-agents-ci.iam.gserviceaccount.com"]
+    (attestor,) = run.of_type("gcp:binaryauthorization/attestor:Attestor")
+    note = attestor["inputs"]["attestationAuthorityNote"]
+    assert note["noteReference"] == "projects/my-voice-agents-ci/notes/built-by-ci"
+    (public_key,) = note["publicKeys"]
+    assert public_key["id"] == ("//cloudkms.googleapis.com/v1/projects/my-voice-agents-ci/locations/global/keyRings/"
+                                "build-attestation/cryptoKeys/attestor/cryptoKeyVersions/1")
+    assert public_key["pkixPublicKey"]["signatureAlgorithm"] == "EC_SIGN_P256_SHA256"
+    assert public_key["pkixPublicKey"]["publicKeyPem"].startswith("-----BEGIN PUBLIC KEY-----")
+    agent = f"serviceAccount:service-{FAKE_PROJECT_NUMBER}@gcp-sa-binaryauthorization.iam.gserviceaccount.com"
+    verifiers = {(r["name"], r["inputs"]["role"]) for r in run.of_type("gcp:binaryauthorization/attestorIamMember:AttestorIamMember")
+                 if r["inputs"]["member"] == agent}
+    assert verifiers == {(f"attestation-verifier-{p}", "roles/binaryauthorization.attestorsVerifier")
+                         for p in ("my-voice-agents-dev", "my-voice-agents-prod")}
+    assert run.outputs["buildAttestor"] == "projects/my-voice-agents-ci/attestors/built-by-ci"
+    assert run.outputs["githubEnvironmentVariables"]["build"]["BUILD_ATTESTOR"] == run.outputs["buildAttestor"]
+
+
+def test_the_trust_check_catches_a_deployer_that_may_sign(run):
+    """Negative control: a deployer with the signer role could make any image it pushes admissible."""
+    cfg = load_bootstrap_config(stack_file_config())
+    dev = "serviceAccount:ci-deploy-dev@my-voice-agents-ci.iam.gserviceaccount.com"
+    signer = dataclasses.replace(run, resources=[*run.resources, {"type": KEY_IAM, "name": "z", "parent": "attestation", "inputs": {
+        "cryptoKeyId": "projects/my-voice-agents-ci/locations/global/keyRings/build-attestation/cryptoKeys/attestor",
+        "role": "roles/cloudkms.signerVerifier", "member": dev}}])
+    assert [v for v in violations(signer, cfg) if "attestor's signing key" in v] == [
+        f"deployer {dev} may use the attestor's signing key: z (roles/cloudkms.signerVerifier)"]
 
 
 def test_no_ci_identity_reaches_a_ci_identity_the_pool_or_another_stages_state(run):
@@ -203,12 +271,13 @@ def test_the_trust_check_catches_a_deployer_on_another_stages_state(run):
 
 
 def test_each_stack_has_its_own_key_and_only_its_own_identities_unwrap_it(run):
-    keys = {r["name"]: r["inputs"] for r in run.of_type("gcp:kms/cryptoKey:CryptoKey")}
+    keys = {r["name"]: r["inputs"] for r in run.of_type("gcp:kms/cryptoKey:CryptoKey") if r["parent"] == "state"}
     assert set(keys) == {"state-key-dev", "state-key-prod"}
     assert {k["rotationPeriod"] for k in keys.values()} == {"7776000s"}
     ci = "@my-voice-agents-ci.iam.gserviceaccount.com"
     expected = {"dev": {f"serviceAccount:ci-deploy-dev{ci}", f"serviceAccount:ci-preview{ci}"},
-                "prod": {f"serviceAccount:ci-deploy-prod{ci}", f"serviceAccount:ci-plan-prod{ci}"}}
+                # Only the job that runs after the approval: no planner, no previewer.
+                "prod": {f"serviceAccount:ci-deploy-prod{ci}"}}
     for stack, members in expected.items():
         found = {r["inputs"]["member"] for r in run.of_type(KEY_IAM)
                  if r["inputs"]["cryptoKeyId"].endswith(f"/stack-secrets-{stack}") and r["inputs"]["member"].startswith("serviceAccount:")}
@@ -235,14 +304,15 @@ def test_each_stage_and_the_bootstrap_have_their_own_private_versioned_protected
     assert run.outputs["bootstrapStateUrl"] == "gs://my-voice-agents-ci-pulumi-bootstrap"
 
 
-def test_pulumi_cloud_and_passphrase_need_no_bucket_and_no_keys():
+def test_pulumi_cloud_and_passphrase_need_no_bucket_and_no_state_keys():
+    """Only the attestor's signing key stays: Binary Authorization needs it whatever the backend."""
     run = evaluate_bootstrap(_with(stateBackend="pulumi-cloud", pulumiOrganization="my-org", secretsProvider="passphrase"))
-    assert not run.of_type("gcp:storage/bucket:Bucket") and not run.of_type("gcp:kms/keyRing:KeyRing")
+    assert not run.of_type("gcp:storage/bucket:Bucket")
+    assert [r["name"] for r in run.of_type("gcp:kms/keyRing:KeyRing")] == ["attestation-key-ring"]
     assert run.outputs["githubEnvironmentVariables"]["production"]["PULUMI_BACKEND_URL"] == ""
     assert run.outputs["githubVariables"]["PULUMI_ORGANIZATION"] == "my-org"
     assert run.outputs["stackNames"] == {"dev": "my-org/gke-voice-agents/dev", "prod": "my-org/gke-voice-agents/prod"}
     assert run.outputs["secretsProviders"] == {}
-    assert "apis-my-voice-agents-ci-cloudkms" not in {r["name"] for r in run.resources}
 
 
 def test_apis_are_enabled_and_never_disabled_again(run):
@@ -250,6 +320,9 @@ def test_apis_are_enabled_and_never_disabled_again(run):
     enabled = {(s["inputs"]["project"], s["inputs"]["service"]) for s in services}
     assert ("my-voice-agents-ci", "sts.googleapis.com") in enabled
     assert ("my-voice-agents-dev", "container.googleapis.com") in enabled
+    # the build's scan runs in the project it pushes to, and only there
+    assert ("my-voice-agents-dev", "ondemandscanning.googleapis.com") in enabled
+    assert ("my-voice-agents-prod", "ondemandscanning.googleapis.com") not in enabled
     assert all(s["inputs"]["disableOnDestroy"] is False for s in services)
 
 
@@ -289,7 +362,13 @@ def test_the_committed_example_stack_is_valid():
      r"environments\.dev\.promoteFrom = 'qa': must name another stack"),
     ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "x"},
                        "prod": {"project": "my-voice-agents-prod", "githubEnvironment": "x"}}},
-     r"each stack needs its own GitHub environments"),
+     r"each stack needs its own GitHub environment"),
+    ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev"},
+                       "prod": {"project": "my-voice-agents-prod", "githubEnvironment": "production", "promoteFrom": "dev",
+                                "planEnvironment": "production-plan"}}},
+     r"environments\.prod\.planEnvironment = 'production-plan': is no longer a setting: a job that runs before the approval"),
+    ({"buildEnvironment": "production"}, r"buildEnvironment = 'production': is also a stage's deploy environment"),
+    ({"buildEnvironment": "build env"}, r"buildEnvironment = 'build env': must be a GitHub environment name"),
     ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev", "projet": "eu"}}},
      r"environments\.dev\.projet = 'eu': is not an environment setting; did you mean project\?"),
     ({"gcp:project": "my-voice-agents-dev"}, r"gcp:project = 'my-voice-agents-dev': is also the project of stack dev"),

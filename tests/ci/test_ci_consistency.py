@@ -31,11 +31,10 @@ def test_every_variable_a_workflow_reads_is_one_the_bootstrap_outputs(bootstrap)
         assert read <= available, f"{j.workflow}:{j.id} reads {sorted(read - available)}, which the bootstrap never sets"
 
 
-def _bootstrap_environments(field: str) -> dict[str, str]:
-    """stack -> GitHub environment (`githubEnvironment` or `planEnvironment`), as the committed
-    bootstrap stack binds them."""
+def _bootstrap_environments() -> dict[str, str]:
+    """stack -> GitHub environment (`githubEnvironment`), as the committed bootstrap stack binds them."""
     config = yaml.safe_load((ROOT / "bootstrap" / "Pulumi.ci.yaml").read_text())["config"]
-    return {stack: s[field] for stack, s in config["gke-voice-agents-bootstrap:environments"].items() if field in s}
+    return {stack: s["githubEnvironment"] for stack, s in config["gke-voice-agents-bootstrap:environments"].items()}
 
 
 def test_deploy_jobs_run_in_the_environments_the_bootstrap_binds(bootstrap):
@@ -44,10 +43,80 @@ def test_deploy_jobs_run_in_the_environments_the_bootstrap_binds(bootstrap):
     assert used == bound, f"workflows use {sorted(used)}, the bootstrap binds {sorted(bound)}"
     for j in jobs("deploy.yml"):
         for command in j.pulumi_commands():
-            field = "githubEnvironment" if command["command"] == "up" else "planEnvironment"
             stack = stack_of(j, command["stack-name"])
-            assert j.environment == _bootstrap_environments(field)[stack], (
+            assert j.environment == _bootstrap_environments()[stack], (
                 f"{j.workflow}:{j.id} runs {command['command']} on {stack} from environment {j.environment}")
+
+
+def _before_approval(gate: str) -> list:
+    """Jobs that can run before the gate environment's reviewers approve: every job that is not
+    in that environment and does not (transitively) wait for a job that is."""
+    all_jobs = {j.id: j for j in jobs("deploy.yml")}
+
+    def waits_for_gate(job_id: str) -> bool:
+        j = all_jobs[job_id]
+        return j.environment == gate or any(waits_for_gate(n) for n in j.needs)
+
+    return [*(j for j in all_jobs.values() if not waits_for_gate(j.id)), *jobs("pull-request.yml")]
+
+
+def _identity_of(j, bootstrap) -> str | None:
+    """The service account a job's auth step acts as, resolved through the bootstrap's variables."""
+    for step in j.steps_using("google-github-actions/auth"):
+        name = VAR_REFERENCE.search(step["with"]["service_account"]).group(1)
+        scope = bootstrap.outputs["githubEnvironmentVariables"].get(j.environment, {}) if j.environment else {}
+        return {**bootstrap.outputs["githubVariables"], **scope}[name]
+    return None
+
+
+def test_no_job_before_prods_approval_can_decrypt_prod_or_read_its_state(bootstrap):
+    """The identities of every job that runs before the production approval (the build, dev's
+    up, the offline prod plan, every pull-request job) hold no decrypt on prod's secrets key and
+    no read on prod's state bucket, read from every binding the bootstrap declares."""
+    from bootstrap.config import load_bootstrap_config
+    from tests.ci.bootstrap_harness import stack_file_config
+
+    cfg = load_bootstrap_config(stack_file_config())
+    gated = [e for e in cfg.environments if e.gated]
+    assert gated, "the committed bootstrap has a gated stage"
+    for env in gated:
+        early = _before_approval(env.github_environment)
+        assert {j.id for j in early if j.workflow == "deploy.yml"} == {"build", "up-dev", "plan-prod"}
+        members = {f"serviceAccount:{email}" for j in early if (email := _identity_of(j, bootstrap))}
+        assert members, "the early jobs do authenticate (build, up-dev, previews)"
+        reach = [(r["name"], r["inputs"]["role"]) for r in bootstrap.resources
+                 if r["inputs"].get("member") in members
+                 and (str(r["inputs"].get("cryptoKeyId", "")).endswith(f"/stack-secrets-{env.stack}")
+                      or r["inputs"].get("bucket") == cfg.state_bucket(env.stack)
+                      or (r["type"] == "gcp:projects/iAMMember:IAMMember" and r["inputs"]["project"] == env.project))]
+        assert reach == [], f"jobs before the {env.github_environment} approval reach {env.stack}: {reach}"
+        # Environment secrets (a passphrase, a Pulumi token) reach only jobs of that environment.
+        assert not [j.id for j in early if j.environment == env.github_environment]
+
+
+def test_the_approval_check_sees_an_early_job_that_could_read_prod(bootstrap):
+    """Negative control: the old plan-prod (a planner that decrypts prod, before the approval) is caught."""
+    early_member = f"serviceAccount:{bootstrap.outputs['deployServiceAccounts']['dev']}"
+    leaked = [*bootstrap.resources, {"type": "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember", "name": "planner", "parent": "state",
+                                     "inputs": {"cryptoKeyId": "x/cryptoKeys/stack-secrets-prod", "member": early_member,
+                                                "role": "roles/cloudkms.cryptoKeyDecrypter"}}]
+    reach = [r["name"] for r in leaked if r["inputs"].get("member") == early_member
+             and str(r["inputs"].get("cryptoKeyId", "")).endswith("/stack-secrets-prod")]
+    assert reach == ["planner"]
+
+
+def test_prods_attestor_is_the_one_the_bootstrap_creates(bootstrap):
+    """Pulumi.prod.yaml's binaryAuthorizationAttestor names the attestor only the build job signs for."""
+    main = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    assert main["gke-voice-agents:binaryAuthorizationAttestor"] == bootstrap.outputs["buildAttestor"]
+
+
+def test_the_build_computes_each_registry_the_stack_creates(plan):
+    """The build job signs for `<registry>/<image>@<digest>` with registries computed from the
+    committed stack files; an attestation for another path would not admit the image."""
+    from infra.images import targets
+
+    assert targets([plan.stack])["registries"][plan.stack] == plan.outputs["registryUrl"]
 
 
 def test_the_previewed_stacks_have_policy_configs_and_committed_stack_files(bootstrap):
@@ -112,4 +181,4 @@ def test_the_provider_trusts_the_workflow_and_branch_that_really_deploy():
     assert deploy.is_file(), cfg.deploy_workflow
     assert load(deploy.name)["on"] == {"push": {"branches": [cfg.deploy_branch]}}
     assert {j.environment for j in jobs(deploy.name) if j.environment} == set(bootstrap_environments := {
-        n for e in cfg.environments for n in (e.github_environment, e.plan_environment) if n}), bootstrap_environments
+        *(e.github_environment for e in cfg.environments), cfg.build_environment}), bootstrap_environments

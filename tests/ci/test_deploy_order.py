@@ -1,5 +1,6 @@
 """deploy.yml's guarantees that need more than a glance at the YAML: re-runs are no-ops for the
-image, no run rolls a stage back to an older commit, and prod applies the plan reviewers saw.
+images but never reuse an image this pipeline did not attest, no run rolls a stage back to an
+older commit, and nothing before prod's approval holds an identity or a secret.
 
 The order check is the workflow's own `run:` script, executed by bash in a real git repository
 with a stand-in `pulumi` that answers `stack output agentImageTag` the way the CLI does (prints
@@ -18,7 +19,7 @@ from tests.ci.test_workflows import CONFIG_MAP
 from tests.ci.workflows import QUALIFIED_PREFIX, job, jobs, stack_of
 
 ORDER_STEP = {"up-dev": "Refuse an image older than the one dev runs",
-              "plan-prod": "Refuse an image older than the one prod runs"}
+              "up-prod": "Refuse an image older than the one prod runs"}
 
 
 def _named(j, name: str) -> dict:
@@ -94,54 +95,107 @@ def test_the_order_check_runs_before_the_stage_changes_and_sees_the_whole_histor
         assert "agentImageTag --stack \"$STACK\"" in _named(j, name)["run"]
 
 
-def test_a_rerun_reuses_the_commits_image_instead_of_pushing_again():
-    """Tags are immutable: a second push of `:<sha>` with a new digest is refused."""
+REUSE_STEP = "Reuse this commit's images only if this pipeline attested them"
+
+
+def _run_reuse_check(script: str, tmp_path: Path, pushed: dict[str, str], attested: set[str]):
+    """The build job's reuse step, run by bash with stand-ins for `docker buildx imagetools
+    inspect` (prints the manifest of a pushed tag, fails for a missing one, as buildx does) and
+    `gcloud container binauthz attestations list` (prints one occurrence name per attestation of
+    the artifact URL, nothing when there is none)."""
+    from infra.images import targets
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "pushed.txt").write_text("".join(f"{ref} {digest}\n" for ref, digest in pushed.items()))
+    (tmp_path / "attested.txt").write_text("".join(f"{url}\n" for url in attested))
+    (bin_dir / "docker").write_text(
+        '#!/usr/bin/env bash\nref="$4"\nline=$(grep -F "$ref " "$STANDIN/pushed.txt") || exit 1\n'
+        'printf \'{"digest": "%s"}\\n\' "${line#* }"\n')
+    (bin_dir / "gcloud").write_text(
+        '#!/usr/bin/env bash\nfor a in "$@"; do case "$a" in --artifact-url=*) url="${a#*=}" ;; esac; done\n'
+        'grep -qxF "$url" "$STANDIN/attested.txt" && echo "projects/p/occurrences/1"; exit 0\n')
+    for tool in ("docker", "gcloud"):
+        (bin_dir / tool).chmod(0o755)
+    runner_temp = tmp_path / "runner"
+    runner_temp.mkdir(exist_ok=True)
+    import json
+
+    (runner_temp / "targets.json").write_text(json.dumps(targets(["dev"])))
+    output = tmp_path / "output.txt"
+    output.write_text("")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STANDIN": str(tmp_path), "RUNNER_TEMP": str(runner_temp),
+           "GITHUB_OUTPUT": str(output), "GITHUB_SHA": "c" * 40, "REGISTRY": "r.example/p/repo",
+           "ATTESTOR": "projects/ci/attestors/built-by-ci"}
+    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    return done, dict(line.split("=", 1) for line in output.read_text().splitlines())
+
+
+def test_a_rerun_reuses_only_images_this_pipeline_attested(tmp_path):
+    """Tags are immutable, so a re-run cannot push `:<sha>` again; it reuses what is there, but
+    only with this pipeline's attestation: whoever else can write to dev's registry could have
+    pushed that tag first, and prod would then run their image."""
     build = job("deploy.yml", "build")
-    existing = build.step("existing")
-    (push,) = build.steps_using("docker/build-push-action")
-    assert existing["env"]["REF"] == push["with"]["tags"], "the probe looks up the very tag the build pushes"
-    assert "imagetools inspect \"$REF\"" in existing["run"] and "digest=" in existing["run"]
-    assert push["if"] == "steps.existing.outputs.digest == ''"
-    names = [s.get("id") for s in build.steps]
-    assert names.index("existing") < names.index("push") < names.index("image")
+    script = _named(build, REUSE_STEP)["run"]
+    agent, places = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    sha = "c" * 40
+    pushed = {f"r.example/p/repo/voice-agent:{sha}": agent, f"r.example/p/repo/places-mcp:{sha}": places}
+    both = {f"r.example/p/repo/voice-agent@{agent}", f"r.example/p/repo/places-mcp@{places}"}
+
+    done, outputs = _run_reuse_check(script, tmp_path / "ok", pushed, both)
+    assert done.returncode == 0, done.stderr
+    assert outputs == {"agent": agent, "places": places}
+
+    done, outputs = _run_reuse_check(script, tmp_path / "fresh", {}, set())
+    assert done.returncode == 0 and outputs == {}, "nothing pushed yet: both are built"
+
+    done, _ = _run_reuse_check(script, tmp_path / "planted", pushed, {f"r.example/p/repo/voice-agent@{agent}"})
+    assert done.returncode == 1
+    assert f"r.example/p/repo/places-mcp:{sha} exists ({places}) but carries no attestation" in done.stdout
 
 
-def test_reviewers_see_the_prod_plan_before_they_approve_and_up_applies_it():
+def test_the_build_reads_each_stages_registry_from_its_committed_file(tmp_path):
+    """The targets step, run by bash with the real `python -m infra.images`: one output per stage
+    it signs for, equal to the registryUrl the stack itself exports."""
+    import sys
+
+    from tests.conftest import _evaluated_once
+
+    build = job("deploy.yml", "build")
+    script = build.step("targets")["run"].replace(".venv/bin/python", sys.executable)
+    output = tmp_path / "output.txt"
+    env = {**os.environ, "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(output), "SIGN_FOR": build.spec["env"]["SIGN_FOR"]}
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    for stage in build.spec["env"]["SIGN_FOR"].split():
+        assert outputs[stage] == _evaluated_once(stage).outputs["registryUrl"], stage
+    assert outputs["host"] == outputs["dev"].split("/")[0]
+
+
+def test_the_reuse_check_runs_before_any_build():
+    build = job("deploy.yml", "build")
+    ids = [s.get("id") or s.get("name") for s in build.steps]
+    assert _named(build, REUSE_STEP)["id"] == "existing"
+    assert all(ids.index("existing") < ids.index(f"push-{key}") < ids.index("digests") for key in ("agent", "places"))
+
+
+def test_nothing_before_the_approval_holds_an_identity_or_a_secret():
+    """plan-prod runs before anyone approves: no environment, no OIDC token, no secret; the
+    first job that can read prod is the one in the production environment."""
     plan = job("deploy.yml", "plan-prod")
     up = job("deploy.yml", "up-prod")
-    assert plan.environment == "production-plan" and up.environment == "production"
-    assert "plan-prod" in up.needs, "the approval is asked only once the plan exists"
-    (preview,) = plan.pulumi_commands()
+    assert plan.environment is None and up.environment == "production"
+    assert plan.spec["permissions"] == {"contents": "read"}
+    assert not plan.steps_using("google-github-actions/auth") and "secrets." not in plan.text()
+    assert not plan.pulumi_commands(), "an offline plan, no pulumi command against prod's backend"
+    assert any('python -m tooling.plan --stack "$STAGE"' in s.get("run", "") for s in plan.steps)
+    assert "plan-prod" in up.needs, "the approval is asked only once the offline plan is on the summary"
     (apply,) = up.pulumi_commands()
-    assert preview["command"] == "preview" and apply["command"] == "up"
-    assert preview["policyPacks"] == apply["policyPacks"] == "policy"
-    assert preview["policyPackConfigs"] == apply["policyPackConfigs"] == "policy/prod.json"
-    assert preview["comment-on-summary"] is True, "the preview is on the run's summary page"
-    assert preview["config-map"] == apply["config-map"] == CONFIG_MAP
-    assert stack_of(plan, preview["stack-name"]) == stack_of(up, apply["stack-name"]) == "prod"
-    # The saved plan travels from the plan job to the up job, which applies it (`--plan`).
-    (upload,) = plan.steps_using("actions/upload-artifact")
-    (download,) = up.steps_using("actions/download-artifact")
-    assert upload["with"]["name"] == download["with"]["name"]
-    assert upload["with"]["path"] == preview["plan"] == apply["plan"] == "${{ runner.temp }}/prod-update-plan.json"
-    assert download["with"]["path"] == "${{ runner.temp }}"
-    (auth,) = plan.steps_using("google-github-actions/auth")
-    assert auth["with"]["service_account"] == "${{ vars.GCP_PLAN_SERVICE_ACCOUNT }}", "the plan job only reads"
-
-
-def test_the_approved_up_refuses_when_prod_state_moved_since_the_plan():
-    plan = job("deploy.yml", "plan-prod")
-    up = job("deploy.yml", "up-prod")
-    assert plan.spec["outputs"]["state"] == "${{ steps.state.outputs.digest }}"
-    fingerprint = plan.step("state")["run"]
-    check = _named(up, "Refuse if prod's state moved since the plan")
-    assert check["env"]["PLANNED"] == "${{ needs.plan-prod.outputs.state }}"
-    assert 'pulumi stack export --stack "$STACK" | sha256sum' in fingerprint
-    assert 'pulumi stack export --stack "$STACK" | sha256sum' in check["run"]
-    steps = [s.get("name") or s.get("uses", "") for s in up.steps]
-    assert steps.index(check["name"]) < next(i for i, s in enumerate(up.steps) if "command" in s.get("with", {}))
-    preview_at = next(i for i, s in enumerate(plan.steps) if "command" in s.get("with", {}))
-    assert [s.get("id") for s in plan.steps].index("state") < preview_at, "fingerprint first: a later change is caught"
+    assert apply["command"] == "up" and apply["policyPacks"] == "policy" and apply["policyPackConfigs"] == "policy/prod.json"
+    assert apply["config-map"] == CONFIG_MAP and stack_of(up, apply["stack-name"]) == "prod"
 
 
 def test_every_stack_name_is_fully_qualified():

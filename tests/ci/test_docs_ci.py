@@ -113,8 +113,7 @@ def test_the_environment_steps_turn_admin_bypass_off_and_protect_main():
 
 def test_the_identity_table_lists_every_ci_identity(facts):
     outputs = facts.bootstrap_outputs
-    emails = [outputs["previewServiceAccount"], *outputs["deployServiceAccounts"].values(),
-              *outputs["planServiceAccounts"].values()]
+    emails = [outputs["previewServiceAccount"], *outputs["deployServiceAccounts"].values(), outputs["buildServiceAccount"]]
     text = DOC.read_text()
     for email in emails:
         assert f"| `{email.split('@')[0]}` |" in text, f"docs/ci.md's table misses {email}"
@@ -126,3 +125,40 @@ def test_every_file_the_page_names_exists():
     named |= set(re.findall(r"`(Pulumi\.\w+\.yaml)`", text)) - {"Pulumi.<stack>.yaml"}
     missing = sorted(p for p in named if "<" not in p and not (ROOT / p).exists())
     assert not missing, missing
+
+
+def _listed(text: str, lead: str) -> tuple[int, set[str]]:
+    """The count in `lead (N):` and the backticked names of the bullet it opens."""
+    start = text.index(lead)
+    bullet = text[start:text.index("\n- ", start + 1) if "\n- " in text[start + 1:] else len(text)]
+    bullet = bullet.split("\n\n")[0]
+    count = int(re.search(r"\((\d+)", bullet).group(1))
+    return count, set(re.findall(r"`([a-z0-9.]+)`", bullet))
+
+
+def test_the_api_lists_and_counts_are_the_codes():
+    """docs/ci.md names the APIs the bootstrap enables, with their counts: both from the code."""
+    from bootstrap.apis import ATTESTATION_APIS, HOME_APIS, KMS_APIS, STACK_APIS, STATE_APIS
+
+    text = DOC.read_text()
+    home = {a.split(".")[0] for a in (*HOME_APIS, *KMS_APIS, *ATTESTATION_APIS, *STATE_APIS)}
+    count, names = _listed(text, "in the CI project (")
+    assert (count, names) == (len(home), home)
+    count, names = _listed(text, "in each stack's project (")
+    stack = {a.split(".")[0] for a in STACK_APIS}
+    assert (count, names - {"infra/apis.py", "ondemandscanning"}) == (len(stack), stack)
+    from bootstrap.apis import BUILD_APIS
+
+    assert {a.split(".")[0] for a in BUILD_APIS} <= names
+
+
+def test_the_deployer_roles_and_count_are_the_codes():
+    from bootstrap.roles import DEPLOYER_ROLES, PROJECT_IAM_ADMIN
+
+    text = DOC.read_text()
+    start = text.index("- Deployer roles (`bootstrap/roles.py`), ")
+    bullet = text[start:text.index("\n- ", start + 1)]
+    count = int(re.search(r"\), (\d+) in the stage's own project", bullet).group(1))
+    named = set(re.findall(r"`(roles/[\w.]+)`", bullet))
+    expected = {u.role for u in DEPLOYER_ROLES} | {PROJECT_IAM_ADMIN}
+    assert (count, named) == (len(expected), expected)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.images import IMAGES
 from tests.ci.workflows import NAMES, ROOT, WORKFLOWS, job, jobs, load, stack_of, uses_lines
 
 ACTIONLINT = ROOT / ".tools" / "bin" / "actionlint"
@@ -23,7 +24,6 @@ PINS = {
     "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
     "actions/setup-go": ("b7ad1dad31e06c5925ef5d2fc7ad053ef454303e", "v7.0.0"),
     "actions/upload-artifact": ("bbbca2ddaa5d8feaa63e36b76fdaad77386f024f", "v7.0.0"),
-    "actions/download-artifact": ("3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c", "v8.0.1"),
     "google-github-actions/auth": ("7c6bc770dae815cd3e89ee6cdf493a5fab2cc093", "v3.0.0"),
     "google-github-actions/setup-gcloud": ("aa5489c8933f4cc7a4f7d45035b3b1440c9c10db", "v3.0.1"),
     "docker/setup-buildx-action": ("37fe631027851001ddb9b187196cc803df7f5f0e", "v4.3.0"),
@@ -46,8 +46,6 @@ INPUTS = {
                          "cache-dependency-path", "architecture", "go-download-base-url"},
     "actions/upload-artifact": {"name", "path", "if-no-files-found", "retention-days", "compression-level",
                                 "overwrite", "include-hidden-files", "archive"},
-    "actions/download-artifact": {"name", "artifact-ids", "path", "pattern", "merge-multiple", "github-token",
-                                  "repository", "run-id", "skip-decompress", "digest-mismatch"},
     "google-github-actions/auth": {"project_id", "workload_identity_provider", "service_account", "audience",
                                    "credentials_json", "create_credentials_file", "export_environment_variables",
                                    "token_format", "delegates", "universe", "request_reason", "cleanup_credentials",
@@ -74,7 +72,8 @@ INPUTS = {
 
 # What both up jobs and the prod plan hand the program: the digest built once, and the commit
 # (agentImageTag) that the stack then reports as running, for the order check of later runs.
-CONFIG_MAP = ("{agentImageDigest: {value: '${{ needs.build.outputs.digest }}', secret: false}, "
+CONFIG_MAP = ("{agentImageDigest: {value: '${{ needs.build.outputs.agent-digest }}', secret: false}, "
+              "placesImageDigest: {value: '${{ needs.build.outputs.places-digest }}', secret: false}, "
               "agentImageTag: {value: '${{ github.sha }}', secret: false}}")
 
 BROKEN_WORKFLOW = """\
@@ -236,8 +235,10 @@ def test_pull_requests_test_plan_build_and_preview_every_stack():
     assert any("python -m tooling.plan --stack \"$STACK\"" in s.get("run", "") for s in plan.steps)
 
     image = job("pull-request.yml", "image")
-    (build,) = image.steps_using("docker/build-push-action")
-    assert build["with"]["push"] is False and build["with"]["context"] == "agent"
+    builds = image.steps_using("docker/build-push-action")
+    assert all(b["with"]["push"] is False for b in builds)
+    assert {(b["with"]["context"], b["with"]["file"]) for b in builds} == {(i.context, i.dockerfile) for i in IMAGES.values()}, \
+        "every image infra/images.py lists is built on every pull request"
 
     preview = job("pull-request.yml", "preview")
     # The previewed stacks are the bootstrap's previewStacks, each with its own backend.
@@ -315,58 +316,93 @@ def test_builds_run_in_push_order():
     assert build.spec["concurrency"] == {"group": "deploy-build", "cancel-in-progress": False}
 
 
-def test_the_image_is_built_once_and_both_stacks_deploy_its_digest():
+def test_every_image_is_built_once_and_both_stacks_deploy_its_digest():
+    """One build per entry of infra/images.py, all in the build job, each by an immutable
+    per-commit tag; both ups get every digest (agentImageDigest, placesImageDigest)."""
     doc = load("deploy.yml")
     assert doc["on"] == {"push": {"branches": ["main"]}}
     pushes = [(j.id, s) for j in jobs("deploy.yml") for s in j.steps_using("docker/build-push-action")]
-    assert [job_id for job_id, _ in pushes] == ["build"], "exactly one build, in the build job"
-    (_, push), = pushes
-    assert push["with"]["push"] is True and push["with"]["context"] == "agent"
-    assert push["with"]["tags"].endswith(":${{ github.sha }}"), "one immutable tag per commit"
+    assert {job_id for job_id, _ in pushes} == {"build"}, "every build is in the build job"
+    built = {(s["with"]["context"], s["with"]["file"], s["with"]["tags"]) for _, s in pushes}
+    expected = {(i.context, i.dockerfile, f"${{{{ steps.targets.outputs.dev }}}}/{i.name}:${{{{ github.sha }}}}")
+                for i in IMAGES.values()}
+    assert built == expected, "one build per image infra/images.py lists, tagged with the commit"
+    assert all(s["with"]["push"] is True for _, s in pushes)
 
     build = job("deploy.yml", "build")
-    assert push["id"] == "push"
-    assert build.spec["outputs"]["digest"] == "${{ steps.image.outputs.digest }}"
-    checked = build.step("image")
-    assert checked["env"]["DIGEST"] == "${{ steps.existing.outputs.digest || steps.push.outputs.digest }}"
-    assert "^sha256:[0-9a-f]{64}$" in checked["run"], "the digest is validated before it is handed on"
+    for key in IMAGES:
+        push = build.step(f"push-{key}")
+        assert push["if"] == f"steps.existing.outputs.{key} == ''"
+        assert build.spec["outputs"][f"{key}-digest"] == f"${{{{ steps.digests.outputs.{key} }}}}"
+        assert build.step("digests")["env"][key.upper()] == (
+            f"${{{{ steps.existing.outputs.{key} || steps.push-{key}.outputs.digest }}}}")
+    assert "^sha256:[0-9a-f]{64}$" in build.step("digests")["run"], "each digest is validated before it is handed on"
 
     for stack, (job_id, command) in _up_jobs().items():
         assert "build" in job("deploy.yml", job_id).needs, job_id
         assert command["config-map"] == CONFIG_MAP, job_id
+    for key, image in IMAGES.items():
+        assert f"{image.digest_setting}: {{value: '${{{{ needs.build.outputs.{key}-digest }}}}'" in CONFIG_MAP
+
+
+def test_every_image_has_its_build_context_and_dockerfile():
+    for image in IMAGES.values():
+        assert (ROOT / image.context).is_dir() and (ROOT / image.dockerfile).is_file(), image
+        assert image.dockerfile.startswith(image.context + "/"), image
+
+
+def test_every_pushed_digest_is_scanned_and_signed_for_every_stage():
+    build = job("deploy.yml", "build")
+    names = [s.get("name") or s.get("id") or s.get("uses", "") for s in build.steps]
+    scan, sign = (next(s for s in build.steps if s.get("name") == n) for n in ("Scan each image", "Sign each digest for each stage"))
+    assert names.index(scan["name"]) < names.index(sign["name"]), "a digest that fails the scan is never signed"
+    assert "gcloud artifacts docker images scan \"$ref\" --remote" in scan["run"]
+    assert "gcloud beta container binauthz attestations sign-and-create" in sign["run"]
+    assert '--attestor="$ATTESTOR" --keyversion="$KEY_VERSION"' in sign["run"]
+    assert sign["env"]["ATTESTOR"] == "${{ vars.BUILD_ATTESTOR }}" and sign["env"]["KEY_VERSION"] == "${{ vars.BUILD_KEY_VERSION }}"
+    for image in IMAGES.values():
+        assert f'"{image.name}@$' in sign["run"] and f'"$REGISTRY/{image.name}@$' in scan["run"], image.name
+    assert build.spec["env"]["SIGN_FOR"].split() == ["dev", "prod"], "an attestation names the image at each stage's path"
 
 
 def test_prod_is_promoted_from_dev_behind_the_production_environment():
     up_prod = job("deploy.yml", _up_jobs()["prod"][0])
     assert up_prod.environment == "production"
-    plan = job("deploy.yml", _commands("preview")["prod"][0])
-    assert set(up_prod.needs) == {"build", plan.id} and set(plan.needs) == {"build", _up_jobs()["dev"][0]}
-    assert up_prod.spec["env"]["DIGEST"] == "${{ needs.build.outputs.digest }}"
-    assert up_prod.spec["env"]["SOURCE_IMAGE"] == "${{ needs.build.outputs.image }}"
+    assert "build" in up_prod.needs and "plan-prod" in up_prod.needs
+    assert up_prod.spec["env"]["AGENT_DIGEST"] == "${{ needs.build.outputs.agent-digest }}"
+    assert up_prod.spec["env"]["PLACES_DIGEST"] == "${{ needs.build.outputs.places-digest }}"
+    assert up_prod.spec["env"]["SOURCE_REGISTRY"] == "${{ needs.build.outputs.registry }}"
     (copy,) = [s for s in up_prod.steps if "imagetools create" in s.get("run", "")]
-    assert '"$SOURCE_IMAGE"' in copy["run"], "copies the image dev ran, by digest"
-    assert 'describe "$target@$DIGEST"' in copy["run"], "proves prod holds the very digest dev ran"
+    assert '"$SOURCE_REGISTRY/$image"' in copy["run"], "copies the images dev ran, by digest"
+    assert 'describe "$target@$digest"' in copy["run"], "proves prod holds the very digests dev ran"
+    for image in IMAGES.values():
+        assert f'"{image.name}@$' in copy["run"], f"{image.name} is promoted too"
     assert not up_prod.steps_using("docker/build-push-action"), "prod never rebuilds"
 
 
-def test_only_environment_jobs_act_as_a_deployer():
-    """The deployer bindings name a GitHub environment; a job outside one could not use them
-    anyway, and declaring it keeps the environment's reviewers and branch rule in force."""
+def test_only_environment_jobs_act_as_a_ci_identity():
+    """The deployer and builder bindings name a GitHub environment; a job outside one could not
+    use them anyway, and declaring it keeps the environment's reviewers and branch rule in force."""
     for j in jobs():
         for step in j.steps_using("google-github-actions/auth"):
             if step["with"]["service_account"] == "${{ vars.GCP_DEPLOY_SERVICE_ACCOUNT }}":
                 assert j.environment in {"dev", "production"}, f"{j.workflow}:{j.id}"
-            elif step["with"]["service_account"] == "${{ vars.GCP_PLAN_SERVICE_ACCOUNT }}":
-                assert j.environment == "production-plan", f"{j.workflow}:{j.id}"
+            elif step["with"]["service_account"] == "${{ vars.GCP_BUILD_SERVICE_ACCOUNT }}":
+                assert j.environment == "build", f"{j.workflow}:{j.id}"
             else:
                 assert j.environment is None, f"{j.workflow}:{j.id}"
 
 
-def test_registry_is_read_from_the_stack_not_configured_twice():
-    for job_id, stack in (("build", "dev"), ("up-prod", "prod")):
-        j = job("deploy.yml", job_id)
-        assert 'pulumi stack output registryUrl --stack "$STACK"' in j.step("registry")["run"]
-        assert stack_of(j, j.spec["env"]["STACK"]) == stack
+def test_registries_come_from_the_stack_or_its_committed_file_never_a_second_setting():
+    """up-prod reads prod's registry from prod's stack (it may read prod); the build job, which
+    may read no stage's state, computes them from the committed stack files (infra/images.py),
+    with the function the registry component itself uses (tests/ci/test_ci_consistency.py)."""
+    up = job("deploy.yml", "up-prod")
+    assert 'pulumi stack output registryUrl --stack "$STACK"' in up.step("registry")["run"]
+    assert stack_of(up, up.spec["env"]["STACK"]) == "prod"
+    targets = job("deploy.yml", "build").step("targets")["run"]
+    assert ".venv/bin/python -m infra.images" in targets
+    assert "pulumi" not in targets
 
 
 def test_the_pulumi_cli_matches_the_sdk_pin():
@@ -388,11 +424,15 @@ def test_the_cluster_is_reached_with_the_gke_auth_plugin():
 
 
 def test_the_image_name_is_the_one_the_program_deploys():
-    """The build pushes `<registry>/<name>`; the program pulls `<registry>/<agentImageName>`."""
+    """The build pushes `<registry>/<name>` for each entry of infra/images.py; the program pulls
+    `<registry>/<agentImageName>` and `<registry>/<tool server app name>`."""
     import yaml
+
+    from k8s.tool_server import app_name
 
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]["agentImageName"]["default"]
     for stack in ("dev", "prod"):
         assert "gke-voice-agents:agentImageName" not in (yaml.safe_load(
             (ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]), f"stack {stack} overrides the image name"
-    assert load("deploy.yml")["env"]["IMAGE_NAME"] == declared
+    assert IMAGES["agent"].name == declared
+    assert IMAGES["places"].name == app_name("places")

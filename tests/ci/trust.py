@@ -19,24 +19,30 @@ PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
 SA_IAM = "gcp:serviceaccount/iAMMember:IAMMember"
 BUCKET_IAM = "gcp:storage/bucketIAMMember:BucketIAMMember"
 KEY_IAM = "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember"
+NOTE_IAM = "gcp:containeranalysis/noteIamMember:NoteIamMember"
+ATTESTOR_IAM = "gcp:binaryauthorization/attestorIamMember:AttestorIamMember"
 # Any binding type that names a member: anything else granting a CI member must be added here.
-BINDING_TYPES_WITH_A_MEMBER = {PROJECT_IAM, SA_IAM, BUCKET_IAM, KEY_IAM}
+BINDING_TYPES_WITH_A_MEMBER = {PROJECT_IAM, SA_IAM, BUCKET_IAM, KEY_IAM, NOTE_IAM, ATTESTOR_IAM}
+# The attestor's key: its signer is the build job alone (bootstrap/attestation.py).
+ATTESTATION_KEY = "/keyRings/build-attestation/cryptoKeys/attestor"
+SIGNER_ROLE = "roles/cloudkms.signerVerifier"
 
 
 @dataclass(frozen=True)
 class Identity:
     member: str  # serviceAccount:<email>
-    kind: str  # deployer, planner, previewer
-    stacks: frozenset[str]  # the stages whose state and key it may touch
+    kind: str  # deployer, builder, previewer
+    stacks: frozenset[str]  # the stages whose state and key it may touch (the builder: none)
 
 
 def ci_identities(run: BootstrapRun, cfg: BootstrapConfig) -> dict[str, Identity]:
     out = run.outputs
     found = {f"serviceAccount:{out['previewServiceAccount']}": Identity(
         f"serviceAccount:{out['previewServiceAccount']}", "previewer", frozenset(cfg.preview_stacks))}
-    for kind, key in (("deployer", "deployServiceAccounts"), ("planner", "planServiceAccounts")):
-        for stack, email in out[key].items():
-            found[f"serviceAccount:{email}"] = Identity(f"serviceAccount:{email}", kind, frozenset({stack}))
+    for stack, email in out["deployServiceAccounts"].items():
+        found[f"serviceAccount:{email}"] = Identity(f"serviceAccount:{email}", "deployer", frozenset({stack}))
+    builder = f"serviceAccount:{out['buildServiceAccount']}"
+    found[builder] = Identity(builder, "builder", frozenset())
     return found
 
 
@@ -70,6 +76,12 @@ def violations(run: BootstrapRun, cfg: BootstrapConfig) -> list[str]:
                 problems.append(f"{who.kind} {who.member} reaches the state of stage {stage}: {where}")
             elif who.kind != "deployer" and not inputs["role"].endswith(("Viewer", "viewer")):
                 problems.append(f"{who.kind} {who.member} may write state: {where}")
+        elif typ == KEY_IAM and inputs["cryptoKeyId"].endswith(ATTESTATION_KEY):
+            if (who.kind, inputs["role"]) != ("builder", SIGNER_ROLE):
+                problems.append(f"{who.kind} {who.member} may use the attestor's signing key: {where}")
+        elif typ in (NOTE_IAM, ATTESTOR_IAM):
+            if who.kind != "builder":
+                problems.append(f"{who.kind} {who.member} holds a role on the build attestor or its note: {where}")
         elif typ == KEY_IAM:
             stage = _stage_of(inputs["cryptoKeyId"], "stack-secrets-", cfg)
             if stage not in who.stacks:
@@ -82,6 +94,13 @@ def violations(run: BootstrapRun, cfg: BootstrapConfig) -> list[str]:
 
 
 def _project_grant_problems(who: Identity, inputs: dict[str, Any], where: str, cfg: BootstrapConfig) -> list[str]:
+    if who.kind == "builder":
+        from bootstrap.roles import BUILDER_ROLES
+
+        pushes_to = {cfg.environment(s).project for s in cfg.build_stacks}
+        if inputs["project"] in pushes_to and inputs["role"] in {u.role for u in BUILDER_ROLES}:
+            return []
+        return [f"builder {who.member} holds a role beyond pushing to {', '.join(sorted(pushes_to))}: {where}"]
     own = {cfg.environment(s).project for s in who.stacks}
     if inputs["project"] in own:
         if who.kind != "deployer" and not inputs["role"].endswith(("viewer", "Viewer")):

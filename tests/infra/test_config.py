@@ -111,6 +111,11 @@ def test_prod_differs_where_prod_should():
     ({"agentImageName": "Voice Agent"}, r"agentImageName = 'Voice Agent': must be a lower-case image name"),
     ({"hpaMinReplicas": "0"}, r"hpaMinReplicas = 0: must be from 1 to 100"),
     ({"spareCapacityPods": "-1"}, r"spareCapacityPods = -1: must be from 0 to 50 pods"),
+    ({"placesImageDigest": "sha256:abc"}, r"placesImageDigest = 'sha256:abc': must be empty or sha256: followed by 64"),
+    ({"binaryAuthorizationAttestor": "built-by-ci"},
+     r"binaryAuthorizationAttestor = 'built-by-ci': must be empty or an attestor's resource name projects/<project>/attestors/<id>"),
+    ({"binaryAuthorizationAttestor": "projects/my-ci-project/attestors/built-by-ci", "binaryAuthorization": "false"},
+     r"binaryAuthorizationAttestor = 'projects/my-ci-project/attestors/built-by-ci': requires binaryAuthorization true"),
 ])
 def test_each_bad_setting_is_named_with_value_and_rule(overrides, pattern):
     with pytest.raises(ConfigError, match=pattern):

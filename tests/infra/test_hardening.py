@@ -221,24 +221,37 @@ def test_dev_has_no_key_and_no_binary_authorization(dev_plan):
     assert not dev_plan.of_type("gcp:kms/keyRing:KeyRing") and not dev_plan.of_type("gcp:binaryauthorization/policy:Policy")
 
 
-def test_prod_admits_only_its_registry_and_the_placeholder_image(prod_plan):
+PLATFORM_IMAGES = ["gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.2",
+                   "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0", "registry.k8s.io/pause:3.10"]
+
+
+def test_prod_admits_only_attested_images_and_the_exact_platform_images(prod_plan):
+    """binaryAuthorizationAttestor: every image of the registry needs the CI build's attestation,
+    so no wildcard over the registry (it would bypass the attestation); the platform's third-party
+    images by their exact reference."""
     policy = prod_plan.one("gcp:binaryauthorization/policy:Policy")["inputs"]
-    assert policy["defaultAdmissionRule"] == {"evaluationMode": "ALWAYS_DENY", "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG"}
+    attestor = load_stack_values("prod").config[P + "binaryAuthorizationAttestor"]
+    assert attestor.startswith("projects/") and "/attestors/" in attestor
+    assert policy["defaultAdmissionRule"] == {"evaluationMode": "REQUIRE_ATTESTATION",
+                                              "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG",
+                                              "requireAttestationsBies": [attestor]}
     assert policy["globalPolicyEvaluationMode"] == "ENABLE"
-    assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
-        "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**",
-        "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.2",
-        "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0", "registry.k8s.io/pause:3.10"]
+    assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == PLATFORM_IMAGES
     assert prod_plan.one(CLUSTER)["inputs"]["binaryAuthorization"] == {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"}
+
+
+def test_without_an_attestor_the_policy_admits_the_stacks_registry():
+    plan = evaluate("prod", {P + "binaryAuthorizationAttestor": ""})
+    policy = plan.one("gcp:binaryauthorization/policy:Policy")["inputs"]
+    assert policy["defaultAdmissionRule"] == {"evaluationMode": "ALWAYS_DENY", "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG"}
+    assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [f"{plan.outputs['registryUrl']}/**", *PLATFORM_IMAGES]
 
 
 def test_without_placeholders_no_outside_image_is_admitted():
     policy = evaluate("prod", {P + "spareCapacityPods": "0", P + "recoveryEnabled": "false"}).one(
         "gcp:binaryauthorization/policy:Policy")["inputs"]
-    # the registry and the HPA's metrics adapter (k8s/metrics_adapter.py), no pause image, no
-    # Cloud SQL Auth Proxy
+    # the HPA's metrics adapter (k8s/metrics_adapter.py) only: no pause image, no Auth Proxy
     assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
-        "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**",
         "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0"]
 
 

@@ -94,7 +94,9 @@ def test_container_reads_livekit_credentials_as_files_from_secret_manager(plan):
     secret, is a plain value; no Kubernetes Secret exists and the stack's values reach only the
     Secret Manager versions (as Pulumi secrets)."""
     env = env_of(plan)
-    assert env["LIVEKIT_URL"] == "wss://my-project.livekit.cloud"
+    from domain.stackfiles import load_stack_values
+
+    assert env["LIVEKIT_URL"] == load_stack_values(plan.stack).config["gke-voice-agents:livekitUrl"]
     assert (env["LIVEKIT_API_KEY_FILE"], env["LIVEKIT_API_SECRET_FILE"]) == (
         "/var/run/secrets/livekit/api-key", "/var/run/secrets/livekit/api-secret")
     assert not {"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"} & set(env)

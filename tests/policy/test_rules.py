@@ -80,6 +80,13 @@ FAILING: dict[str, tuple[Mutation, str]] = {
         {"namePattern": "docker.io/**"}), "allowlist pattern docker.io/** admits images from outside the stack's registry"),
     "binauthz-admits-the-workloads": (lambda rs: _first(rs, "gcp:binaryauthorization/policy:Policy").update(admissionWhitelistPatterns=[]),
                                       "is not admitted by any allowlist pattern: its pods would be refused"),
+    # prod, as a hand-edited program would render it without binaryAuthorizationAttestor.
+    "binauthz-requires-ci-attestation": (lambda rs: _first(rs, "gcp:binaryauthorization/policy:Policy").update(
+        defaultAdmissionRule={"evaluationMode": "ALWAYS_DENY", "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG"}),
+        "the default admission rule is ALWAYS_DENY in a protected stack: any image pushed to the stack's registry runs"),
+    # A component whose image nothing builds: its Deployment would wait out Pulumi's timeout.
+    "registry-images-built-by-ci": (lambda rs: _container(rs).update(image=_container(rs)["image"].replace("/voice-agent:", "/transcriber:")),
+                                    "pulls transcriber from the stack's registry, which no pipeline builds"),
     "subnet-private-google-access": (lambda rs: _first(rs, "gcp:compute/subnetwork:Subnetwork").update(privateIpGoogleAccess=False),
                                      "has no Private Google Access"),
     "nat-all-subnet-ranges": (lambda rs: _first(rs, "gcp:compute/routerNat:RouterNat").update(sourceSubnetworkIpRangesToNat="ALL_SUBNETWORKS_ALL_PRIMARY_IP_RANGES"),
@@ -143,7 +150,8 @@ FAILING: dict[str, tuple[Mutation, str]] = {
 
 # Rules about what only prod turns on (its KMS key and Binary Authorization policy).
 PROD_ONLY = ("gke-secrets-encryption", "gke-binary-authorization", "binauthz-only-stack-registry",
-             "binauthz-admits-the-workloads", "database-backups-in-prod", "livekit-credentials-as-files")
+             "binauthz-admits-the-workloads", "binauthz-requires-ci-attestation", "database-backups-in-prod",
+             "livekit-credentials-as-files")
 
 
 # The tool rules' cases live beside their own tests (policy/rules/tools.py).
