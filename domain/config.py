@@ -35,7 +35,7 @@ from domain.settings import (
 )
 from domain.stackfiles import gcp_provider_keys
 from domain.stages import check_livekit_sharing, project_directory
-from domain.vertex_locations import location_problems, vertex_default
+from domain.vertex_locations import fallback_problems, location_problems, vertex_default
 from domain.capacity import workload_problems
 from domain.sizes import SIZES
 
@@ -274,13 +274,15 @@ def _image_source(v: Mapping[str, Any]) -> list[Problem]:
 
 
 def _vertex_location(v: dict[str, Any]) -> list[Problem]:
-    """An empty vertexLocation follows the stack's geography (domain/vertex_locations.py)."""
+    """An empty vertexLocation follows the stack's geography (domain/vertex_locations.py); the
+    fallback location, when set, must be served too."""
     chosen, region = v["vertexLocation"], v["gcp:region"]
     if chosen is None or region is None:  # already reported
         return []
     if chosen == "":
         v["vertexLocation"] = vertex_default(region)
-    return location_problems(v["vertexLocation"], region, explicit=chosen != "")
+    return [*location_problems(v["vertexLocation"], region, explicit=chosen != ""),
+            *fallback_problems(v["geminiFallbackLocation"] or "", region)]
 
 
 def _database(v: Mapping[str, Any], single: Sequence[Problem]) -> list[Problem]:

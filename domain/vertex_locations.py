@@ -55,3 +55,12 @@ def location_problems(location: str, region: str, explicit: bool) -> list[Proble
         return [Problem(key, location, f"Generative AI on Vertex AI is not offered in {location} ({_WHERE}); "
                                        f"served near the stack's region: {', '.join(nearby)}")]
     return []
+
+
+def fallback_problems(fallback: str, region: str) -> list[Problem]:
+    """geminiFallbackLocation, when set, is held to the same table: a fallback where Live is not
+    served turns the rescue of a failing call into a second failure."""
+    if not fallback:
+        return []
+    found = location_problems(fallback, region, explicit=True)
+    return [Problem(setting_key("geminiFallbackLocation"), p.value, p.rule) for p in found]

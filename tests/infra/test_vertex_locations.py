@@ -79,6 +79,18 @@ def test_a_known_region_without_vertex_generative_ai_is_refused():
         location("europe-west3", "europe-west12")
 
 
+@pytest.mark.parametrize("fallback, rule", [
+    ("global", r"Gemini Live models are not served at the global endpoint"),
+    ("europe-west12", r"Generative AI on Vertex AI is not offered in europe-west12"),
+])
+def test_the_fallback_location_is_held_to_the_same_table(fallback, rule):
+    raw = {**RAW, "gcp:region": "europe-west3", P + "geminiFallbackLocation": fallback}
+    with pytest.raises(ConfigError, match=rf"geminiFallbackLocation = '{fallback}': {rule}"):
+        parse_stack_config("dev", raw, tuple(SECRETS))
+    raw[P + "geminiFallbackLocation"] = "europe-west4"  # served, and not the primary
+    assert parse_stack_config("dev", raw, tuple(SECRETS)).workload.call.gemini_fallback_location == "europe-west4"
+
+
 def test_an_unknown_region_stops_before_the_geography_rule():
     """A bad gcp:region is reported once, not again as a location problem."""
     with pytest.raises(ConfigError) as caught:
