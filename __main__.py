@@ -18,7 +18,7 @@ from k8s.provider import cluster_provider
 from k8s.tool_server import ToolServer, ToolServerArgs, app_name, cluster_issuer
 from k8s.runtime import AGENT_SERVICE_ACCOUNT
 from k8s.metrics_adapter import IMAGE as METRICS_ADAPTER_IMAGE, MetricsAdapter, MetricsAdapterArgs
-from k8s.spare_capacity import PAUSE_IMAGE, SpareCapacity, SpareCapacityArgs
+from k8s.spare_capacity import CAPACITY_BUFFER_MIN_VERSION, PAUSE_IMAGE, SpareCapacity, SpareCapacityArgs
 from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference
 from k8s.cloudsql_proxy import IMAGE as CLOUDSQL_PROXY_IMAGE, CheckpointDatabase
 
@@ -35,7 +35,10 @@ cluster = AutopilotCluster("gke", AutopilotClusterArgs(
     pod_range_name=network.pod_range_name, service_range_name=network.service_range_name,
     settings=cfg.cluster,
     notification_topic=notifications.topic_id if notifications else None,
-    secrets_key=secrets_key.key_id if secrets_key else None))
+    secrets_key=secrets_key.key_id if secrets_key else None,
+    # CapacityBuffer is served only from this GKE version on: the cluster is pinned to it.
+    min_master_version=(CAPACITY_BUFFER_MIN_VERSION if cfg.workload.spare_capacity_pods
+                        and cfg.workload.spare_capacity_mode == "capacityBuffer" else None)))
 registry = AgentRegistry("registry", AgentRegistryArgs(
     project=cfg.project, region=cfg.region, stack=cfg.stack, settings=cfg.registry,
     reader_member=cluster.node_service_account_member))

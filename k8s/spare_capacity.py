@@ -11,7 +11,15 @@ uses GKE's CapacityBuffer instead ("Configure capacity buffers", GKE docs): the 
 autoscaler keeps room for `spareCapacityPods` agent pods by simulating placeholder pods from a
 PodTemplate, so no pause pods run and nothing is preempted. Its CRD (autoscaling.x-k8s.io,
 kubernetes/autoscaler) is vendored in tests/schemas/ and the rendered object is validated
-against it.
+against it. The cluster is pinned to that version whenever this mode is chosen
+(CAPACITY_BUFFER_MIN_VERSION; infra/cluster.py min_master_version).
+
+One unit of room is one whole agent pod, not its agent container: the pod also runs the Cloud
+SQL Auth Proxy as a native sidecar, and the scheduler reserves a pod's *effective* request
+(KEP-753 "Resources calculation for scheduling and pod admission"; Kubernetes docs "Effective
+Pod requests and limits"): max(the largest init-phase need, sum(app containers) +
+sum(restartable init containers)). A placeholder one sidecar smaller than that, once preempted,
+leaves a hole an agent pod does not fit into.
 """
 
 from __future__ import annotations
@@ -21,15 +29,84 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+import math
+import re
+from collections.abc import Mapping, Sequence
+
 from infra.settings import WorkloadSettings
 from infra.names import child, type_token
-from k8s import runtime
-from k8s.capacity import workload_resources
+from k8s import cloudsql_proxy, runtime
+from k8s.pod import container_resources
+from k8s.sizes import Resources, autopilot_normalise
 
 # Below every real workload (the default priority is 0) so any pod may preempt a placeholder.
 PLACEHOLDER_PRIORITY = -10
 # The pause image does nothing and needs nothing writable.
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+# GKE serves the CapacityBuffer kind from this version on ("Configure capacity buffers", GKE
+# docs: active buffers need 1.35.2-gke.1842000 or later on Standard and Autopilot).
+CAPACITY_BUFFER_MIN_VERSION = "1.35.2-gke.1842000"
+
+_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi)?$")
+# Units as the pod specs write them, to millicores (cpu) or MiB (memory, ephemeral-storage).
+_TO_UNIT = {"cpu": {"m": 1, None: 1000}, "memory": {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024},
+            "ephemeral-storage": {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}}
+
+
+def _amount(resource: str, quantity: str) -> float:
+    match = _QUANTITY.match(str(quantity))
+    unit = match.group(2) if match else "?"
+    if not match or unit not in _TO_UNIT[resource]:
+        raise ValueError(f"{resource} quantity {quantity!r} is not in a unit the spare-capacity sizing reads")
+    return float(match.group(1)) * _TO_UNIT[resource][unit]
+
+
+def _requests(container: Mapping) -> dict[str, float]:
+    requested = (container.get("resources") or {}).get("requests") or {}
+    return {r: _amount(r, requested[r]) if r in requested else 0.0 for r in _RESOURCES}
+
+
+def effective_pod_requests(containers: Sequence[Mapping], init_containers: Sequence[Mapping] = ()) -> dict[str, float]:
+    """What the scheduler reserves for a pod, per resource (KEP-753; Kubernetes docs "Effective
+    Pod requests and limits"): during initialisation each ordinary init container runs beside
+    the sidecars declared before it; afterwards the app containers run beside every sidecar
+    (init container with restartPolicy Always). The pod needs the larger of the two phases.
+    CPU in millicores, memory and ephemeral storage in MiB."""
+    totals = {}
+    for r in _RESOURCES:
+        sidecars = 0.0
+        init_peak = 0.0
+        for init in init_containers:
+            need = _requests(init)[r]
+            if init.get("restartPolicy") == "Always":
+                sidecars += need
+                init_peak = max(init_peak, sidecars)
+            else:
+                init_peak = max(init_peak, sidecars + need)
+        totals[r] = max(init_peak, sum(_requests(c)[r] for c in containers) + sidecars)
+    return totals
+
+
+def agent_pod_containers(w: WorkloadSettings) -> tuple[list[dict], list[dict]]:
+    """(containers, init containers) of one agent pod as far as their requests go: the agent
+    (k8s/pod.py) and, with crash recovery, the Auth Proxy sidecar (k8s/cloudsql_proxy.py)."""
+    containers = [{"name": "agent", "resources": container_resources(w)}]
+    sidecars = ([{"name": cloudsql_proxy.CONTAINER_NAME, "restartPolicy": "Always",
+                  "resources": cloudsql_proxy.sidecar_resources(w.cpu_bursting)}]
+                if w.recovery_enabled else [])
+    return containers, sidecars
+
+
+def unit_requests(w: WorkloadSettings) -> dict[str, str]:
+    """One unit of spare room: the whole agent pod's effective request, as Autopilot runs it
+    (CPU in 250m steps without bursting, its minimums and CPU:memory ratio; k8s/sizes.py), so the
+    placeholder is billed and scheduled exactly like the pod whose room it holds."""
+    total = effective_pod_requests(*agent_pod_containers(w))
+    cpu, mem = math.ceil(total["cpu"]), math.ceil(total["memory"])
+    run = autopilot_normalise(Resources(cpu, mem, cpu, mem), w.cpu_bursting)
+    return {"cpu": f"{run.cpu_request_m}m", "memory": f"{run.memory_request_mi}Mi",
+            "ephemeral-storage": f"{math.ceil(total['ephemeral-storage'])}Mi"}
 
 
 @dataclass(frozen=True)
@@ -42,8 +119,8 @@ def placeholder_labels() -> dict[str, str]:
 
 
 def placeholder_pod_spec(w: WorkloadSettings, priority_class: str) -> dict:
-    # The agent pod's requests exactly: a placeholder holds the room of one agent pod.
-    requests = workload_resources(w).requests()
+    # A whole agent pod's effective request: a placeholder holds the room of one agent pod.
+    requests = unit_requests(w)
     return {
         "priorityClassName": priority_class,
         # Evicted placeholders should leave at once: the agent pod is waiting for the room.
