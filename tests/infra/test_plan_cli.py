@@ -17,8 +17,9 @@ PLATFORM = {
     "gke-voice-agents:infra:VpcNetwork": 1, "gcp:compute/network:Network": 1, "gcp:compute/subnetwork:Subnetwork": 1,
     "gcp:compute/router:Router": 1, "gcp:compute/routerNat:RouterNat": 1,
     "gke-voice-agents:infra:AutopilotCluster": 1,
-    # the nodes' account and the checkpoint database's IAM user (recoveryEnabled, both stacks)
-    "gcp:serviceaccount/account:Account": 2, "gcp:container/cluster:Cluster": 1,
+    # the nodes' account, the checkpoint database's IAM user (recoveryEnabled, both stacks) and
+    # the account the Places tool server acts as (infra/tool_identity.py, placesToolEnabled)
+    "gcp:serviceaccount/account:Account": 3, "gcp:container/cluster:Cluster": 1,
     "gke-voice-agents:infra:AgentRegistry": 1, "gcp:artifactregistry/repository:Repository": 1,
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
     "gke-voice-agents:infra:AgentIdentity": 1,
@@ -29,7 +30,8 @@ PLATFORM = {
     # Issue 14: crash recovery's checkpoint database, private IP through private services access
     "gke-voice-agents:infra:AgentDatabase": 1, "gcp:compute/globalAddress:GlobalAddress": 1,
     "gcp:servicenetworking/connection:Connection": 1, "gcp:sql/databaseInstance:DatabaseInstance": 1,
-    "gcp:sql/database:Database": 1, "gcp:sql/user:User": 1, "gcp:serviceaccount/iAMMember:IAMMember": 1,
+    # the agent's Token Creator on the database account, the tool server's link to its account
+    "gcp:sql/database:Database": 1, "gcp:sql/user:User": 1, "gcp:serviceaccount/iAMMember:IAMMember": 2,
     # Issue 15: upgrade notifications everywhere; the KMS key (with its own random suffix) and
     # Binary Authorization where the stack turns them on (prod).
     "gke-voice-agents:infra:UpgradeNotifications": 1, "gcp:pubsub/topic:Topic": 1,
@@ -65,7 +67,7 @@ def test_valid_stack_writes_plan_files_and_exits_zero(tmp_path, stack, manifests
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     resources = json.loads((tmp_path / "plan" / "resources.json").read_text())
-    assert all(set(r) == {"type", "name", "parent", "dependsOn", "inputs"} for r in resources)
+    assert all(set(r) == {"type", "name", "parent", "dependsOn", "provider", "inputs"} for r in resources)
     expected = {**PLATFORM, **{t: n if stack == "prod" else 0 for t, n in HARDENED.items()},
                 "random:index/randomId:RandomId": 2 if stack == "prod" else 1}
     counts = {t: sum(r["type"] == t for r in resources) for t in expected}
