@@ -105,9 +105,11 @@ if cfg.workload.spare_capacity_pods:
                   opts=pulumi.ResourceOptions(provider=provider, depends_on=[workload]))
 
 if cfg.tool_server.places_enabled:
-    # Its own Workload Identity principal, its own role; the agent's identity gains nothing.
+    # Its own Google service account with its own role (Places takes no federated token,
+    # infra/tool_identity.py); the agent's identity gains nothing.
     places_identity = ToolIdentity("places-identity", ToolIdentityArgs(
-        project=cfg.project, namespace=cfg.workload.namespace, service_account=app_name("places"),
+        project=cfg.project, stack=cfg.stack, tool="places", namespace=cfg.workload.namespace,
+        service_account=app_name("places"),
         workload_pool=cluster.workload_pool))
     places = ToolServer(
         "places",
@@ -116,10 +118,11 @@ if cfg.tool_server.places_enabled:
             image=pulumi.Output.concat(registry.url, "/", app_name("places"), ":", cfg.workload.image_tag),
             issuer=pulumi.Output.all(cluster.name, cluster.location).apply(
                 lambda nl: cluster_issuer(cfg.project, nl[1], nl[0])),
-            replicas=cfg.tool_server.places_replicas),
+            replicas=cfg.tool_server.places_replicas,
+            google_service_account=places_identity.email),
         opts=pulumi.ResourceOptions(provider=provider, depends_on=[workload, places_identity]))
     pulumi.export("placesToolUrl", places.url)
-    pulumi.export("placesToolPrincipal", places_identity.principal)
+    pulumi.export("placesToolServiceAccount", places_identity.email)
 
 pulumi.export("clusterName", cluster.name)
 pulumi.export("clusterLocation", cluster.location)

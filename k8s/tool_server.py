@@ -36,6 +36,8 @@ RESOURCES = {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "1Gi"}
 REPLICAS = 2
 PROBE_PERIOD_S = 10
 HTTPS = 443
+# GKE's link from a Kubernetes service account to the Google service account it acts as.
+GOOGLE_SERVICE_ACCOUNT_ANNOTATION = "iam.gke.io/gcp-service-account"
 
 
 def audience(name: str) -> str:
@@ -166,6 +168,9 @@ class ToolServerArgs:
     image: pulumi.Input[str]
     issuer: pulumi.Input[str]
     replicas: int = REPLICAS
+    # The Google service account the server acts as (infra/tool_identity.py): the GKE metadata
+    # server hands the pod its token. None: the pod's own federated principal.
+    google_service_account: pulumi.Input[str] | None = None
 
 
 class ToolServer(pulumi.ComponentResource):
@@ -176,7 +181,10 @@ class ToolServer(pulumi.ComponentResource):
         a = args
         meta = {"name": app_name(a.name), "namespace": a.namespace, "labels": selector_labels(a.name)}
         child_opts = pulumi.ResourceOptions(parent=self)
-        ksa = k8s.core.v1.ServiceAccount(child(name, "ksa"), metadata=meta, automount_service_account_token=False,
+        ksa_meta = dict(meta)
+        if a.google_service_account is not None:
+            ksa_meta["annotations"] = {GOOGLE_SERVICE_ACCOUNT_ANNOTATION: a.google_service_account}
+        ksa = k8s.core.v1.ServiceAccount(child(name, "ksa"), metadata=ksa_meta, automount_service_account_token=False,
                                          opts=child_opts)
         deployment = k8s.apps.v1.Deployment(
             child(name, "deployment"), metadata=meta,

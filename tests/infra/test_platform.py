@@ -303,12 +303,17 @@ def test_the_principal_follows_the_namespace_setting():
 
 def test_no_keys_and_no_google_service_account_for_the_agent(plan):
     assert plan.of_type("gcp:serviceaccount/key:Key") == []
-    # The only other account is the checkpoint database's IAM user (infra/database.py), and the
-    # only grant on an account lets the agent's own principal impersonate that one.
-    assert [r["name"] for r in plan.of_type(ACCOUNT)] == ["gke-nodes", "checkpoints-sa"]
-    [impersonation] = [r["inputs"] for r in plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")]
-    assert impersonation["role"] == "roles/iam.serviceAccountTokenCreator"
-    assert impersonation["member"] == plan.outputs["agentPrincipal"]
+    # The other accounts are the checkpoint database's IAM user (infra/database.py) and the one
+    # the Places tool server acts as (infra/tool_identity.py: Places takes no federated token).
+    # The agent's own principal may impersonate the first only; the tool server's Kubernetes
+    # service account is linked to the second only.
+    assert [r["name"] for r in plan.of_type(ACCOUNT)] == ["gke-nodes", "checkpoints-sa", "places-identity-sa"]
+    grants = {r["parent"]: r["inputs"] for r in plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")}
+    assert set(grants) == {"checkpoints", "places-identity"}
+    assert grants["checkpoints"]["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert grants["checkpoints"]["member"] == plan.outputs["agentPrincipal"]
+    assert grants["places-identity"]["role"] == "roles/iam.workloadIdentityUser"
+    assert grants["places-identity"]["member"].endswith("[voice-agents/places-mcp]")
 
 
 # --------------------------------------------------------------------------------------------
