@@ -32,6 +32,7 @@ from infra.mocks import ParentTrackingMonitor, RecordingMocks
 from k8s.capacity import capacity_summary
 from infra.config import parse_stack_config
 from infra.cost import cost_lines, cost_summary, prices_for
+from infra.preconditions import kept_after_destroy
 from infra.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
@@ -224,6 +225,10 @@ def report(result: PlanResult, values: StackValues) -> str:
                       f"concurrent calls; a spike waits at most {c['seconds_to_new_capacity']} s for new capacity; "
                       f"a draining pod gets {c['grace_seconds']} s"]
     lines += ["", *plan_cost_lines(values)]
+    kept = kept_after_destroy(result.resources)
+    if kept:
+        lines += ["", "`pulumi destroy` leaves or stops at (docs/infra.md \"Destroying a stack\"):"]
+        lines += [f"  {k}" for k in kept]
     made_up = [f"{k} (secret placeholder: not set or encrypted)" for k in values.placeholders]
     made_up += [f"{k} = {values.config[k]} (the example's value)" for k in example_values(values)]
     if made_up:

@@ -521,3 +521,27 @@ def check_plan(resources: Iterable[Resource]) -> dict[str, list[str]]:
     """Problems per precondition id; empty lists when the plan meets them all."""
     graph = PlanGraph(resources)
     return {p.id: p.check(graph) for p in PRECONDITIONS}
+
+
+# ------------------------------------------------------------------------------------------------
+# What `pulumi destroy` cannot remove, or removes only after GCP's own delay
+
+
+def kept_after_destroy(resources: Iterable[Resource]) -> list[str]:
+    """One line per resource that outlives `pulumi destroy` or stops it, with the reason."""
+    lines = []
+    for r in resources:
+        i = _inputs(r)
+        if r["type"] == "gcp:kms/keyRing:KeyRing":
+            lines.append(f"{r['name']}: KMS key rings and keys can never be deleted; destroy only schedules the "
+                         "key versions' destruction (https://cloud.google.com/kms/docs/resource-hierarchy#retrieve_resource_id)")
+        elif r["type"] == "gcp:container/cluster:Cluster" and i.get("deletionProtection"):
+            lines.append(f"{r['name']}: deletion protection on: destroy stops here until deletionProtection is false")
+        elif r["type"] == "gcp:sql/databaseInstance:DatabaseInstance":
+            if i.get("deletionProtection"):
+                lines.append(f"{r['name']}: deletion protection on: destroy stops here until databaseProduction is false")
+            lines.append(f"{r['name']}: its name stays reserved for up to a week after deletion "
+                         "(https://cloud.google.com/sql/docs/postgres/delete-instance)")
+        elif r["type"] == "gcp:sql/user:User" and i.get("deletionPolicy") == "ABANDON":
+            lines.append(f"{r['name']}: forgotten, not deleted (it owns the checkpoint tables); it goes with its instance")
+    return lines
