@@ -72,14 +72,15 @@ class ProgramRun:
     exports: dict[str, pulumi.Output[Any]]
 
 
-def run_program(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT) -> ProgramRun:
+def run_program(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT,
+                stack_dir: Path | None = None) -> ProgramRun:
     """Runs __main__.py in this process under fresh mocks and waits for every registration.
 
     Mocks, config and settings are process-global, so each call replaces all three; calls in
     one process are independent. Raises ConfigError or StackFileError before any resource
     exists when the stack's config is invalid.
     """
-    values = load_stack_values(stack, root)
+    values = load_stack_values(stack, root, stack_dir)
     config = {**values.config, **(overrides or {})}
     mocks = RecordingMocks()
     # preview=False: every Output is known, so every apply in the program (and in tests) runs.
@@ -118,9 +119,10 @@ def _construction_order(mocks: RecordingMocks) -> Iterator[None]:
         pulumi_resource.register_resource = original
 
 
-def evaluate(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT) -> PlanResult:
+def evaluate(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT,
+             stack_dir: Path | None = None) -> PlanResult:
     """The stack's plan as plain data. Raises ConfigError/StackFileError on an invalid stack."""
-    run = run_program(stack, overrides, root)
+    run = run_program(stack, overrides, root, stack_dir)
     outputs = {k: _sync_await(v.future()) for k, v in run.exports.items()}
     cfg = run.namespace.get("cfg")
     capacity = {"size": cfg.workload.size, **capacity_summary(cfg.workload)} if cfg is not None else {}
@@ -177,11 +179,11 @@ def write_manifests(resources: list[dict[str, Any]], out: Path) -> list[Path]:
     return written
 
 
-def run(stack: str, out: Path, root: Path = ROOT) -> int:
+def run(stack: str, out: Path, root: Path = ROOT, stack_dir: Path | None = None) -> int:
     from policy.engine import evaluate_plan, load_policy_config
 
     try:
-        result = evaluate(stack, root=root)
+        result = evaluate(stack, root=root, stack_dir=stack_dir)
         policy_config = load_policy_config(stack)
     except (ConfigError, StackFileError) as err:
         print(f"stack {stack}: {err}", file=sys.stderr)
@@ -195,7 +197,7 @@ def run(stack: str, out: Path, root: Path = ROOT) -> int:
     print(render_tree(result.resources))
     for v in violations:
         print(f"[{v['severity']}] {v['rule']} {v['resource']}: {v['message']}")
-    print(report(result, load_stack_values(stack, root)))
+    print(report(result, load_stack_values(stack, root, stack_dir)))
     mandatory = [v for v in violations if v["severity"] == "mandatory"]
     print(f"stack {stack}: {len(result.resources)} resources, {len(manifests)} manifests, "
           f"{len(violations)} policy violations ({len(mandatory)} mandatory) -> {out}")
@@ -243,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--out", required=True, type=Path, help="directory for the plan's files")
+    parser.add_argument("--stack-dir", type=Path, default=None,
+                        help="directory holding Pulumi.<stack>.yaml (default: beside Pulumi.yaml), e.g. examples/minimal")
     args = parser.parse_args(argv)
-    return run(args.stack, args.out)
+    return run(args.stack, args.out, stack_dir=args.stack_dir)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def test_upgrade_notifications_go_to_the_stacks_topic(plan):
     topic = plan.one("gcp:pubsub/topic:Topic")
     assert topic["inputs"]["name"] == f"voice-agents-{plan.stack}-gke-notifications"
     notification = plan.one(CLUSTER)["inputs"]["notificationConfig"]["pubsub"]
-    assert notification == {"enabled": True, "topic": f"projects/my-voice-agents-{plan.stack}/topics/{topic['inputs']['name']}",
+    assert notification == {"enabled": True, "topic": f"projects/gva-fixture-{plan.stack}/topics/{topic['inputs']['name']}",
                             "filter": {"eventTypes": ["UPGRADE_AVAILABLE_EVENT", "UPGRADE_EVENT", "SECURITY_BULLETIN_EVENT"]}}
     assert "upgrades-topic" in plan.one(CLUSTER)["dependsOn"]
 
@@ -227,7 +227,7 @@ def test_prod_admits_only_its_registry_and_the_placeholder_image(prod_plan):
     assert policy["defaultAdmissionRule"] == {"evaluationMode": "ALWAYS_DENY", "enforcementMode": "ENFORCED_BLOCK_AND_AUDIT_LOG"}
     assert policy["globalPolicyEvaluationMode"] == "ENABLE"
     assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
-        "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**",
+        "us-central1-docker.pkg.dev/gva-fixture-prod/voice-agents-prod/**",
         "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.2",
         "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0", "registry.k8s.io/pause:3.10"]
     assert prod_plan.one(CLUSTER)["inputs"]["binaryAuthorization"] == {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"}
@@ -239,7 +239,7 @@ def test_without_placeholders_no_outside_image_is_admitted():
     # the registry and the HPA's metrics adapter (k8s/metrics_adapter.py), no pause image, no
     # Cloud SQL Auth Proxy
     assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
-        "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**",
+        "us-central1-docker.pkg.dev/gva-fixture-prod/voice-agents-prod/**",
         "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0"]
 
 

@@ -26,7 +26,7 @@ from tests.infra.test_provider_schema import unknown_fields
 
 DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
 ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
-CHANNEL = "projects/my-voice-agents-prod/notificationChannels/123"
+CHANNEL = "projects/gva-fixture-prod/notificationChannels/123"
 
 
 def build(stack: str, channels: tuple[str, ...] = (), latency: float = runbook.DEFAULT_LATENCY_ALERT_P95_SECONDS):
@@ -34,7 +34,7 @@ def build(stack: str, channels: tuple[str, ...] = (), latency: float = runbook.D
     pulumi_settings.reset_options(project="gke-voice-agents", stack=stack, preview=False)
     set_mocks(mocks, project="gke-voice-agents", stack=stack, preview=False, monitor=ParentTrackingMonitor(mocks))
     component = AgentMonitoring("runbook", AgentMonitoringArgs(
-        project=f"my-voice-agents-{stack}", stack=stack, notification_channels=channels,
+        project=f"gva-fixture-{stack}", stack=stack, notification_channels=channels,
         latency_alert_p95_seconds=latency))
     _sync_await(wait_for_rpcs())
     return component, mocks

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FIXTURE_STACKS, copy_project
+
 ROOT = Path(__file__).resolve().parents[2]
 # What issue 2 asks the platform to deploy, by type, with how many of each.
 PLATFORM = {
@@ -42,17 +44,16 @@ HARDENED = {"gke-voice-agents:infra:SecretsKey": 1, "gcp:kms/keyRing:KeyRing": 1
 
 
 def run_plan(stack: str, out: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infra.plan", "--stack", stack, "--out", str(out)],
+    """The CLI on the fixture stacks (in the repo), or on a copy's own stack files."""
+    stack_dir = ["--stack-dir", str(FIXTURE_STACKS)] if cwd == ROOT else []
+    return subprocess.run([sys.executable, "-m", "infra.plan", "--stack", stack, "--out", str(out), *stack_dir],
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
 def copy_of_repo(tmp_path: Path) -> Path:
-    """A throwaway copy of the program, so a test can break a stack file."""
-    target = tmp_path / "repo"
-    shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "agent", "out", ".tools", "__pycache__", ".pytest_cache", "bootstrap"))
-    return target
+    """A throwaway copy of the program with the fixture stacks, so a test can break a stack file."""
+    return copy_project(tmp_path)
 
 
 def problem_lines(stderr: str) -> list[str]:
@@ -115,7 +116,7 @@ def test_unreadable_stack_file_exits_two_on_one_line(copy_of_repo, tmp_path, con
 def test_missing_stack_file_exits_two(tmp_path):
     done = run_plan("staging", tmp_path / "plan")
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [f"stack staging: Pulumi.staging.yaml not found in {ROOT}"]
+    assert done.stderr.splitlines() == [f"stack staging: Pulumi.staging.yaml not found in {FIXTURE_STACKS}"]
 
 
 def test_mandatory_violation_exits_one(copy_of_repo, tmp_path):

@@ -35,7 +35,7 @@ REPOSITORY_ID = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])$")
 
 
 def project(plan) -> str:
-    return f"my-voice-agents-{plan.stack}"
+    return f"gva-fixture-{plan.stack}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,9 +192,9 @@ def test_the_component_refuses_an_open_range_even_without_the_config_parser(cidr
 
 @pytest.mark.parametrize("stack, channel, protected", [("dev", "RAPID", False), ("prod", "REGULAR", True)])
 def test_release_channel_and_deletion_protection_per_stack(stack, channel, protected):
-    from tests.conftest import _committed_plan
+    from tests.conftest import _fixture_plan
 
-    cluster = _committed_plan(stack).one(CLUSTER)["inputs"]
+    cluster = _fixture_plan(stack).one(CLUSTER)["inputs"]
     assert cluster["releaseChannel"] == {"channel": channel}
     assert cluster["deletionProtection"] is protected
 
@@ -241,8 +241,8 @@ def test_any_stack_name_yields_valid_gcp_names(tmp_path: Path):
     stack = "Customer_Facing.Production-Europe-West-Very-Long"
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copy(ROOT / "Pulumi.prod.yaml", tmp_path / f"Pulumi.{stack}.yaml")
-    result = evaluate(stack, root=tmp_path)
+    shutil.copy(ROOT / "tests/fixtures/stacks/Pulumi.prod.yaml", tmp_path / f"Pulumi.{stack}.yaml")
+    result = evaluate(stack, root=tmp_path, stack_dir=tmp_path)
     assert SA_ID.match(result.named("gke-nodes")["inputs"]["accountId"]), result.named("gke-nodes")["inputs"]["accountId"]
     assert CLUSTER_NAME.match(result.one(CLUSTER)["inputs"]["name"]), result.one(CLUSTER)["inputs"]["name"]
     assert REPOSITORY_ID.match(result.one(REPOSITORY)["inputs"]["repositoryId"])

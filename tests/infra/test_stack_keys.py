@@ -22,6 +22,7 @@ from infra.config import engine_config, load_stack_config, parse_stack_config
 from infra.plan import run_program
 from infra.settings import ConfigError
 from infra.stackfiles import SECRET_PLACEHOLDER, load_stack_values
+from tests.conftest import copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 P = "gke-voice-agents:"
@@ -29,12 +30,8 @@ KEY, SECRET = P + "livekitApiKey", P + "livekitApiSecret"
 
 
 def plan_cli(tmp_path: Path, extra_lines: str) -> subprocess.CompletedProcess:
-    """The offline plan of dev in a copy of the project whose Pulumi.dev.yaml has extra lines."""
-    import shutil
-
-    repo = tmp_path / "repo"
-    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", ".git", "agent", "out", ".tools", "__pycache__",
-                                                               ".pytest_cache", "bootstrap"))
+    """The offline plan of dev in a copy of the project whose (fixture) Pulumi.dev.yaml has extra lines."""
+    repo = copy_project(tmp_path)
     stack_file = repo / "Pulumi.dev.yaml"
     stack_file.write_text(stack_file.read_text() + extra_lines)
     return subprocess.run([sys.executable, "-m", "infra.plan", "--stack", "dev", "--out", str(tmp_path / "out")],
@@ -69,7 +66,7 @@ def test_a_misspelled_or_retired_key_is_one_line_with_a_hint(tmp_path, line, exp
 
 def test_a_real_gcp_provider_setting_is_accepted(tmp_path):
     """gcp:* keys are checked against the installed provider's own list, not refused wholesale."""
-    done = plan_cli(tmp_path, "  gcp:billingProject: my-voice-agents-dev\n")
+    done = plan_cli(tmp_path, "  gcp:billingProject: gva-fixture-dev\n")
     assert done.returncode == 0, done.stderr
 
 
@@ -104,7 +101,7 @@ def test_encrypted_values_and_unset_secrets_plan_with_placeholders_and_say_so(tm
     assert "placeholders in this plan; set real values before `pulumi up`:" in done.stdout
     assert "  gke-voice-agents:livekitApiKey (secret placeholder: not set or encrypted)" in done.stdout
     assert "  gke-voice-agents:livekitApiSecret (secret placeholder: not set or encrypted)" in done.stdout
-    assert "  gcp:project = my-voice-agents-dev (the example's value)" in done.stdout
+    assert "  gke-voice-agents:livekitUrl = wss://my-project.livekit.cloud (the example's value)" in done.stdout
 
 
 # --- under the engine, as the CLI runs the program ---------------------------------------------
@@ -150,7 +147,7 @@ def test_the_cli_environment_path_is_read_too(monkeypatch):
     with pytest.raises(ConfigError, match=r"livekitApiSecret = \(secret, not shown\): is stored in plain text"):
         load_stack_config()
     monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps([KEY, SECRET]))
-    assert load_stack_config().project == "my-voice-agents-dev"
+    assert load_stack_config().project == "gva-fixture-dev"
 
 
 def test_offline_placeholder_is_what_the_plan_uses_for_unset_secrets():
