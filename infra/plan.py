@@ -31,7 +31,7 @@ from infra.settings import PROJECT, ConfigError
 from infra.mocks import ParentTrackingMonitor, RecordingMocks
 from k8s.capacity import capacity_summary
 from infra.config import parse_stack_config
-from infra.cost import cost_lines, cost_summary, prices_for
+from infra.cost import cost_lines, cost_summary, fixed_cost_lines, fixed_monthly_costs, prices_for
 from infra.preconditions import kept_after_destroy
 from infra.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
 
@@ -179,12 +179,14 @@ def write_manifests(resources: list[dict[str, Any]], out: Path) -> list[Path]:
     return written
 
 
-def run(stack: str, out: Path, root: Path = ROOT, stack_dir: Path | None = None) -> int:
+def run(stack: str, out: Path, root: Path = ROOT, stack_dir: Path | None = None,
+        policy_config_file: Path | None = None) -> int:
     from policy.engine import evaluate_plan, load_policy_config
 
     try:
         result = evaluate(stack, root=root, stack_dir=stack_dir)
-        policy_config = load_policy_config(stack)
+        policy_config = (load_policy_config(policy_config_file.stem, policy_config_file.parent)
+                         if policy_config_file else load_policy_config(stack))
     except (ConfigError, StackFileError) as err:
         print(f"stack {stack}: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -208,11 +210,17 @@ def run(stack: str, out: Path, root: Path = ROOT, stack_dir: Path | None = None)
 _UNPRINTED_OUTPUTS = {"kubeconfig": "kubeconfig for the DNS endpoint (gke-gcloud-auth-plugin)"}
 
 
-def plan_cost_lines(values: StackValues) -> list[str]:
-    """The cost lines for a stack's config (already validated by the plan run)."""
+def plan_cost_lines(values: StackValues, resources: list[dict[str, Any]] | None = None) -> list[str]:
+    """The cost lines for a stack's config (already validated by the plan run), and the fixed
+    monthly cost of the plan's billed resources."""
     cfg = parse_stack_config(values.stack, values.config, values.secret_keys)
     prices = prices_for(cfg.region, cfg.workload.gemini_model, cfg.price_overrides)
-    return cost_lines(cost_summary(cfg.workload, prices))
+    lines = cost_lines(cost_summary(cfg.workload, prices))
+    if resources is not None:
+        fixed = fixed_monthly_costs(resources, cfg.region, prices, cfg.workload.cpu_bursting,
+                                    registry_images=cfg.registry.keep_recent)
+        lines += ["", *fixed_cost_lines(fixed)]
+    return lines
 
 
 def report(result: PlanResult, values: StackValues) -> str:
@@ -226,7 +234,7 @@ def report(result: PlanResult, values: StackValues) -> str:
                       f"{c['min_pods']}-{c['max_pods']} pods carry {c['calls_at_min_pods']}-{c['calls_at_max_pods']} "
                       f"concurrent calls; a spike waits at most {c['seconds_to_new_capacity']} s for new capacity; "
                       f"a draining pod gets {c['grace_seconds']} s"]
-    lines += ["", *plan_cost_lines(values)]
+    lines += ["", *plan_cost_lines(values, result.resources)]
     kept = kept_after_destroy(result.resources)
     if kept:
         lines += ["", "`pulumi destroy` leaves or stops at (docs/infra.md \"Destroying a stack\"):"]
@@ -247,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="directory for the plan's files")
     parser.add_argument("--stack-dir", type=Path, default=None,
                         help="directory holding Pulumi.<stack>.yaml (default: beside Pulumi.yaml), e.g. examples/minimal")
+    parser.add_argument("--policy-config", type=Path, default=None,
+                        help="the policy pack's config for this stack (default: policy/<stack>.json), e.g. examples/minimal/policy.json")
     args = parser.parse_args(argv)
-    return run(args.stack, args.out, stack_dir=args.stack_dir)
+    return run(args.stack, args.out, stack_dir=args.stack_dir, policy_config_file=args.policy_config)
 
 
 if __name__ == "__main__":
