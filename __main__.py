@@ -18,7 +18,7 @@ from k8s.provider import cluster_provider
 from k8s.tool_server import ToolServer, ToolServerArgs, app_name, cluster_issuer
 from k8s.runtime import AGENT_SERVICE_ACCOUNT
 from k8s.metrics_adapter import IMAGE as METRICS_ADAPTER_IMAGE, MetricsAdapter, MetricsAdapterArgs
-from k8s.spare_capacity import PAUSE_IMAGE, SpareCapacity, SpareCapacityArgs
+from k8s.spare_capacity import CAPACITY_BUFFER_MIN_VERSION, PAUSE_IMAGE, SpareCapacity, SpareCapacityArgs
 from k8s.workload import AgentWorkload, AgentWorkloadArgs, image_reference, outside_agent_image
 from infra.images import IMAGES, reference as image_at
 from k8s.cloudsql_proxy import IMAGE as CLOUDSQL_PROXY_IMAGE, CheckpointDatabase
@@ -36,7 +36,10 @@ cluster = AutopilotCluster("gke", AutopilotClusterArgs(
     pod_range_name=network.pod_range_name, service_range_name=network.service_range_name,
     settings=cfg.cluster,
     notification_topic=notifications.topic_id if notifications else None,
-    secrets_key=secrets_key.key_id if secrets_key else None))
+    secrets_key=secrets_key.key_id if secrets_key else None,
+    # CapacityBuffer is served only from this GKE version on: the cluster is pinned to it.
+    min_master_version=(CAPACITY_BUFFER_MIN_VERSION if cfg.workload.spare_capacity_pods
+                        and cfg.workload.spare_capacity_mode == "capacityBuffer" else None)))
 registry = AgentRegistry("registry", AgentRegistryArgs(
     project=cfg.project, region=cfg.region, stack=cfg.stack, settings=cfg.registry,
     reader_member=cluster.node_service_account_member))
@@ -104,9 +107,11 @@ if cfg.workload.spare_capacity_pods:
                   opts=pulumi.ResourceOptions(provider=provider, depends_on=[workload]))
 
 if cfg.tool_server.places_enabled:
-    # Its own Workload Identity principal, its own role; the agent's identity gains nothing.
+    # Its own Google service account with its own role (Places takes no federated token,
+    # infra/tool_identity.py); the agent's identity gains nothing.
     places_identity = ToolIdentity("places-identity", ToolIdentityArgs(
-        project=cfg.project, namespace=cfg.workload.namespace, service_account=app_name("places"),
+        project=cfg.project, stack=cfg.stack, tool="places", namespace=cfg.workload.namespace,
+        service_account=app_name("places"),
         workload_pool=cluster.workload_pool))
     places = ToolServer(
         "places",
@@ -115,10 +120,11 @@ if cfg.tool_server.places_enabled:
             image=image_at(registry.url, IMAGES["places"], cfg.tool_server.places_image_digest, cfg.workload.image_tag),
             issuer=pulumi.Output.all(cluster.name, cluster.location).apply(
                 lambda nl: cluster_issuer(cfg.project, nl[1], nl[0])),
-            replicas=cfg.tool_server.places_replicas),
+            replicas=cfg.tool_server.places_replicas,
+            google_service_account=places_identity.email),
         opts=pulumi.ResourceOptions(provider=provider, depends_on=[workload, places_identity]))
     pulumi.export("placesToolUrl", places.url)
-    pulumi.export("placesToolPrincipal", places_identity.principal)
+    pulumi.export("placesToolServiceAccount", places_identity.email)
 
 pulumi.export("clusterName", cluster.name)
 pulumi.export("clusterLocation", cluster.location)

@@ -1,4 +1,5 @@
-"""What a call costs: Autopilot pods per call-hour and Gemini Live per call-minute.
+"""What a call costs: Autopilot pods per call-hour and Gemini Live per call-minute; and what the
+stack costs before any call: the fixed monthly cost of every billed resource the plan creates.
 
 Pure arithmetic over the list prices in domain/data/prices.json (each with its source and the
 date it was read), the stack's sizes (domain/sizes.py, domain/capacity.py) and a stated speech mix.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ from typing import Any
 
 from domain.settings import ConfigError, Problem, WorkloadSettings
 from domain.capacity import calls_target, sessions_per_pod, workload_resources
+from domain.pod_requests import effective_pod_requests
+from domain.sizes import Resources, autopilot_normalise
 
 PRICES_FILE = Path(__file__).parent / "data" / "prices.json"
 PRICES: dict[str, Any] = json.loads(PRICES_FILE.read_text(encoding="utf-8"))
@@ -185,4 +189,136 @@ def cost_lines(c: Mapping[str, Any]) -> list[str]:
         f"{mix.call_minutes:g}-min call, {mix.turns_per_minute:g} turns/min, agent speaking {mix.agent_share:.0%} "
         f"(every turn re-reads the context)"
     )
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixed monthly cost: what the stack's billed resources cost before the first call
+
+
+HOURS_PER_MONTH = 730  # Google's pricing pages convert hourly to monthly with 730 hours
+_CUSTOM_TIER = re.compile(r"^db-custom-(\d+)-(\d+)$")
+
+
+@dataclass(frozen=True)
+class FixedCost:
+    item: str
+    usd_month: float | None  # None: no list price for the region or the kind
+    detail: str
+
+
+def _regional(section: str, region: str, table: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return table.get(section, {}).get(region)
+
+
+def _pod_usd_hour(spec: Mapping[str, Any], prices: Prices, bursting: bool) -> float | None:
+    """A pod bills its effective request (KEP-753: sidecars included) as Autopilot runs it."""
+    total = effective_pod_requests(spec.get("containers") or [], spec.get("initContainers") or [])
+    cpu, mem = math.ceil(total["cpu"]), math.ceil(total["memory"])
+    run = autopilot_normalise(Resources(cpu, mem, cpu, mem), bursting)
+    return pod_cost_per_hour(run.cpu_request_m, run.memory_request_mi, prices)
+
+
+def _pods(resources: list[Mapping[str, Any]], prices: Prices, bursting: bool) -> list[FixedCost]:
+    """Autopilot bills pods, not nodes: every Deployment at the replicas it never goes below (an
+    HPA's minimum), and each CapacityBuffer unit like a pod of its template."""
+    hpa_min = {((r["inputs"].get("spec") or {}).get("scaleTargetRef") or {}).get("name"):
+               (r["inputs"].get("spec") or {}).get("minReplicas")
+               for r in resources if r["type"] == "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"}
+    templates = {(r["inputs"].get("metadata") or {}).get("name"): (r["inputs"].get("template") or {}).get("spec") or {}
+                 for r in resources if r["type"] == "kubernetes:core/v1:PodTemplate"}
+    items = []
+    for r in resources:
+        inputs = r["inputs"]
+        if r["type"] == "kubernetes:apps/v1:Deployment":
+            name = (inputs.get("metadata") or {}).get("name")
+            replicas = hpa_min.get(name) or (inputs.get("spec") or {}).get("replicas") or 1
+            spec = ((inputs.get("spec") or {}).get("template") or {}).get("spec") or {}
+            why = "the HPA's minimum" if name in hpa_min else "replicas"
+        elif r["type"] == "kubernetes:autoscaling.x-k8s.io/v1beta1:CapacityBuffer":
+            spec = templates.get(((inputs.get("spec") or {}).get("podTemplateRef") or {}).get("name"), {})
+            replicas, why = (inputs.get("spec") or {}).get("replicas") or 0, "buffer units, billed as pods"
+        else:
+            continue
+        hour = _pod_usd_hour(spec, prices, bursting)
+        usd = None if hour is None else replicas * hour * HOURS_PER_MONTH
+        price = f"{_usd(hour)}/h" if hour is not None else f"no Autopilot list price for {prices.region}"
+        items.append(FixedCost(f"pods {r['name']}", usd, f"{replicas} ({why}) x {price}"))
+    return items
+
+
+def _database(r: Mapping[str, Any], region: str, table: Mapping[str, Any]) -> FixedCost:
+    settings = r["inputs"].get("settings") or {}
+    tier, ha = settings.get("tier", ""), settings.get("availabilityType") == "REGIONAL"
+    disk = settings.get("diskSize") or 10
+    p = _regional("cloud_sql", region, table)
+    label = f"Cloud SQL {tier}, {'REGIONAL (HA)' if ha else 'ZONAL'}, {disk} GB SSD"
+    if p is None:
+        return FixedCost(r["name"], None, f"{label}: no list price for {region}")
+    factor = p["ha_factor"] if ha else 1
+    custom = _CUSTOM_TIER.match(tier)
+    if custom:
+        hour = int(custom.group(1)) * p["vcpu_hour"] + int(custom.group(2)) / 1024 * p["gib_hour"]
+    elif tier in p["shared_core_hour"]:
+        hour = p["shared_core_hour"][tier]
+    else:
+        return FixedCost(r["name"], None, f"{label}: tier not priced in domain/data/prices.json")
+    usd = factor * (hour * HOURS_PER_MONTH + disk * p["ssd_gb_month"])
+    return FixedCost(r["name"], usd, f"{label} (instance x{factor:g}, storage x{factor:g}; backups extra)")
+
+
+def fixed_monthly_costs(resources: list[Mapping[str, Any]], region: str, prices: Prices, bursting: bool = False,
+                        table: Mapping[str, Any] = PRICES, registry_images: int = 0) -> list[FixedCost]:
+    """One line per billed resource of the plan, at list price, per month of 730 hours.
+    `bursting`: the cluster's CPU bursting (cpuBursting), which decides Autopilot's rounding."""
+    items: list[FixedCost] = []
+    types = [r["type"] for r in resources]
+    for _ in range(types.count("gcp:container/cluster:Cluster")):
+        items.append(FixedCost("cluster fee", prices.cluster_fee_hour * HOURS_PER_MONTH,
+                               f"{_usd(prices.cluster_fee_hour, 2)}/h (the free tier credits one Autopilot cluster)"))
+    items += _pods(resources, prices, bursting)
+    items += [_database(r, region, table) for r in resources if r["type"] == "gcp:sql/databaseInstance:DatabaseInstance"]
+    nat = _regional("cloud_nat", region, table)
+    for r in resources:
+        if r["type"] != "gcp:compute/routerNat:RouterNat":
+            continue
+        if nat is None:
+            items.append(FixedCost(r["name"], None, f"Cloud NAT: no list price for {region}"))
+            continue
+        usd = (nat["gateway_vm_hour"] + nat["ip_hour"]) * HOURS_PER_MONTH
+        items.append(FixedCost(r["name"], usd, f"Cloud NAT at one node and one external IP; +{_usd(nat['gateway_vm_hour'])}/h "
+                               f"per further node (at most {_usd(nat['gateway_max_hour'])}/h), +{_usd(nat['ip_hour'])}/h "
+                               "per further IP; data processed extra"))
+    per_version = table["kms"]["key_version_month"]
+    for r in resources:
+        if r["type"] == "gcp:kms/cryptoKey:CryptoKey":
+            items.append(FixedCost(r["name"], per_version, f"one key version at {_usd(per_version, 2)}/month; every "
+                                   "rotation adds one, billed until destroyed; the key ring itself is free"))
+    versions = types.count("gcp:secretmanager/secretVersion:SecretVersion")
+    if versions:
+        usd = versions * table["secret_manager"]["version_month"]
+        items.append(FixedCost("secret versions", usd, f"{versions} active version(s), one location each; access calls extra"))
+    conditions = sum(len(r["inputs"].get("conditions") or []) for r in resources
+                     if r["type"] == "gcp:monitoring/alertPolicy:AlertPolicy")
+    if conditions:
+        usd = conditions * table["monitoring"]["alert_condition_month"]
+        items.append(FixedCost("alert conditions", usd, f"{conditions} condition(s); Prometheus samples ingested extra"))
+    if "gcp:artifactregistry/repository:Repository" in types and registry_images:
+        ar = table["artifact_registry"]
+        gb = max(0.0, registry_images * ar["image_gb_estimate"] - ar["free_gb"])
+        items.append(FixedCost("registry storage", gb * ar["gb_month"],
+                               f"estimate: {registry_images} kept images x {ar['image_gb_estimate']:g} GB, "
+                               f"{ar['free_gb']:g} GB free"))
+    return items
+
+
+def fixed_cost_lines(items: list[FixedCost]) -> list[str]:
+    lines = ["fixed monthly cost before any call (list prices, 730 h; docs/cost.md):"]
+    width = max((len(i.item) for i in items), default=0)
+    for i in items:
+        lines.append(f"  {i.item:<{width}}  {_usd(i.usd_month, 2):>9}  {i.detail}")
+    known = [i.usd_month for i in items if i.usd_month is not None]
+    unpriced = [i.item for i in items if i.usd_month is None]
+    total = f"  total {_usd(sum(known), 2)}/month"
+    lines.append(total + (f" without {', '.join(unpriced)} (no list price)" if unpriced else ""))
     return lines

@@ -174,13 +174,13 @@ SETTINGS: tuple[Setting, ...] = (
             'upgrades drain live calls; subscribe to be warned).',
             default=True, to='cluster.upgrade_notifications'),
     Setting('secretsEncryption', 'boolean', 'cluster',
-            'Encrypt Kubernetes Secrets at the application layer with a Cloud KMS key of the stack (key rings can '
-            'never be deleted; dev turns it off).',
-            default=True, to='cluster.secrets_encryption'),
+            'Encrypt Kubernetes Secrets at the application layer with a Cloud KMS key of the stack. Off unless chosen, '
+            'as the key ring can never be deleted and each key version is billed (prod turns it on).',
+            default=False, to='cluster.secrets_encryption'),
     Setting('binaryAuthorization', 'boolean', 'cluster',
             "Admit only images from the stack's Artifact Registry repository (Binary Authorization project policy, "
-            'enforced by the cluster).',
-            default=True, to='cluster.binary_authorization'),
+            'enforced by the cluster). Off unless chosen (prod turns it on).',
+            default=False, to='cluster.binary_authorization'),
     Setting('binaryAuthorizationAttestor', 'text', 'cluster',
             "Empty = Binary Authorization admits the stack's registry as a whole. Else the attestor "
             "(projects/<project>/attestors/<id>, the bootstrap's output buildAttestor) whose attestation every image "
@@ -397,8 +397,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting('recoveryEnabled', 'boolean', 'crash recovery',
             "Checkpoint every call to the stack's Cloud SQL for PostgreSQL database (through a Cloud SQL Auth Proxy "
             'sidecar) so a replacement agent resumes a call whose pod died. Off = no database, no sidecar, calls die '
-            'with their pod.',
-            default=True, to='workload.recovery_enabled'),
+            "with their pod. Off unless chosen, as the database is the stack's largest fixed cost (both committed "
+            'stacks turn it on).',
+            default=False, to='workload.recovery_enabled'),
     Setting('recoveryWatcher', 'boolean', 'crash recovery',
             'Every worker watches for calls whose agent died and re-dispatches them (AGENT_RECOVERY_WATCHER). Self-'
             "hosted LiveKit needs it; set false with LiveKit Cloud, which restarts a dead worker's jobs itself (the "
@@ -408,12 +409,12 @@ SETTINGS: tuple[Setting, ...] = (
             'Cloud SQL Enterprise edition tier of the checkpoint database, db-custom-<vCPU>-<MiB> (1 or an even vCPU '
             'count, 0.9 to 6.5 GiB per vCPU), or a shared-core db-f1-micro / db-g1-small when databaseProduction is '
             'false.',
-            default='db-custom-2-7680', to='database.tier'),
+            default='db-custom-1-3840', to='database.tier'),
     Setting('databaseProduction', 'boolean', 'crash recovery',
             'Point-in-time recovery, REGIONAL high availability and deletion protection for the checkpoint database; '
-            'shared-core tiers are refused. Secure by default; dev turns it off (policy rule database-backups-in-prod '
-            'requires it on protected stacks).',
-            default=True, to='database.production'),
+            "shared-core tiers are refused. Off unless chosen, as HA doubles the database's cost (prod turns it on; "
+            'policy rule database-backups-in-prod requires it on protected stacks).',
+            default=False, to='database.production'),
     Setting('databaseDiskSizeGb', 'integer', 'crash recovery',
             'SSD size of the checkpoint database, 10 to 65536 GB (grows by itself when full).',
             default=20, to='database.disk_size_gb', **database_range('disk_size_gb')),

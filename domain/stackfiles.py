@@ -20,6 +20,10 @@ import yaml
 from domain.settings import PROJECT
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where Pulumi.<stack>.yaml files are read when a caller names no directory; None: next to
+# Pulumi.yaml, as the CLI reads them. The test suite points this at its own fixture stacks
+# (tests/conftest.py), so the committed Pulumi.dev.yaml / Pulumi.prod.yaml stay the user's to edit.
+STACK_DIR: Path | None = None
 SECRET_PLACEHOLDER = "offline-placeholder-secret"
 
 
@@ -94,14 +98,19 @@ def project_declarations(root: Path = ROOT) -> dict[str, dict[str, Any]]:
     return {_full_key(k): (v if isinstance(v, dict) else {"default": v}) for k, v in declared.items()}
 
 
-def load_stack_values(stack: str, root: Path = ROOT) -> StackValues:
+def stack_file(stack: str, root: Path = ROOT, stack_dir: Path | None = None) -> Path:
+    """Pulumi.<stack>.yaml in `stack_dir`, else in STACK_DIR, else beside Pulumi.yaml."""
+    return (stack_dir or STACK_DIR or root) / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_values(stack: str, root: Path = ROOT, stack_dir: Path | None = None) -> StackValues:
     """Pulumi.yaml defaults merged with Pulumi.<stack>.yaml, the way the CLI hands them over.
 
     Only `secure:` values are secret, as for the CLI: a plain value of a key Pulumi.yaml
     declares secret stays plain, and domain.config refuses it (the CLI itself refuses it with
     "must be encrypted as it's secret", pulumi/pulumi sdk/go/common/workspace)."""
     declared = project_declarations(root)
-    stack_config = _config_block(_read_yaml(root / f"Pulumi.{stack}.yaml"), f"Pulumi.{stack}.yaml")
+    stack_config = _config_block(_read_yaml(stack_file(stack, root, stack_dir)), f"Pulumi.{stack}.yaml")
     merged: dict[str, str] = {}
     secret_keys: set[str] = set()
     placeholders: set[str] = set()

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from domain.settings import ConfigError, Problem, setting_key
-from domain.stackfiles import ROOT, StackFileError, load_stack_values
+from domain.stackfiles import ROOT, StackFileError, load_stack_values, stack_file
 
 URL_KEY = setting_key("livekitUrl")
 ACK_KEY = setting_key("livekitSharedWithStages")
@@ -44,7 +44,8 @@ def other_stages(stack: str, root: Path = ROOT) -> dict[str, str]:
     """stack -> livekitUrl of every other committed Pulumi.<stack>.yaml beside Pulumi.yaml. A
     file that cannot be read is not a stage we can compare with: its own plan reports it."""
     found = {}
-    for path in sorted(root.glob("Pulumi.*.yaml")):
+    # the stack files' own directory: beside Pulumi.yaml, or where tests keep their fixture stacks
+    for path in sorted(stack_file(stack, root).parent.glob("Pulumi.*.yaml")):
         other = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
         if other == stack:
             continue

@@ -51,6 +51,11 @@ class AutopilotClusterArgs:
     # The Cloud KMS key for application-layer Secrets encryption (infra/encryption.py), or None.
     # Its Output must resolve only once the GKE service agent may use the key.
     secrets_key: pulumi.Input[str] | None = None
+    # The lowest GKE version the stack's objects need (e.g. CapacityBuffer,
+    # k8s/spare_capacity.CAPACITY_BUFFER_MIN_VERSION), or None: the channel's default. GKE
+    # creates the control plane at least at this version and refuses one its channel does not
+    # offer, so `pulumi up` fails at the cluster rather than at a kind the cluster cannot serve.
+    min_master_version: str | None = None
 
 
 class AutopilotCluster(pulumi.ComponentResource):
@@ -156,6 +161,7 @@ def _cluster_args(args: AutopilotClusterArgs, node_sa_email: pulumi.Input[str]) 
         "private_cluster_config": {"enable_private_nodes": True},
         **_control_plane_access(s.authorized_networks),
         "release_channel": {"channel": s.release_channel},
+        **({"min_master_version": args.min_master_version} if args.min_master_version else {}),
         "maintenance_policy": _maintenance_policy(s),
         "deletion_protection": s.deletion_protection,
         "monitoring_config": _monitoring(s),

@@ -36,6 +36,19 @@ IAM_AUTH_FLAG = "cloudsql.iam_authentication"
 CLIENT_ROLES = ("roles/cloudsql.client", "roles/cloudsql.instanceUser")
 TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"
 SSL_MODE = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
+# `pulumi destroy` must get through the network. The VPC is the stack's own, so nothing else
+# peers through this connection; ABANDON left the peering behind, and a network with a peering
+# cannot be deleted. REMOVE_PEERING deletes the connection and, when Service Networking still
+# refuses (it does for a while after the Cloud SQL instance is gone), removes the peering from
+# the network instead (pulumi-gcp 10.2.0 servicenetworking/connection.py, deletion_policy).
+PSA_DELETION_POLICY = "REMOVE_PEERING"
+# The IAM user owns the checkpoint tables the agent creates, and Cloud SQL cannot delete a
+# PostgreSQL user that owns objects or holds granted privileges ("Manage users with IAM database
+# authentication", https://cloud.google.com/sql/docs/postgres/add-manage-iam-users: reassign or
+# drop them first; pulumi-gcp 10.2.0 sql/user.py, deletion_policy). The user goes with its
+# instance on destroy, so Pulumi only forgets it; a user dropped from the program while its
+# instance stays is left in the database, unable to log in once its service account is gone.
+USER_DELETION_POLICY = "ABANDON"
 # Daily backups at 03:00 UTC, before the Sunday 04:00 maintenance window (_settings).
 BACKUP_START_TIME = "03:00"
 
@@ -87,8 +100,7 @@ class AgentDatabase(pulumi.ComponentResource):
         peering = gcp.servicenetworking.Connection(
             child(name, "psa"), network=args.network_id, service="servicenetworking.googleapis.com",
             reserved_peering_ranges=[psa_range.name],
-            # ABANDON: the peering may be shared by other managed services on the same VPC
-            deletion_policy="ABANDON", opts=child_opts)
+            deletion_policy=PSA_DELETION_POLICY, opts=child_opts)
         instance = gcp.sql.DatabaseInstance(
             child(name, "instance"), project=args.project, region=args.region,
             database_version=s.version, deletion_protection=s.production,
@@ -107,7 +119,7 @@ class AgentDatabase(pulumi.ComponentResource):
                                      role=TOKEN_CREATOR, member=args.agent_principal, opts=child_opts)
         user = gcp.sql.User(child(name, "user"), project=args.project, instance=instance.name,
                             name=account.email.apply(iam_user_name), type="CLOUD_IAM_SERVICE_ACCOUNT",
-                            opts=child_opts)
+                            deletion_policy=USER_DELETION_POLICY, opts=child_opts)
         # GCP's connectionName is `project:region:instance`; built here from the instance's
         # name so it is known wherever the name is (the offline plan's mocks compute no
         # provider outputs).

@@ -23,6 +23,11 @@ from infra.names import child, type_token
 
 # Prometheus rule names (the alert's `alertname`): [a-zA-Z_:][a-zA-Z0-9_:]*
 RULE_GROUP = "voice-agents"
+# Every condition's series (voice_agent_*, lk_agents_*) exists only once agent pods run, and
+# Cloud Monitoring refuses a PromQL condition on a metric it has not seen unless validation is
+# off (pulumi-gcp 10.2.0 monitoring/_inputs.py `disable_metric_validation`, added for exactly
+# this by terraform-provider-google#20491). Without it the first `pulumi up` stops here.
+DISABLE_METRIC_VALIDATION = True
 # Cloud Monitoring evaluates a PromQL condition at most this often (evaluationInterval).
 EVALUATION_INTERVAL = "60s"
 GRID_COLUMNS = 12
@@ -84,6 +89,7 @@ def alert_policy_args(alert: runbook.Alert, args: AgentMonitoringArgs) -> dict:
                 "evaluation_interval": EVALUATION_INTERVAL,
                 "alert_rule": rule_name(alert.key),
                 "rule_group": RULE_GROUP,
+                "disable_metric_validation": DISABLE_METRIC_VALIDATION,
             },
         }],
         "documentation": {"content": alert.doc, "mime_type": "text/markdown"},

@@ -62,7 +62,8 @@ def requests(bursting: bool) -> tuple[int, int]:
     return cpu, max(MIN_MEMORY_MI, MIN_MEM_MI_BURST, math.ceil(cpu / 1000 * MIN_GIB_PER_VCPU * 1024))
 
 
-def _resources(bursting: bool) -> dict:
+def sidecar_resources(bursting: bool) -> dict:
+    """Requests = limits of the sidecar; k8s/spare_capacity.py counts them in the agent pod."""
     cpu, mem = requests(bursting)
     amounts = {"cpu": f"{cpu}m", "memory": f"{mem}Mi", "ephemeral-storage": EPHEMERAL_STORAGE}
     return {"requests": amounts, "limits": dict(amounts)}
@@ -104,7 +105,7 @@ def sidecar(db: CheckpointDatabase, bursting: bool) -> dict:
         "restartPolicy": "Always",
         "args": proxy_args(db),
         "ports": [{"name": HEALTH_PORT_NAME, "containerPort": HEALTH_PORT, "protocol": "TCP"}],
-        "resources": _resources(bursting),
+        "resources": sidecar_resources(bursting),
         "startupProbe": {
             "httpGet": {"path": "/startup", "port": HEALTH_PORT_NAME},
             "periodSeconds": STARTUP_PERIOD_S,

@@ -100,7 +100,7 @@ class MetricsAdapter(pulumi.ComponentResource):
                                    opts=kube)
         in_ns = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
         meta = {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE, "labels": APP_LABELS}
-        k8s.core.v1.ServiceAccount(child(name, "ksa"), metadata=meta, opts=in_ns)
+        ksa = k8s.core.v1.ServiceAccount(child(name, "ksa"), metadata=meta, opts=in_ns)
         subject = [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]
         # delegated authentication and authorization of an aggregated API server
         k8s.rbac.v1.ClusterRoleBinding(
@@ -123,7 +123,9 @@ class MetricsAdapter(pulumi.ComponentResource):
             child(name, "deployment"), metadata=meta,
             spec={"replicas": 1, "selector": {"matchLabels": APP_LABELS},
                   "template": {"metadata": {"labels": APP_LABELS}, "spec": adapter_pod_spec()}},
-            opts=in_ns)
+            # Pods naming a service account that does not exist yet are refused by admission
+            # (infra/preconditions.py service-account-first).
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns, ksa]))
         service = k8s.core.v1.Service(
             child(name, "service"), metadata=meta,
             spec={"type": "ClusterIP", "selector": APP_LABELS,

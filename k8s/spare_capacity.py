@@ -11,7 +11,15 @@ uses GKE's CapacityBuffer instead ("Configure capacity buffers", GKE docs): the 
 autoscaler keeps room for `spareCapacityPods` agent pods by simulating placeholder pods from a
 PodTemplate, so no pause pods run and nothing is preempted. Its CRD (autoscaling.x-k8s.io,
 kubernetes/autoscaler) is vendored in tests/schemas/ and the rendered object is validated
-against it.
+against it. The cluster is pinned to that version whenever this mode is chosen
+(CAPACITY_BUFFER_MIN_VERSION; infra/cluster.py min_master_version).
+
+One unit of room is one whole agent pod, not its agent container: the pod also runs the Cloud
+SQL Auth Proxy as a native sidecar, and the scheduler reserves a pod's *effective* request
+(KEP-753 "Resources calculation for scheduling and pod admission"; Kubernetes docs "Effective
+Pod requests and limits"): max(the largest init-phase need, sum(app containers) +
+sum(restartable init containers)). A placeholder one sidecar smaller than that, once preempted,
+leaves a hole an agent pod does not fit into.
 """
 
 from __future__ import annotations
@@ -21,15 +29,42 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+import math
+
+from domain.pod_requests import effective_pod_requests
 from domain.settings import WorkloadSettings
+from domain.sizes import Resources, autopilot_normalise
 from infra.names import child, type_token
-from k8s import runtime
-from domain.capacity import workload_resources
+from k8s import cloudsql_proxy, runtime
+from k8s.pod import container_resources
 
 # Below every real workload (the default priority is 0) so any pod may preempt a placeholder.
 PLACEHOLDER_PRIORITY = -10
 # The pause image does nothing and needs nothing writable.
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+# GKE serves the CapacityBuffer kind from this version on ("Configure capacity buffers", GKE
+# docs: active buffers need 1.35.2-gke.1842000 or later on Standard and Autopilot).
+CAPACITY_BUFFER_MIN_VERSION = "1.35.2-gke.1842000"
+
+def agent_pod_containers(w: WorkloadSettings) -> tuple[list[dict], list[dict]]:
+    """(containers, init containers) of one agent pod as far as their requests go: the agent
+    (k8s/pod.py) and, with crash recovery, the Auth Proxy sidecar (k8s/cloudsql_proxy.py)."""
+    containers = [{"name": "agent", "resources": container_resources(w)}]
+    sidecars = ([{"name": cloudsql_proxy.CONTAINER_NAME, "restartPolicy": "Always",
+                  "resources": cloudsql_proxy.sidecar_resources(w.cpu_bursting)}]
+                if w.recovery_enabled else [])
+    return containers, sidecars
+
+
+def unit_requests(w: WorkloadSettings) -> dict[str, str]:
+    """One unit of spare room: the whole agent pod's effective request, as Autopilot runs it
+    (CPU in 250m steps without bursting, its minimums and CPU:memory ratio; domain/sizes.py), so the
+    placeholder is billed and scheduled exactly like the pod whose room it holds."""
+    total = effective_pod_requests(*agent_pod_containers(w))
+    cpu, mem = math.ceil(total["cpu"]), math.ceil(total["memory"])
+    run = autopilot_normalise(Resources(cpu, mem, cpu, mem), w.cpu_bursting)
+    return {"cpu": f"{run.cpu_request_m}m", "memory": f"{run.memory_request_mi}Mi",
+            "ephemeral-storage": f"{math.ceil(total['ephemeral-storage'])}Mi"}
 
 
 @dataclass(frozen=True)
@@ -42,8 +77,8 @@ def placeholder_labels() -> dict[str, str]:
 
 
 def placeholder_pod_spec(w: WorkloadSettings, priority_class: str) -> dict:
-    # The agent pod's requests exactly: a placeholder holds the room of one agent pod.
-    requests = workload_resources(w).requests()
+    # A whole agent pod's effective request: a placeholder holds the room of one agent pod.
+    requests = unit_requests(w)
     return {
         "priorityClassName": priority_class,
         # Evicted placeholders should leave at once: the agent pod is waiting for the room.

@@ -48,6 +48,8 @@ KUBE_API_DIR = "/var/run/secrets/tokens/kube-api"
 # The shortest lifetime the API server accepts for a projected token (expirationSeconds >= 600).
 KUBE_API_TOKEN_SECONDS = 600
 TOKEN_REVIEW_RULE = {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+# GKE's link from a Kubernetes service account to the Google service account it acts as.
+GOOGLE_SERVICE_ACCOUNT_ANNOTATION = "iam.gke.io/gcp-service-account"
 
 
 def audience(name: str) -> str:
@@ -193,6 +195,9 @@ class ToolServerArgs:
     image: pulumi.Input[str]
     issuer: pulumi.Input[str]
     replicas: int = REPLICAS
+    # The Google service account the server acts as (infra/tool_identity.py): the GKE metadata
+    # server hands the pod its token. None: the pod's own federated principal.
+    google_service_account: pulumi.Input[str] | None = None
 
 
 class ToolServer(pulumi.ComponentResource):
@@ -203,7 +208,10 @@ class ToolServer(pulumi.ComponentResource):
         a = args
         meta = {"name": app_name(a.name), "namespace": a.namespace, "labels": selector_labels(a.name)}
         child_opts = pulumi.ResourceOptions(parent=self)
-        ksa = k8s.core.v1.ServiceAccount(child(name, "ksa"), metadata=meta, automount_service_account_token=False,
+        ksa_meta = dict(meta)
+        if a.google_service_account is not None:
+            ksa_meta["annotations"] = {GOOGLE_SERVICE_ACCOUNT_ANNOTATION: a.google_service_account}
+        ksa = k8s.core.v1.ServiceAccount(child(name, "ksa"), metadata=ksa_meta, automount_service_account_token=False,
                                          opts=child_opts)
         role_name = token_review_role_name(a.name)
         role = k8s.rbac.v1.ClusterRole(child(name, "token-review-role"),

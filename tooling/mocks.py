@@ -37,10 +37,14 @@ class Recorded:
     # expanded to its children) and every resource whose Output feeds an input. The parent is
     # not one of them: a parent orders nothing.
     depends_on: list[str] = field(default_factory=list)
+    # The explicit provider's name (the Kubernetes provider for every workload object), or None
+    # for the default provider. The SDK waits for the provider before registering the resource,
+    # so a provider orders like a dependency (infra/preconditions.py reads it that way).
+    provider: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name, "parent": self.parent, "dependsOn": self.depends_on,
-                "inputs": self.inputs}
+                "provider": self.provider, "inputs": self.inputs}
 
 
 def wire_value(value: Any) -> Any:
@@ -128,6 +132,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.invokes: list[str] = []
         self.current_parent: str | None = None
         self.current_dependencies: list[str] = []
+        self.current_provider: str | None = None
         self._constructed: dict[tuple[str, str], int] = {}
 
     def note_constructed(self, resource_type: str, name: str) -> None:
@@ -143,7 +148,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(Recorded(args.typ, args.name, self.current_parent, wire_value(args.inputs),
-                                       list(self.current_dependencies)))
+                                       list(self.current_dependencies), self.current_provider))
         outputs = {**args.inputs, **_auto_name(args.typ, args.name, args.inputs)}
         outputs.update(_computed_outputs(args.typ, outputs))
         return _resource_id(args.typ, args.name, outputs), outputs
@@ -170,6 +175,14 @@ def _dependency_names(urns) -> list[str]:
     return sorted({urn.split("::")[-1] for urn in urns})
 
 
+def _provider_name(reference: str) -> str | None:
+    """A provider reference is `<provider URN>::<provider id>`; default providers (the SDK
+    sends none for them) leave it empty."""
+    if not reference:
+        return None
+    return reference.rsplit("::", 1)[0].split("::")[-1]
+
+
 class ParentTrackingMonitor(MockMonitor):
     """MockResourceArgs carries no parent; the request does. The SDK registers resources from
     several threads, so registration is serialised: the parent new_resource sees is the one of
@@ -183,4 +196,5 @@ class ParentTrackingMonitor(MockMonitor):
         with self._lock:
             self.mocks.current_parent = _parent_name(request.parent)
             self.mocks.current_dependencies = _dependency_names(request.dependencies)
+            self.mocks.current_provider = _provider_name(request.provider)
             return super().RegisterResource(request)

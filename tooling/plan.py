@@ -31,7 +31,8 @@ from domain.settings import PROJECT, ConfigError
 from tooling.mocks import ParentTrackingMonitor, RecordingMocks
 from domain.capacity import capacity_summary
 from domain.config import parse_stack_config
-from domain.cost import cost_lines, cost_summary, prices_for
+from domain.cost import cost_lines, cost_summary, fixed_cost_lines, fixed_monthly_costs, prices_for
+from infra.preconditions import kept_after_destroy
 from domain.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
@@ -71,14 +72,15 @@ class ProgramRun:
     exports: dict[str, pulumi.Output[Any]]
 
 
-def run_program(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT) -> ProgramRun:
+def run_program(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT,
+                stack_dir: Path | None = None) -> ProgramRun:
     """Runs __main__.py in this process under fresh mocks and waits for every registration.
 
     Mocks, config and settings are process-global, so each call replaces all three; calls in
     one process are independent. Raises ConfigError or StackFileError before any resource
     exists when the stack's config is invalid.
     """
-    values = load_stack_values(stack, root)
+    values = load_stack_values(stack, root, stack_dir)
     config = {**values.config, **(overrides or {})}
     mocks = RecordingMocks()
     # preview=False: every Output is known, so every apply in the program (and in tests) runs.
@@ -117,9 +119,10 @@ def _construction_order(mocks: RecordingMocks) -> Iterator[None]:
         pulumi_resource.register_resource = original
 
 
-def evaluate(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT) -> PlanResult:
+def evaluate(stack: str, overrides: Mapping[str, str] | None = None, root: Path = ROOT,
+             stack_dir: Path | None = None) -> PlanResult:
     """The stack's plan as plain data. Raises ConfigError/StackFileError on an invalid stack."""
-    run = run_program(stack, overrides, root)
+    run = run_program(stack, overrides, root, stack_dir)
     outputs = {k: _sync_await(v.future()) for k, v in run.exports.items()}
     cfg = run.namespace.get("cfg")
     capacity = {"size": cfg.workload.size, **capacity_summary(cfg.workload)} if cfg is not None else {}
@@ -176,12 +179,14 @@ def write_manifests(resources: list[dict[str, Any]], out: Path) -> list[Path]:
     return written
 
 
-def run(stack: str, out: Path, root: Path = ROOT) -> int:
+def run(stack: str, out: Path, root: Path = ROOT, stack_dir: Path | None = None,
+        policy_config_file: Path | None = None) -> int:
     from policy.engine import evaluate_plan, load_policy_config
 
     try:
-        result = evaluate(stack, root=root)
-        policy_config = load_policy_config(stack)
+        result = evaluate(stack, root=root, stack_dir=stack_dir)
+        policy_config = (load_policy_config(policy_config_file.stem, policy_config_file.parent)
+                         if policy_config_file else load_policy_config(stack))
     except (ConfigError, StackFileError) as err:
         print(f"stack {stack}: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -194,7 +199,7 @@ def run(stack: str, out: Path, root: Path = ROOT) -> int:
     print(render_tree(result.resources))
     for v in violations:
         print(f"[{v['severity']}] {v['rule']} {v['resource']}: {v['message']}")
-    print(report(result, load_stack_values(stack, root)))
+    print(report(result, load_stack_values(stack, root, stack_dir)))
     mandatory = [v for v in violations if v["severity"] == "mandatory"]
     print(f"stack {stack}: {len(result.resources)} resources, {len(manifests)} manifests, "
           f"{len(violations)} policy violations ({len(mandatory)} mandatory) -> {out}")
@@ -205,11 +210,17 @@ def run(stack: str, out: Path, root: Path = ROOT) -> int:
 _UNPRINTED_OUTPUTS = {"kubeconfig": "kubeconfig for the DNS endpoint (gke-gcloud-auth-plugin)"}
 
 
-def plan_cost_lines(values: StackValues) -> list[str]:
-    """The cost lines for a stack's config (already validated by the plan run)."""
+def plan_cost_lines(values: StackValues, resources: list[dict[str, Any]] | None = None) -> list[str]:
+    """The cost lines for a stack's config (already validated by the plan run), and the fixed
+    monthly cost of the plan's billed resources."""
     cfg = parse_stack_config(values.stack, values.config, values.secret_keys)
     prices = prices_for(cfg.region, cfg.workload.gemini_model, cfg.price_overrides)
-    return cost_lines(cost_summary(cfg.workload, prices))
+    lines = cost_lines(cost_summary(cfg.workload, prices))
+    if resources is not None:
+        fixed = fixed_monthly_costs(resources, cfg.region, prices, cfg.workload.cpu_bursting,
+                                    registry_images=cfg.registry.keep_recent)
+        lines += ["", *fixed_cost_lines(fixed)]
+    return lines
 
 
 def report(result: PlanResult, values: StackValues) -> str:
@@ -223,7 +234,11 @@ def report(result: PlanResult, values: StackValues) -> str:
                       f"{c['min_pods']}-{c['max_pods']} pods carry {c['calls_at_min_pods']}-{c['calls_at_max_pods']} "
                       f"concurrent calls; a spike waits at most {c['seconds_to_new_capacity']} s for new capacity; "
                       f"a draining pod gets {c['grace_seconds']} s"]
-    lines += ["", *plan_cost_lines(values)]
+    lines += ["", *plan_cost_lines(values, result.resources)]
+    kept = kept_after_destroy(result.resources)
+    if kept:
+        lines += ["", "`pulumi destroy` leaves or stops at (docs/infra.md \"Destroying a stack\"):"]
+        lines += [f"  {k}" for k in kept]
     made_up = [f"{k} (secret placeholder: not set or encrypted)" for k in values.placeholders]
     made_up += [f"{k} = {values.config[k]} (the example's value)" for k in example_values(values)]
     if made_up:
@@ -254,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tooling.plan", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--out", required=True, type=Path, help="directory for the plan's files")
+    parser.add_argument("--stack-dir", type=Path, default=None,
+                        help="directory holding Pulumi.<stack>.yaml (default: beside Pulumi.yaml), e.g. examples/minimal")
+    parser.add_argument("--policy-config", type=Path, default=None,
+                        help="the policy pack's config for this stack (default: policy/<stack>.json), e.g. examples/minimal/policy.json")
     args = parser.parse_args(argv)
-    return run(args.stack, args.out)
+    return run(args.stack, args.out, stack_dir=args.stack_dir, policy_config_file=args.policy_config)
 
 
 if __name__ == "__main__":

@@ -193,11 +193,11 @@ def test_unquoted_timestamps_in_a_stack_file_stay_rfc3339(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     shutil.copy(root / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    (tmp_path / "Pulumi.dev.yaml").write_text((root / "Pulumi.dev.yaml").read_text() + (
+    (tmp_path / "Pulumi.dev.yaml").write_text((root / "tests/fixtures/stacks/Pulumi.dev.yaml").read_text() + (
         "  gke-voice-agents:maintenanceStartTime: 2026-01-03T01:00:00Z\n"
         "  gke-voice-agents:maintenanceExclusions:\n"
         "    launch: {start: 2026-03-01T00:00:00Z, end: 2026-03-08T00:00:00Z, scope: NO_MINOR_UPGRADES}\n"))
-    values = load_stack_values("dev", tmp_path).config
+    values = load_stack_values("dev", tmp_path, stack_dir=tmp_path).config
     assert values[P + "maintenanceStartTime"] == "2026-01-03T01:00:00Z"
     cfg = parse_stack_config("dev", {**values, **SECRETS}, tuple(SECRETS))
     assert cfg.cluster.maintenance_exclusions["launch"].start == "2026-03-01T00:00:00Z"

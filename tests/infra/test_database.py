@@ -27,7 +27,7 @@ from policy.rules.database import RULES, SQL_INSTANCE
 from tests.infra.test_provider_schema import unknown_fields
 
 PRINCIPAL = "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p.svc.id.goog/subject/ns/voice-agents/sa/voice-agent"
-NETWORK = "projects/my-voice-agents-dev/global/networks/vpc"
+NETWORK = "projects/gva-fixture-dev/global/networks/vpc"
 
 
 def settings(stack: str, **changes) -> DatabaseSettings:
@@ -38,7 +38,7 @@ def settings(stack: str, **changes) -> DatabaseSettings:
 
 
 def args(stack: str, **changes) -> AgentDatabaseArgs:
-    return AgentDatabaseArgs(project=f"my-voice-agents-{stack}", region="us-central1", stack=stack,
+    return AgentDatabaseArgs(project=f"gva-fixture-{stack}", region="us-central1", stack=stack,
                              network_id=NETWORK, agent_principal=PRINCIPAL, settings=settings(stack, **changes))
 
 
@@ -107,9 +107,9 @@ def test_the_database_user_is_the_impersonated_service_account(apply_probe):
     impersonation = recorded(mocks, "gcp:serviceaccount/iAMMember:IAMMember")
     assert impersonation["role"] == "roles/iam.serviceAccountTokenCreator" and impersonation["member"] == PRINCIPAL
     apply_probe.check("db user", pulumi.Output.all(component.user, component.service_account_email),
-                      lambda v: _equal(v[0], "gva-prod-db@my-voice-agents-prod.iam"))
+                      lambda v: _equal(v[0], "gva-prod-db@gva-fixture-prod.iam"))
     apply_probe.check("sa email", component.service_account_email,
-                      lambda e: _equal(e, "gva-prod-db@my-voice-agents-prod.iam.gserviceaccount.com"))
+                      lambda e: _equal(e, "gva-prod-db@gva-fixture-prod.iam.gserviceaccount.com"))
 
 
 def _equal(actual, expected):
@@ -164,7 +164,7 @@ def test_connection_name_is_project_region_instance(apply_probe):
     component, mocks = build(args("prod"))
     [instance] = [r for r in mocks.resources if r.type == SQL_INSTANCE]
     apply_probe.check("connection name", component.connection_name,
-                      lambda c: _equal(c, f"my-voice-agents-prod:us-central1:{instance.name}-5288707"))
+                      lambda c: _equal(c, f"gva-fixture-prod:us-central1:{instance.name}-5288707"))
 
 
 # --------------------------------------------------------------------------------------------

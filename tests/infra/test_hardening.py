@@ -33,13 +33,14 @@ def test_item1_the_vertex_grant_waits_for_the_cluster(plan):
     assert f"/workloadIdentityPools/{pool}/subject/" in grant["inputs"]["member"]
 
 
-def test_item1_the_places_grant_waits_for_the_cluster_too(plan):
+def test_item1_the_places_link_waits_for_the_cluster_too(plan):
     """The same defect in the tool server's identity: its grant named `<project>.svc.id.goog`
-    without waiting for the cluster that creates it (found while adding the LiveKit secrets)."""
-    grant = plan.named("places-identity-quota-user")
+    without waiting for the cluster that creates it (found while adding the LiveKit secrets).
+    Now the pool is named by the link to the account the tool server acts as."""
+    grant = plan.named("places-identity-link")
     assert "gke-cluster" in grant["dependsOn"], grant["dependsOn"]
     pool = plan.one(CLUSTER)["inputs"]["workloadIdentityConfig"]["workloadPool"]
-    assert grant["inputs"]["member"].endswith(f"/workloadIdentityPools/{pool}/subject/ns/voice-agents/sa/places-mcp")
+    assert grant["inputs"]["member"] == f"serviceAccount:{pool}[voice-agents/places-mcp]"
 
 
 # --- item 2: enable_components never empty ------------------------------------------------------
@@ -191,7 +192,7 @@ def test_upgrade_notifications_go_to_the_stacks_topic(plan):
     topic = plan.one("gcp:pubsub/topic:Topic")
     assert topic["inputs"]["name"] == f"voice-agents-{plan.stack}-gke-notifications"
     notification = plan.one(CLUSTER)["inputs"]["notificationConfig"]["pubsub"]
-    assert notification == {"enabled": True, "topic": f"projects/my-voice-agents-{plan.stack}/topics/{topic['inputs']['name']}",
+    assert notification == {"enabled": True, "topic": f"projects/gva-fixture-{plan.stack}/topics/{topic['inputs']['name']}",
                             "filter": {"eventTypes": ["UPGRADE_AVAILABLE_EVENT", "UPGRADE_EVENT", "SECURITY_BULLETIN_EVENT"]}}
     assert "upgrades-topic" in plan.one(CLUSTER)["dependsOn"]
 

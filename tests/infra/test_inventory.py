@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tooling.plan import PlanResult
-from tests.conftest import STACKS, _committed_plan
+from tests.conftest import STACKS, _fixture_plan
 
 HERE = Path(__file__).parent
 
@@ -88,7 +88,7 @@ def agent(plan: PlanResult) -> dict[str, Any]:
 
 
 def inventory(stack: str) -> dict[str, Any]:
-    plan = _committed_plan(stack)
+    plan = _fixture_plan(stack)
     # Through JSON, so tuples and lists compare the way the file stores them.
     return json.loads(json.dumps({"counts": counts(plan), "platform": platform(plan), "agent": agent(plan)}))
 

@@ -26,7 +26,7 @@ from tests.infra.test_provider_schema import unknown_fields
 
 DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
 ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
-CHANNEL = "projects/my-voice-agents-prod/notificationChannels/123"
+CHANNEL = "projects/gva-fixture-prod/notificationChannels/123"
 
 
 def build(stack: str, channels: tuple[str, ...] = (), latency: float = runbook.DEFAULT_LATENCY_ALERT_P95_SECONDS):
@@ -34,7 +34,7 @@ def build(stack: str, channels: tuple[str, ...] = (), latency: float = runbook.D
     pulumi_settings.reset_options(project="gke-voice-agents", stack=stack, preview=False)
     set_mocks(mocks, project="gke-voice-agents", stack=stack, preview=False, monitor=ParentTrackingMonitor(mocks))
     component = AgentMonitoring("runbook", AgentMonitoringArgs(
-        project=f"my-voice-agents-{stack}", stack=stack, notification_channels=channels,
+        project=f"gva-fixture-{stack}", stack=stack, notification_channels=channels,
         latency_alert_p95_seconds=latency))
     _sync_await(wait_for_rpcs())
     return component, mocks
@@ -120,3 +120,13 @@ def test_latency_threshold_reaches_the_alert_and_the_p95_panel():
     p95 = next(t for t in tiles if t["widget"]["title"].startswith("Time to first audio p95"))
     assert p95["widget"]["xyChart"]["thresholds"] == [{"value": 1.5, "label": "alert", "color": "RED"}]
     assert any(t["widget"]["title"].startswith("Time to first audio p50") for t in tiles)
+
+
+def test_alerts_can_be_created_before_their_metrics_exist():
+    """Cloud Monitoring refuses a PromQL condition on a metric it has never seen unless metric
+    validation is off (pulumi-gcp 10.2.0 monitoring/_inputs.py; terraform-provider-google#20491);
+    every series here appears only once agents run, after the policies are created."""
+    _, mocks = build("prod")
+    conditions = [c for r in of_type(mocks, ALERT) for c in r.inputs["conditions"]]
+    assert len(conditions) == len(runbook.alert_rules())
+    assert all(c["conditionPrometheusQueryLanguage"]["disableMetricValidation"] is True for c in conditions)

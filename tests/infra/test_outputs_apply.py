@@ -46,7 +46,7 @@ def test_agent_principal_names_the_agents_kubernetes_service_account(program, ap
     def is_workload_principal(principal: str) -> None:
         assert principal == (
             f"principal://iam.googleapis.com/projects/{FAKE_PROJECT_NUMBER}/locations/global/workloadIdentityPools/"
-            f"my-voice-agents-{stack}.svc.id.goog/subject/ns/voice-agents/sa/voice-agent")
+            f"gva-fixture-{stack}.svc.id.goog/subject/ns/voice-agents/sa/voice-agent")
 
     apply_probe.check("principal", program.namespace["identity"].principal, is_workload_principal)
 
@@ -54,18 +54,18 @@ def test_agent_principal_names_the_agents_kubernetes_service_account(program, ap
 def test_registry_url_and_node_account_are_the_stacks_own(program, apply_probe):
     stack = program.namespace["cfg"].stack
     apply_probe.check("registry url", program.namespace["registry"].url,
-                      lambda url: _equal(url, f"us-central1-docker.pkg.dev/my-voice-agents-{stack}/voice-agents-{stack}"))
+                      lambda url: _equal(url, f"us-central1-docker.pkg.dev/gva-fixture-{stack}/voice-agents-{stack}"))
     apply_probe.check("node account", program.namespace["cluster"].node_service_account_email,
-                      lambda email: _equal(email, f"gva-{stack}-nodes-a1b2@my-voice-agents-{stack}.iam.gserviceaccount.com"))
+                      lambda email: _equal(email, f"gva-{stack}-nodes-a1b2@gva-fixture-{stack}.iam.gserviceaccount.com"))
 
 
 def test_network_outputs_are_gcp_resource_paths(program, apply_probe):
     network = program.namespace["network"]
     stack = program.namespace["cfg"].stack
     apply_probe.check("network id", network.network_id,
-                      lambda v: _prefix(v, f"projects/my-voice-agents-{stack}/global/networks/network-vpc-"))
+                      lambda v: _prefix(v, f"projects/gva-fixture-{stack}/global/networks/network-vpc-"))
     apply_probe.check("subnet id", network.subnet_id,
-                      lambda v: _prefix(v, f"projects/my-voice-agents-{stack}/regions/us-central1/subnetworks/network-nodes-"))
+                      lambda v: _prefix(v, f"projects/gva-fixture-{stack}/regions/us-central1/subnetworks/network-nodes-"))
 
 
 def test_exports_are_resolved_values():

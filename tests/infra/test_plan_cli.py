@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FIXTURE_STACKS, copy_project
+
 ROOT = Path(__file__).resolve().parents[2]
 # What issue 2 asks the platform to deploy, by type, with how many of each.
 PLATFORM = {
     "gke-voice-agents:infra:VpcNetwork": 1, "gcp:compute/network:Network": 1, "gcp:compute/subnetwork:Subnetwork": 1,
     "gcp:compute/router:Router": 1, "gcp:compute/routerNat:RouterNat": 1,
     "gke-voice-agents:infra:AutopilotCluster": 1,
-    # the nodes' account and the checkpoint database's IAM user (recoveryEnabled, both stacks)
-    "gcp:serviceaccount/account:Account": 2, "gcp:container/cluster:Cluster": 1,
+    # the nodes' account, the checkpoint database's IAM user (recoveryEnabled, both stacks) and
+    # the account the Places tool server acts as (infra/tool_identity.py, placesToolEnabled)
+    "gcp:serviceaccount/account:Account": 3, "gcp:container/cluster:Cluster": 1,
     "gke-voice-agents:infra:AgentRegistry": 1, "gcp:artifactregistry/repository:Repository": 1,
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
     "gke-voice-agents:infra:AgentIdentity": 1,
@@ -29,7 +32,8 @@ PLATFORM = {
     # Issue 14: crash recovery's checkpoint database, private IP through private services access
     "gke-voice-agents:infra:AgentDatabase": 1, "gcp:compute/globalAddress:GlobalAddress": 1,
     "gcp:servicenetworking/connection:Connection": 1, "gcp:sql/databaseInstance:DatabaseInstance": 1,
-    "gcp:sql/database:Database": 1, "gcp:sql/user:User": 1, "gcp:serviceaccount/iAMMember:IAMMember": 1,
+    # the agent's Token Creator on the database account, the tool server's link to its account
+    "gcp:sql/database:Database": 1, "gcp:sql/user:User": 1, "gcp:serviceaccount/iAMMember:IAMMember": 2,
     # Issue 15: upgrade notifications everywhere; the KMS key (with its own random suffix) and
     # Binary Authorization where the stack turns them on (prod).
     "gke-voice-agents:infra:UpgradeNotifications": 1, "gcp:pubsub/topic:Topic": 1,
@@ -40,17 +44,16 @@ HARDENED = {"gke-voice-agents:infra:SecretsKey": 1, "gcp:kms/keyRing:KeyRing": 1
 
 
 def run_plan(stack: str, out: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tooling.plan", "--stack", stack, "--out", str(out)],
+    """The CLI on the fixture stacks (in the repo), or on a copy's own stack files."""
+    stack_dir = ["--stack-dir", str(FIXTURE_STACKS)] if cwd == ROOT else []
+    return subprocess.run([sys.executable, "-m", "tooling.plan", "--stack", stack, "--out", str(out), *stack_dir],
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
 def copy_of_repo(tmp_path: Path) -> Path:
-    """A throwaway copy of the program, so a test can break a stack file."""
-    target = tmp_path / "repo"
-    shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "agent", "out", ".tools", "__pycache__", ".pytest_cache", "bootstrap"))
-    return target
+    """A throwaway copy of the program with the fixture stacks, so a test can break a stack file."""
+    return copy_project(tmp_path)
 
 
 def problem_lines(stderr: str) -> list[str]:
@@ -66,7 +69,7 @@ def test_valid_stack_writes_plan_files_and_exits_zero(tmp_path, stack, manifests
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     resources = json.loads((tmp_path / "plan" / "resources.json").read_text())
-    assert all(set(r) == {"type", "name", "parent", "dependsOn", "inputs"} for r in resources)
+    assert all(set(r) == {"type", "name", "parent", "dependsOn", "provider", "inputs"} for r in resources)
     expected = {**PLATFORM, **{t: n if stack == "prod" else 0 for t, n in HARDENED.items()},
                 "random:index/randomId:RandomId": 2 if stack == "prod" else 1}
     counts = {t: sum(r["type"] == t for r in resources) for t in expected}
@@ -114,7 +117,7 @@ def test_unreadable_stack_file_exits_two_on_one_line(copy_of_repo, tmp_path, con
 def test_missing_stack_file_exits_two(tmp_path):
     done = run_plan("staging", tmp_path / "plan")
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [f"stack staging: Pulumi.staging.yaml not found in {ROOT}"]
+    assert done.stderr.splitlines() == [f"stack staging: Pulumi.staging.yaml not found in {FIXTURE_STACKS}"]
 
 
 def test_mandatory_violation_exits_one(copy_of_repo, tmp_path):

@@ -35,7 +35,7 @@ REPOSITORY_ID = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])$")
 
 
 def project(plan) -> str:
-    return f"my-voice-agents-{plan.stack}"
+    return f"gva-fixture-{plan.stack}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,9 +192,9 @@ def test_the_component_refuses_an_open_range_even_without_the_config_parser(cidr
 
 @pytest.mark.parametrize("stack, channel, protected", [("dev", "RAPID", False), ("prod", "REGULAR", True)])
 def test_release_channel_and_deletion_protection_per_stack(stack, channel, protected):
-    from tests.conftest import _committed_plan
+    from tests.conftest import _fixture_plan
 
-    cluster = _committed_plan(stack).one(CLUSTER)["inputs"]
+    cluster = _fixture_plan(stack).one(CLUSTER)["inputs"]
     assert cluster["releaseChannel"] == {"channel": channel}
     assert cluster["deletionProtection"] is protected
 
@@ -241,8 +241,8 @@ def test_any_stack_name_yields_valid_gcp_names(tmp_path: Path):
     stack = "Customer_Facing.Production-Europe-West-Very-Long"
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copy(ROOT / "Pulumi.prod.yaml", tmp_path / f"Pulumi.{stack}.yaml")
-    result = evaluate(stack, root=tmp_path)
+    shutil.copy(ROOT / "tests/fixtures/stacks/Pulumi.prod.yaml", tmp_path / f"Pulumi.{stack}.yaml")
+    result = evaluate(stack, root=tmp_path, stack_dir=tmp_path)
     assert SA_ID.match(result.named("gke-nodes")["inputs"]["accountId"]), result.named("gke-nodes")["inputs"]["accountId"]
     assert CLUSTER_NAME.match(result.one(CLUSTER)["inputs"]["name"]), result.one(CLUSTER)["inputs"]["name"]
     assert REPOSITORY_ID.match(result.one(REPOSITORY)["inputs"]["repositoryId"])
@@ -303,12 +303,17 @@ def test_the_principal_follows_the_namespace_setting():
 
 def test_no_keys_and_no_google_service_account_for_the_agent(plan):
     assert plan.of_type("gcp:serviceaccount/key:Key") == []
-    # The only other account is the checkpoint database's IAM user (infra/database.py), and the
-    # only grant on an account lets the agent's own principal impersonate that one.
-    assert [r["name"] for r in plan.of_type(ACCOUNT)] == ["gke-nodes", "checkpoints-sa"]
-    [impersonation] = [r["inputs"] for r in plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")]
-    assert impersonation["role"] == "roles/iam.serviceAccountTokenCreator"
-    assert impersonation["member"] == plan.outputs["agentPrincipal"]
+    # The other accounts are the checkpoint database's IAM user (infra/database.py) and the one
+    # the Places tool server acts as (infra/tool_identity.py: Places takes no federated token).
+    # The agent's own principal may impersonate the first only; the tool server's Kubernetes
+    # service account is linked to the second only.
+    assert [r["name"] for r in plan.of_type(ACCOUNT)] == ["gke-nodes", "checkpoints-sa", "places-identity-sa"]
+    grants = {r["parent"]: r["inputs"] for r in plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")}
+    assert set(grants) == {"checkpoints", "places-identity"}
+    assert grants["checkpoints"]["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert grants["checkpoints"]["member"] == plan.outputs["agentPrincipal"]
+    assert grants["places-identity"]["role"] == "roles/iam.workloadIdentityUser"
+    assert grants["places-identity"]["member"].endswith("[voice-agents/places-mcp]")
 
 
 # --------------------------------------------------------------------------------------------

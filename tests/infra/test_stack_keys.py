@@ -9,6 +9,8 @@ PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS environment the CLI's language host us
 
 from __future__ import annotations
 
+import re
+
 import json
 import os
 import subprocess
@@ -22,21 +24,22 @@ from domain.config import engine_config, load_stack_config, parse_stack_config
 from tooling.plan import run_program
 from domain.settings import ConfigError
 from domain.stackfiles import SECRET_PLACEHOLDER, load_stack_values
+from tests.conftest import copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 P = "gke-voice-agents:"
 KEY, SECRET = P + "livekitApiKey", P + "livekitApiSecret"
 
 
-def plan_cli(tmp_path: Path, extra_lines: str) -> subprocess.CompletedProcess:
-    """The offline plan of dev in a copy of the project whose Pulumi.dev.yaml has extra lines."""
-    import shutil
-
-    repo = tmp_path / "repo"
-    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".venv", ".git", "agent", "out", ".tools", "__pycache__",
-                                                               ".pytest_cache", "bootstrap"))
+def plan_cli(tmp_path: Path, extra_lines: str, livekit_url: str | None = None) -> subprocess.CompletedProcess:
+    """The offline plan of dev in a copy of the project whose (fixture) Pulumi.dev.yaml has extra
+    lines (and, if given, another livekitUrl)."""
+    repo = copy_project(tmp_path)
     stack_file = repo / "Pulumi.dev.yaml"
-    stack_file.write_text(stack_file.read_text() + extra_lines)
+    text = stack_file.read_text()
+    if livekit_url is not None:
+        text = re.sub(r"(gke-voice-agents:livekitUrl: ).*", rf"\g<1>{livekit_url}", text)
+    stack_file.write_text(text + extra_lines)
     return subprocess.run([sys.executable, "-m", "tooling.plan", "--stack", "dev", "--out", str(tmp_path / "out")],
                           cwd=repo, capture_output=True, text=True, timeout=120)
 
@@ -69,7 +72,7 @@ def test_a_misspelled_or_retired_key_is_one_line_with_a_hint(tmp_path, line, exp
 
 def test_a_real_gcp_provider_setting_is_accepted(tmp_path):
     """gcp:* keys are checked against the installed provider's own list, not refused wholesale."""
-    done = plan_cli(tmp_path, "  gcp:billingProject: my-voice-agents-dev\n")
+    done = plan_cli(tmp_path, "  gcp:billingProject: gva-fixture-dev\n")
     assert done.returncode == 0, done.stderr
 
 
@@ -99,12 +102,14 @@ def test_an_empty_secret_is_refused(value):
 
 
 def test_encrypted_values_and_unset_secrets_plan_with_placeholders_and_say_so(tmp_path):
-    done = plan_cli(tmp_path, "  gke-voice-agents:livekitApiKey:\n    secure: v1:AAAAbm90LXJlYWwtY2lwaGVydGV4dA==\n")
+    # the README's example LiveKit URL, as a user who has not edited it yet has it
+    done = plan_cli(tmp_path, "  gke-voice-agents:livekitApiKey:\n    secure: v1:AAAAbm90LXJlYWwtY2lwaGVydGV4dA==\n",
+                    livekit_url="wss://my-project.livekit.cloud")
     assert done.returncode == 0, done.stderr
     assert "placeholders in this plan; set real values before `pulumi up`:" in done.stdout
     assert "  gke-voice-agents:livekitApiKey (secret placeholder: not set or encrypted)" in done.stdout
     assert "  gke-voice-agents:livekitApiSecret (secret placeholder: not set or encrypted)" in done.stdout
-    assert "  gcp:project = my-voice-agents-dev (the example's value)" in done.stdout
+    assert "  gke-voice-agents:livekitUrl = wss://my-project.livekit.cloud (the example's value)" in done.stdout
 
 
 # --- under the engine, as the CLI runs the program ---------------------------------------------
@@ -150,7 +155,7 @@ def test_the_cli_environment_path_is_read_too(monkeypatch):
     with pytest.raises(ConfigError, match=r"livekitApiSecret = \(secret, not shown\): is stored in plain text"):
         load_stack_config()
     monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps([KEY, SECRET]))
-    assert load_stack_config().project == "my-voice-agents-dev"
+    assert load_stack_config().project == "gva-fixture-dev"
 
 
 def test_offline_placeholder_is_what_the_plan_uses_for_unset_secrets():

@@ -45,9 +45,9 @@ def test_the_rendered_sidecar_is_native_hardened_and_probed(stack):
     assert sidecar["image"] == cloudsql_proxy.IMAGE and sidecar["restartPolicy"] == "Always"
     args = sidecar["args"]
     assert args[:2] == ["--private-ip", "--auto-iam-authn"]
-    assert f"--impersonate-service-account=gva-{stack}-db@my-voice-agents-{stack}.iam.gserviceaccount.com" in args
+    assert f"--impersonate-service-account=gva-{stack}-db@gva-fixture-{stack}.iam.gserviceaccount.com" in args
     assert {"--address=127.0.0.1", "--port=5432", "--structured-logs", "--health-check", "--http-port=9801"} <= set(args)
-    assert args[-1].startswith(f"my-voice-agents-{stack}:us-central1:checkpoints-instance")
+    assert args[-1].startswith(f"gva-fixture-{stack}:us-central1:checkpoints-instance")
     assert sidecar["startupProbe"]["httpGet"] == {"path": "/startup", "port": cloudsql_proxy.HEALTH_PORT_NAME}
     assert sidecar["startupProbe"]["periodSeconds"] * sidecar["startupProbe"]["failureThreshold"] == 60
     context = sidecar["securityContext"]
@@ -65,7 +65,7 @@ def test_the_dsn_is_the_sidecar_on_loopback_with_the_iam_user_escaped():
     env = {e["name"]: e.get("value") for e in pod_of(plan_with("prod"))["spec"]["containers"][0]["env"]}
     parts = urlsplit(env["AGENT_CHECKPOINT_DSN"])
     assert (parts.hostname, parts.port, parts.path, parts.password) == ("127.0.0.1", 5432, "/voice_agent", None)
-    assert unquote(parts.username) == "gva-prod-db@my-voice-agents-prod.iam"
+    assert unquote(parts.username) == "gva-prod-db@gva-fixture-prod.iam"
 
 
 def test_the_egress_rule_opens_only_the_connector_port_to_the_range():

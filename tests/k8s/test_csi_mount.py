@@ -167,12 +167,38 @@ def test_the_agent_pod_gets_exactly_its_two_files(plan):
         f"projects/{FAKE_PROJECT_NUMBER}/secrets/{livekit_secret_id(plan.stack, f)}/versions/1" for f in ("api-key", "api-secret")]
 
 
+GSA_ANNOTATION = "iam.gke.io/gcp-service-account"
+SECRET_READ_ROLES = ("roles/secretmanager.secretAccessor", "roles/secretmanager.admin", "roles/owner")
+
+
+def _linked_account(plan: PlanResult, namespace: str, ksa: str) -> str | None:
+    """The Google service account a KSA of the plan acts as (its GKE annotation), or None."""
+    for a in _service_accounts(plan):
+        if (a["metadata"]["namespace"], a["metadata"]["name"]) == (namespace, ksa):
+            return (a["metadata"].get("annotations") or {}).get(GSA_ANNOTATION)
+    return None
+
+
+def _denied_as_linked_account(plan: PlanResult, result: dict[str, Any], email: str) -> None:
+    """A KSA linked to a Google service account (the Places tool server's, infra/tool_identity.py)
+    makes the provider trade the pod's token for that account's through the IAM Credentials API.
+    The imitation has no IAM Credentials API, so here the trade itself fails and no file is
+    written; what the account could read is then read from the plan: no Secret Manager role on
+    any secret or on the project."""
+    assert result["files"] == [], result
+    assert "google.iam.credentials.v1.IAMCredentials" in result["error"]["message"], result["error"]
+    assert result["accesses"] == [], "no Secret Manager call without the account's token"
+    assert not [g for g in _grants(plan) if g["member"] == f"serviceAccount:{email}" and g["role"] in SECRET_READ_ROLES]
+
+
 def test_another_service_account_in_the_agent_namespace_is_denied(dev_plan):
     """The class is visible to every pod of voice-agents; the Places tool server's pod (its own
-    KSA, its own Workload Identity grants) may name it and still gets nothing."""
+    KSA, acting as its own Google service account) may name it and still gets nothing."""
     namespace, _ = _agent(dev_plan)
     result = _mount(_world(dev_plan, namespace, "places-mcp"))
-    _denied(result, _principal(dev_plan, namespace, "places-mcp"))
+    email = _linked_account(dev_plan, namespace, "places-mcp")
+    assert email and email.startswith("gva-dev-places@")
+    _denied_as_linked_account(dev_plan, result, email)
 
 
 def test_a_pod_of_another_namespace_is_denied(dev_plan):
@@ -191,7 +217,11 @@ def test_no_other_service_account_of_the_stack_gets_a_file(plan):
     others = [o for o in others if o != agent]
     assert len(others) >= 4, others  # places-mcp, the metrics adapter and two `default`s at least
     for namespace, ksa in others:
-        _denied(_mount(_world(plan, namespace, ksa)), _principal(plan, namespace, ksa))
+        result = _mount(_world(plan, namespace, ksa))
+        if email := _linked_account(plan, namespace, ksa):
+            _denied_as_linked_account(plan, result, email)
+        else:
+            _denied(result, _principal(plan, namespace, ksa))
 
 
 def test_without_the_plans_grants_the_agent_is_denied_too(dev_plan):

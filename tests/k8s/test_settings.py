@@ -15,7 +15,7 @@ from domain.capacity import SHUTDOWN_BUDGET_S
 from tests.k8s.rendered import container_of, env_of, hpa_of, plan_with, pod_of
 
 DIGEST = "sha256:" + "ab" * 32
-REGISTRY = "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod"
+REGISTRY = "us-central1-docker.pkg.dev/gva-fixture-prod/voice-agents-prod"
 
 
 def _grace(r: PlanResult) -> int:

@@ -93,10 +93,24 @@ def test_manifests_are_valid_in_strict_mode(plan, version):
         kubernetes_validate.validate(manifest_from_inputs(resource["type"], resource["inputs"]), version, strict=True)
 
 
-def test_only_the_tool_servers_principal_gets_the_quota_role(plan):
+def test_only_the_tool_servers_account_gets_the_quota_role(plan):
+    """Places takes no Workload Identity Federation token (infra/preconditions.py
+    federated-token-accepted): the quota role goes to a Google service account of the tool
+    server's own, its Kubernetes service account is linked to it, and nothing else may act as it."""
     grants = [r["inputs"] for r in plan.resources if r["type"] == "gcp:projects/iAMMember:IAMMember"]
     quota = [g for g in grants if g["role"] == QUOTA_ROLE]
-    assert len(quota) == 1 and quota[0]["member"].endswith("/subject/ns/voice-agents/sa/places-mcp")
+    account = plan.named("places-identity-sa")["inputs"]
+    email = f"{account['accountId']}@{account['project']}.iam.gserviceaccount.com"
+    assert len(account["accountId"]) <= 30 and account["accountId"].endswith("-places")
+    assert quota == [{"project": account["project"], "role": QUOTA_ROLE, "member": f"serviceAccount:{email}"}]
+    links = [r for r in plan.resources if r["type"] == "gcp:serviceaccount/iAMMember:IAMMember"
+             and r["parent"] == "places-identity"]
+    assert [r["inputs"]["role"] for r in links] == ["roles/iam.workloadIdentityUser"]
+    pool = plan.one("gcp:container/cluster:Cluster")["inputs"]["workloadIdentityConfig"]["workloadPool"]
+    assert links[0]["inputs"]["member"] == f"serviceAccount:{pool}[voice-agents/places-mcp]"
+    assert "gke-cluster" in links[0]["dependsOn"], "the pool exists once the cluster does"
+    ksa = plan.named("places-ksa")["inputs"]["metadata"]
+    assert ksa["annotations"] == {"iam.gke.io/gcp-service-account": email}
     agent = [g for g in grants if g["member"].endswith("/sa/voice-agent")]
     assert [g["role"] for g in agent] == ["roles/aiplatform.user"], "the agent's identity gains no tool role"
 

@@ -113,7 +113,7 @@ def test_container_reads_livekit_credentials_as_files_from_secret_manager(plan):
 def test_the_secret_provider_class_lists_the_stacks_two_secrets(plan):
     spc = plan.named("agent-livekit-files")["inputs"]
     assert spc["metadata"]["name"] == runtime.LIVEKIT_SECRET_PROVIDER_CLASS and spc["spec"]["provider"] == "gke"
-    project = f"my-voice-agents-{plan.stack}"
+    project = f"gva-fixture-{plan.stack}"
     assert yaml.safe_load(spc["spec"]["parameters"]["secrets"]) == [
         {"resourceName": f"projects/{project}/secrets/{plan.stack}-livekit-api-key/versions/latest", "path": "api-key"},
         {"resourceName": f"projects/{project}/secrets/{plan.stack}-livekit-api-secret/versions/latest", "path": "api-secret"}]
@@ -206,11 +206,11 @@ def test_environment_is_exactly_the_agent_contract(plan):
     assert json.loads(env["AGENT_MODEL_PRICES"])["output_audio"] > 0
     assert env["AGENT_NAME"] == "voice-agent" and env["AGENT_PERSONA"] == "voice_agent.persona:SAMPLE"
     assert env["AGENT_CHECKPOINT_DSN"] == (
-        f"postgresql://gva-{plan.stack}-db%40my-voice-agents-{plan.stack}.iam@127.0.0.1:5432/voice_agent")
+        f"postgresql://gva-{plan.stack}-db%40gva-fixture-{plan.stack}.iam@127.0.0.1:5432/voice_agent")
     assert env["AGENT_RECOVERY_WATCHER"] == "on"
     assert env["AGENT_LOAD_THRESHOLD"] == "0.7" and env["HOME"] == "/tmp"
     assert env["AGENT_HEALTH_PORT"] == str(runtime.HEALTH_PORT) and env["AGENT_METRICS_PORT"] == str(runtime.METRICS_PORT)
-    assert env["GOOGLE_CLOUD_PROJECT"] == f"my-voice-agents-{plan.stack}" and env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
+    assert env["GOOGLE_CLOUD_PROJECT"] == f"gva-fixture-{plan.stack}" and env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
     assert env["AGENT_LOG_LEVEL"] == {"dev": "DEBUG", "prod": "INFO"}[plan.stack]
     # the call limit is the maxSessionMinutes the drain is sized for
     assert env["AGENT_MAX_CALL_SECONDS"] == {"dev": "900", "prod": "2700"}[plan.stack]

@@ -10,7 +10,7 @@ import pytest
 from domain.stackfiles import StackFileError, load_stack_values
 from policy.engine import PolicyConfigError, check_policy_config, evaluate_plan, load_policy_config
 from policy.rules import RULES_BY_ID
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 
 BURSTING_RULES = [rule.id for rule in RULES_BY_ID.values() if "bursting" in rule.config]
 
@@ -31,7 +31,7 @@ def test_prod_policy_config_requires_deletion_protection():
 
 
 def test_result_shape_is_what_violations_json_holds():
-    resources = _committed_plan("prod").resources
+    resources = _fixture_plan("prod").resources
     next(r for r in resources if r["type"] == "kubernetes:policy/v1:PodDisruptionBudget")["inputs"]["spec"]["selector"] = {}
     [violation] = evaluate_plan(resources, "prod")
     assert violation == {"rule": "agent-pdb", "severity": "advisory", "resource": "agent-deployment",
@@ -39,7 +39,7 @@ def test_result_shape_is_what_violations_json_holds():
 
 
 def _without_pdb() -> list[dict]:
-    return [r for r in _committed_plan("prod").resources if r["type"] != "kubernetes:policy/v1:PodDisruptionBudget"]
+    return [r for r in _fixture_plan("prod").resources if r["type"] != "kubernetes:policy/v1:PodDisruptionBudget"]
 
 
 @pytest.mark.parametrize(("config", "expected"), [

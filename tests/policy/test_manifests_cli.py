@@ -12,7 +12,7 @@ import yaml
 
 from tooling.plan import write_manifests
 from policy.manifests import EXIT_INPUT, EXIT_OK, EXIT_POLICY, main
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS = {
@@ -25,7 +25,7 @@ REDIS = {
 
 @pytest.fixture
 def rendered(tmp_path) -> list[Path]:
-    return write_manifests(_committed_plan("dev").resources, tmp_path)
+    return write_manifests(_fixture_plan("dev").resources, tmp_path)
 
 
 def test_rendered_manifests_pass_and_a_shell_wrapper_fails(rendered, capsys):

@@ -29,7 +29,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown
 from policy.engine import load_policy_config
 from policy.pack import policies
 from policy.rules import CONFIG_PROPERTIES, RULES, Context
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 from tests.policy.test_seed_000 import seed_resources
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ def crossguard_report(plan_resources: list[dict], config: dict) -> list[tuple[st
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_crossguard_reports_nothing_on_the_committed_stacks(stack):
-    assert crossguard_report(_committed_plan(stack).resources, load_policy_config(stack)) == []
+    assert crossguard_report(_fixture_plan(stack).resources, load_policy_config(stack)) == []
 
 
 def test_crossguard_and_the_offline_engine_agree_on_the_seed():
@@ -126,7 +126,7 @@ def test_crossguard_and_the_offline_engine_agree_on_the_seed():
 
 
 def test_crossguard_resource_policy_reads_its_config():
-    dev = _committed_plan("dev").resources
+    dev = _fixture_plan("dev").resources
     assert crossguard_report(dev, {}) != []  # strict defaults: protection required, no bursting
     unprotected = {"protected": False}
     names = {name for name, _, _ in crossguard_report(dev, {"gke-deletion-protection": unprotected,
@@ -140,7 +140,7 @@ def test_unknown_values_during_preview_stop_the_rule_instead_of_faking_a_verdict
     """A new node service account's email is unknown during `pulumi preview`. The rules that
     compare it must raise pulumi-policy's UnknownValueError (which the analyzer turns into an
     advisory "can't run during preview" note and retries at `up`), not report a violation."""
-    plan = copy.deepcopy(_committed_plan("prod").resources)
+    plan = copy.deepcopy(_fixture_plan("prod").resources)
     cluster = next(r for r in plan if r["type"] == "gcp:container/cluster:Cluster")
     cluster["inputs"]["clusterAutoscaling"]["autoProvisioningDefaults"]["serviceAccount"] = UNKNOWN_STRING_VALUE
     resources = policy_resources(plan)
@@ -160,7 +160,7 @@ def test_unknown_values_during_preview_stop_the_rule_instead_of_faking_a_verdict
 
 def test_crossguard_finds_spot_in_a_node_affinity():
     """Affinity is nested several levels deep; the rule must see through CrossGuard's proxies."""
-    plan = copy.deepcopy(_committed_plan("prod").resources)
+    plan = copy.deepcopy(_fixture_plan("prod").resources)
     deployment = next(r for r in plan if r["type"] == "kubernetes:apps/v1:Deployment")
     deployment["inputs"]["spec"]["template"]["spec"]["affinity"] = {"nodeAffinity": {
         "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [

@@ -15,7 +15,7 @@ import pytest
 
 from tooling.plan import evaluate
 from policy.engine import evaluate_plan, load_policy_config
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 from tests.policy.test_pack import crossguard_report
 
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -60,7 +60,7 @@ def _cpu_metric(resources: list[dict], metric: dict) -> list[dict]:
 def test_average_value_target_deadlocks_like_a_percentage():
     """1800m per pod is 90 % of the 2000m request: load 0.9 x 1.1 = 0.99 >= 0.7. Without this
     reading, switching the HPA to AverageValue would slip past the rule."""
-    resources = _cpu_metric(_committed_plan("prod").resources, {"type": "Resource", "resource": {
+    resources = _cpu_metric(_fixture_plan("prod").resources, {"type": "Resource", "resource": {
         "name": "cpu", "target": {"type": "AverageValue", "averageValue": "1800m"}}})
     assert _rule_messages(resources, "prod", "agent-hpa-below-load-threshold") == [
         "HPA target 1800m per pod (90% of a 2000m request) with a 2000m effective limit puts each worker at load 0.99 "
@@ -71,13 +71,13 @@ def test_average_value_target_deadlocks_like_a_percentage():
 
 def test_average_value_target_below_the_threshold_passes():
     """1000m per pod = 50 % of the request, the committed target written absolutely: load 0.55."""
-    resources = _cpu_metric(_committed_plan("prod").resources, {"type": "Resource", "resource": {
+    resources = _cpu_metric(_fixture_plan("prod").resources, {"type": "Resource", "resource": {
         "name": "cpu", "target": {"type": "AverageValue", "averageValue": "1"}}})
     assert _rule_messages(resources, "prod", "agent-hpa-below-load-threshold") == []
 
 
 def test_container_resource_metric_is_read_too():
-    resources = _cpu_metric(_committed_plan("prod").resources, {"type": "ContainerResource", "containerResource": {
+    resources = _cpu_metric(_fixture_plan("prod").resources, {"type": "ContainerResource", "containerResource": {
         "name": "cpu", "container": "agent", "target": {"type": "Utilization", "averageUtilization": 75}}})
     [message] = _rule_messages(resources, "prod", "agent-hpa-below-load-threshold")
     assert message.startswith("HPA target 75% of a 2000m request with a 2000m effective limit puts each worker at load 0.83")
@@ -91,7 +91,7 @@ def test_container_resource_metric_is_read_too():
     (64, "0.01", "0.70"),
 ])
 def test_per_hpa_scale_up_tolerance_counts_only_when_larger(target, tolerance, expected_load):
-    resources = _committed_plan("prod").resources
+    resources = _fixture_plan("prod").resources
     spec = _one(resources, HPA)["spec"]
     spec["metrics"][0]["resource"]["target"]["averageUtilization"] = target
     spec["behavior"]["scaleUp"]["tolerance"] = tolerance
@@ -102,7 +102,7 @@ def test_per_hpa_scale_up_tolerance_counts_only_when_larger(target, tolerance, e
 
 def test_a_larger_tolerance_within_the_threshold_passes():
     """50 % x (1 + 0.3) = 0.65 < 0.7."""
-    resources = _committed_plan("prod").resources
+    resources = _fixture_plan("prod").resources
     _one(resources, HPA)["spec"]["behavior"]["scaleUp"]["tolerance"] = "300m"
     assert _rule_messages(resources, "prod", "agent-hpa-below-load-threshold") == []
 
@@ -123,7 +123,7 @@ def test_google_cloud_public_ranges_open_the_ip_endpoint():
 
 
 def test_google_cloud_public_ranges_do_not_matter_with_the_ip_endpoint_off():
-    resources = _committed_plan("prod").resources
+    resources = _fixture_plan("prod").resources
     assert _one(resources, CLUSTER)["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["enabled"] is False
     _one(resources, CLUSTER)["masterAuthorizedNetworksConfig"] = {"gcpPublicCidrsAccessEnabled": True}
     assert _rule_messages(resources, "prod", "gke-no-open-control-plane") == []
@@ -139,7 +139,7 @@ def test_google_cloud_public_ranges_do_not_matter_with_the_ip_endpoint_off():
     ({"minAvailable": "100%"}, "minAvailable 100%"),
 ])
 def test_budget_that_allows_no_disruption_is_flagged_on_the_pdb(budget, setting):
-    resources = _committed_plan("prod").resources
+    resources = _fixture_plan("prod").resources
     spec = _one(resources, PDB)["spec"]
     spec.pop("maxUnavailable")
     spec.update(budget)
@@ -156,7 +156,7 @@ def test_budget_that_allows_no_disruption_is_flagged_on_the_pdb(budget, setting)
 
 def test_probes_on_a_port_the_worker_does_not_serve_are_flagged():
     """The named port `metrics` renumbered to 8080: every probe now misses the agent's 9100."""
-    resources = _committed_plan("dev").resources
+    resources = _fixture_plan("dev").resources
     container = _container(resources)
     next(p for p in container["ports"] if p["name"] == "metrics")["containerPort"] = 8080
     messages = _rule_messages(resources, "dev", "agent-probes")
@@ -167,7 +167,7 @@ def test_probes_on_a_port_the_worker_does_not_serve_are_flagged():
 
 
 def test_probe_port_follows_the_agent_metrics_port_env():
-    resources = _committed_plan("dev").resources
+    resources = _fixture_plan("dev").resources
     env = _container(resources)["env"]
     next(e for e in env if e["name"] == "AGENT_METRICS_PORT")["value"] = "9000"
     messages = _rule_messages(resources, "dev", "agent-probes")
@@ -179,7 +179,7 @@ def test_probe_port_follows_the_agent_metrics_port_env():
 
 
 def test_a_rollout_without_deadline_or_with_recreate_is_flagged():
-    resources = _committed_plan("prod").resources
+    resources = _fixture_plan("prod").resources
     deployment = next(r for r in resources if r["name"] == "agent-deployment")["inputs"]["spec"]
     deployment.pop("progressDeadlineSeconds")
     assert [m.split(":")[0] for m in _rule_messages(resources, "prod", "agent-rollout-keeps-old-pods")] == [
@@ -197,7 +197,7 @@ def test_a_rollout_without_deadline_or_with_recreate_is_flagged():
     (10, ["progressDeadlineSeconds 10 is not above minReadySeconds 10: Kubernetes refuses the Deployment"]),
 ])
 def test_the_progress_deadline_outlasts_a_healthy_start(deadline, found):
-    resources = _committed_plan("prod").resources
+    resources = _fixture_plan("prod").resources
     spec = next(r for r in resources if r["name"] == "agent-deployment")["inputs"]["spec"]
     assert spec["minReadySeconds"] == 10
     spec["progressDeadlineSeconds"] = deadline
@@ -206,7 +206,7 @@ def test_the_progress_deadline_outlasts_a_healthy_start(deadline, found):
 
 
 def test_probe_on_an_unnamed_port_is_flagged():
-    resources = _committed_plan("dev").resources
+    resources = _fixture_plan("dev").resources
     _container(resources)["livenessProbe"]["httpGet"]["port"] = "healthz"
     assert _rule_messages(resources, "dev", "agent-probes") == [
         "livenessProbe checks port 'healthz', which no container port is named: the probe always fails"]
@@ -229,12 +229,12 @@ def _node_reader_moved(resources: list[dict], role: str) -> list[dict]:
 
 
 def test_project_level_reader_lets_the_nodes_pull():
-    resources = _node_reader_moved(_committed_plan("prod").resources, "roles/artifactregistry.reader")
+    resources = _node_reader_moved(_fixture_plan("prod").resources, "roles/artifactregistry.reader")
     assert _rule_messages(resources, "prod", "registry-node-reader") == []
 
 
 def test_project_level_grant_without_read_is_still_a_violation():
-    resources = _node_reader_moved(_committed_plan("prod").resources, "roles/logging.logWriter")
+    resources = _node_reader_moved(_fixture_plan("prod").resources, "roles/logging.logWriter")
     [message] = _rule_messages(resources, "prod", "registry-node-reader")
-    assert message.startswith("node service account gva-prod-nodes-a1b2@my-voice-agents-prod.iam.gserviceaccount.com "
+    assert message.startswith("node service account gva-prod-nodes-a1b2@gva-fixture-prod.iam.gserviceaccount.com "
                               "cannot pull from this repository")

@@ -21,7 +21,7 @@ import pytest
 from tooling.plan import evaluate
 from policy.engine import evaluate_plan, load_policy_config
 from policy.rules import MANDATORY, RULES, RULES_BY_ID
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 
 P = "gke-voice-agents:"
 
@@ -179,7 +179,7 @@ def test_every_rule_has_a_failing_case():
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_committed_stacks_pass_every_rule(stack):
     """Both committed stacks plan clean, advisory rules included, under their own policy config."""
-    assert evaluate_plan(_committed_plan(stack).resources, stack) == []
+    assert evaluate_plan(_fixture_plan(stack).resources, stack) == []
 
 
 @pytest.mark.parametrize("rule_id", sorted(FAILING))
@@ -189,7 +189,7 @@ def test_rule_fails_for_its_stated_reason(rule_id):
     # config relaxes them); every other case starts from dev, whose
     # HPA/limit settings (bursting) make the capacity cases the less obvious ones.
     stack = "prod" if rule_id in ("gke-deletion-protection", "agent-no-conversation-text", *PROD_ONLY) else "dev"
-    resources = _committed_plan(stack).resources
+    resources = _fixture_plan(stack).resources
     assert _only(evaluate_plan(resources, stack), rule_id) == [], "passing case first: the real plan is clean"
     mutate(resources)
     found = evaluate_plan(resources, stack)
@@ -225,7 +225,7 @@ def test_conversation_text_is_refused_in_prod_and_allowed_in_dev():
 @pytest.mark.parametrize("case", sorted(OVERRIDES))
 def test_config_the_program_accepts_still_fails_policy(case):
     stack, overrides, rule_id, reason = OVERRIDES[case]
-    assert _only(evaluate_plan(_committed_plan(stack).resources, stack), rule_id) == []
+    assert _only(evaluate_plan(_fixture_plan(stack).resources, stack), rule_id) == []
     found = evaluate_plan(evaluate(stack, overrides).resources, stack)
     assert [v["rule"] for v in found] == [rule_id], found
     assert reason in found[0]["message"]
@@ -258,7 +258,7 @@ def test_narrow_authorized_network_is_not_an_open_control_plane():
 
 
 def test_deletion_protection_is_only_required_of_protected_stacks():
-    resources = copy.deepcopy(_committed_plan("dev").resources)
+    resources = copy.deepcopy(_fixture_plan("dev").resources)
     assert _first(resources, "gcp:container/cluster:Cluster")["deletionProtection"] is False
     assert evaluate_plan(resources, "dev") == []
     # A stack without a policy config file gets the strict defaults: protection required, and
@@ -275,13 +275,13 @@ def test_deletion_protection_is_only_required_of_protected_stacks():
 
 
 def test_exec_wrapper_is_accepted():
-    resources = copy.deepcopy(_committed_plan("dev").resources)
+    resources = copy.deepcopy(_fixture_plan("dev").resources)
     _container(resources).update(command=["/bin/sh", "-c", "echo preflight; exec python -m voice_agent start"], args=[])
     assert _only(evaluate_plan(resources, "dev"), "agent-exec-form-start") == []
 
 
 def test_dev_mode_is_refused():
-    resources = copy.deepcopy(_committed_plan("dev").resources)
+    resources = copy.deepcopy(_fixture_plan("dev").resources)
     _container(resources).update(args=["dev"])
     [message] = _only(evaluate_plan(resources, "dev"), "agent-exec-form-start")
     assert message == "`python -m voice_agent dev` runs development mode, which skips the drain on SIGTERM; use `start`"
@@ -289,7 +289,7 @@ def test_dev_mode_is_refused():
 
 def test_vertex_granted_through_a_binding_to_a_service_account_fails():
     """Hand-written supplement: the program never renders an IAMBinding, but a user might add one."""
-    resources = copy.deepcopy(_committed_plan("prod").resources)
+    resources = copy.deepcopy(_fixture_plan("prod").resources)
     resources.append({"type": "gcp:projects/iAMBinding:IAMBinding", "name": "vertex-binding", "parent": None,
                       "inputs": {"role": "roles/aiplatform.user", "members": ["serviceAccount:ci@p.iam.gserviceaccount.com"]}})
     [message] = _only(evaluate_plan(resources, "prod"), "vertex-via-workload-identity")
@@ -297,7 +297,7 @@ def test_vertex_granted_through_a_binding_to_a_service_account_fails():
 
 
 def test_ephemeral_storage_outside_autopilot_range_is_flagged():
-    resources = copy.deepcopy(_committed_plan("prod").resources)
+    resources = copy.deepcopy(_fixture_plan("prod").resources)
     _container(resources)["resources"]["requests"]["ephemeral-storage"] = "20Gi"
     [message] = _only(evaluate_plan(resources, "prod"), "agent-autopilot-resources")
     assert message == "ephemeral-storage request 20Gi exceeds the Autopilot maximum 10Gi and is rejected"

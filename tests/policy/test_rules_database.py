@@ -149,9 +149,9 @@ def _dsn_findings(resources) -> list[str]:
     ("", None),  # recovery off
 ])
 def test_the_dsn_goes_to_the_sidecar_on_loopback(dsn, expected):
-    from tests.conftest import _committed_plan
+    from tests.conftest import _fixture_plan
 
-    resources = copy.deepcopy(_committed_plan("prod").resources)
+    resources = copy.deepcopy(_fixture_plan("prod").resources)
     if dsn is not None:
         _set_dsn(resources, dsn)
     found = _dsn_findings(resources)
@@ -160,9 +160,9 @@ def test_the_dsn_goes_to_the_sidecar_on_loopback(dsn, expected):
 
 def test_a_dsn_without_a_native_sidecar_fails():
     """The proxy as an ordinary init container would exit before the agent starts."""
-    from tests.conftest import _committed_plan
+    from tests.conftest import _fixture_plan
 
-    resources = copy.deepcopy(_committed_plan("prod").resources)
+    resources = copy.deepcopy(_fixture_plan("prod").resources)
     assert _dsn_findings(resources) == []
     _pod_spec(resources)["initContainers"][0].pop("restartPolicy")
     [message] = _dsn_findings(resources)

@@ -18,7 +18,7 @@ def _evaluated(stack: str):
     return evaluate(stack, {"gke-voice-agents:placesToolEnabled": "true"})
 
 
-def _committed_plan(stack: str):
+def _fixture_plan(stack: str):
     return copy.deepcopy(_evaluated(stack))
 
 RULE_IDS = ("agent-mounts-no-tool-credential", "agent-identity-holds-no-tool-role", "tool-server-admits-only-agents")
@@ -38,7 +38,7 @@ def _violations(resources, stack="dev"):
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_committed_stacks_pass(stack):
-    plan = _committed_plan(stack)
+    plan = _fixture_plan(stack)
     assert any(r["name"] == "places-network" for r in plan.resources), "the tool server must be in the plan"
     assert _violations(plan.resources, stack) == []
 
@@ -115,7 +115,7 @@ def _egress_only_policy(resources):
     (_ingress_from_a_namespace, "tool-server-admits-only-agents", "admits more than agent pods"),
 ])
 def test_each_rule_fails_for_its_reason(mutate, rule, says):
-    resources = copy.deepcopy(_committed_plan("dev").resources)
+    resources = copy.deepcopy(_fixture_plan("dev").resources)
     mutate(resources)
     found = _violations(resources)
     assert [v["rule"] for v in found] == [rule], found

@@ -19,7 +19,7 @@ from domain.settings import ConfigError
 from tooling.plan import evaluate
 from k8s.runtime import AGENT_ROLE, ROLE_LABEL
 from policy.engine import evaluate_plan, load_policy_config
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 
 DEPLOYMENT, HPA, PDB = ("kubernetes:apps/v1:Deployment", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
                         "kubernetes:policy/v1:PodDisruptionBudget")
@@ -50,7 +50,7 @@ SEED_HPA = {
 
 
 def seed_resources() -> list[dict]:
-    ours = [r for r in _committed_plan("prod").resources if r["type"] not in (DEPLOYMENT, HPA, PDB)]
+    ours = [r for r in _fixture_plan("prod").resources if r["type"] not in (DEPLOYMENT, HPA, PDB)]
     return ours + [
         {"type": DEPLOYMENT, "name": "backend-agent-deployment", "parent": None, "inputs": copy.deepcopy(SEED_DEPLOYMENT)},
         {"type": HPA, "name": "backend-agent-hpa", "parent": None, "inputs": copy.deepcopy(SEED_HPA)},

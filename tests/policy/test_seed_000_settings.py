@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from policy.engine import evaluate_plan, load_policy_config
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
@@ -27,7 +27,7 @@ def _inputs(resources: list[dict], typ: str) -> dict:
 
 
 def seed_settings_on_our_plan() -> list[dict]:
-    resources = _committed_plan("prod").resources
+    resources = _fixture_plan("prod").resources
     template = _inputs(resources, DEPLOYMENT)["spec"]["template"]
     template["metadata"]["annotations"] = {}  # the seed has no safe-to-evict annotation
     template["spec"]["terminationGracePeriodSeconds"] = 150
