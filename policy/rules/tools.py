@@ -20,9 +20,9 @@ from k8s.runtime import (
     AGENT_ROLE, AGENT_SERVICE_ACCOUNT, LIVEKIT_SECRET_PROVIDER_CLASS, ROLE_LABEL, SECRET_MANAGER_CSI_DRIVER,
 )
 from policy.rules.base import (
-    DEPLOYMENT, MANDATORY, PROJECT_BINDING, PROJECT_MEMBER, VERTEX_ROLE, Finding, Resource, Rule, prop,
+    DEPLOYMENT, MANDATORY, Finding, Resource, Rule, prop,
 )
-from policy.rules.secrets import ACCESSOR_ROLE, livekit_class
+from policy.rules.secrets import livekit_class
 from policy.rules.workload import agent_pods
 
 # Spelled here because the rules must import without the Pulumi SDK (`python -m policy.manifests`),
@@ -30,10 +30,6 @@ from policy.rules.workload import agent_pods
 LIVEKIT_SECRET = "livekit"  # k8s.pod.LIVEKIT_SECRET
 TOOL_SERVER_ROLE = "tool-server"  # k8s.tool_server.TOOL_SERVER_ROLE
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
-SECRET_MEMBER = "gcp:secretmanager/secretIamMember:SecretIamMember"
-SECRET_BINDING = "gcp:secretmanager/secretIamBinding:SecretIamBinding"
-# What the agent's own principal may hold: Gemini on Vertex AI, nothing else.
-AGENT_ROLES = frozenset({VERTEX_ROLE})
 
 
 ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
@@ -137,44 +133,6 @@ def _unique(pods):
     return out
 
 
-def _members(r: Resource) -> list[str]:
-    if r.type in (PROJECT_MEMBER, SECRET_MEMBER):
-        return [str(prop(r.props, "member", default=""))]
-    return [str(m) for m in prop(r.props, "members", default=[])]
-
-
-def _is_agent_principal(member: str) -> bool:
-    return member.endswith(f"/sa/{AGENT_SERVICE_ACCOUNT}") or member.endswith(f"[{AGENT_SERVICE_ACCOUNT}]")
-
-
-def _reads_livekit_secret(r: Resource, livekit_secrets: frozenset[str]) -> bool:
-    """Read access to one of the secrets the `livekit` SecretProviderClass mounts, and no more."""
-    secret = str(prop(r.props, "secretId", default="")).rsplit("/", 1)[-1]
-    return prop(r.props, "role") == ACCESSOR_ROLE and secret in livekit_secrets
-
-
-def _agent_identity_holds_no_tool_role(resources: list[Resource], ctx) -> list[Finding]:
-    livekit_secrets, class_problems = livekit_class(resources)
-    livekit_secrets = livekit_secrets if not class_problems else frozenset()
-    findings = []
-    for r in resources:
-        if r.type not in (PROJECT_MEMBER, PROJECT_BINDING, SECRET_MEMBER, SECRET_BINDING):
-            continue
-        role = str(prop(r.props, "role", default=""))
-        for member in filter(_is_agent_principal, _members(r)):
-            if r.type in (SECRET_MEMBER, SECRET_BINDING) and _reads_livekit_secret(r, livekit_secrets):
-                continue
-            if r.type in (SECRET_MEMBER, SECRET_BINDING):
-                findings.append((r.name, f"the agent's principal {member} may read a Secret Manager secret ({role}) "
-                                         "other than its LiveKit files (secretAccessor on a secret the "
-                                         f"{LIVEKIT_SECRET_PROVIDER_CLASS} SecretProviderClass mounts): grant it to "
-                                         "the tool server's own principal instead"))
-            elif role not in AGENT_ROLES:
-                findings.append((r.name, f"the agent's principal {member} is granted {role}; the agent may hold only "
-                                         f"{', '.join(sorted(AGENT_ROLES))}: grant tool roles to the tool server's principal"))
-    return findings
-
-
 def _tool_servers(resources: Iterable[Resource]) -> list[tuple[str, dict[str, str]]]:
     servers = []
     for r in resources:
@@ -221,9 +179,6 @@ RULES: tuple[Rule, ...] = (
     Rule("agent-mounts-no-tool-credential", MANDATORY,
          "The agent's pod carries no credential but its LiveKit files or Secret and audience-bound tool tokens.",
          check_stack=_agent_mounts_no_tool_credential),
-    Rule("agent-identity-holds-no-tool-role", MANDATORY,
-         "The agent's Google principal holds Vertex AI and its LiveKit secrets only; no tool role.",
-         check_stack=_agent_identity_holds_no_tool_role),
     Rule("tool-server-admits-only-agents", MANDATORY,
          "Every tool server has a NetworkPolicy whose ingress admits agent pods only.",
          check_stack=_tool_servers_reachable_only_from_agents),
