@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from k8s.deletion_cost import ANNOTATION as DELETION_COST_ANNOTATION
 from k8s.runtime import (
     AGENT_ROLE, AGENT_SERVICE_ACCOUNT, LIVEKIT_SECRET_PROVIDER_CLASS, ROLE_LABEL, SECRET_MANAGER_CSI_DRIVER,
 )
 from policy.rules.base import (
     DEPLOYMENT, MANDATORY, Finding, Resource, Rule, prop,
 )
+from policy.rules.access_k8s import Permission, admission_problems, describe, permissions
 from policy.rules.secrets import livekit_class
 from policy.rules.workload import agent_pods
 
@@ -32,42 +34,35 @@ TOOL_SERVER_ROLE = "tool-server"  # k8s.tool_server.TOOL_SERVER_ROLE
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
 
-ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
-CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
-ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
-CLUSTER_ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
-ADMISSION_POLICY = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"
 
 
-def _agent_rbac_rules(resources: list[Resource]) -> list[Mapping[str, Any]] | None:
-    """Every RBAC rule bound to the agent's Kubernetes service account; None when a binding
-    names a role the stack does not declare (what it grants cannot be known)."""
-    roles = {(r.type, prop(r.props, "metadata", "name")): prop(r.props, "rules", default=[])
-             for r in resources if r.type in (ROLE, CLUSTER_ROLE)}
-    rules: list[Mapping[str, Any]] = []
-    for r in resources:
-        if r.type not in (ROLE_BINDING, CLUSTER_ROLE_BINDING):
-            continue
-        subjects = prop(r.props, "subjects", default=[])
-        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == AGENT_SERVICE_ACCOUNT for s in subjects):
-            continue
-        ref = prop(r.props, "roleRef", default={})
-        kind = ROLE if ref.get("kind") == "Role" else CLUSTER_ROLE
-        if (kind, ref.get("name")) not in roles:
-            return None
-        rules += roles[(kind, ref.get("name"))]
-    return rules
+def _agent_namespaces(resources: list[Resource]) -> list[str]:
+    found = {prop(r.props, "metadata", "namespace", default="default") for r in resources if r.type == DEPLOYMENT
+             and prop(r.props, "spec", "template", "metadata", "labels", default={}).get(ROLE_LABEL) == AGENT_ROLE}
+    return sorted(found)
 
 
-def api_token_only_patches_pods(resources: list[Resource]) -> bool:
-    """An API-server token in the agent pod is no tool credential when the agent's service
-    account can do nothing with it but patch pods (k8s/deletion_cost.py: the worker keeps its
-    pod-deletion-cost annotation) and an admission policy narrows even that to one annotation."""
-    rules = _agent_rbac_rules(resources)
-    only_patch = rules is not None and bool(rules) and all(
-        set(rule.get("resources", [])) == {"pods"} and set(rule.get("verbs", [])) == {"patch"}
-        and set(rule.get("apiGroups", [""])) == {""} and not rule.get("nonResourceURLs") for rule in rules)
-    return only_patch and any(r.type == ADMISSION_POLICY for r in resources)
+def _permission_problem(p: Permission, namespace: str) -> str | None:
+    rule = p.rule
+    if (set(rule.get("verbs", [])) == {"patch"} and set(rule.get("resources", [])) == {"pods"}
+            and set(rule.get("apiGroups", [])) == {""} and not rule.get("nonResourceURLs") and p.namespace == namespace):
+        return None
+    return f"it may {describe(p)}"
+
+
+def api_token_problems(resources: list[Resource]) -> list[str]:
+    """Why an API-server token in the agent pod would be a credential: [] when the agent's service
+    account can do nothing with it but patch pods of its own namespace (k8s/deletion_cost.py: the
+    worker keeps its pod-deletion-cost annotation), and a bound, denying admission policy narrows
+    even that to that one annotation of its own pod (policy/rules/access_k8s.py)."""
+    problems = []
+    for ns in _agent_namespaces(resources):
+        granted = permissions(resources, ns, AGENT_SERVICE_ACCOUNT)
+        problems += [x for x in (_permission_problem(p, ns) for p in granted) if x]
+        if not granted:
+            problems.append(f"no RBAC rule lets {ns}/{AGENT_SERVICE_ACCOUNT} patch its pod: the token is of no use")
+        problems += admission_problems(resources, ns, AGENT_SERVICE_ACCOUNT, DELETION_COST_ANNOTATION)
+    return problems
 
 
 def _csi_problem(volume: Mapping[str, Any], livekit_class_problems: list[str] | None) -> str | None:
@@ -86,7 +81,7 @@ def _csi_problem(volume: Mapping[str, Any], livekit_class_problems: list[str] | 
     return problem
 
 
-def _credential_mounts(spec: Mapping[str, Any], api_token_allowed: bool = False,
+def _credential_mounts(spec: Mapping[str, Any], token_problems: list[str] | None = None,
                        livekit_class_problems: list[str] | None = None) -> list[str]:
     found = []
     for volume in prop(spec, "volumes", default=[]):
@@ -100,10 +95,11 @@ def _credential_mounts(spec: Mapping[str, Any], api_token_allowed: bool = False,
             if "secret" in source:
                 found.append(f"volume {name} projects Secret {prop(source, 'secret', 'name', default='?')}")
             token = source.get("serviceAccountToken")
-            if token is not None and not token.get("audience") and not api_token_allowed:
+            if token is not None and not token.get("audience") and token_problems != []:
+                why = "; ".join(token_problems or ["its account's access was not computed"])
                 found.append(f"volume {name} projects an API-server token (no audience) while the agent's service "
-                             "account may do more than patch pods under an admission policy: scope it to one tool "
-                             "server, or narrow its RBAC")
+                             f"account may do more than patch its own pod's deletion cost: {why}. Scope it to one "
+                             "tool server, or narrow its RBAC and admission policy")
     for container in prop(spec, "containers", default=[]):
         for env in container.get("env", []) or []:
             ref = prop(env, "valueFrom", "secretKeyRef", "name")
@@ -117,11 +113,11 @@ def _credential_mounts(spec: Mapping[str, Any], api_token_allowed: bool = False,
 
 
 def _agent_mounts_no_tool_credential(resources: list[Resource], ctx) -> list[Finding]:
-    api_token_allowed, class_problems = api_token_only_patches_pods(resources), livekit_class(resources)[1]
+    token_problems, class_problems = api_token_problems(resources), livekit_class(resources)[1]
     return [(pod.name, f"the agent pod carries a credential: {what}; tool credentials belong to the tool server "
                        "(tools/<name>), which the agent reaches with an audience-bound token")
             for pod in _unique(agent_pods(resources))
-            for what in _credential_mounts(pod.spec, api_token_allowed, class_problems)]
+            for what in _credential_mounts(pod.spec, token_problems, class_problems)]
 
 
 def _unique(pods):

@@ -147,6 +147,11 @@ def _db_condition_widened(rs):
     condition["expression"] += " || resource.name.startsWith('projects/')"
 
 
+def _db_condition_for_another_instance(rs):
+    condition = _named(rs, "checkpoints-client")["condition"]
+    condition["expression"] = re.sub(r"/instances/[^']+'", "/instances/billing-db'", condition["expression"])
+
+
 def _db_account_gets_vertex_admin(rs):
     f = _facts(rs)
     _add(rs, PROJECT_MEMBER, "db-vertex", project=f["project"], role="roles/aiplatform.admin",
@@ -184,9 +189,12 @@ AGENT_ATTACKS = {
     "two impersonation hops": (_two_hops, "reaches roles/container.defaultNodeServiceAccount on project",
                                "through 2 impersonation hop(s)"),
     "database roles project-wide": (_db_account_unconditioned, "reaches roles/cloudsql.client on project",
-                                    "without an IAM condition naming one instance"),
+                                    "without an IAM condition naming its instance"),
     "database condition widened": (_db_condition_widened, "reaches roles/cloudsql.instanceUser on project",
-                                   "without an IAM condition naming one instance"),
+                                   "without an IAM condition naming its instance"),
+    "database condition for another instance": (_db_condition_for_another_instance,
+                                                "reaches roles/cloudsql.client on project",
+                                                "without an IAM condition naming its instance"),
     "database account holds more": (_db_account_gets_vertex_admin, "reaches roles/aiplatform.admin on project",
                                     "through 1 impersonation hop(s)"),
     "custom role that mints tokens": (_custom_role_with_get_access_token, "on serviceAccount",
