@@ -17,6 +17,7 @@ from domain.maintenance import least_availability, window_days
 from tooling.plan import evaluate
 from domain.settings import ConfigError
 from domain.stackfiles import load_stack_values
+from k8s import metrics_adapter
 
 P = "gke-voice-agents:"
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -228,7 +229,7 @@ def test_prod_admits_only_its_registry_and_the_placeholder_image(prod_plan):
     assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
         "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**",
         "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.2",
-        "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0", "registry.k8s.io/pause:3.10"]
+        metrics_adapter.IMAGE, "registry.k8s.io/pause:3.10"]
     assert prod_plan.one(CLUSTER)["inputs"]["binaryAuthorization"] == {"evaluationMode": "PROJECT_SINGLETON_POLICY_ENFORCE"}
 
 
@@ -239,7 +240,7 @@ def test_without_placeholders_no_outside_image_is_admitted():
     # Cloud SQL Auth Proxy
     assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
         "us-central1-docker.pkg.dev/my-voice-agents-prod/voice-agents-prod/**",
-        "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0"]
+        metrics_adapter.IMAGE]
 
 
 @pytest.mark.parametrize("key", ["workloadStateMetrics", "upgradeNotifications", "secretsEncryption", "binaryAuthorization",
