@@ -3,10 +3,11 @@
 Seed 003's fourth pillar: a prompt injection can reach only what the agent's identity can. So
 the agent's pod carries no secret but its own LiveKit one (tool credentials live with the tool
 server: a Secret, a CSI secret store or an API-key variable in an agent pod is refused; the one
-secret store admitted is the LiveKit files' SecretProviderClass, policy/rules/secrets.py), its
-Google identity holds no role but Vertex AI and read access to those two LiveKit secrets (a tool
-role, any other Secret Manager access included, belongs to the tool server's own principal,
-infra/tool_identity.py), and every tool server
+secret store admitted is the LiveKit files' SecretProviderClass, policy/rules/secrets.py; its
+API-server token only while its whole RBAC closure is patching pods and a bound, denying
+admission policy holds that to one annotation, policy/rules/access_k8s.py), its Google identity
+reaches nothing but Vertex AI, those two LiveKit secrets and its database (policy/rules/access.py:
+a tool role belongs to the tool server's own principal, infra/tool_identity.py), and every tool server
 (pods labelled gke-voice-agents/role=tool-server, k8s/tool_server.py) has a NetworkPolicy
 whose ingress admits agent pods and nothing else. The tool server then checks the caller's
 token itself (tools/places/places_mcp/caller_auth.py): network position is not identity.
