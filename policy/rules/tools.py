@@ -66,6 +66,11 @@ def api_token_problems(resources: list[Resource]) -> list[str]:
     return problems
 
 
+def api_token_only_patches_pods(resources: list[Resource]) -> bool:
+    """True when api_token_problems finds nothing (kept for callers of the earlier name)."""
+    return not api_token_problems(resources)
+
+
 def _csi_problem(volume: Mapping[str, Any], livekit_class_problems: list[str] | None) -> str | None:
     """Why a CSI volume is a credential the agent must not carry, or None for the add-on's
     volume of the `livekit` SecretProviderClass when that class lists the LiveKit files only.
