@@ -126,14 +126,21 @@ ADAPTER_ALLOWANCES = (
 )
 
 
+# A tool server asks whether a caller's pod still exists (TokenReview, k8s/tool_server.py) and
+# may do nothing else with its token.
+TOOL_SERVER_ALLOWANCES = (
+    Allowance(frozenset({"create"}), frozenset({"authentication.k8s.io"}), frozenset({"tokenreviews"})),
+)
+
+
 def _kubernetes_access(resources: list[Resource], ctx) -> list[Finding]:
     """Each protected service account's RBAC closure against its promise: the agent patches pods
     of its own namespace (its deletion cost, narrowed further by admission: tools.py), a tool
-    server does nothing, the metrics adapter reads what the HPA path needs."""
+    server reviews tokens, the metrics adapter reads what the HPA path needs."""
     accounts = [(w, "the agent", (Allowance(frozenset({"patch"}), frozenset({""}), frozenset({"pods"}),
                                             namespace=w.namespace),))
                 for w in workloads(resources, AGENT_ROLE)]
-    accounts += [(w, "a tool server", ()) for w in workloads(resources, TOOL_SERVER_ROLE)]
+    accounts += [(w, "a tool server", TOOL_SERVER_ALLOWANCES) for w in workloads(resources, TOOL_SERVER_ROLE)]
     accounts += [(Workload(ADAPTER_NAMESPACE, ADAPTER_ACCOUNT), "the metrics adapter", ADAPTER_ALLOWANCES)]
     findings = []
     for account, who, allowed in accounts:

@@ -8,7 +8,7 @@ import functools
 
 import pytest
 
-from infra.plan import evaluate
+from tooling.plan import evaluate
 from k8s import deletion_cost, metrics_adapter
 from k8s.runtime import GKE_METADATA_SERVER, METADATA_SERVER
 from policy.rules.base import Context

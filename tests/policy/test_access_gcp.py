@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.plan import evaluate
+from tooling.plan import evaluate
 from policy.engine import as_resources, evaluate_plan
 from policy.rules import access_gcp
 
@@ -334,7 +334,7 @@ def test_every_iam_grant_type_of_pulumi_gcp_is_read():
     the engine, and nothing else is: custom roles, audit configs and member removals are not."""
     import importlib
 
-    from infra.mocks import args_class
+    from tooling.mocks import args_class
 
     tokens = _sdk_tokens()
     grant_types = [t for t in tokens if access_gcp.is_grant_type(t)]

@@ -16,7 +16,7 @@ import functools
 
 import pytest
 
-from infra.plan import evaluate
+from tooling.plan import evaluate
 from k8s.deletion_cost import ANNOTATION, admission_policy_spec
 from policy.engine import as_resources, evaluate_plan
 from policy.rules import access_k8s
@@ -233,6 +233,12 @@ def _tool(subject_kind, name, namespace=NS, **binding):
     return mutate
 
 
+def _tool_server_mints_tokens(rs):
+    """Its TokenReview role widened to TokenRequest: it could mint the agent's tokens."""
+    role = next(r for r in rs if r["name"].endswith("token-review-role"))["inputs"]
+    role["rules"].append({"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]})
+
+
 def _adapter_reads_secrets(rs):
     reader = next(r for r in rs if r["name"] == "metrics-adapter-resource-reader")["inputs"]
     reader["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
@@ -265,6 +271,7 @@ OTHER_ATTACKS = {
                             "User system:serviceaccount:voice-agents:places-mcp"),
     "tool server by namespace group": (_namespace_group, "a tool server's service account voice-agents/places-mcp may"),
     "tool server by all accounts": (_all_service_accounts, "a tool server's service account"),
+    "tool server mints tokens": (_tool_server_mints_tokens, "['create'] on ['serviceaccounts/token']"),
     "tool server by undeclared role": (_tool("ServiceAccount", "places-mcp", role="admin"), "counted as everything"),
     "adapter reads secrets": (_adapter_reads_secrets, "['get'] on ['secrets']"),
     "adapter wildcard": (_adapter_wildcard, "on ['*']"),

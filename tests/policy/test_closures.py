@@ -1,12 +1,12 @@
-"""`python -m policy.closures` lists what each protected principal reaches, from the same
+"""`python -m tooling.closures` lists what each protected principal reaches, from the same
 functions the rules judge with (the listing docs/policy.md quotes)."""
 
 from __future__ import annotations
 
 import functools
 
-from infra.plan import evaluate
-from policy import closures
+from tooling.plan import evaluate
+from tooling import closures
 from policy.engine import as_resources
 
 
@@ -26,7 +26,9 @@ def test_the_dev_listing_names_every_principal_and_each_grant_once():
     # the tool server's quota role; the adapter's viewer role
     assert len(grants) == 8, grants
     assert sum(" via " in g and "resource.name == 'projects/" in g for g in grants) == 2
-    assert "admission: bound with Deny" in text and "  kubernetes: nothing" in text
+    assert "admission: bound with Deny" in text
+    assert "  kubernetes: ['create'] on ['tokenreviews'] in groups ['authentication.k8s.io'] in every namespace " \
+           "(ServiceAccount voice-agents/places-mcp" in text
 
 
 def test_an_unknown_stack_is_an_error_not_a_traceback(capsys):

@@ -1,6 +1,6 @@
 """What each protected principal can reach in a stack's offline plan, as the access rules see it.
 
-    .venv/bin/python -m policy.closures --stack dev
+    .venv/bin/python -m tooling.closures --stack dev
 
 Prints, for the agent, each tool server and the metrics adapter, every Google grant its
 closure holds (directly or through an impersonated account, with the condition if any) and
@@ -48,12 +48,12 @@ def report(resources: list[Resource]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m policy.closures", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tooling.closures", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="stack name (Pulumi.<stack>.yaml)")
     args = parser.parse_args(argv)
-    from infra.plan import evaluate
-    from infra.stackfiles import StackFileError
-    from infra.settings import ConfigError
+    from tooling.plan import evaluate
+    from domain.stackfiles import StackFileError
+    from domain.settings import ConfigError
     from policy.engine import as_resources
 
     try:
