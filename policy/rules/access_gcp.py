@@ -226,8 +226,11 @@ def _covers_account(member: str, a: Account) -> str | None:
     project = email.split("@", 1)[1].split(".", 1)[0] if "@" in email else ""
     low = member.lower()
     if email.startswith("*@"):
-        ok = low.startswith("serviceaccount:") and low.endswith(f"@{project}.iam.gserviceaccount.com")
-        return "an account of that project" if ok and "[" not in low else None
+        scope = email[2:]
+        # a folder or organization ("folder 123"): every account below it, whatever its project
+        ok = low.startswith("serviceaccount:") and "[" not in low and (
+            " " in scope or low.endswith(f"@{project}.iam.gserviceaccount.com"))
+        return f"an account of {scope}" if ok else None
     if low in (f"serviceaccount:{email}", f"principal://iam.googleapis.com/projects/-/serviceaccounts/{email}"):
         return "that account"
     if re.fullmatch(r"principalset://cloudresourcemanager\.googleapis\.com/projects/[^/]+/type/serviceaccount", low):

@@ -138,6 +138,12 @@ def _two_hops(rs):
          role="roles/iam.serviceAccountTokenCreator", member=f"serviceAccount:{f['db_email']}")
 
 
+def _folder_token_creator(rs):
+    """Token creator on a folder: every account of every project below it, the nodes' included."""
+    _add(rs, "gcp:folder/iAMMember:IAMMember", "folder-minter", folder="folders/123",
+         role="roles/iam.serviceAccountTokenCreator", member=_facts(rs)["principal"])
+
+
 def _db_account_unconditioned(rs):
     _named(rs, "checkpoints-client").pop("condition")
 
@@ -186,6 +192,8 @@ AGENT_ATTACKS = {
                                        "is granted roles/iam.workloadIdentityUser on serviceAccount", "[nodes-impersonation]"),
     "token creator on the whole project": (_project_token_creator, "is granted roles/iam.serviceAccountTokenCreator on project",
                                            "[any-account]"),
+    "token creator on a folder": (_folder_token_creator, "reaches roles/container.defaultNodeServiceAccount on project",
+                                  "an account of folder folders/123"),
     "two impersonation hops": (_two_hops, "reaches roles/container.defaultNodeServiceAccount on project",
                                "through 2 impersonation hop(s)"),
     "database roles project-wide": (_db_account_unconditioned, "reaches roles/cloudsql.client on project",
