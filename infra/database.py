@@ -82,6 +82,15 @@ def iam_user_name(email: str) -> str:
     return email.removesuffix(".gserviceaccount.com")
 
 
+def instance_condition(project: str, instance: pulumi.Input[str]) -> gcp.projects.IAMMemberConditionArgs:
+    """An IAM condition that holds a project grant to one Cloud SQL instance."""
+    expression = pulumi.Output.from_input(instance).apply(
+        lambda i: f"resource.name == 'projects/{project}/instances/{i}' && "
+                  "resource.type == 'sqladmin.googleapis.com/Instance'")
+    return gcp.projects.IAMMemberConditionArgs(title="checkpoint instance only", expression=expression,
+                                               description="this stack's checkpoint database, no other instance")
+
+
 class AgentDatabase(pulumi.ComponentResource):
     connection_name: pulumi.Output[str]
     instance_name: pulumi.Output[str]
@@ -112,9 +121,15 @@ class AgentDatabase(pulumi.ComponentResource):
             child(name, "sa"), project=args.project, account_id=f"gva-{name_part(args.stack, 18)}-db",
             display_name="voice agent checkpoint database user (impersonated by the Cloud SQL Auth Proxy)",
             opts=child_opts)
+        # Cloud SQL has no instance-level policy: a project grant reaches every instance of the
+        # project, so each is held to this instance by an IAM condition on resource.name (IAM
+        # Conditions resource attributes; Cloud SQL's sample, terraform-docs-samples
+        # cloud_sql/instance_iam_condition/main.tf). The agent reaches these roles through its
+        # token creator grant below; policy/rules/access.py refuses them without the condition.
         for role in CLIENT_ROLES:
             gcp.projects.IAMMember(child(name, role.split(".")[-1].lower()), project=args.project, role=role,
-                                   member=account.member, opts=child_opts)
+                                   member=account.member, condition=instance_condition(args.project, instance.name),
+                                   opts=child_opts)
         gcp.serviceaccount.IAMMember(child(name, "impersonation"), service_account_id=account.name,
                                      role=TOKEN_CREATOR, member=args.agent_principal, opts=child_opts)
         user = gcp.sql.User(child(name, "user"), project=args.project, instance=instance.name,

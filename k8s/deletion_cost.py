@@ -13,8 +13,9 @@ What the pod gets for that, and no more:
   at 80 % of its life), with the cluster's CA; the automounted token stays off;
 - a Role in its namespace that may only ``patch`` pods (RBAC cannot name a pod that does not
   exist yet, so resourceNames cannot narrow it);
-- narrower still, a ValidatingAdmissionPolicy: a request by the agent's service account may
-  change only that annotation, and only on the pod its token is bound to (the token's
+- narrower still, a ValidatingAdmissionPolicy, bound with Deny: a request by the agent's service
+  account may change only that annotation (not the spec, labels, other annotations,
+  finalizers or owner references), and only on the pod its token is bound to (the token's
   ``authentication.kubernetes.io/pod-name`` extra, Kubernetes 1.30+ bound tokens).
 
 Pure functions, no Pulumi import (the manifest policy CLI renders pods without the SDK); the
@@ -71,8 +72,13 @@ def service_account_user(namespace: str) -> str:
     return f"system:serviceaccount:{namespace}:{runtime.AGENT_SERVICE_ACCOUNT}"
 
 
+def _field(obj: str, field: str, empty: str) -> str:
+    """`obj.metadata.<field>`, or `empty` when the object has none (CEL's has() on an absent field)."""
+    return f"(has({obj}.metadata.{field}) ? {obj}.metadata.{field} : {empty})"
+
+
 def _annotations(obj: str) -> str:
-    return f"(has({obj}.metadata.annotations) ? {obj}.metadata.annotations : {{}})"
+    return _field(obj, "annotations", "{}")
 
 
 def admission_policy_spec(namespace: str) -> dict:
@@ -94,9 +100,16 @@ def admission_policy_spec(namespace: str) -> dict:
                            f"request.userInfo.extra['{POD_NAME_EXTRA}'] == [object.metadata.name]",
              "message": "an agent pod may patch only itself"},
             {"expression": "object.spec == oldObject.spec", "message": "an agent pod may not change a pod's spec"},
-            {"expression": "(has(object.metadata.labels) ? object.metadata.labels : {}) == "
-                           "(has(oldObject.metadata.labels) ? oldObject.metadata.labels : {})",
+            {"expression": f"{_field('object', 'labels', '{}')} == {_field('oldObject', 'labels', '{}')}",
              "message": "an agent pod may not change labels"},
+            # A pod's update may also add finalizers (the pod then never goes away) or owner
+            # references (garbage collection, and which controller counts it); neither is the
+            # agent's to touch.
+            {"expression": f"{_field('object', 'finalizers', '[]')} == {_field('oldObject', 'finalizers', '[]')}",
+             "message": "an agent pod may not change finalizers"},
+            {"expression": f"{_field('object', 'ownerReferences', '[]')} == "
+                           f"{_field('oldObject', 'ownerReferences', '[]')}",
+             "message": "an agent pod may not change owner references"},
             {"expression": f"{new}.all(k, k == {key} || (k in {old} && {old}[k] == {new}[k])) && "
                            f"{old}.all(k, k == {key} || k in {new})",
              "message": f"an agent pod may change only the {ANNOTATION} annotation"},

@@ -12,6 +12,10 @@ Prometheus, and the GKE tutorial "Optimize Pod autoscaling based on metrics"):
   adapter needs newer GKE versions than the REGULAR channel guarantees. Documented as the
   choice in docs/workload.md.
 
+Hardened like our own pods: non-root, read-only root filesystem, no privilege escalation, every
+capability dropped, seccomp RuntimeDefault, a one-hour projected API token instead of the
+automounted one, and a NetworkPolicy (serving port in; DNS, metadata server and 443 out).
+
 What the stack installs, as the adapter's production manifest does
 (GoogleCloudPlatform/k8s-stackdriver, custom-metrics-stackdriver-adapter/deploy/production/
 adapter_new_resource_model.yaml), minus what we do not use (the external.metrics.k8s.io API and
@@ -32,33 +36,88 @@ import pulumi_kubernetes as k8s
 
 from infra.identity import principal_of
 from infra.names import child, type_token
+from k8s.deletion_cost import ROOT_CA_CONFIGMAP, SERVICE_ACCOUNT_DIR, TOKEN_SECONDS
+from k8s.runtime import GKE_METADATA_SERVER, METADATA_SERVER
 
 NAMESPACE = "custom-metrics"
 SERVICE_ACCOUNT = "custom-metrics-stackdriver-adapter"
-# The version the upstream production manifest pins (GKE release registry).
-IMAGE = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0"
+# The tag upstream's production manifest pins (GoogleCloudPlatform/k8s-stackdriver,
+# custom-metrics-stackdriver-adapter/deploy/production/adapter_new_resource_model.yaml, commit
+# af49d863 of 2026-08-17, "update custom-metrics-stackdriver-adapter image to v0.16.9-gke.0");
+# v0.15.1 carried known vulnerabilities (issue 24). The image is distroless/static (its
+# Dockerfile), so it runs as any user.
+IMAGE = "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.16.9-gke.0"
 MONITORING_ROLE = "roles/monitoring.viewer"
 APP_LABELS = {"app.kubernetes.io/name": SERVICE_ACCOUNT, "app.kubernetes.io/part-of": "gke-voice-agents"}
-# Autopilot's minimum without bursting is 250m / 512 MiB (domain/sizes.py); upstream asks 400 MiB,
+# Autopilot's minimum without bursting is 250m / 512 MiB (domain/sizes.py); upstream asks 200 MiB,
 # which Autopilot would raise silently.
 RESOURCES = {"cpu": "250m", "memory": "512Mi"}
 CUSTOM_METRICS_VERSIONS = ("v1beta1", "v1beta2")
+# Upstream serves on 443 as root. A non-root process cannot bind below 1024 without a
+# capability, so the adapter serves on 8443 (`--secure-port`, k8s.io/apiserver's secure serving
+# options, which the adapter's flag set includes) and the Service maps 443 to it.
+PORT = 8443
+# distroless's `nonroot` user; any non-zero id works for a static binary.
+RUN_AS = 65532
+# The serving certificate the adapter generates at start (self-signed; the APIService skips
+# verification, as upstream) goes to an emptyDir: the root filesystem stays read-only.
+CERT_DIR = "/tmp/certs"
+TOKEN_VOLUME = "kube-api-token"
+
+
+def adapter_args() -> list[str]:
+    return ["/adapter", "--use-new-resource-model=true", "--fallback-for-container-metrics=true",
+            f"--secure-port={PORT}", f"--cert-dir={CERT_DIR}"]
+
+
+def token_volume() -> dict:
+    """The API-server token the adapter needs (it reads pods and nodes, delegates authentication),
+    projected for one hour instead of the automounted one: the automount's token is the one
+    the API server may extend to a year (--service-account-extend-token-expiration)."""
+    return {"name": TOKEN_VOLUME, "projected": {"defaultMode": 0o440, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": TOKEN_SECONDS}},
+        {"configMap": {"name": ROOT_CA_CONFIGMAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+    ]}}
 
 
 def adapter_pod_spec() -> dict:
     return {
         "serviceAccountName": SERVICE_ACCOUNT,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS, "fsGroup": RUN_AS,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumes": [token_volume(), {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
         "containers": [{
             "name": "adapter",
             "image": IMAGE,
-            "command": ["/adapter", "--use-new-resource-model=true", "--fallback-for-container-metrics=true"],
-            "ports": [{"name": "https", "containerPort": 443, "protocol": "TCP"}],
+            "command": adapter_args(),
+            "ports": [{"name": "https", "containerPort": PORT, "protocol": "TCP"}],
             "resources": {"requests": RESOURCES, "limits": RESOURCES},
-            # It serves on 443 as upstream does: the one capability it keeps is binding that port.
-            "securityContext": {"allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}},
+            # as upstream's manifest (readiness added there in 2025-08)
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT, "scheme": "HTTPS"},
+                               "initialDelaySeconds": 40, "periodSeconds": 10, "timeoutSeconds": 5},
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": TOKEN_VOLUME, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True},
+                             {"name": "tmp", "mountPath": "/tmp"}],
         }],
+    }
+
+
+def network_policy_spec() -> dict:
+    """In: the API server's aggregation layer on the serving port (the control plane is no pod
+    and its address is not in the plan, so the port is the narrowing). Out: DNS, the metadata
+    server (Workload Identity token), TCP 443 (Cloud Monitoring, and the API server through the
+    `kubernetes` Service)."""
+    metadata = [{"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": port}]}
+                for cidr, port in (METADATA_SERVER, GKE_METADATA_SERVER)]
+    return {
+        "podSelector": {"matchLabels": APP_LABELS},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"ports": [{"protocol": "TCP", "port": PORT}]}],
+        "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}, *metadata,
+                   {"ports": [{"protocol": "TCP", "port": 443}]}],
     }
 
 
@@ -100,7 +159,7 @@ class MetricsAdapter(pulumi.ComponentResource):
                                    opts=kube)
         in_ns = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns])
         meta = {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE, "labels": APP_LABELS}
-        ksa = k8s.core.v1.ServiceAccount(child(name, "ksa"), metadata=meta, opts=in_ns)
+        ksa = k8s.core.v1.ServiceAccount(child(name, "ksa"), metadata=meta, automount_service_account_token=False, opts=in_ns)
         subject = [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]
         # delegated authentication and authorization of an aggregated API server
         k8s.rbac.v1.ClusterRoleBinding(
@@ -129,8 +188,9 @@ class MetricsAdapter(pulumi.ComponentResource):
         service = k8s.core.v1.Service(
             child(name, "service"), metadata=meta,
             spec={"type": "ClusterIP", "selector": APP_LABELS,
-                  "ports": [{"port": 443, "protocol": "TCP", "targetPort": 443}]},
+                  "ports": [{"port": 443, "protocol": "TCP", "targetPort": PORT}]},
             opts=in_ns)
+        k8s.networking.v1.NetworkPolicy(child(name, "network"), metadata=meta, spec=network_policy_spec(), opts=in_ns)
         for version in CUSTOM_METRICS_VERSIONS:
             k8s.apiregistration.v1.APIService(
                 child(name, f"api-{version}"), metadata={"name": f"{version}.custom.metrics.k8s.io"},

@@ -107,8 +107,10 @@ def _computed_outputs(resource_type: str, inputs: dict[str, Any]) -> dict[str, A
     if resource_type == "random:index/randomId:RandomId":
         return {"hex": FAKE_RANDOM_HEX}
     if resource_type == "gcp:serviceaccount/account:Account":
-        email = f"{inputs['accountId']}@{inputs.get('project', 'mock-project')}.iam.gserviceaccount.com"
-        return {"email": email, "member": f"serviceAccount:{email}"}
+        project = inputs.get('project', 'mock-project')
+        email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
+        # `name` is what grants on the account take as serviceAccountId (GCP's fully qualified form)
+        return {"email": email, "member": f"serviceAccount:{email}", "name": f"projects/{project}/serviceAccounts/{email}"}
     if resource_type == "gcp:secretmanager/secretVersion:SecretVersion":
         # Secret Manager numbers a secret's versions from 1; the name uses the project number.
         secret = str(inputs.get("secret", "")).rsplit("/", 1)[-1]

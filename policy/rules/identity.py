@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from policy.rules.base import (
-    MANDATORY, PROJECT_BINDING, PROJECT_MEMBER, Resource, Rule, SA_KEY, VERTEX_ROLE, prop,
-)
+from policy.rules.access_gcp import grants
+from policy.rules.base import MANDATORY, SA_KEY, VERTEX_ROLE, Rule
 
 
 def _no_sa_keys(resources, ctx):
@@ -12,19 +11,14 @@ def _no_sa_keys(resources, ctx):
                      "Workload Identity Federation (CI) instead") for r in resources if r.type == SA_KEY]
 
 
-def _vertex_members(r: Resource) -> list[str]:
-    if r.type == PROJECT_MEMBER:
-        return [str(prop(r.props, "member", default=""))]
-    return [str(m) for m in prop(r.props, "members", default=[])]
-
-
 def _vertex_by_workload_identity(resources, ctx):
-    grants = [r for r in resources if r.type in (PROJECT_MEMBER, PROJECT_BINDING) and prop(r.props, "role") == VERTEX_ROLE]
-    findings = [(r.name, f"Vertex AI is granted to {member}: a Google service account invites keys and is shared by "
-                         "whatever can impersonate it; grant roles/aiplatform.user to the agent's Workload Identity "
-                         "principal (principal://.../subject/ns/<namespace>/sa/<ksa>)")
-                for r in grants for member in _vertex_members(r) if not member.startswith(("principal://", "principalSet://"))]
-    if not grants:
+    # Every grant form at every level (policy/rules/access_gcp.py), not only project members.
+    vertex = [g for g in grants(resources) if g.role == VERTEX_ROLE]
+    findings = [(g.source, f"Vertex AI is granted to {member} on {g.where()}: a Google service account invites keys and "
+                           "is shared by whatever can impersonate it; grant roles/aiplatform.user to the agent's Workload "
+                           "Identity principal (principal://.../subject/ns/<namespace>/sa/<ksa>)")
+                for g in vertex for member in g.members if not member.startswith(("principal://", "principalSet://"))]
+    if not any(g.level == "project" for g in vertex):
         findings.append(("stack", "no roles/aiplatform.user grant for the agent's Workload Identity principal: Gemini calls will fail"))
     return findings
 

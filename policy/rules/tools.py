@@ -3,10 +3,11 @@
 Seed 003's fourth pillar: a prompt injection can reach only what the agent's identity can. So
 the agent's pod carries no secret but its own LiveKit one (tool credentials live with the tool
 server: a Secret, a CSI secret store or an API-key variable in an agent pod is refused; the one
-secret store admitted is the LiveKit files' SecretProviderClass, policy/rules/secrets.py), its
-Google identity holds no role but Vertex AI and read access to those two LiveKit secrets (a tool
-role, any other Secret Manager access included, belongs to the tool server's own principal,
-infra/tool_identity.py), and every tool server
+secret store admitted is the LiveKit files' SecretProviderClass, policy/rules/secrets.py; its
+API-server token only while its whole RBAC closure is patching pods and a bound, denying
+admission policy holds that to one annotation, policy/rules/access_k8s.py), its Google identity
+reaches nothing but Vertex AI, those two LiveKit secrets and its database (policy/rules/access.py:
+a tool role belongs to the tool server's own principal, infra/tool_identity.py), and every tool server
 (pods labelled gke-voice-agents/role=tool-server, k8s/tool_server.py) has a NetworkPolicy
 whose ingress admits agent pods and nothing else. The tool server then checks the caller's
 token itself (tools/places/places_mcp/caller_auth.py): network position is not identity.
@@ -16,13 +17,15 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from k8s.deletion_cost import ANNOTATION as DELETION_COST_ANNOTATION
 from k8s.runtime import (
     AGENT_ROLE, AGENT_SERVICE_ACCOUNT, LIVEKIT_SECRET_PROVIDER_CLASS, ROLE_LABEL, SECRET_MANAGER_CSI_DRIVER,
 )
 from policy.rules.base import (
-    DEPLOYMENT, MANDATORY, PROJECT_BINDING, PROJECT_MEMBER, VERTEX_ROLE, Finding, Resource, Rule, prop,
+    DEPLOYMENT, MANDATORY, Finding, Resource, Rule, prop,
 )
-from policy.rules.secrets import ACCESSOR_ROLE, livekit_class
+from policy.rules.access_k8s import Permission, admission_problems, describe, permissions
+from policy.rules.secrets import livekit_class
 from policy.rules.workload import agent_pods
 
 # Spelled here because the rules must import without the Pulumi SDK (`python -m policy.manifests`),
@@ -30,48 +33,42 @@ from policy.rules.workload import agent_pods
 LIVEKIT_SECRET = "livekit"  # k8s.pod.LIVEKIT_SECRET
 TOOL_SERVER_ROLE = "tool-server"  # k8s.tool_server.TOOL_SERVER_ROLE
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
-SECRET_MEMBER = "gcp:secretmanager/secretIamMember:SecretIamMember"
-SECRET_BINDING = "gcp:secretmanager/secretIamBinding:SecretIamBinding"
-# What the agent's own principal may hold: Gemini on Vertex AI, nothing else.
-AGENT_ROLES = frozenset({VERTEX_ROLE})
 
 
-ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
-CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
-ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
-CLUSTER_ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
-ADMISSION_POLICY = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"
 
 
-def _agent_rbac_rules(resources: list[Resource]) -> list[Mapping[str, Any]] | None:
-    """Every RBAC rule bound to the agent's Kubernetes service account; None when a binding
-    names a role the stack does not declare (what it grants cannot be known)."""
-    roles = {(r.type, prop(r.props, "metadata", "name")): prop(r.props, "rules", default=[])
-             for r in resources if r.type in (ROLE, CLUSTER_ROLE)}
-    rules: list[Mapping[str, Any]] = []
-    for r in resources:
-        if r.type not in (ROLE_BINDING, CLUSTER_ROLE_BINDING):
-            continue
-        subjects = prop(r.props, "subjects", default=[])
-        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == AGENT_SERVICE_ACCOUNT for s in subjects):
-            continue
-        ref = prop(r.props, "roleRef", default={})
-        kind = ROLE if ref.get("kind") == "Role" else CLUSTER_ROLE
-        if (kind, ref.get("name")) not in roles:
-            return None
-        rules += roles[(kind, ref.get("name"))]
-    return rules
+def _agent_namespaces(resources: list[Resource]) -> list[str]:
+    found = {prop(r.props, "metadata", "namespace", default="default") for r in resources if r.type == DEPLOYMENT
+             and prop(r.props, "spec", "template", "metadata", "labels", default={}).get(ROLE_LABEL) == AGENT_ROLE}
+    return sorted(found)
+
+
+def _permission_problem(p: Permission, namespace: str) -> str | None:
+    rule = p.rule
+    if (set(rule.get("verbs", [])) == {"patch"} and set(rule.get("resources", [])) == {"pods"}
+            and set(rule.get("apiGroups", [])) == {""} and not rule.get("nonResourceURLs") and p.namespace == namespace):
+        return None
+    return f"it may {describe(p)}"
+
+
+def api_token_problems(resources: list[Resource]) -> list[str]:
+    """Why an API-server token in the agent pod would be a credential: [] when the agent's service
+    account can do nothing with it but patch pods of its own namespace (k8s/deletion_cost.py: the
+    worker keeps its pod-deletion-cost annotation), and a bound, denying admission policy narrows
+    even that to that one annotation of its own pod (policy/rules/access_k8s.py)."""
+    problems = []
+    for ns in _agent_namespaces(resources):
+        granted = permissions(resources, ns, AGENT_SERVICE_ACCOUNT)
+        problems += [x for x in (_permission_problem(p, ns) for p in granted) if x]
+        if not granted:
+            problems.append(f"no RBAC rule lets {ns}/{AGENT_SERVICE_ACCOUNT} patch its pod: the token is of no use")
+        problems += admission_problems(resources, ns, AGENT_SERVICE_ACCOUNT, DELETION_COST_ANNOTATION)
+    return problems
 
 
 def api_token_only_patches_pods(resources: list[Resource]) -> bool:
-    """An API-server token in the agent pod is no tool credential when the agent's service
-    account can do nothing with it but patch pods (k8s/deletion_cost.py: the worker keeps its
-    pod-deletion-cost annotation) and an admission policy narrows even that to one annotation."""
-    rules = _agent_rbac_rules(resources)
-    only_patch = rules is not None and bool(rules) and all(
-        set(rule.get("resources", [])) == {"pods"} and set(rule.get("verbs", [])) == {"patch"}
-        and set(rule.get("apiGroups", [""])) == {""} and not rule.get("nonResourceURLs") for rule in rules)
-    return only_patch and any(r.type == ADMISSION_POLICY for r in resources)
+    """True when api_token_problems finds nothing (kept for callers of the earlier name)."""
+    return not api_token_problems(resources)
 
 
 def _csi_problem(volume: Mapping[str, Any], livekit_class_problems: list[str] | None) -> str | None:
@@ -90,7 +87,7 @@ def _csi_problem(volume: Mapping[str, Any], livekit_class_problems: list[str] | 
     return problem
 
 
-def _credential_mounts(spec: Mapping[str, Any], api_token_allowed: bool = False,
+def _credential_mounts(spec: Mapping[str, Any], token_problems: list[str] | None = None,
                        livekit_class_problems: list[str] | None = None) -> list[str]:
     found = []
     for volume in prop(spec, "volumes", default=[]):
@@ -104,10 +101,11 @@ def _credential_mounts(spec: Mapping[str, Any], api_token_allowed: bool = False,
             if "secret" in source:
                 found.append(f"volume {name} projects Secret {prop(source, 'secret', 'name', default='?')}")
             token = source.get("serviceAccountToken")
-            if token is not None and not token.get("audience") and not api_token_allowed:
+            if token is not None and not token.get("audience") and token_problems != []:
+                why = "; ".join(token_problems or ["its account's access was not computed"])
                 found.append(f"volume {name} projects an API-server token (no audience) while the agent's service "
-                             "account may do more than patch pods under an admission policy: scope it to one tool "
-                             "server, or narrow its RBAC")
+                             f"account may do more than patch its own pod's deletion cost: {why}. Scope it to one "
+                             "tool server, or narrow its RBAC and admission policy")
     for container in prop(spec, "containers", default=[]):
         for env in container.get("env", []) or []:
             ref = prop(env, "valueFrom", "secretKeyRef", "name")
@@ -121,11 +119,11 @@ def _credential_mounts(spec: Mapping[str, Any], api_token_allowed: bool = False,
 
 
 def _agent_mounts_no_tool_credential(resources: list[Resource], ctx) -> list[Finding]:
-    api_token_allowed, class_problems = api_token_only_patches_pods(resources), livekit_class(resources)[1]
+    token_problems, class_problems = api_token_problems(resources), livekit_class(resources)[1]
     return [(pod.name, f"the agent pod carries a credential: {what}; tool credentials belong to the tool server "
                        "(tools/<name>), which the agent reaches with an audience-bound token")
             for pod in _unique(agent_pods(resources))
-            for what in _credential_mounts(pod.spec, api_token_allowed, class_problems)]
+            for what in _credential_mounts(pod.spec, token_problems, class_problems)]
 
 
 def _unique(pods):
@@ -135,44 +133,6 @@ def _unique(pods):
             seen.add(pod.name)
             out.append(pod)
     return out
-
-
-def _members(r: Resource) -> list[str]:
-    if r.type in (PROJECT_MEMBER, SECRET_MEMBER):
-        return [str(prop(r.props, "member", default=""))]
-    return [str(m) for m in prop(r.props, "members", default=[])]
-
-
-def _is_agent_principal(member: str) -> bool:
-    return member.endswith(f"/sa/{AGENT_SERVICE_ACCOUNT}") or member.endswith(f"[{AGENT_SERVICE_ACCOUNT}]")
-
-
-def _reads_livekit_secret(r: Resource, livekit_secrets: frozenset[str]) -> bool:
-    """Read access to one of the secrets the `livekit` SecretProviderClass mounts, and no more."""
-    secret = str(prop(r.props, "secretId", default="")).rsplit("/", 1)[-1]
-    return prop(r.props, "role") == ACCESSOR_ROLE and secret in livekit_secrets
-
-
-def _agent_identity_holds_no_tool_role(resources: list[Resource], ctx) -> list[Finding]:
-    livekit_secrets, class_problems = livekit_class(resources)
-    livekit_secrets = livekit_secrets if not class_problems else frozenset()
-    findings = []
-    for r in resources:
-        if r.type not in (PROJECT_MEMBER, PROJECT_BINDING, SECRET_MEMBER, SECRET_BINDING):
-            continue
-        role = str(prop(r.props, "role", default=""))
-        for member in filter(_is_agent_principal, _members(r)):
-            if r.type in (SECRET_MEMBER, SECRET_BINDING) and _reads_livekit_secret(r, livekit_secrets):
-                continue
-            if r.type in (SECRET_MEMBER, SECRET_BINDING):
-                findings.append((r.name, f"the agent's principal {member} may read a Secret Manager secret ({role}) "
-                                         "other than its LiveKit files (secretAccessor on a secret the "
-                                         f"{LIVEKIT_SECRET_PROVIDER_CLASS} SecretProviderClass mounts): grant it to "
-                                         "the tool server's own principal instead"))
-            elif role not in AGENT_ROLES:
-                findings.append((r.name, f"the agent's principal {member} is granted {role}; the agent may hold only "
-                                         f"{', '.join(sorted(AGENT_ROLES))}: grant tool roles to the tool server's principal"))
-    return findings
 
 
 def _tool_servers(resources: Iterable[Resource]) -> list[tuple[str, dict[str, str]]]:
@@ -221,9 +181,6 @@ RULES: tuple[Rule, ...] = (
     Rule("agent-mounts-no-tool-credential", MANDATORY,
          "The agent's pod carries no credential but its LiveKit files or Secret and audience-bound tool tokens.",
          check_stack=_agent_mounts_no_tool_credential),
-    Rule("agent-identity-holds-no-tool-role", MANDATORY,
-         "The agent's Google principal holds Vertex AI and its LiveKit secrets only; no tool role.",
-         check_stack=_agent_identity_holds_no_tool_role),
     Rule("tool-server-admits-only-agents", MANDATORY,
          "Every tool server has a NetworkPolicy whose ingress admits agent pods only.",
          check_stack=_tool_servers_reachable_only_from_agents),

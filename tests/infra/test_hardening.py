@@ -17,6 +17,7 @@ from domain.maintenance import least_availability, window_days
 from tooling.plan import evaluate
 from domain.settings import ConfigError
 from domain.stackfiles import load_stack_values
+from k8s import metrics_adapter
 
 P = "gke-voice-agents:"
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -222,8 +223,7 @@ def test_dev_has_no_key_and_no_binary_authorization(dev_plan):
     assert not dev_plan.of_type("gcp:kms/keyRing:KeyRing") and not dev_plan.of_type("gcp:binaryauthorization/policy:Policy")
 
 
-PLATFORM_IMAGES = ["gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.2",
-                   "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0", "registry.k8s.io/pause:3.10"]
+PLATFORM_IMAGES = ["gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.2", metrics_adapter.IMAGE, "registry.k8s.io/pause:3.10"]
 
 
 def test_prod_admits_only_attested_images_and_the_exact_platform_images(prod_plan):
@@ -253,7 +253,7 @@ def test_without_placeholders_no_outside_image_is_admitted():
         "gcp:binaryauthorization/policy:Policy")["inputs"]
     # the HPA's metrics adapter (k8s/metrics_adapter.py) only: no pause image, no Auth Proxy
     assert [p["namePattern"] for p in policy["admissionWhitelistPatterns"]] == [
-        "gcr.io/gke-release/custom-metrics-stackdriver-adapter:v0.15.1-gke.0"]
+        metrics_adapter.IMAGE]
 
 
 @pytest.mark.parametrize("key", ["workloadStateMetrics", "upgradeNotifications", "secretsEncryption", "binaryAuthorization",

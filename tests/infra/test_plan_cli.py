@@ -60,10 +60,9 @@ def problem_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("  - ")]
 
 
-# agent 8 + metrics adapter 10 (k8s/metrics_adapter.py) + spare capacity 2 (dev: CapacityBuffer and
-# its PodTemplate; prod: PriorityClass and placeholder Deployment) + the Places tool server 7 and the
-# pod-deletion-cost access 4 (both stacks)
-@pytest.mark.parametrize("stack, manifests", [("dev", 31), ("prod", 31)])
+# agent 12 + metrics adapter 11 (k8s/metrics_adapter.py, its NetworkPolicy included) + Places tool server 7 + spare
+# capacity 2 (dev: CapacityBuffer and its PodTemplate; prod: PriorityClass and placeholder Deployment)
+@pytest.mark.parametrize("stack, manifests", [("dev", 32), ("prod", 32)])
 def test_valid_stack_writes_plan_files_and_exits_zero(tmp_path, stack, manifests):
     done = run_plan(stack, tmp_path / "plan")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -130,7 +130,7 @@ def test_every_kubernetes_object_is_written(plan, manifests):
     spare = ["Deployment", "PriorityClass"] if plan.stack == "prod" else ["PodTemplate", "CapacityBuffer"]
     # the Custom Metrics Stackdriver Adapter (k8s/metrics_adapter.py), for the HPA's calls metric
     adapter = ["Namespace", "ServiceAccount", "ClusterRoleBinding", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
-               "Deployment", "Service", "APIService", "APIService"]
+               "Deployment", "Service", "NetworkPolicy", "APIService", "APIService"]
     # podDeletionCost (k8s/deletion_cost_access.py): patch-pods Role, its binding, the admission policy
     deletion_cost = ["Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     # placesToolEnabled (k8s/tool_server.py): the Places MCP server's own objects

@@ -32,8 +32,9 @@ def test_every_kubernetes_object_uses_the_cluster_provider(monkeypatch):
 
     monkeypatch.setattr(ParentTrackingMonitor, "RegisterResource", register)
     plan_with("prod")
-    # 8 agent objects + 2 spare-capacity objects + 10 of the metrics adapter (k8s/metrics_adapter.py) in prod
-    assert len(providers) == 29
+    # 12 agent objects (deletion-cost access and LiveKit files included) + 2 spare-capacity objects + 11 of the
+    # metrics adapter (k8s/metrics_adapter.py, its NetworkPolicy included) + 7 of the Places tool server, in prod
+    assert len(providers) == 32
     # A provider reference is "<provider URN>::<provider id>".
     urns = {ref.rsplit("::", 1)[0] for ref in providers.values()}
     assert urns == {"urn:pulumi:prod::gke-voice-agents::pulumi:pulumi:Stack$pulumi:providers:kubernetes::gke-k8s"}, providers

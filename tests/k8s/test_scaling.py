@@ -64,7 +64,7 @@ def test_the_adapter_serves_custom_metrics_only_and_reads_pods_and_nodes(prod_pl
     [container] = pod["containers"]
     # Autopilot's minimum without bursting, so nothing is raised silently
     assert container["resources"]["requests"] == {"cpu": "250m", "memory": "512Mi"}
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
 @pytest.fixture(scope="module")

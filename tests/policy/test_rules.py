@@ -166,6 +166,13 @@ FAILING.update(_DATABASE_CASES)
 from tests.policy.test_rules_secrets import FAILING_CASES as _SECRETS_CASES  # noqa: E402
 
 FAILING.update(_SECRETS_CASES)
+# The access closures (policy/rules/access.py).
+from tests.policy.test_access_gcp import FAILING_CASES as _ACCESS_CASES  # noqa: E402
+
+FAILING.update(_ACCESS_CASES)
+from tests.policy.test_access_k8s import FAILING_CASES as _KUBERNETES_ACCESS_CASES  # noqa: E402
+
+FAILING.update(_KUBERNETES_ACCESS_CASES)
 
 
 def _only(found: list[dict], rule_id: str) -> list[str]:
