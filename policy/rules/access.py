@@ -8,7 +8,9 @@ it), not how a grant is spelled.
   cloudsql.instanceUser pinned by an IAM condition to that user's instance. Nothing else, in any
   member form, at any level, through any chain.
 - Each tool server (pods labelled gke-voice-agents/role=tool-server): the quota role on the
-  project (infra/tool_identity.py), nothing else.
+  project, directly or as the one Google service account it acts as through GKE's Workload
+  Identity link (workloadIdentityUser on that account: infra/tool_identity.py, as Places takes
+  no federated token), nothing else.
 - The metrics adapter: monitoring.viewer on the project (k8s/metrics_adapter.py), nothing else.
 """
 
@@ -114,6 +116,26 @@ def _only(role: str, who: str, identities: Callable[[list[Resource]], Iterable[W
     return check
 
 
+WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"  # infra.tool_identity's link
+
+
+def _tool_server_problem(reach: Reach) -> str | None:
+    g, hops = reach.grant, len(reach.via)
+    if hops == 0 and (g.role, g.level) in ((QUOTA_ROLE, "project"), (WORKLOAD_IDENTITY_USER, "serviceAccount")):
+        return None
+    # the one hop must be the Workload Identity link itself (the chain names the role it went through)
+    if hops == 1 and (g.role, g.level) == (QUOTA_ROLE, "project") and f"holds {WORKLOAD_IDENTITY_USER} on" in reach.chain[0]:
+        return None
+    return f"reaches {g.role} on {g.where()}{f' through {hops} impersonation hop(s)' if hops else ''}"
+
+
+def _tool_server_identity_holds_quota_only(resources: list[Resource], ctx) -> list[Finding]:
+    return [(reach.grant.source, f"a tool server's principal ({server}) {problem}: {reach.path()}. It may hold only "
+                                 f"{QUOTA_ROLE} on the project, itself or as the one service account it acts as")
+            for server in workloads(resources, TOOL_SERVER_ROLE) for reach in closure(resources, server)
+            if (problem := _tool_server_problem(reach))]
+
+
 _READ = frozenset({"get", "list", "watch"})
 # The adapter's own roles (k8s/metrics_adapter.py, as upstream's production manifest): delegated
 # authentication and authorization, the API server's client CA, and reading pods and nodes.
@@ -157,8 +179,9 @@ RULES: tuple[Rule, ...] = (
          "The agent's Google principal reaches Vertex AI, its LiveKit secrets and its own database instance only.",
          check_stack=_agent_identity_holds_no_tool_role),
     Rule("tool-server-identity-holds-quota-only", MANDATORY,
-         "A tool server's Google principal reaches the project's quota role only.",
-         check_stack=_only(QUOTA_ROLE, "tool server", lambda rs: workloads(rs, TOOL_SERVER_ROLE))),
+         "A tool server's Google principal reaches the project's quota role only (itself, or as its one linked "
+         "service account).",
+         check_stack=_tool_server_identity_holds_quota_only),
     Rule("metrics-adapter-identity-holds-viewer-only", MANDATORY,
          "The metrics adapter's Google principal reaches monitoring.viewer on the project only.",
          check_stack=_only(MONITORING_ROLE, "metrics adapter",

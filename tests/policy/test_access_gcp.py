@@ -308,6 +308,42 @@ OTHER_ATTACKS = {
 }
 
 
+def _linked_account(rs) -> str:
+    """The Google service account the tool server acts as (infra/tool_identity.py)."""
+    return _named(rs, "places-identity-quota-user")["member"].split(":", 1)[1]
+
+
+def _linked_account_holds(role):
+    def mutate(rs):
+        _add(rs, PROJECT_MEMBER, "linked-extra", project=_facts(rs)["project"], role=role,
+             member=f"serviceAccount:{_linked_account(rs)}")
+    return mutate
+
+
+def _link_to_another_account(rs):
+    f = _facts(rs)
+    link = _named(rs, "places-identity-link")
+    _add(rs, "gcp:serviceaccount/iAMMember:IAMMember", "link-db", serviceAccountId=f["db_account"],
+         role="roles/iam.workloadIdentityUser", member=link["member"])
+
+
+def _token_creator_on_its_own_account(rs):
+    link = _named(rs, "places-identity-link")
+    _add(rs, "gcp:serviceaccount/iAMMember:IAMMember", "own-token-creator", serviceAccountId=link["serviceAccountId"],
+         role="roles/iam.serviceAccountTokenCreator", member=link["member"])
+
+
+# The tool server acts as its own Google service account (Places takes no federated token): the
+# link is allowed, and through it the quota role only.
+OTHER_ATTACKS.update({
+    (TOOL_RULE, "linked account holds more"): (_linked_account_holds("roles/storage.admin"),
+                                               "reaches roles/storage.admin on project"),
+    (TOOL_RULE, "link to another account"): (_link_to_another_account, "reaches roles/cloudsql"),
+    (TOOL_RULE, "token creator instead of the link"): (_token_creator_on_its_own_account,
+                                                       "reaches roles/iam.serviceAccountTokenCreator on serviceAccount"),
+})
+
+
 @pytest.mark.parametrize(("rule", "case"), sorted(OTHER_ATTACKS))
 def test_the_tool_server_and_adapter_rules_refuse(rule, case):
     mutate, says = OTHER_ATTACKS[(rule, case)]
