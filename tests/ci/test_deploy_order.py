@@ -159,7 +159,7 @@ def test_the_build_reads_each_stages_registry_from_its_committed_file(tmp_path):
     it signs for, equal to the registryUrl the stack itself exports."""
     import sys
 
-    from tests.conftest import _evaluated_once
+    from tooling.plan import evaluate
 
     build = job("deploy.yml", "build")
     script = build.step("targets")["run"].replace(".venv/bin/python", sys.executable)
@@ -170,8 +170,10 @@ def test_the_build_reads_each_stages_registry_from_its_committed_file(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    # the step reads the committed stack files, whatever a user wrote there: the program planned
+    # from the same files must create the same registry
     for stage in build.spec["env"]["SIGN_FOR"].split():
-        assert outputs[stage] == _evaluated_once(stage).outputs["registryUrl"], stage
+        assert outputs[stage] == evaluate(stage, stack_dir=root).outputs["registryUrl"], stage
     assert outputs["host"] == outputs["dev"].split("/")[0]
 
 
