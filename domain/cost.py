@@ -192,6 +192,22 @@ def cost_lines(c: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def places_search_lines(tier: str, cheapest_tier: str, prices: Mapping[str, Any] = PRICES) -> list[str]:
+    """What one Places search costs at the tier the tool server's field mask puts it in (its
+    fields live with the server: tools/places/places_mcp/data/fields.json), and at the tier it
+    would be without its most expensive field."""
+    table = prices["places"]
+    per = table["per_thousand"]["nearby_search"]
+    free = table["free_per_month"].get(tier)
+    lines = [f"  places tool: every search billed as {tier.replace('_', ' ').title()} (its field mask, "
+             f"tools/places/places_mcp/data/fields.json): {_usd(per[tier], 2)} per 1000 searches"
+             f"{f', the first {free} a month free' if free else ''}"]
+    if cheapest_tier != tier:
+        lines.append(f"    ({_usd(per[cheapest_tier], 2)} per 1000 as {cheapest_tier.replace('_', ' ').title()} "
+                     "without the open-now field; readiness self-checks are the free IDs Only SKU)")
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------
 # Fixed monthly cost: what the stack's billed resources cost before the first call
 

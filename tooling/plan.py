@@ -9,6 +9,7 @@ Writes resources.json, manifests/*.yaml and violations.json. Exit 0: the stack i
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import runpy
@@ -31,7 +32,9 @@ from domain.settings import PROJECT, ConfigError
 from tooling.mocks import ParentTrackingMonitor, RecordingMocks
 from domain.capacity import capacity_summary
 from domain.config import parse_stack_config
-from domain.cost import cost_lines, cost_summary, fixed_cost_lines, fixed_monthly_costs, prices_for
+from domain.cost import (
+    cost_lines, cost_summary, fixed_cost_lines, fixed_monthly_costs, places_search_lines, prices_for,
+)
 from infra.preconditions import kept_after_destroy
 from domain.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
 
@@ -206,6 +209,20 @@ def run(stack: str, out: Path, root: Path = ROOT, stack_dir: Path | None = None,
     return EXIT_POLICY if mandatory else EXIT_OK
 
 
+PLACES_FIELDS = ROOT / "tools" / "places" / "places_mcp" / "fields.py"
+
+
+def places_tiers() -> tuple[str, str]:
+    """(the billed tier of the Places tool server's searches, the tier without its priciest field),
+    from the server's own field list (fields.py imports only the standard library)."""
+    spec = importlib.util.spec_from_file_location("places_fields", PLACES_FIELDS)
+    fields = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fields)
+    tier = fields.billed_tier(fields.SEARCH_FIELDS)
+    cheaper = {k: v for k, v in fields.SEARCH_FIELDS.items() if v != tier}
+    return tier, fields.billed_tier(cheaper) if cheaper else tier
+
+
 # Outputs too long or too secret to print; the plan names them instead.
 _UNPRINTED_OUTPUTS = {"kubeconfig": "kubeconfig for the DNS endpoint (gke-gcloud-auth-plugin)"}
 
@@ -216,6 +233,8 @@ def plan_cost_lines(values: StackValues, resources: list[dict[str, Any]] | None 
     cfg = parse_stack_config(values.stack, values.config, values.secret_keys)
     prices = prices_for(cfg.region, cfg.workload.gemini_model, cfg.price_overrides)
     lines = cost_lines(cost_summary(cfg.workload, prices))
+    if cfg.tool_server.places_enabled:
+        lines += places_search_lines(*places_tiers())
     if resources is not None:
         fixed = fixed_monthly_costs(resources, cfg.region, prices, cfg.workload.cpu_bursting,
                                     registry_images=cfg.registry.keep_recent)
