@@ -382,6 +382,9 @@ def _workload(r: _Reader, size_names: Sequence[str]) -> WorkloadSettings:
         spare_capacity_mode=r.text(_key("spareCapacityMode"), choices=SPARE_CAPACITY_MODES),
         recovery_enabled=r.boolean(_key("recoveryEnabled")),
         recovery_watcher=r.boolean(_key("recoveryWatcher")),
+        # the agent's own range (agent/voice_agent/recovery/config.py RETENTION_RANGE)
+        recovery_retention_seconds=r.integer(_key("recoveryRetentionSeconds"), 60, 2592000, " seconds",
+                                             why="AGENT_CHECKPOINT_RETENTION_SECONDS"),
         image_repository=_image_repository(r),
         agent_voice=_agent_voice(r),
         livekit_credentials=r.text(_key("livekitCredentials"), choices=LIVEKIT_CREDENTIAL_SOURCES),

@@ -160,7 +160,7 @@ def test_every_workload_setting_is_covered():
         "callWarningSeconds", "silenceTimeoutSeconds", "geminiConnectRetries", "geminiFallbackLocation",
         "geminiFallbackModel", "logConversationText",
         "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
-        "recoveryEnabled", "recoveryWatcher",
+        "recoveryEnabled", "recoveryWatcher", "recoveryRetentionSeconds",
         "podDeletionCost", "spareCapacityMode", "agentImageRepository", "agentVoice",
         "agentName", "livekitTargetLoad", "agentPersona", "livekitCredentials",
     }
