@@ -182,8 +182,8 @@ async def run(trials: int, job_kills: int, fault_trials: int, workdir: Path) -> 
             kind = FAULTS[index % len(FAULTS)]
             try:
                 outcome = await bench.fault(index, kind)
-            except Exception as exc:  # noqa: BLE001 - reported, and counted as an eviction
-                outcome = {"kind": kind, "evicted": True, "adopted": 0, "duplicates": 0,
+            except Exception as exc:  # noqa: BLE001 - reported; not a fault trial that ran
+                outcome = {"kind": kind, "evicted": False, "adopted": 0, "duplicates": 0,
                            "error": f"{type(exc).__name__}: {exc}"[:300]}
             faults.append(outcome)
             print(f"fault {index + 1}: {json.dumps(outcome)}", flush=True)
@@ -199,7 +199,9 @@ async def run(trials: int, job_kills: int, fault_trials: int, workdir: Path) -> 
         "seconds_p95": percentile(seconds, 0.95),
         "duplicates": sum(max(0, len(t.agents_after) - 1) + max(0, t.dispatches - 1) for t in results)
         + sum(int(f["duplicates"]) for f in faults),
-        "fault_trials": len(faults),
+        # only trials that ran to the end count (a call no agent answered, e.g. every worker
+        # above its load threshold, is printed with its error and left out)
+        "fault_trials": sum("error" not in f for f in faults),
         "live_agents_evicted": sum(bool(f["evicted"]) for f in faults),
         "cross_call_adoptions": sum(int(f["adopted"]) for f in faults),
     }
