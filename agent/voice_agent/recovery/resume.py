@@ -101,6 +101,7 @@ class CallRecovery:
         self._room, self._job_id, self._room_sid = room, job_id, room_sid
         self._room_obj: Any = None
         self._vouching: asyncio.Task[None] | None = None
+        self._vouch_failed = False
         self.resumed: Checkpoint | None = None
         self.superseded = False
         self._session: Any = None
@@ -214,8 +215,13 @@ class CallRecovery:
                     {LIVENESS_ATTRIBUTE: f"{time.time() + lease:.3f}"}), lease)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a room going away; the database lease still counts
-                pass
+            except Exception as exc:  # noqa: BLE001 - the database lease still counts
+                if not self._vouch_failed:  # once per job: the first failure says why
+                    self._vouch_failed = True
+                    log_event("liveness_attribute_failed",
+                              "could not vouch for this job in the room; only the database lease counts",
+                              level=logging.WARNING, job_id=self._job_id,
+                              error=f"{type(exc).__name__}: {exc}"[:200])
             self._snapshot_if_new_handle()
             await asyncio.sleep(beat)
 
