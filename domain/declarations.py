@@ -400,6 +400,13 @@ SETTINGS: tuple[Setting, ...] = (
             "with their pod. Off unless chosen, as the database is the stack's largest fixed cost (both committed "
             'stacks turn it on).',
             default=False, to='workload.recovery_enabled'),
+    Setting('recoveryRetentionSeconds', 'integer', 'crash recovery',
+            'How long the checkpoint of a call whose agent died (and that nobody resumed) is kept after its last '
+            'write, 60 to 2592000 seconds (AGENT_CHECKPOINT_RETENTION_SECONDS); every worker sweeps, watcher on or '
+            'off. Backups and point-in-time recovery keep their own copies (databaseRetainedBackups, '
+            'databaseTransactionLogRetentionDays; docs/recovery.md).',
+            default=900, to='workload.recovery_retention_seconds', low=60, high=2592000, unit=' seconds',
+            why="the agent's own range, AGENT_CHECKPOINT_RETENTION_SECONDS (agent/voice_agent/recovery/config.py)"),
     Setting('recoveryWatcher', 'boolean', 'crash recovery',
             'Every worker watches for calls whose agent died and re-dispatches them (AGENT_RECOVERY_WATCHER). Self-'
             "hosted LiveKit needs it; set false with LiveKit Cloud, which restarts a dead worker's jobs itself (the "

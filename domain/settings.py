@@ -244,6 +244,8 @@ class WorkloadSettings:
     # dead agent's calls (AGENT_RECOVERY_WATCHER; off on LiveKit Cloud, which restarts jobs).
     recovery_enabled: bool = False
     recovery_watcher: bool = True
+    # AGENT_CHECKPOINT_RETENTION_SECONDS: how long a dead call's checkpoint row lives.
+    recovery_retention_seconds: int = 900
     # Empty: the stack's Artifact Registry; else a full repository (any registry), deployed by
     # digest only (k8s/workload.image_reference) and admitted by infra/binauthz.py.
     image_repository: str = ""

@@ -124,12 +124,14 @@ def checkpoint_dsn(user: pulumi.Input[str], database: pulumi.Input[str]) -> pulu
         lambda v: f"postgresql://{quote(v[0], safe='')}@{LOOPBACK}:{PORT}/{v[1]}")
 
 
-def recovery_env(db: CheckpointDatabase, watcher: bool) -> list[dict]:
-    """The agent's recovery variables; the lease, poll, claim, retention, handle and timeout
-    figures keep the agent's own defaults (agent/voice_agent/recovery, docs/recovery.md)."""
+def recovery_env(db: CheckpointDatabase, watcher: bool, retention_seconds: int) -> list[dict]:
+    """The agent's recovery variables; the lease, poll, claim, handle and timeout figures keep
+    the agent's own defaults (agent/voice_agent/recovery, docs/recovery.md); how long a dead
+    call's row lives is the stack's (recoveryRetentionSeconds)."""
     return [
         {"name": "AGENT_CHECKPOINT_DSN", "value": checkpoint_dsn(db.user, db.database)},
         {"name": "AGENT_RECOVERY_WATCHER", "value": "on" if watcher else "off"},
+        {"name": "AGENT_CHECKPOINT_RETENTION_SECONDS", "value": str(retention_seconds)},
     ]
 
 

@@ -164,7 +164,8 @@ def container_env(w: WorkloadSettings, gcp_project: str,
     }
     own_pod = deletion_cost.downward_env() if w.pod_deletion_cost else []
     # crash recovery: the DSN of the Auth Proxy sidecar (k8s/cloudsql_proxy.py); none = off
-    recovery = cloudsql_proxy.recovery_env(database, w.recovery_watcher) if database else []
+    recovery = (cloudsql_proxy.recovery_env(database, w.recovery_watcher, w.recovery_retention_seconds)
+                if database else [])
     return [*livekit_env(files, w.livekit_url), *({"name": k, "value": v} for k, v in plain.items()),
             *own_pod, *recovery]
 

@@ -10,6 +10,7 @@ tests (lease 1.5 s, watcher poll 0.25 s) and stated where used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -44,8 +45,11 @@ TEST_RECOVERY_ENV = {
 TABLE = "voice_agent_checkpoints"
 
 
-def pod_env(server: LiveKitServer, pg: PostgresServer, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    return worker_env(server, extra={"AGENT_CHECKPOINT_DSN": pg.dsn, **TEST_RECOVERY_ENV, **(extra or {})})
+def pod_env(server: LiveKitServer, pg: PostgresServer, extra: Mapping[str, str] | None = None,
+            *, fake_gemini: bool = True) -> dict[str, str]:
+    """fake_gemini=False: the real plugin, against the Live API stand-in whose env is in extra."""
+    return worker_env(server, fake_gemini=fake_gemini,
+                      extra={"AGENT_CHECKPOINT_DSN": pg.dsn, **TEST_RECOVERY_ENV, **(extra or {})})
 
 
 def start_pod(env: Mapping[str, str], log_path: Path) -> Pod:
@@ -216,3 +220,120 @@ async def kill_and_measure(server: LiveKitServer, pg: PostgresServer, pods: Mapp
     trial.agents_after = await agents_in_room(server, room)
     trial.dispatches = len(events(pods, "recovery_dispatched", room=room))
     return trial
+
+
+class DbPath:
+    """One pod's own path to PostgreSQL, like its Cloud SQL Auth Proxy sidecar: a TCP relay on
+    loopback that a test can cut (the listener refuses, every open connection is dropped) while
+    the database stays healthy for every other pod, and restore."""
+
+    def __init__(self, pg: PostgresServer) -> None:
+        import socket
+        import threading
+
+        self._target = ("127.0.0.1", pg.port)
+        self._cut = threading.Event()
+        self._conns: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.dsn = pg.dsn.replace(f":{pg.port}/", f":{self.port}/")
+        self._thread = threading.Thread(target=self._run, name="db-path", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def serve() -> None:
+            server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+            self._ready.set()
+            async with server:
+                await server.serve_forever()
+
+        with contextlib.suppress(Exception):
+            self._loop.run_until_complete(serve())
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut.is_set():
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        self._conns.update({writer, up_writer})
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    if self._cut.is_set():
+                        break
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._conns.difference_update({writer, up_writer})
+
+    def cut(self) -> None:
+        self._cut.set()
+
+        def drop() -> None:
+            for conn in list(self._conns):
+                conn.transport.abort()
+
+        self._loop.call_soon_threadsafe(drop)
+
+    def restore(self) -> None:
+        self._cut.clear()
+
+
+# ---------------------------------------------------------------- faults (tests and bench)
+# What makes PostgreSQL refuse or stall one call's snapshots, by room-name prefix, while every
+# other statement (the lease renewal included: it leaves the payload alone) goes through.
+# 22P05 is the SQLSTATE of the U+0000 refusal seen with a real transcript.
+REFUSE_PREFIX = "fault-refuse-"
+SLOW_PREFIX = "fault-slow-"
+SNAPSHOT_FAULTS = f"""
+CREATE OR REPLACE FUNCTION voice_agent_snapshot_fault() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.payload IS NOT DISTINCT FROM OLD.payload THEN
+    RETURN NEW;
+  END IF;
+  IF NEW.room LIKE '{REFUSE_PREFIX}%' AND TG_OP = 'UPDATE' THEN
+    RAISE EXCEPTION 'unsupported Unicode escape sequence' USING ERRCODE = '22P05';
+  END IF;
+  IF NEW.room LIKE '{SLOW_PREFIX}%' AND TG_OP = 'UPDATE' THEN
+    PERFORM pg_sleep(30);
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS voice_agent_snapshot_fault ON {TABLE};
+CREATE TRIGGER voice_agent_snapshot_fault BEFORE INSERT OR UPDATE ON {TABLE}
+  FOR EACH ROW EXECUTE FUNCTION voice_agent_snapshot_fault();
+"""
+
+
+async def install_snapshot_faults(pg: PostgresServer) -> None:
+    """Once the agents created the table (the first row is an INSERT, always let through)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(pg.dsn)
+    try:
+        await conn.execute(SNAPSHOT_FAULTS)
+    finally:
+        await conn.close()
+
+
+async def watch_agents(server: LiveKitServer, room: str, seconds: float) -> set[tuple[str, ...]]:
+    """Every distinct set of agents seen in ``room`` over ``seconds`` (sampled every 0.25 s)."""
+    seen: set[tuple[str, ...]] = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.add(tuple(sorted(await agents_in_room(server, room))))
+        await asyncio.sleep(0.25)
+    return seen

@@ -49,8 +49,8 @@ def test_builds_the_real_vertex_ai_gemini_live_model(
     assert options.voice == model.VOICE
     assert built.capabilities.audio_output is True
     # calls outlive one connection and 15 minutes: compression and resumption always sent
-    assert options.context_window_compression.sliding_window.target_tokens == 65536
-    assert options.context_window_compression.trigger_tokens == 104857
+    assert options.context_window_compression.sliding_window.target_tokens == 64000
+    assert options.context_window_compression.trigger_tokens == 102400
     assert options.session_resumption is not None
 
 

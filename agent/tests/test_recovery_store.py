@@ -41,10 +41,15 @@ async def fresh(pg: PostgresServer) -> asyncpg.Connection:
     return conn
 
 
-async def put(conn, room="r", job="job-1", lease=30.0, payload=None) -> bool:
+SID = "RM_call1"
+CALLER = store.caller_hash(SID, "caller-1")
+
+
+async def put(conn, room="r", job="job-1", lease=30.0, payload=None, room_sid=SID, callers=(CALLER,)) -> bool:
     return await store.write(conn, room=room, job_id=job, agent_identity=f"agent-{job}", agent_name="",
-                             version=PAYLOAD_VERSION, payload=payload or {"chat_ctx": {"items": []}},
-                             lease_seconds=lease)
+                             version=PAYLOAD_VERSION,
+                             payload_json=json.dumps(payload or {"chat_ctx": {"items": []}}),
+                             lease_seconds=lease, room_sid=room_sid, callers=callers)
 
 
 async def expire(conn, room="r"):
@@ -104,8 +109,8 @@ def test_a_late_job_from_an_expired_claim_cannot_take_the_room(pg):
         assert await store.claim(conn, room="r", token="old", claim_seconds=10)
         await conn.execute(f"UPDATE {store.TABLE} SET claim_until = now() - interval '1 second'")
         assert await store.claim(conn, room="r", token="new", claim_seconds=10)
-        late = await store.take_over(conn, room="r", job_id="job-late", agent_identity="a", token="old", lease_seconds=5)
-        current = await store.take_over(conn, room="r", job_id="job-2", agent_identity="b", token="new", lease_seconds=5)
+        late = await store.take_over(conn, room="r", job_id="job-late", agent_identity="a", token="old", lease_seconds=5, room_sid=SID)
+        current = await store.take_over(conn, room="r", job_id="job-2", agent_identity="b", token="new", lease_seconds=5, room_sid=SID)
         return late, current
 
     late, current = run(scenario())
@@ -119,7 +124,7 @@ def test_writes_are_fenced_on_the_owner(pg):
         await put(conn, job="job-1", payload={"chat_ctx": {"items": []}, "turns": 1})
         await expire(conn)
         await store.claim(conn, room="r", token="t", claim_seconds=10)
-        await store.take_over(conn, room="r", job_id="job-2", agent_identity="b", token="t", lease_seconds=5)
+        await store.take_over(conn, room="r", job_id="job-2", agent_identity="b", token="t", lease_seconds=5, room_sid=SID)
         old_write = await put(conn, job="job-1", payload={"chat_ctx": {"items": []}, "turns": 99})
         old_renew = await store.renew(conn, room="r", job_id="job-1", lease_seconds=5)
         old_remove = await store.remove(conn, room="r", job_id="job-1")
@@ -135,13 +140,93 @@ def test_adoption_without_a_token_waits_for_the_lease(pg):
     async def scenario():
         conn = await fresh(pg)
         await put(conn)
-        early = await store.take_over(conn, room="r", job_id="job-2", agent_identity="b", token=None, lease_seconds=5)
+        early = await store.take_over(conn, room="r", job_id="job-2", agent_identity="b", token=None,
+                                      lease_seconds=5, room_sid=SID, callers=(CALLER,))
         await expire(conn)
-        late = await store.take_over(conn, room="r", job_id="job-2", agent_identity="b", token=None, lease_seconds=5)
+        late = await store.take_over(conn, room="r", job_id="job-2", agent_identity="b", token=None,
+                                     lease_seconds=5, room_sid=SID, callers=(CALLER,))
         return early, late
 
     early, late = run(scenario())
     assert early is None and late is not None
+
+
+@pytest.mark.parametrize(("room_sid", "callers", "adopted"), [
+    (SID, (CALLER,), True),  # the same call restarted (LiveKit Cloud)
+    ("RM_other", (store.caller_hash("RM_other", "caller-1"),), False),  # the name reused later
+    (SID, (store.caller_hash(SID, "someone-else"),), False),  # same instance, another caller
+    (SID, (), False),  # no caller to prove it with
+    ("", (CALLER,), False),  # instance unknown
+])
+def test_adoption_without_a_token_only_by_the_same_call(pg, room_sid, callers, adopted):
+    """A job without a claim token must prove it is the same call: same room instance and one of
+    the same callers. Anything else starts fresh (no other caller's conversation)."""
+    async def scenario():
+        conn = await fresh(pg)
+        await put(conn)
+        await expire(conn)
+        return await store.take_over(conn, room="r", job_id="job-2", agent_identity="b", token=None,
+                                     lease_seconds=5, room_sid=room_sid, callers=callers)
+
+    assert (run(scenario()) is not None) is adopted
+
+
+def test_a_claim_token_is_refused_in_a_room_instance_created_since(pg):
+    """CreateDispatch re-creates a room that closed between the watcher's check and the
+    dispatch: the job in the new instance must not take the old call's row."""
+    async def scenario():
+        conn = await fresh(pg)
+        await put(conn)
+        await expire(conn)
+        assert await store.claim(conn, room="r", token="t", claim_seconds=10)
+        other = await store.take_over(conn, room="r", job_id="j2", agent_identity="b", token="t",
+                                      lease_seconds=5, room_sid="RM_recreated")
+        same = await store.take_over(conn, room="r", job_id="j3", agent_identity="c", token="t",
+                                     lease_seconds=5, room_sid=SID)
+        return other, same
+
+    other, same = run(scenario())
+    assert other is None and same is not None
+
+
+@pytest.mark.parametrize(("stale_sid", "lease", "forgotten"), [
+    ("RM_old", -1.0, True),   # an earlier call under this name, agent dead
+    ("RM_old", 30.0, True),   # an earlier instance cannot be live: its room is gone
+    (SID, -1.0, False),       # this very call: kept for adoption
+    ("", -1.0, True),         # previous release's row, lease run out: cannot be proven, dropped
+    ("", 30.0, False),        # previous release's row of a live call: left alone
+])
+def test_a_reused_room_name_forgets_the_previous_call(pg, stale_sid, lease, forgotten):
+    async def scenario():
+        conn = await fresh(pg)
+        await conn.execute(
+            f"INSERT INTO {store.TABLE} (room, job_id, payload_version, payload, lease_until, room_sid) "
+            "VALUES ('r', 'old', 1, '{}'::jsonb, now() + make_interval(secs => $1), $2)", lease, stale_sid)
+        gone = await store.forget_stale(conn, room="r", room_sid=SID)
+        left = await conn.fetchval(f"SELECT count(*) FROM {store.TABLE}")
+        return gone, left
+
+    gone, left = run(scenario())
+    assert gone is forgotten and left == (0 if forgotten else 1)
+
+
+def test_a_take_over_whose_reply_was_lost_is_still_this_jobs(pg):
+    """The UPDATE committed but the reply timed out: the retry finds the token spent; the job
+    owns the row and must resume, not leave as 'superseded'."""
+    async def scenario():
+        conn = await fresh(pg)
+        await put(conn, payload={"chat_ctx": {"items": []}, "turns": 7})
+        await expire(conn)
+        assert await store.claim(conn, room="r", token="t", claim_seconds=10)
+        assert await store.take_over(conn, room="r", job_id="new", agent_identity="n", token="t",
+                                     lease_seconds=5, room_sid=SID)
+        again = await store.take_over(conn, room="r", job_id="new", agent_identity="n", token="t",
+                                      lease_seconds=5, room_sid=SID)
+        owned = await store.owned(conn, room="r", job_id="new")
+        return again, owned
+
+    again, owned = run(scenario())
+    assert again is None and owned is not None and owned.payload["turns"] == 7
 
 
 @pytest.mark.parametrize(("age_s", "swept"), [(99, False), (101, True)])
@@ -165,11 +250,21 @@ def test_a_row_written_by_the_previous_release_is_read(pg):
         await conn.execute(
             f"INSERT INTO {store.TABLE} (room, job_id, payload_version, payload, lease_until) "
             "VALUES ('r', 'old', 1, $1::jsonb, now() - interval '1 second')", json.dumps(v1))
-        stored = await store.take_over(conn, room="r", job_id="new", agent_identity="n", token=None, lease_seconds=5)
-        return read_payload(stored.payload_version, stored.payload)
+        # without a claim token nothing proves a previous-release row is this call's
+        tokenless = await store.take_over(conn, room="r", job_id="new", agent_identity="n", token=None,
+                                          lease_seconds=5, room_sid=SID, callers=(CALLER,))
+        [orphan] = await store.orphans(conn)
+        assert orphan.room_sid == "" and orphan.created_at > 0  # the watcher proves it by time
+        assert await store.claim(conn, room="r", token="t", claim_seconds=10)
+        stored = await store.take_over(conn, room="r", job_id="new", agent_identity="n", token="t",
+                                       lease_seconds=5, room_sid=SID)
+        sid = await conn.fetchval(f"SELECT room_sid FROM {store.TABLE}")
+        return tokenless, read_payload(stored.payload_version, stored.payload), sid
 
-    checkpoint = run(scenario())
+    tokenless, checkpoint, sid = run(scenario())
+    assert tokenless is None
     assert checkpoint.turns == 2 and checkpoint.chat_ctx["items"][0]["id"] == "m1"
+    assert sid == SID, "the adopted row now belongs to this room instance"
 
 
 def test_the_writer_degrades_and_recovers_when_the_database_goes_away(pg, caplog):
@@ -218,7 +313,8 @@ def test_a_taken_over_lease_is_renewed_before_the_first_snapshot(pg):
         await put(conn, job="dead")
         await expire(conn)
         assert await store.claim(conn, room="r", token="t", claim_seconds=10)
-        writer = CheckpointWriter(settings, room="r", job_id="new", agent_identity="a", agent_name="")
+        writer = CheckpointWriter(settings, room="r", job_id="new", agent_identity="a", agent_name="",
+                                  room_sid=SID)
         assert await writer.take_over("t") is not None
         writer.start()
         await asyncio.sleep(3 * 1.5)  # three leases, no snapshot submitted
@@ -235,3 +331,123 @@ def test_a_taken_over_lease_is_renewed_before_the_first_snapshot(pg):
     holder, fenced = run(scenario())
     assert holder is not None and holder[0] == "new" and holder[1] > 0, "the lease lapsed"
     assert fenced == (False, False)
+
+
+# ---------------------------------------------------------------- liveness apart from snapshots
+# A trigger stands in for what makes PostgreSQL refuse or stall one snapshot (22P05 is the
+# SQLSTATE of the U+0000 refusal seen with a real transcript; pg_sleep a write that never ends in
+# time); the lease renewal touches the same row and must go on regardless.
+FAULTS = f"""
+CREATE OR REPLACE FUNCTION voice_agent_test_fault() RETURNS trigger AS $$
+BEGIN
+  IF NEW.payload::text LIKE '%poison-refuse%' THEN
+    RAISE EXCEPTION 'unsupported Unicode escape sequence' USING ERRCODE = '22P05';
+  END IF;
+  IF NEW.payload::text LIKE '%poison-slow%' THEN
+    PERFORM pg_sleep(5);
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER voice_agent_test_fault BEFORE INSERT OR UPDATE ON {store.TABLE}
+  FOR EACH ROW EXECUTE FUNCTION voice_agent_test_fault();
+"""
+
+
+class NotJson:
+    pass
+
+
+@pytest.mark.parametrize(("fault", "reason"), [
+    ({"userdata": {"order": NotJson()}}, "not_json"),
+    ({"agent": "poison-refuse"}, "refused"),
+    ({"agent": "poison-slow"}, "timeout"),
+])
+def test_a_snapshot_that_cannot_be_stored_never_costs_the_lease(pg, caplog, fault, reason):
+    """One bad snapshot used to stop the heartbeat (the pending write was retried instead of
+    renewing), so a watcher evicted the live agent. Now: dropped, one line, the lease lives for
+    more than three leases, and the next good snapshot replaces it."""
+    settings = RecoverySettings(dsn=pg.dsn, lease_seconds=1.5, db_timeout_seconds=1)
+
+    async def scenario():
+        conn = await fresh(pg)
+        await conn.execute(FAULTS)
+        writer = CheckpointWriter(settings, room="r", job_id="live", agent_identity="a", agent_name="",
+                                  room_sid=SID, callers=(CALLER,))
+        writer.start()
+        writer.submit(Checkpoint(chat_ctx={"items": []}, turns=1))
+        for _ in range(40):
+            if writer.writes:
+                break
+            await asyncio.sleep(0.05)
+        writer.submit(Checkpoint(chat_ctx={"items": []}, turns=2, **fault))
+        lowest_left = 99.0
+        for _ in range(int(3.5 * 1.5 / 0.1)):  # more than three leases
+            holder = await store.lease_holder(conn, room="r")
+            lowest_left = min(lowest_left, holder[1] if holder and holder[0] == "live" else -1.0)
+            await asyncio.sleep(0.1)
+        writer.submit(Checkpoint(chat_ctx={"items": []}, turns=3))
+        for _ in range(40):
+            turns = json.loads(await conn.fetchval(f"SELECT payload FROM {store.TABLE}"))["turns"]
+            if turns == 3:
+                break
+            await asyncio.sleep(0.05)
+        state = (writer.dropped, writer.fenced, writer.renewals)
+        await writer.finish(ended_normally=False)
+        await conn.close()
+        return lowest_left, turns, state
+
+    lowest_left, turns, (dropped, fenced, renewals) = run(scenario())
+    assert lowest_left > 0, "the lease ran out while the job was alive"
+    assert dropped == 1 and not fenced and renewals >= 3
+    assert turns == 3, "the next good snapshot replaces the dropped one"
+    lines = [r for r in caplog.records if getattr(r, "event", "") == "checkpoint_dropped"]
+    assert len(lines) == 1 and lines[0].reason == reason
+    assert not [r for r in caplog.records if getattr(r, "event", "") == "checkpoint_unavailable"]
+
+
+def test_a_nul_character_in_the_transcript_is_stored_as_a_replacement_character(pg):
+    """PostgreSQL jsonb refuses \\u0000 (SQLSTATE 22P05): the writer stores U+FFFD instead, so
+    the conversation is kept."""
+    settings = RecoverySettings(dsn=pg.dsn, lease_seconds=1.5, db_timeout_seconds=1)
+    items = {"items": [{"id": "m1", "type": "message", "role": "assistant", "content": ["a\x00b"]}]}
+
+    async def scenario():
+        conn = await fresh(pg)
+        writer = CheckpointWriter(settings, room="r", job_id="j", agent_identity="a", agent_name="",
+                                  room_sid=SID)
+        writer.start()
+        writer.submit(Checkpoint(chat_ctx=items, userdata={"k\x00": "v\x00"}))
+        for _ in range(40):
+            if writer.writes:
+                break
+            await asyncio.sleep(0.05)
+        payload = json.loads(await conn.fetchval(f"SELECT payload FROM {store.TABLE}"))
+        await writer.finish(ended_normally=False)
+        await conn.close()
+        return payload
+
+    payload = run(scenario())
+    assert payload["chat_ctx"]["items"][0]["content"] == ["a\ufffdb"]
+    assert payload["userdata"] == {"k\ufffd": "v\ufffd"}
+
+
+@pytest.mark.parametrize(("recoveries", "lease", "swept"), [
+    (store.MAX_RECOVERIES_PER_CALL - 1, -1.0, False),
+    (store.MAX_RECOVERIES_PER_CALL, -1.0, True),
+    (store.MAX_RECOVERIES_PER_CALL, 30.0, False),  # a live job after the last recovery
+])
+def test_a_call_out_of_recoveries_is_swept_not_kept_adoptable(pg, recoveries, lease, swept):
+    async def scenario():
+        conn = await fresh(pg)
+        await put(conn, lease=lease)
+        await conn.execute(f"UPDATE {store.TABLE} SET recoveries = $1", recoveries)
+        adopted = await store.take_over(conn, room="r", job_id="x", agent_identity="x", token=None,
+                                        lease_seconds=5, room_sid=SID, callers=(CALLER,))
+        if adopted is not None:  # put it back as it was for the sweep
+            await conn.execute(f"UPDATE {store.TABLE} SET lease_until = now() - interval '1 second'")
+        return adopted, await store.sweep(conn, retention_seconds=3600)
+
+    adopted, count = run(scenario())
+    assert count == int(swept)
+    if recoveries >= store.MAX_RECOVERIES_PER_CALL:
+        assert adopted is None

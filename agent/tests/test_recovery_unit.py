@@ -93,23 +93,169 @@ def test_dispatch_metadata_round_trip_and_foreign_metadata():
         assert claim_token_from(foreign) is None
 
 
-def test_a_fresh_handle_reaches_the_gemini_model_before_its_session(valid_env):
-    """livekit-plugins-google 1.8.9 reads RealtimeModel._opts.session_resumption when a session
-    is created; offer_handle writes it there (no public setter). Pinned to the installed plugin."""
-    import time
-
+def test_a_handle_reaches_the_first_gemini_instance_through_the_public_constructor(valid_env):
+    """livekit-plugins-google 1.8.9 RealtimeModel(session_resumption=SessionResumptionConfig(
+    handle=...)) is the public way in; a handle names one session of one model in one place, so
+    the retries and the fallback get none (they replay the conversation)."""
     from livekit.plugins import google
 
     from voice_agent import model
 
-    settings = load_settings(valid_env)
-    realtime = model.build_realtime_model(settings)
-    primary = (getattr(realtime, "_models", None) or [realtime])[0]
-    assert isinstance(primary, google.realtime.RealtimeModel)
-    recovery = CallRecovery(settings.recovery, writer=None, room="r", job_id="j")  # type: ignore[arg-type]
-    recovery.resumed = Checkpoint(chat_ctx={"items": []}, gemini_handle="h-1", gemini_handle_at=time.time())
-    assert recovery.offer_handle(realtime) is True
-    assert primary._opts.session_resumption.handle == "h-1"
-    recovery.resumed = Checkpoint(chat_ctx={"items": []}, gemini_handle="h-2", gemini_handle_at=time.time() - 3 * 3600)
-    fresh_model = model.build_realtime_model(settings)
-    assert recovery.offer_handle(fresh_model) is False
+    settings = load_settings({**valid_env, "AGENT_GEMINI_CONNECT_RETRIES": "1"})
+    realtime = model.build_realtime_model(settings, resume_handle="h-1")
+    instances = getattr(realtime, "_models", None) or [realtime]
+    assert len(instances) == 2 and all(isinstance(m, google.realtime.RealtimeModel) for m in instances)
+    assert [m._opts.session_resumption.handle for m in instances] == ["h-1", None]
+    fresh = model.build_realtime_model(settings)
+    assert [m._opts.session_resumption.handle for m in fresh._models] == [None, None]
+
+
+def test_the_plugin_still_keeps_what_a_handle_covers():
+    """What a handle covers is read from the plugin's _resumption_chat_ctx (no public accessor in
+    livekit-plugins-google 1.8.9); this fails when an upgrade drops it, and then no handle is
+    ever offered (the conversation is replayed), which is safe but slower."""
+    import inspect
+
+    from livekit.plugins.google.realtime import realtime_api
+
+    source = inspect.getsource(realtime_api.RealtimeSession)
+    assert "self._resumption_chat_ctx = llm.ChatContext(" in source
+    assert "def session_resumption_handle(self)" in source
+
+
+def _resumed(handle_at_age: float, covered: list[str] | None, items=("m1", "m2")):
+    import time
+
+    recovery = CallRecovery(load_settings_for_handles(), writer=None, room="r", job_id="j")  # type: ignore[arg-type]
+    recovery.resumed = Checkpoint(
+        chat_ctx={"items": [{"id": i, "type": "message", "role": "user", "content": ["x"]} for i in items]},
+        gemini_handle="h", gemini_handle_at=time.time() - handle_at_age, gemini_handle_items=covered)
+    return recovery
+
+
+def load_settings_for_handles():
+    from voice_agent.recovery.config import RecoverySettings
+
+    return RecoverySettings(dsn="postgresql://x@127.0.0.1/x", handle_ttl_seconds=100)
+
+
+@pytest.mark.parametrize(("age", "covered", "offered"), [
+    (1.0, ["m1", "m2"], True),
+    (1.0, ["m0", "m1", "m2"], True),
+    (1.0, ["m1"], False),  # m2 came after the handle: Gemini would not know it, replay instead
+    (1.0, None, False),  # a version-1 row: nothing says what the handle covers
+    (150.0, ["m1", "m2"], False),  # too old
+])
+def test_a_handle_is_offered_only_when_it_holds_the_whole_stored_conversation(age, covered, offered):
+    assert (_resumed(age, covered).model_handle() == "h") is offered
+
+
+# ---------------------------------------------------------------- when a row is kept
+@pytest.mark.parametrize(("reason", "caller_present", "kept"), [
+    ("participant_disconnected", True, False),
+    ("user_initiated", True, False),
+    ("task_completed", True, False),
+    ("error", True, False),  # the model failed: call_life.py apologised and ended the call
+    ("job_shutdown", True, True),  # e.g. a drain cut short: the caller is still there
+    ("job_shutdown", False, False),  # CONNECTION_TIMEOUT: the caller dropped off, the room closed
+    (None, True, True),  # no close seen (the job is ending under the session)
+    (None, False, False),
+])
+def test_a_row_is_kept_only_for_a_caller_left_behind(reason, caller_present, kept):
+    from voice_agent.recovery.resume import keep_after
+
+    assert keep_after(reason, caller_present) is kept
+
+
+def test_callers_are_what_the_framework_counts():
+    """livekit-agents 1.8.9 job.py DEFAULT_PARTICIPANT_KINDS: standard, SIP, connector. An egress
+    recording the room, an ingress or another agent is nobody to come back for."""
+    from livekit.protocol import models
+
+    from voice_agent.recovery.watcher import caller_participants
+
+    info = models.ParticipantInfo
+    people = [info(identity=kind, kind=getattr(info, kind))
+              for kind in ("STANDARD", "INGRESS", "EGRESS", "SIP", "AGENT", "CONNECTOR", "BRIDGE")]
+    assert [p.identity for p in caller_participants(people)] == ["STANDARD", "SIP", "CONNECTOR"]
+
+
+# ---------------------------------------------------------------- the same call, or another
+def _orphan(**fields):
+    from voice_agent.recovery import store
+
+    base = {"room": "r", "agent_identity": "agent-1", "agent_name": "", "room_sid": "RM_a",
+            "callers": (store.caller_hash("RM_a", "caller-1"),), "created_at": 1000.0}
+    return store.Orphan(**{**base, **fields})
+
+
+def _room(sid="RM_a", created_ms=999_000):
+    from livekit.protocol import models
+
+    return models.Room(sid=sid, name="r", creation_time=created_ms // 1000, creation_time_ms=created_ms)
+
+
+def _callers(*identities):
+    from livekit.protocol import models
+
+    return [models.ParticipantInfo(identity=i, kind=models.ParticipantInfo.STANDARD) for i in identities]
+
+
+@pytest.mark.parametrize(("orphan", "room", "callers", "same"), [
+    (_orphan(), _room(), _callers("caller-1"), True),
+    (_orphan(), _room(sid="RM_b"), _callers("caller-1"), False),  # the name reused by a new room
+    (_orphan(), _room(), _callers("caller-2"), False),  # same room, another caller
+    (_orphan(), _room(), _callers("caller-2", "caller-1"), True),
+    (_orphan(callers=()), _room(), _callers("anyone"), True),  # died before a caller was seen
+    # a previous release's row (no SID): the room must be older than the row
+    (_orphan(room_sid="", callers=()), _room(created_ms=999_999), _callers("x"), True),
+    (_orphan(room_sid="", callers=()), _room(created_ms=1_000_000), _callers("x"), True),
+    (_orphan(room_sid="", callers=()), _room(created_ms=1_000_001), _callers("x"), False),
+])
+def test_a_watcher_resumes_only_the_same_call(orphan, room, callers, same):
+    from voice_agent.recovery.watcher import RecoveryWatcher
+
+    assert RecoveryWatcher._same_call(orphan, room, callers) is same
+
+
+# ---------------------------------------------------------------- what a snapshot becomes
+def test_a_snapshot_that_is_not_json_is_refused_clearly():
+    from voice_agent.recovery.payload import UnstorableCheckpoint, encode
+
+    with pytest.raises(UnstorableCheckpoint, match="TypeError: Object of type object is not JSON serializable"):
+        encode(Checkpoint(chat_ctx={"items": []}, userdata={"x": object()}))
+    with pytest.raises(UnstorableCheckpoint, match="ValueError: Out of range float values"):
+        encode(Checkpoint(chat_ctx={"items": []}, userdata={"x": float("nan")}))
+
+
+def test_encoding_with_the_item_cache_equals_the_frameworks_dict():
+    """Only new items are encoded after the first snapshot; the result is what
+    ChatContext.to_dict gives (metrics left out: a resume does not need them)."""
+    import json
+
+    from livekit.agents import llm
+
+    from voice_agent.recovery.payload import ItemCache, encode
+
+    ctx = llm.ChatContext.empty()
+    cache = ItemCache()
+    for turn in range(3):
+        ctx.add_message(role="user", content=f"question {turn}")
+        ctx.add_message(role="assistant", content=f"answer {turn}")
+        text = encode(Checkpoint(chat_ctx=ctx.copy(), userdata={"items": "@"}, turns=turn), cache)
+        decoded = json.loads(text)
+        assert decoded["chat_ctx"] == ctx.to_dict(exclude_timestamp=False, exclude_metrics=True)
+        assert decoded["userdata"] == {"items": "@"} and decoded["turns"] == turn
+    assert len(llm.ChatContext.from_dict(decoded["chat_ctx"]).items) == 6
+
+
+@pytest.mark.parametrize(("value", "ok"), [("127999", True), ("128000", True), ("128001", False), ("131072", False)])
+def test_the_compression_trigger_stays_within_the_model_cards_input_tokens(valid_env, value, ok):
+    """gemini-live-2.5-flash-native-audio: at most 128,000 input tokens (Vertex AI model card);
+    131072 (128 * 1024) used to be allowed."""
+    env = {**valid_env, "AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS": value}
+    if ok:
+        assert load_settings(env).compression_trigger_tokens == int(value)
+    else:
+        with pytest.raises(SettingsError, match=rf"AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS={value} .*128000"):
+            load_settings(env)

@@ -47,10 +47,16 @@ VOICE = "Puck"
 FALLBACK_COOLDOWN_SECONDS = 300.0
 
 
-def build_realtime_model(settings: AgentSettings) -> llm.RealtimeModel:
-    """Gemini Live on Vertex AI for one session, with retries and fallback. Does not connect."""
+def build_realtime_model(settings: AgentSettings, resume_handle: str | None = None) -> llm.RealtimeModel:
+    """Gemini Live on Vertex AI for one session, with retries and fallback. Does not connect.
+
+    ``resume_handle``: a Gemini session resumption handle from a crashed job's checkpoint
+    (recovery/resume.py decides whether it is still good). Only the first instance gets it: a
+    handle names one session of one model in one location, and if resuming fails the fallback
+    adapter moves on to an instance that replays the conversation instead."""
     instances = model_plan(settings)
-    models = [gemini(settings, location, model_id) for location, model_id in instances]
+    models = [gemini(settings, location, model_id, resume_handle if index == 0 else None)
+              for index, (location, model_id) in enumerate(instances)]
     if len(models) == 1:
         return models[0]
     from livekit.agents import llm
@@ -71,7 +77,8 @@ def model_plan(settings: AgentSettings) -> list[tuple[str, str]]:
     return plan
 
 
-def gemini(settings: AgentSettings, location: str, model_id: str) -> llm.RealtimeModel:
+def gemini(settings: AgentSettings, location: str, model_id: str,
+           resume_handle: str | None = None) -> llm.RealtimeModel:
     from google.genai import types
     from livekit.plugins import google
 
@@ -85,5 +92,7 @@ def gemini(settings: AgentSettings, location: str, model_id: str) -> llm.Realtim
             trigger_tokens=settings.compression_trigger_tokens,
             sliding_window=types.SlidingWindow(target_tokens=settings.compression_target_tokens),
         ),
-        session_resumption=types.SessionResumptionConfig(),
+        # the public way to resume a Gemini session (livekit-plugins-google 1.8.9
+        # RealtimeModel(session_resumption=...)); without a handle, a new resumable session
+        session_resumption=types.SessionResumptionConfig(handle=resume_handle),
     )

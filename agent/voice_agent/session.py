@@ -86,8 +86,11 @@ async def entrypoint(ctx: JobContext) -> None:
         return
     persona: persona_api.Persona = ctx.proc.userdata[PERSONA_KEY]
     voice = persona_api.voice_for(persona, settings.voice)
-    realtime_model = model.build_realtime_model(replace(settings, voice=voice))
-    recovery.offer_handle(realtime_model)
+    handle = recovery.model_handle()
+    # the Gemini handle of a crashed job, when still good, through the public constructor
+    # (the in-process test seam takes settings only: no handle, no argument)
+    realtime_model = (model.build_realtime_model(replace(settings, voice=voice)) if handle is None
+                      else model.build_realtime_model(replace(settings, voice=voice), resume_handle=handle))
     watch_model_switches(realtime_model, tracker)
     session: AgentSession[Any] = AgentSession(
         llm=realtime_model,
@@ -109,16 +112,16 @@ async def entrypoint(ctx: JobContext) -> None:
 
     ctx.add_shutdown_callback(_on_job_shutdown)
 
-    # record=False: self-hosted, no LiveKit Cloud upload, and nothing written to disk
-    await session.start(
-        agent=persona_api.VoiceAssistant(
-            persona,
-            on_end_call=call.end_call_requested,
-            remote_tools=tools_mcp.tool_server_toolsets(settings),
-        ),
-        room=ctx.room,
-        record=False,
+    agent = persona_api.VoiceAssistant(
+        persona,
+        on_end_call=call.end_call_requested,
+        remote_tools=tools_mcp.tool_server_toolsets(settings),
     )
+    # a resumed call's conversation goes into the agent before its session starts, so the
+    # realtime session receives it before it connects (with a handle: nothing is replayed)
+    await recovery.restore(agent)
+    # record=False: self-hosted, no LiveKit Cloud upload, and nothing written to disk
+    await session.start(agent=agent, room=ctx.room, record=False)
     tracker.begin(participants=len(ctx.room.remote_participants))
     call.start()
     await recovery.started(ctx, session)

@@ -53,11 +53,13 @@ DEFAULT_CALL_WARNING_SECONDS = 60
 DEFAULT_SILENCE_TIMEOUT_SECONDS = 120
 DEFAULT_GEMINI_CONNECT_RETRIES = 2
 MAX_GEMINI_CONNECT_RETRIES = 5
-# Context window compression (sliding window). gemini-live-2.5-flash-native-audio has a 128k
-# token context on Vertex AI; compress at 80 % of it, keep half of it.
-MAX_CONTEXT_TOKENS = 128 * 1024
-DEFAULT_COMPRESSION_TRIGGER_TOKENS = 104857
-DEFAULT_COMPRESSION_TARGET_TOKENS = 65536
+# Context window compression (sliding window). gemini-live-2.5-flash-native-audio takes at most
+# 128,000 input tokens on Vertex AI (model card, "Maximum input tokens: 128,000",
+# https://docs.cloud.google.com/vertex-ai/generative-ai/docs/models/gemini/2-5-flash-live-api);
+# "128k" there is decimal, not 131072. Compress at 80 % of it, keep half of it.
+MAX_CONTEXT_TOKENS = 128_000
+DEFAULT_COMPRESSION_TRIGGER_TOKENS = 102_400
+DEFAULT_COMPRESSION_TARGET_TOKENS = 64_000
 
 _URL_SCHEMES = ("ws", "wss", "http", "https")
 # Google Cloud project ids: 6-30 chars, lowercase letters, digits and hyphens, starting with a
@@ -413,7 +415,7 @@ def _read_call_life(reader: _Reader) -> dict[str, object]:
             DEFAULT_COMPRESSION_TRIGGER_TOKENS,
             1000,
             MAX_CONTEXT_TOKENS,
-            "context tokens at which Gemini compresses the conversation (model limit 131072)",
+            "context tokens at which Gemini compresses the conversation (model limit 128000 input tokens)",
         ),
         "compression_target_tokens": reader.integer(
             "AGENT_CONTEXT_COMPRESSION_TARGET_TOKENS",

@@ -186,6 +186,9 @@ def _plan(stack: str, **settings: str):
     ("databaseTransactionLogRetentionDays", "7", True), ("databaseTransactionLogRetentionDays", "8", False),
     ("databasePsaPrefixLength", "15", False), ("databasePsaPrefixLength", "16", True),
     ("databasePsaPrefixLength", "24", True), ("databasePsaPrefixLength", "25", False),
+    ("recoveryRetentionSeconds", "59", False), ("recoveryRetentionSeconds", "60", True),
+    ("recoveryRetentionSeconds", "2592000", True), ("recoveryRetentionSeconds", "2592001", False),
+    ("recoveryRetentionSeconds", "15m", False),
 ])
 def test_stack_setting_ranges_at_their_boundaries(key, value, ok):
     if ok:

@@ -130,6 +130,9 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
                         (False, False, 0, False)),
     # LiveKit Cloud restarts jobs itself (docs/recovery.md)
     "recoveryWatcher": ({"recoveryWatcher": "false"}, lambda r: env_of(r)["AGENT_RECOVERY_WATCHER"], "off"),
+    # how long a dead call's checkpoint row lives (docs/recovery.md)
+    "recoveryRetentionSeconds": ({"recoveryRetentionSeconds": "60"},
+                                 lambda r: env_of(r)["AGENT_CHECKPOINT_RETENTION_SECONDS"], "60"),
     # kubernetesSecret: the credentials from a Secret into env (test_workload.py has the details)
     "livekitCredentials": ({"livekitCredentials": "kubernetesSecret"},
                            lambda r: (sorted(e["name"] for e in container_of(r)["env"] if e["name"].startswith("LIVEKIT_")),
@@ -160,7 +163,7 @@ def test_every_workload_setting_is_covered():
         "callWarningSeconds", "silenceTimeoutSeconds", "geminiConnectRetries", "geminiFallbackLocation",
         "geminiFallbackModel", "logConversationText",
         "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
-        "recoveryEnabled", "recoveryWatcher",
+        "recoveryEnabled", "recoveryWatcher", "recoveryRetentionSeconds",
         "podDeletionCost", "spareCapacityMode", "agentImageRepository", "agentVoice",
         "agentName", "livekitTargetLoad", "agentPersona", "livekitCredentials", "livekitSharedWithStages",
     }

@@ -194,7 +194,7 @@ def test_environment_is_exactly_the_agent_contract(plan):
         "AGENT_SILENCE_TIMEOUT_SECONDS", "AGENT_GEMINI_CONNECT_RETRIES", "AGENT_LOG_CONVERSATION_TEXT",
         "AGENT_MAX_CALLS", "AGENT_JOB_MEMORY_LIMIT_MB", "AGENT_JOB_MEMORY_WARN_MB",
         # crash recovery (recoveryEnabled, both stacks): the Auth Proxy sidecar on loopback
-        "AGENT_CHECKPOINT_DSN", "AGENT_RECOVERY_WATCHER",
+        "AGENT_CHECKPOINT_DSN", "AGENT_RECOVERY_WATCHER", "AGENT_CHECKPOINT_RETENTION_SECONDS",
         # explicit dispatch and the persona (agentName, agentPersona)
         "AGENT_NAME", "AGENT_PERSONA",
         # podDeletionCost (both stacks): the pod's own name and namespace, from the downward API
@@ -207,7 +207,7 @@ def test_environment_is_exactly_the_agent_contract(plan):
     assert env["AGENT_NAME"] == "voice-agent" and env["AGENT_PERSONA"] == "voice_agent.persona:SAMPLE"
     assert env["AGENT_CHECKPOINT_DSN"] == (
         f"postgresql://gva-{plan.stack}-db%40gva-fixture-{plan.stack}.iam@127.0.0.1:5432/voice_agent")
-    assert env["AGENT_RECOVERY_WATCHER"] == "on"
+    assert env["AGENT_RECOVERY_WATCHER"] == "on" and env["AGENT_CHECKPOINT_RETENTION_SECONDS"] == "900"
     assert env["AGENT_LOAD_THRESHOLD"] == "0.7" and env["HOME"] == "/tmp"
     assert env["AGENT_HEALTH_PORT"] == str(runtime.HEALTH_PORT) and env["AGENT_METRICS_PORT"] == str(runtime.METRICS_PORT)
     assert env["GOOGLE_CLOUD_PROJECT"] == f"gva-fixture-{plan.stack}" and env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"

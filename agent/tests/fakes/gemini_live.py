@@ -40,9 +40,17 @@ https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/multimodal
   the setup declared it, as the real model can only call declared functions); after the
   ``toolResponse`` it speaks its goodbye on its own (auto tool reply).
 - sessionResumption: with ``sessionResumption`` in setup, ``sessionResumptionUpdate
-  {newHandle, resumable}`` after setup and after each turn; a setup carrying a known handle
-  continues the same session (history kept) on the new connection. Handles are valid for 2 h
-  after the session's last connection ends (docs), far beyond any test.
+  {newHandle, resumable: true}`` after setup and after each completed turn, and
+  ``{resumable: false}`` without a handle while the model generates or waits for a tool
+  response (google-genai ``LiveServerSessionResumptionUpdate``: "It might be not possible to
+  resume session at some points ... model executing function calls or just generating",
+  https://googleapis.github.io/js-genai/release_docs/interfaces/types.LiveServerSessionResumptionUpdate.html;
+  Vertex AI "Start and manage live sessions", resume a previous session,
+  https://docs.cloud.google.com/vertex-ai/generative-ai/docs/live-api/start-manage-session).
+  A setup carrying a known handle continues the same session (history kept) on the new
+  connection; a handle older than ``handle_lifetime_s`` (default 2 h after it was issued, the
+  Gemini API's documented validity, https://ai.google.dev/gemini-api/docs/live-session) or an
+  unknown one is refused like an unknown entity.
 - connection lifetime: "around 10 minutes"; ``goAway {timeLeft}`` is sent ``goaway_notice``
   before the server closes the connection.
 - uncompressed session limit: an audio session without ``contextWindowCompression`` ends at
@@ -140,6 +148,12 @@ class Behaviour:
     vad_silence_ms: int = 500
     # real seconds between the end of a turn and the first audio chunk of the reply
     answer_delay_s: float = 0.0
+    # how long a resumption handle is accepted after it was issued (emulated seconds)
+    handle_lifetime_s: float = 2 * 3600.0
+    # appended to the outputTranscription of every reply after the first
+    # ``transcript_suffix_after`` (a test plants characters a model may emit, e.g. U+0000)
+    transcript_suffix: str = ""
+    transcript_suffix_after: int = 0
 
 
 @dataclass
@@ -164,6 +178,7 @@ class SessionRecord:
     tool_calls: list[str] = field(default_factory=list)
     tool_responses: list[dict[str, Any]] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
+    not_resumable_updates: int = 0
 
     @property
     def tokens(self) -> int:
@@ -202,6 +217,7 @@ class FakeGeminiLive:
         self.connections: list[ConnectionRecord] = []
         self.rejected_auth = 0
         self._handles: dict[str, str] = {}
+        self._handle_issued: dict[str, float] = {}
         self._token: str | None = None
         self._port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -378,6 +394,9 @@ class FakeGeminiLive:
             if record.resumed_from:
                 session_id = self._handles.get(record.resumed_from)
                 session = self.sessions.get(session_id or "")
+                issued = self._handle_issued.get(record.resumed_from, 0.0)
+                if self.emulated(time.monotonic() - issued) > self.behaviour.handle_lifetime_s:
+                    return None  # expired
                 if session is None or session.terminated:
                     return None
             else:
@@ -391,6 +410,7 @@ class FakeGeminiLive:
         handle = "h-" + secrets.token_urlsafe(12)
         with self.lock:
             self._handles[handle] = session.id
+            self._handle_issued[handle] = time.monotonic()
             session.handles.append(handle)
         await ws.send(
             json.dumps({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
@@ -541,6 +561,7 @@ class _Connection:
         ):
             call_id = "call-" + secrets.token_hex(4)
             self.pending_tool = call_id
+            await self._not_resumable()
             with self.server.lock:
                 self.session.tool_calls.append("end_call")
             await self._send(
@@ -586,8 +607,11 @@ class _Connection:
         with self.server.lock:
             remembered = len(self.session.history)
             text = f"{kind} {len(self.session.replies) + 1}; I remember {remembered} turns."
+            if len(self.session.replies) + 1 > self.b.transcript_suffix_after:
+                text += self.b.transcript_suffix
             self.session.replies.append(kind)
             self.record.turns += 1
+        await self._not_resumable()
         if self.b.answer_delay_s > 0:
             await asyncio.sleep(self.b.answer_delay_s)
         chunk = OUTPUT_RATE // 10
@@ -621,6 +645,13 @@ class _Connection:
         await self._send({"usageMetadata": _usage_metadata(prompt, _tokens(self.b.reply_seconds))})
         if self.record.resumption:
             await self.server._send_handle(self.ws, self.session)
+
+    async def _not_resumable(self) -> None:
+        """Generating or executing a tool: no handle now (the last one stays the latest)."""
+        if self.record.resumption:
+            with self.server.lock:
+                self.session.not_resumable_updates += 1
+            await self._send({"sessionResumptionUpdate": {"resumable": False}})
 
     def _compress(self) -> None:
         """Sliding window: past triggerTokens, drop the oldest turns down to targetTokens."""

@@ -1,11 +1,17 @@
-"""The job side of recovery: keep this call's checkpoint and lease in PostgreSQL, off the audio path.
+"""The job side of recovery: keep this call's lease and checkpoint in PostgreSQL, off the audio path.
 
-Session events only hand a snapshot to ``CheckpointWriter.submit`` (no I/O, never blocks); one
-background task per call writes the newest snapshot (latest wins: a snapshot superseded while
-the database was slow is simply never written) and renews the lease in between. Every database
-call is bounded by ``db_timeout_seconds``; a failure costs this call its checkpoint for now, is
-logged once per outage (``checkpoint_unavailable`` / ``checkpoint_recovered``) and retried on the
-next heartbeat with a fresh connection. Nothing here can raise into the session.
+Liveness and data are kept apart (docs/recovery.md):
+- the LEASE says "this job is alive". A task renews it every ``heartbeat_seconds`` on its own
+  connection, whatever happens to snapshots; only a database this job cannot reach stops it.
+- a SNAPSHOT is data. Session events only hand one to ``CheckpointWriter.submit`` (no I/O, no
+  serialisation, never blocks); a second task encodes the newest one in a thread (latest wins)
+  and writes it on its own connection. A snapshot that cannot be stored (not JSON, refused by
+  PostgreSQL, a write that times out while the lease renews fine) is dropped with one
+  ``checkpoint_dropped`` line (and the metric it feeds); the next snapshot replaces it.
+
+Every database call is bounded; an unreachable database costs this call its checkpoint for now,
+is logged once per outage (``checkpoint_unavailable`` / ``checkpoint_recovered``) and retried on
+the next heartbeat with a fresh connection. Nothing here can raise into the session.
 """
 
 from __future__ import annotations
@@ -24,37 +30,83 @@ import asyncpg
 from ..logs import log_event
 from . import store
 from .config import RecoverySettings
-from .payload import PAYLOAD_VERSION, Checkpoint
+from .payload import PAYLOAD_VERSION, Checkpoint, ItemCache, UnstorableCheckpoint, encode
 
 logger = logging.getLogger("voice_agent.recovery")
 
 Connect = Callable[[str, float], Awaitable[Any]]
 TAKE_OVER_ATTEMPTS = 2
+# Failures that say "the database cannot be reached from here", not "this snapshot is bad".
+_UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                asyncpg.exceptions.CannotConnectNowError)
 
 
 async def connect(dsn: str, timeout: float) -> Any:
-    """One asyncpg connection (a job needs one; a pool per process would idle)."""
+    """One asyncpg connection (a job needs two: lease and data; a pool per process would idle)."""
     # statement_cache_size=0: safe behind any pooler; command_timeout bounds each statement
     return await asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout,
                                  statement_cache_size=0)
 
 
+class _Link:
+    """One lazily (re)opened connection; ``statement_timeout`` is enforced by the server, so a
+    statement given up here is also ended there (and releases the row lock it held) even when
+    this side only dropped the connection."""
+
+    def __init__(self, settings: RecoverySettings, connect_fn: Connect,
+                 statement_timeout: float | None = None) -> None:
+        self._settings, self._connect_fn = settings, connect_fn
+        self._statement_timeout = statement_timeout
+        self.conn: Any = None
+
+    async def get(self) -> Any:
+        if self.conn is None or self.conn.is_closed():
+            timeout = self._settings.db_timeout_seconds
+            conn = await asyncio.wait_for(self._connect_fn(self._settings.dsn, timeout), timeout)
+            if self._statement_timeout is not None:
+                try:
+                    await asyncio.wait_for(conn.execute(
+                        f"SET statement_timeout = {max(1, int(self._statement_timeout * 1000))}"), timeout)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
+                    raise
+            self.conn = conn
+        return self.conn
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+
+
 class CheckpointWriter:
     def __init__(self, settings: RecoverySettings, *, room: str, job_id: str,
-                 agent_identity: str, agent_name: str, connect_fn: Connect = connect) -> None:
+                 agent_identity: str, agent_name: str, connect_fn: Connect = connect,
+                 room_sid: str = "", callers: tuple[str, ...] = ()) -> None:
         self._settings = settings
         self._room, self._job_id = room, job_id
+        self._room_sid, self._callers = room_sid, callers
         self._identity, self._agent_name = agent_identity, agent_name
-        self._connect_fn = connect_fn
-        self._conn: Any = None
+        self._lease = _Link(settings, connect_fn)
+        # a snapshot write holds the row's lock, which the lease renewal waits for: the server
+        # ends any data statement after one heartbeat, so a slow write can never cost the lease
+        self._write_timeout = min(settings.db_timeout_seconds, settings.heartbeat_seconds)
+        self._data = _Link(settings, connect_fn, statement_timeout=self._write_timeout)
         self._latest: Checkpoint | None = None
+        self._items = ItemCache()
         self._written: Checkpoint | None = None
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._failing = False
         self._failures = 0
+        self._row = False  # this job has a row (taken over or written) whose lease it renews
+        self._lease_ok = True
         self.fenced = False
         self.writes = 0
+        self.renewals = 0
+        self.dropped = 0
 
     # ----------------------------------------------------------------- called by the session
     def submit(self, checkpoint: Checkpoint) -> None:
@@ -62,106 +114,189 @@ class CheckpointWriter:
         self._latest = checkpoint
         self._wake.set()
 
+    def set_callers(self, callers: tuple[str, ...]) -> None:
+        self._callers = callers
+
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="voice_agent_checkpoints")
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._lease_loop(), name="voice_agent_lease"),
+                           loop.create_task(self._data_loop(), name="voice_agent_checkpoints")]
+
+    def may_adopt(self) -> bool:
+        """A job without a claim token can prove it is the same call only with the room's SID
+        and at least one caller it can show."""
+        return bool(self._room_sid and self._callers)
+
+    async def forget_stale(self) -> None:
+        try:
+            conn = await self._data.get()
+            if await asyncio.wait_for(store.forget_stale(conn, room=self._room, room_sid=self._room_sid),
+                                      self._settings.db_timeout_seconds):
+                log_event("checkpoint_stale_forgotten",
+                          "a previous call under this room name left a row; this call starts fresh",
+                          room=self._room, job_id=self._job_id)
+        except Exception as exc:  # noqa: BLE001
+            self._data.close()
+            self._unavailable("forget_stale", exc)
 
     async def take_over(self, token: str | None) -> store.Stored | None:
         """Become the owner of the room's row, returning what the previous job stored (None when
         there is nothing to resume, the database is unreachable, or another job won)."""
         # the one read that decides whether the caller keeps the conversation: worth a second
-        # attempt (a new connection) before starting without it
-        for _ in range(TAKE_OVER_ATTEMPTS):
+        # attempt (a new connection) before starting without it. The first attempt's UPDATE
+        # may have committed although its reply timed out: then the token is spent and this
+        # job already owns the row, so a retry first reads what it owns.
+        for attempt in range(TAKE_OVER_ATTEMPTS):
             try:
-                conn = await self._connection()
-                return await asyncio.wait_for(
-                    store.take_over(conn, room=self._room, job_id=self._job_id,
-                                    agent_identity=self._identity, token=token,
-                                    lease_seconds=self._settings.lease_seconds),
-                    self._settings.db_timeout_seconds)
+                conn = await self._data.get()
+                timeout = self._settings.db_timeout_seconds
+                stored = None
+                if attempt:
+                    stored = await asyncio.wait_for(
+                        store.owned(conn, room=self._room, job_id=self._job_id), timeout)
+                if stored is None:
+                    stored = await asyncio.wait_for(
+                        store.take_over(conn, room=self._room, job_id=self._job_id,
+                                        agent_identity=self._identity, token=token,
+                                        lease_seconds=self._settings.lease_seconds,
+                                        room_sid=self._room_sid, callers=self._callers),
+                        timeout)
+                self._row = self._row or stored is not None
+                return stored
             except Exception as exc:  # noqa: BLE001 - a dead database must not stop the call
-                await self._failed("take_over", exc)
+                self._data.close()
+                self._unavailable("take_over", exc)
         return None
 
     async def lease_holder(self) -> tuple[str, float] | None:
         try:
-            conn = await self._connection()
+            conn = await self._data.get()
             return await asyncio.wait_for(store.lease_holder(conn, room=self._room),
                                           self._settings.db_timeout_seconds)
         except Exception as exc:  # noqa: BLE001
-            await self._failed("lease_holder", exc)
+            self._data.close()
+            self._unavailable("lease_holder", exc)
             return None
 
     async def finish(self, *, ended_normally: bool) -> None:
-        """Stop writing; on a normal end delete the checkpoint (nothing is left to recover)."""
-        if self._task is not None:
-            self._task.cancel()
+        """Stop writing; unless the agent died, delete the checkpoint (nothing is left to recover)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await task
         if ended_normally and not self.fenced:
             try:
-                conn = await self._connection()
+                conn = await self._data.get()
                 await asyncio.wait_for(store.remove(conn, room=self._room, job_id=self._job_id),
                                        self._settings.db_timeout_seconds)
             except Exception as exc:  # noqa: BLE001 - the sweep removes it later
-                await self._failed("remove", exc)
-        await self._close()
+                self._unavailable("remove", exc)
+        self._lease.close()
+        self._data.close()
 
-    # ----------------------------------------------------------------- the background task
-    async def _run(self) -> None:
+    # ----------------------------------------------------------------- liveness
+    async def _lease_loop(self) -> None:
+        """Renew this job's lease every heartbeat, whatever the snapshots do."""
+        while not self.fenced:
+            if self._row:
+                await self._renew_once()
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+
+    async def _renew_once(self) -> None:
+        timeout = self._settings.db_timeout_seconds
+        try:
+            conn = await self._lease.get()
+            renewed = await asyncio.wait_for(
+                store.renew(conn, room=self._room, job_id=self._job_id,
+                            lease_seconds=self._settings.lease_seconds), timeout)
+            if not renewed:
+                holder = await asyncio.wait_for(store.lease_holder(conn, room=self._room), timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self._lease_ok = False
+            self._lease.close()
+            self._unavailable("renew", exc)
+            return
+        self._lease_ok = True
+        self._recovered()
+        if renewed:
+            self.renewals += 1
+        elif holder is not None and holder[0] != self._job_id:
+            self._fence()
+        else:
+            # the row was swept or abandoned while we were unreachable: the next snapshot
+            # writes it again (and a dropped one must not leave the call without a row)
+            self._row = False
+            self._written = None
+            self._wake.set()
+
+    # ----------------------------------------------------------------- data
+    async def _data_loop(self) -> None:
         while not self.fenced:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.heartbeat_seconds)
             self._wake.clear()
-            try:
-                await self._write_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                await self._failed("write", exc)
-            else:
-                self._recovered()
+            latest = self._latest
+            if latest is None or latest is self._written:
+                continue
+            await self._store(latest)
 
-    async def _write_once(self) -> None:
-        conn = await self._connection()
-        timeout = self._settings.db_timeout_seconds
-        latest = self._latest
-        if latest is not None and latest is not self._written:
-            ok = await asyncio.wait_for(self._write(conn, latest), timeout)
-            if ok:
-                self._written = latest
-                self.writes += 1
-        else:
+    async def _store(self, checkpoint: Checkpoint) -> None:
+        try:
+            text = await asyncio.to_thread(encode, checkpoint, self._items)
+        except UnstorableCheckpoint as exc:
+            self._drop(checkpoint, "not_json", exc)
+            return
+        try:
+            conn = await self._data.get()
             ok = await asyncio.wait_for(
-                store.renew(conn, room=self._room, job_id=self._job_id,
-                            lease_seconds=self._settings.lease_seconds), timeout)
-            if not ok and latest is None:
-                return  # a new call before its first snapshot: there is no row to renew yet
-            if not ok:
-                # the row was swept or abandoned while we were unreachable: write it again
-                ok = await asyncio.wait_for(self._write(conn, latest), timeout)
+                store.write(conn, room=self._room, job_id=self._job_id,
+                            agent_identity=self._identity, agent_name=self._agent_name,
+                            version=PAYLOAD_VERSION, payload_json=text,
+                            lease_seconds=self._settings.lease_seconds,
+                            room_sid=self._room_sid, callers=self._callers),
+                self._write_timeout + 0.5)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self._data.close()
+            if isinstance(exc, _UNREACHABLE) or not self._lease_ok:
+                self._unavailable("write", exc)  # the database, not the snapshot: kept for later
+            else:
+                slow = isinstance(exc, (asyncio.TimeoutError, asyncpg.QueryCanceledError))
+                reason = "timeout" if slow else "refused"
+                self._drop(checkpoint, reason, exc)
+            return
         if not ok:
-            self.fenced = True
-            log_event("checkpoint_fenced",
-                      "another job owns this room's checkpoint; this job stops writing it",
-                      level=logging.WARNING, room=self._room, job_id=self._job_id)
+            self._fence()
+            return
+        self._written = checkpoint
+        self._row = True
+        self.writes += 1
+        self._recovered()
 
-    def _write(self, conn: Any, checkpoint: Checkpoint) -> Awaitable[bool]:
-        return store.write(conn, room=self._room, job_id=self._job_id,
-                           agent_identity=self._identity, agent_name=self._agent_name,
-                           version=PAYLOAD_VERSION, payload=checkpoint.to_payload(),
-                           lease_seconds=self._settings.lease_seconds)
+    def _drop(self, checkpoint: Checkpoint, reason: str, exc: BaseException) -> None:
+        if self._latest is checkpoint:
+            self._written = checkpoint  # not retried; the next snapshot replaces it
+        self.dropped += 1
+        log_event("checkpoint_dropped",
+                  "a snapshot could not be stored and was dropped; the call and its lease go on",
+                  level=logging.WARNING, room=self._room, job_id=self._job_id, reason=reason,
+                  error=f"{type(exc).__name__}: {exc}"[:200])
 
-    async def _connection(self) -> Any:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncio.wait_for(
-                self._connect_fn(self._settings.dsn, self._settings.db_timeout_seconds),
-                self._settings.db_timeout_seconds)
-        return self._conn
+    def _fence(self) -> None:
+        if self.fenced:
+            return
+        self.fenced = True
+        log_event("checkpoint_fenced",
+                  "another job owns this room's checkpoint; this job stops writing it",
+                  level=logging.WARNING, room=self._room, job_id=self._job_id)
 
-    async def _failed(self, what: str, exc: BaseException) -> None:
+    def _unavailable(self, what: str, exc: BaseException) -> None:
         self._failures += 1
-        await self._close()  # a timed-out statement leaves the connection unusable
         if not self._failing:
             self._failing = True
             log_event("checkpoint_unavailable",
@@ -175,9 +310,3 @@ class CheckpointWriter:
             log_event("checkpoint_recovered", "checkpoint database reachable again",
                       room=self._room, job_id=self._job_id, failed_attempts=self._failures)
             self._failures = 0
-
-    async def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.terminate()

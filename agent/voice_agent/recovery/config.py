@@ -26,8 +26,12 @@ POLL_RANGE = (0.2, 60.0)
 # long enough for a dispatch to reach a prewarmed job process and the job to take the room over.
 DEFAULT_CLAIM_SECONDS = 20.0
 CLAIM_RANGE = (2.0, 600.0)
-# Checkpoints of calls that never ended cleanly are deleted after this long.
-DEFAULT_RETENTION_SECONDS = 24 * 3600
+# How long the row of a call whose agent died (and that nobody resumed) is kept; a live job
+# touches its row every heartbeat, so only dead calls age. A caller waits seconds for a
+# replacement, and a call gets at most store.MAX_RECOVERIES_PER_CALL (5) re-dispatches of at
+# most AGENT_RECOVERY_CLAIM_SECONDS (20 s) each: 15 minutes covers that several times over and
+# keeps a conversation no longer than it can still be resumed.
+DEFAULT_RETENTION_SECONDS = 15 * 60
 RETENTION_RANGE = (60, 30 * 24 * 3600)
 # Gemini's session resumption handle: the Gemini API documents handles as valid for 2 hours
 # after the session ended (ai.google.dev, Live API session management); older ones are not
@@ -55,7 +59,8 @@ class RecoverySettings:
     claim_seconds: float = DEFAULT_CLAIM_SECONDS
     """AGENT_RECOVERY_CLAIM_SECONDS: a re-dispatch not taken over within this may be retried."""
     retention_seconds: int = DEFAULT_RETENTION_SECONDS
-    """AGENT_CHECKPOINT_RETENTION_SECONDS: checkpoints of abandoned calls are swept after this."""
+    """AGENT_CHECKPOINT_RETENTION_SECONDS: the row of a call whose agent died is deleted after
+    this (the sweep runs in every worker, watcher on or off)."""
     handle_ttl_seconds: int = DEFAULT_HANDLE_TTL_SECONDS
     """AGENT_GEMINI_HANDLE_TTL_SECONDS: a Gemini resumption handle older than this is not used."""
     db_timeout_seconds: float = DEFAULT_DB_TIMEOUT_SECONDS

@@ -8,7 +8,7 @@
 - which Gemini resumption handle is still worth offering (else the stored conversation is
   replayed into the new model session);
 - when the checkpoint is written (every conversation item and every tool batch) and removed
-  (only when the call ended normally).
+  (whenever the job ends, unless it leaves a caller behind: see ``keep_after``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import time
 from typing import Any
 
 from ..logs import log_event
+from . import store
 from .checkpoints import CheckpointWriter
 from .config import RecoverySettings
-from .payload import Checkpoint, UnreadableCheckpoint, read_payload, userdata_as_dict
+from .payload import Checkpoint, UnreadableCheckpoint, read_payload
 
 logger = logging.getLogger("voice_agent.recovery")
 
@@ -33,9 +34,46 @@ RESUME_INSTRUCTIONS = (
     "sentence tell the caller you are back, then continue the conversation where it was; do not "
     "greet them again or repeat what was already said."
 )
-# Close reasons of livekit-agents 1.8.9 (voice/events.py CloseReason) that end a call for good;
-# after any other (error, job_shutdown) the caller may still be there and the call recoverable.
-NORMAL_END_REASONS = frozenset({"participant_disconnected", "user_initiated", "task_completed"})
+# Close reasons of livekit-agents 1.8.9 (voice/events.py CloseReason) that end a call on purpose:
+# the caller left (participant_disconnected), the call was ended (user_initiated,
+# task_completed), or the model failed and call_life.py apologised and ended it (error).
+# Whatever the reason, a row is kept only while a caller is still in the room: only then is
+# there a call to resume. A caller who drops off the network leaves with CONNECTION_TIMEOUT
+# (livekit-server v1.13.5 ToDisconnectReason), which the framework does not treat as a close
+# (voice/room_io/types.py DEFAULT_CLOSE_ON_DISCONNECT_REASONS): the room empties and the job
+# ends with job_shutdown, caller gone, so the row goes.
+ENDED_REASONS = frozenset({"participant_disconnected", "user_initiated", "task_completed", "error"})
+# Participant kinds that are a call's callers, as livekit-agents 1.8.9 counts them
+# (job.py DEFAULT_PARTICIPANT_KINDS: standard, SIP, connector; ingress, egress and agents are
+# not callers). Values of livekit.protocol ParticipantInfo.Kind and rtc.ParticipantKind alike.
+CALLER_KINDS = frozenset({0, 3, 7})
+
+
+# The job's liveness as the room sees it, apart from the database: a participant attribute
+# holding the Unix time until which the job vouches for itself (now + one lease), refreshed
+# every heartbeat whatever the database does. A watcher that finds a lease run out reads it
+# from ListParticipants and leaves alone an agent whose own database path failed but who is
+# alive. A SIGKILLed job's value stops where its database lease stopped, so a dead agent is
+# not recovered later than before. Pod clocks are NTP-synchronised (GKE nodes use the metadata
+# server's NTP); the comparison allows no slack beyond that.
+LIVENESS_ATTRIBUTE = "voice_agent.alive_until"
+
+
+def alive_until(attributes: Any) -> float:
+    try:
+        return float(attributes.get(LIVENESS_ATTRIBUTE, "0") or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+# The items Gemini holds in its own session state (what a handle covers); instructions and
+# config updates are not stored in a checkpoint at all.
+GEMINI_ITEM_TYPES = frozenset({"message", "function_call", "function_call_output"})
+
+
+def keep_after(close_reason: str | None, caller_present: bool) -> bool:
+    """Whether a job that ends keeps its call's row for a replacement (else deletes it)."""
+    return caller_present and close_reason not in ENDED_REASONS
 
 
 def recovery_metadata(token: str) -> str:
@@ -57,20 +95,26 @@ def claim_token_from(metadata: str | None) -> str | None:
 
 class CallRecovery:
     def __init__(self, settings: RecoverySettings, writer: CheckpointWriter, *,
-                 room: str, job_id: str) -> None:
+                 room: str, job_id: str, room_sid: str = "") -> None:
         self._settings = settings
         self._writer = writer
-        self._room, self._job_id = room, job_id
+        self._room, self._job_id, self._room_sid = room, job_id, room_sid
+        self._room_obj: Any = None
+        self._vouching: asyncio.Task[None] | None = None
+        self._vouch_failed = False
         self.resumed: Checkpoint | None = None
         self.superseded = False
         self._session: Any = None
         self._turns = 0
         self._close_reason: str | None = None
-        self._handle: tuple[str | None, float | None] = (None, None)
+        self._handle: tuple[str | None, float | None, list[str] | None] = (None, None, None)
 
     # ----------------------------------------------------------------- before the session
     async def take_over(self, metadata: str | None) -> None:
         token = claim_token_from(metadata)
+        if token is None:
+            # a reused room name is a new call: the previous instance's row goes
+            await self._writer.forget_stale()
         stored = await self._writer.take_over(token)
         # renew a taken-over lease from now on: a cold job may need longer than one lease to
         # start its session, and a lapse would let a watcher dispatch a second replacement
@@ -78,7 +122,8 @@ class CallRecovery:
         if stored is None and token is None:
             stored = await self._adopt_after_lease()
         if stored is None:
-            if token is not None and await self._writer.lease_holder() is not None:
+            holder = await self._writer.lease_holder() if token is not None else None
+            if holder is not None and holder[0] != self._job_id:
                 # another job took the room (a newer claim won): this job must not join
                 self.superseded = True
                 log_event("recovery_superseded", "a newer recovery owns this room; leaving",
@@ -97,13 +142,24 @@ class CallRecovery:
         holder = await self._writer.lease_holder()
         if holder is None or holder[0] == self._job_id or holder[1] > self._settings.lease_seconds:
             return None
+        if not self._writer.may_adopt():
+            return None  # nothing to prove this is the same call with: start fresh
         await asyncio.sleep(max(0.0, holder[1]) + 0.05)
         return await self._writer.take_over(None)
 
     def model_handle(self) -> str | None:
+        """The stored Gemini handle, when it is young enough and covers every stored item (then
+        Gemini holds the whole conversation and nothing is replayed; an item the handle does not
+        cover would be lost, so then the conversation is replayed into a new session instead)."""
         if self.resumed is None:
             return None
-        return self.resumed.handle_if_fresh(self._settings.handle_ttl_seconds)
+        handle = self.resumed.handle_if_fresh(self._settings.handle_ttl_seconds)
+        covered = self.resumed.gemini_handle_items
+        if handle is None or covered is None:
+            return None
+        stored = {item.get("id") for item in self.resumed.chat_ctx.get("items", [])
+                  if item.get("type") in GEMINI_ITEM_TYPES}
+        return handle if stored <= set(covered) else None
 
     async def restore(self, agent: Any) -> None:
         """Put the stored conversation into the agent before the session starts."""
@@ -115,17 +171,16 @@ class CallRecovery:
         await agent.update_chat_ctx(chat_ctx)
         self._turns = self.resumed.turns
         if self.model_handle() is not None:
-            self._handle = (self.resumed.gemini_handle, self.resumed.gemini_handle_at)
+            self._handle = (self.resumed.gemini_handle, self.resumed.gemini_handle_at,
+                            self.resumed.gemini_handle_items)
         log_event("session_resumed", "call resumed from its checkpoint", room=self._room,
                   job_id=self._job_id, restored_items=len(chat_ctx.items),
                   gemini_handle=self.model_handle() is not None,
                   checkpoint_age_seconds=round(time.time() - self.resumed.saved_at, 3))
 
     async def started(self, ctx: Any, session: Any) -> None:
-        """Right after ``session.start``: restore the conversation into the running agent (the
-        realtime session gets it too: replayed to the model unless a handle restores it), start
-        checkpointing, and settle the checkpoint when the job ends."""
-        await self.restore(session.current_agent)
+        """Right after ``session.start`` (the conversation was restored into the agent before
+        it, ``restore``): start checkpointing, and settle the checkpoint when the job ends."""
         session.on("close", lambda event: self.closed(event.reason.value))
         ctx.add_shutdown_callback(self.finish)
         self.attach(session)
@@ -146,12 +201,54 @@ class CallRecovery:
     def closed(self, reason: str) -> None:
         self._close_reason = reason
 
+    def vouch(self) -> None:
+        """Refresh LIVENESS_ATTRIBUTE every heartbeat until the job ends (never raises)."""
+        if self._room_obj is not None and self._vouching is None:
+            self._vouching = asyncio.get_running_loop().create_task(self._vouch_loop(),
+                                                                    name="voice_agent_liveness")
+
+    async def _vouch_loop(self) -> None:
+        lease, beat = self._settings.lease_seconds, self._settings.heartbeat_seconds
+        while True:
+            try:
+                await asyncio.wait_for(self._room_obj.local_participant.set_attributes(
+                    {LIVENESS_ATTRIBUTE: f"{time.time() + lease:.3f}"}), lease)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the database lease still counts
+                if not self._vouch_failed:  # once per job: the first failure says why
+                    self._vouch_failed = True
+                    log_event("liveness_attribute_failed",
+                              "could not vouch for this job in the room; only the database lease counts",
+                              level=logging.WARNING, job_id=self._job_id,
+                              error=f"{type(exc).__name__}: {exc}"[:200])
+            self._snapshot_if_new_handle()
+            await asyncio.sleep(beat)
+
+    def _snapshot_if_new_handle(self) -> None:
+        """Gemini issues a handle after a turn, later than the turn's items reach the context:
+        without this the stored handle would always lag the stored conversation by one turn."""
+        if self._session is None:
+            return
+        try:
+            rt_session = self._session.current_agent.realtime_llm_session
+        except Exception:  # noqa: BLE001 - no realtime session (yet)
+            return
+        handle = getattr(rt_session, "session_resumption_handle", None)
+        if isinstance(handle, str) and handle and handle != self._handle[0]:
+            self._snapshot(turn=False)
+
     async def finish(self, _shutdown_reason: str = "") -> None:
-        await self._writer.finish(ended_normally=self._close_reason in NORMAL_END_REASONS)
+        if self._vouching is not None:
+            self._vouching.cancel()
+        keep = keep_after(self._close_reason, bool(callers_in(self._room_obj)))
+        await self._writer.finish(ended_normally=not keep)
 
     def _snapshot(self, *, turn: bool) -> None:
         try:
             self._turns += int(turn)
+            self._writer.set_callers(tuple(store.caller_hash(self._room_sid, identity)
+                                           for identity in callers_in(self._room_obj)))
             self._writer.submit(self._checkpoint())
         except Exception:  # noqa: BLE001 - a snapshot must never break the call
             logger.exception("checkpoint snapshot failed", extra={"event": "checkpoint_snapshot_failed"})
@@ -160,48 +257,49 @@ class CallRecovery:
         session = self._session
         agent = session.current_agent
         # the agent's context holds the restored conversation plus this job's items; the
-        # session's history only this job's
+        # session's history only this job's. Only the copy is made here (a list of references);
+        # to_dict and JSON run in the writer's thread (payload.encode)
         chat_ctx = agent.chat_ctx.copy(exclude_instructions=True, exclude_config_update=True)
-        handle, handle_at = self._gemini_handle(agent)
+        handle, handle_at, handle_items = self._gemini_handle(agent)
         return Checkpoint(
-            chat_ctx=chat_ctx.to_dict(exclude_timestamp=False),
+            chat_ctx=chat_ctx,
             agent=type(agent).__name__,
-            userdata=userdata_as_dict(_userdata(session)),
+            userdata=_userdata(session),
             gemini_handle=handle,
             gemini_handle_at=handle_at,
+            gemini_handle_items=handle_items,
             turns=self._turns,
         )
 
-    def _gemini_handle(self, agent: Any) -> tuple[str | None, float | None]:
-        """livekit-plugins-google 1.8.9 RealtimeSession.session_resumption_handle (memory only)."""
+    def _gemini_handle(self, agent: Any) -> tuple[str | None, float | None, list[str] | None]:
+        """livekit-plugins-google 1.8.9 RealtimeSession.session_resumption_handle (public, memory
+        only), when it was read, and the ids of the items it covers: the plugin keeps the
+        context as it stood when Gemini issued the handle (``_resumption_chat_ctx``, set in
+        realtime_api.py on a resumable sessionResumptionUpdate; no public accessor, pinned by
+        tests/test_recovery_unit.py). Without that list the handle is never offered."""
         try:
             rt_session = agent.realtime_llm_session
         except RuntimeError:
-            return None, None
+            return None, None, None
         handle = getattr(rt_session, "session_resumption_handle", None)
         if not isinstance(handle, str) or not handle:
-            return None, None
+            return None, None, None
         if handle != self._handle[0]:
-            self._handle = (handle, time.time())
+            covered = getattr(rt_session, "_resumption_chat_ctx", None)
+            ids = [item.id for item in covered.items] if covered is not None else None
+            self._handle = (handle, time.time(), ids)
         return self._handle
 
-    def offer_handle(self, realtime_model: Any) -> bool:
-        """Give a fresh stored Gemini handle to the new model before its session exists.
 
-        livekit-plugins-google 1.8.9 reads ``RealtimeModel._opts.session_resumption`` when a
-        session is created (realtime_api.py, RealtimeSession.__init__) and has no public setter;
-        tests/test_recovery_unit.py pins this against the installed plugin."""
-        handle = self.model_handle()
-        # behind livekit-agents 1.8.9's RealtimeModelFallbackAdapter the primary (first) model
-        # is the one whose Gemini session the handle belongs to (realtime_fallback_adapter.py)
-        primary = (getattr(realtime_model, "_models", None) or [realtime_model])[0]
-        opts = getattr(primary, "_opts", None)
-        if handle is None or opts is None or not hasattr(opts, "session_resumption"):
-            return False
-        from google.genai import types
-
-        opts.session_resumption = types.SessionResumptionConfig(handle=handle)
-        return True
+def callers_in(room: Any) -> list[str]:
+    """Identities of the callers (CALLER_KINDS) in the job's room, as this job sees it."""
+    if room is None:
+        return []
+    try:
+        return sorted(p.identity for p in room.remote_participants.values()
+                      if int(p.kind) in CALLER_KINDS)
+    except Exception:  # noqa: BLE001 - a room already torn down
+        return []
 
 
 def _userdata(session: Any) -> object:
@@ -217,8 +315,11 @@ class NoRecovery:
     superseded = False
     resumed = None
 
-    def offer_handle(self, realtime_model: Any) -> bool:
-        return False
+    def model_handle(self) -> str | None:
+        return None
+
+    async def restore(self, agent: Any) -> None:
+        return None
 
     async def started(self, ctx: Any, session: Any) -> None:
         return None
@@ -232,11 +333,26 @@ async def begin(ctx: Any, settings: RecoverySettings) -> CallRecovery | NoRecove
     if not settings.enabled:
         return NoRecovery()
     room, job_id = ctx.job.room.name, ctx.job.id
-    writer = CheckpointWriter(settings, room=room, job_id=job_id,
-                              agent_identity=_identity(ctx), agent_name=ctx.job.agent_name)
-    recovery = CallRecovery(settings, writer, room=room, job_id=job_id)
+    # the call is the room instance and its callers: connect first (the framework would on
+    # session.start; connect is idempotent in livekit-agents 1.8.9 JobContext.connect) so the
+    # callers already in the room (a restarted job's) are known before anything is adopted
+    await ctx.connect()
+    room_sid = ctx.job.room.sid or await _room_sid(ctx)
+    callers = tuple(store.caller_hash(room_sid, i) for i in callers_in(ctx.room))
+    writer = CheckpointWriter(settings, room=room, job_id=job_id, agent_identity=_identity(ctx),
+                              agent_name=ctx.job.agent_name, room_sid=room_sid, callers=callers)
+    recovery = CallRecovery(settings, writer, room=room, job_id=job_id, room_sid=room_sid)
+    recovery._room_obj = ctx.room
+    recovery.vouch()
     await recovery.take_over(ctx.job.metadata)
     return recovery
+
+
+async def _room_sid(ctx: Any) -> str:
+    try:
+        return str(await ctx.room.sid)
+    except Exception:  # noqa: BLE001 - unknown: nothing will be adopted without a claim token
+        return ""
 
 
 def _identity(ctx: Any) -> str:

@@ -1,6 +1,15 @@
 """The checkpoint table in PostgreSQL: schema, and every statement recovery runs against it.
 
-One row per room. The row is owned by exactly one job (``job_id``); every write is fenced on
+One row per room name at a time (a name has at most one live room instance). The row belongs
+to one call: the room instance (``room_sid``, the server's RM_ id) and the call's callers
+(``callers``: hashes of their identities, ``caller_hash``). A job adopts a row only as that same
+call: with a watcher's claim token (the watcher checked instance and callers), or, without one
+(LiveKit Cloud restarting a job), by showing the same room SID and one of the same callers. A
+reused name is a new instance: its job deletes the stale row and starts fresh (``forget_stale``).
+Rows from the release before room_sid existed have ``room_sid = ''`` and are never adopted
+without a claim token (the watcher proves those by the room's creation time).
+
+The row is owned by exactly one job (``job_id``); every write is fenced on
 that owner, so a job that was given up for dead cannot overwrite its replacement's state.
 Liveness is a lease in the database's own clock (``now()``), never a worker's clock, so clock
 skew between pods cannot make a live call look dead.
@@ -12,6 +21,7 @@ idempotent and serialised by an advisory lock, so every pod may run it at start.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +47,16 @@ MIGRATIONS = (
     )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_lease_idx ON {TABLE} (lease_until)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_updated_idx ON {TABLE} (updated_at)",
+    # release 2: a call's identity is its room instance and its callers, not the room's name
+    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS room_sid text NOT NULL DEFAULT ''",
+    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS callers text[] NOT NULL DEFAULT '{{}}'",
 )
+
+
+def caller_hash(room_sid: str, identity: str) -> str:
+    """What a row keeps of a caller: enough to recognise the same caller in the same room
+    instance, nothing a reader could turn back into an identity or phone number elsewhere."""
+    return hashlib.sha256(f"{room_sid}\x1f{identity}".encode()).hexdigest()[:32]
 
 # A call whose replacements keep dying (a poison checkpoint, a model that always fails) is not
 # re-dispatched forever: after this many recoveries it is left to the retention sweep.
@@ -53,6 +72,10 @@ class Orphan:
     room: str
     agent_identity: str
     agent_name: str
+    room_sid: str = ""
+    callers: tuple[str, ...] = ()
+    created_at: float = 0.0
+    """Unix time the row was created (database clock)."""
 
 
 @dataclass(frozen=True)
@@ -78,18 +101,24 @@ async def migrate(conn: Any) -> None:
 
 
 async def write(conn: Any, *, room: str, job_id: str, agent_identity: str, agent_name: str,
-                version: int, payload: dict[str, Any], lease_seconds: float) -> bool:
-    """Insert or update this job's checkpoint and renew its lease; False if another job owns it."""
+                version: int, payload_json: str, lease_seconds: float, room_sid: str = "",
+                callers: tuple[str, ...] = ()) -> bool:
+    """Insert or update this job's checkpoint and renew its lease; False if another job owns it.
+    ``payload_json`` is already encoded (off the call's event loop, payload.encode)."""
     row = await conn.fetchrow(
         f"""INSERT INTO {TABLE} AS t
-              (room, job_id, agent_identity, agent_name, payload_version, payload, lease_until)
-            VALUES ($1, $2, $3, $4, $5, $6::jsonb, now() + make_interval(secs => $7))
+              (room, job_id, agent_identity, agent_name, payload_version, payload, lease_until,
+               room_sid, callers)
+            VALUES ($1, $2, $3, $4, $5, $6::jsonb, now() + make_interval(secs => $7), $8, $9)
             ON CONFLICT (room) DO UPDATE SET
               agent_identity = EXCLUDED.agent_identity, payload_version = EXCLUDED.payload_version,
-              payload = EXCLUDED.payload, lease_until = EXCLUDED.lease_until, updated_at = now()
+              payload = EXCLUDED.payload, lease_until = EXCLUDED.lease_until, updated_at = now(),
+              room_sid = CASE WHEN t.room_sid = '' THEN EXCLUDED.room_sid ELSE t.room_sid END,
+              callers = ARRAY(SELECT DISTINCT c FROM unnest(t.callers || EXCLUDED.callers) AS c ORDER BY c)
             WHERE t.job_id = EXCLUDED.job_id
             RETURNING 1""",
-        room, job_id, agent_identity, agent_name, version, json.dumps(payload), lease_seconds,
+        room, job_id, agent_identity, agent_name, version, payload_json, lease_seconds,
+        room_sid, list(callers),
     )
     return row is not None
 
@@ -112,11 +141,13 @@ async def remove(conn: Any, *, room: str, job_id: str) -> bool:
 
 async def orphans(conn: Any, limit: int = 50) -> list[Orphan]:
     rows = await conn.fetch(
-        f"""SELECT room, agent_identity, agent_name FROM {TABLE}
+        f"""SELECT room, agent_identity, agent_name, room_sid, callers,
+                   EXTRACT(EPOCH FROM created_at)::float8 AS created_s FROM {TABLE}
             WHERE {_CLAIMABLE} AND recoveries < $2 ORDER BY lease_until LIMIT $1""",
         limit, MAX_RECOVERIES_PER_CALL,
     )
-    return [Orphan(r["room"], r["agent_identity"], r["agent_name"]) for r in rows]
+    return [Orphan(r["room"], r["agent_identity"], r["agent_name"], r["room_sid"],
+                   tuple(r["callers"]), r["created_s"]) for r in rows]
 
 
 async def claim(conn: Any, *, room: str, token: str, claim_seconds: float) -> Claim | None:
@@ -136,20 +167,30 @@ async def claim(conn: Any, *, room: str, token: str, claim_seconds: float) -> Cl
 
 
 async def take_over(conn: Any, *, room: str, job_id: str, agent_identity: str,
-                    token: str | None, lease_seconds: float) -> Stored | None:
-    """A new job becomes the row's owner and gets the stored state.
+                    token: str | None, lease_seconds: float, room_sid: str = "",
+                    callers: tuple[str, ...] = ()) -> Stored | None:
+    """A new job becomes the row's owner and gets the stored state, only as the same call.
 
-    With a claim token (a watcher's re-dispatch) only the job holding the current token wins: a
-    late job from an expired claim gets None and must leave. Without one (LiveKit Cloud restarted
-    the job, or a room name came back) the row is taken only once its lease has run out and no
-    claim is live."""
-    condition = "claim_token = $5" if token is not None else _CLAIMABLE
-    args: list[Any] = [room, job_id, agent_identity, lease_seconds]
+    With a claim token (a watcher's re-dispatch, the watcher having checked the room instance
+    and its callers) only the job holding the current token wins, and only in that room
+    instance (a row of the previous release, without room_sid, was proven by the watcher): a
+    late job from an expired claim, or a job in a room re-created since, gets None. Without a
+    token (LiveKit Cloud restarted the job) the row is taken only once its lease has run out and
+    no claim is live, and only by a job in the same room instance with one of the same callers:
+    a later call that reuses the name never adopts it."""
     if token is not None:
-        args.append(token)
+        condition = "claim_token = $5 AND (room_sid = '' OR room_sid = $6)"
+        args: list[Any] = [room, job_id, agent_identity, lease_seconds, token, room_sid]
+    else:
+        if not room_sid or not callers:
+            return None  # nothing to prove the same call with
+        condition = (f"{_CLAIMABLE} AND room_sid = $5 AND callers && $6::text[] "
+                     f"AND recoveries < {MAX_RECOVERIES_PER_CALL}")
+        args = [room, job_id, agent_identity, lease_seconds, room_sid, list(callers)]
     row = await conn.fetchrow(
         f"""UPDATE {TABLE} SET job_id = $2, agent_identity = $3, claim_token = NULL,
-              claim_until = NULL, lease_until = now() + make_interval(secs => $4), updated_at = now()
+              claim_until = NULL, lease_until = now() + make_interval(secs => $4), updated_at = now(),
+              room_sid = CASE WHEN room_sid = '' THEN ${len(args) if token is not None else 5} ELSE room_sid END
             WHERE room = $1 AND {condition}
             RETURNING payload_version, payload""",
         *args,
@@ -157,6 +198,29 @@ async def take_over(conn: Any, *, room: str, job_id: str, agent_identity: str,
     if row is None:
         return None
     return Stored(row["payload_version"], json.loads(row["payload"]))
+
+
+async def owned(conn: Any, *, room: str, job_id: str) -> Stored | None:
+    """The row this job already owns (a take-over whose reply was lost), or None."""
+    row = await conn.fetchrow(
+        f"SELECT payload_version, payload FROM {TABLE} WHERE room = $1 AND job_id = $2", room, job_id)
+    return None if row is None else Stored(row["payload_version"], json.loads(row["payload"]))
+
+
+async def forget_stale(conn: Any, *, room: str, room_sid: str) -> bool:
+    """A new room instance under a reused name: delete the previous call's row (its room is
+    gone, so nothing can resume it), unless a live claim is re-dispatching it (then a watcher
+    proved it belongs to this instance). A row of the previous release is deleted only once its
+    lease ran out (it may be a live call of that release in this very instance)."""
+    if not room_sid:
+        return False
+    status = await conn.execute(
+        f"""DELETE FROM {TABLE} WHERE room = $1 AND room_sid <> $2
+              AND (claim_until IS NULL OR claim_until < now())
+              AND (room_sid <> '' OR lease_until < now())""",
+        room, room_sid,
+    )
+    return status.endswith(" 1")
 
 
 async def lease_holder(conn: Any, *, room: str) -> tuple[str, float] | None:
@@ -175,10 +239,19 @@ async def abandon(conn: Any, *, room: str) -> bool:
     return status.endswith(" 1")
 
 
+async def abandon_claimed(conn: Any, *, room: str, token: str) -> bool:
+    """A watcher's own claim turned out to have nothing to resume: forget the call."""
+    status = await conn.execute(f"DELETE FROM {TABLE} WHERE room = $1 AND claim_token = $2", room, token)
+    return status.endswith(" 1")
+
+
 async def sweep(conn: Any, *, retention_seconds: float) -> int:
-    """Delete checkpoints not touched for ``retention_seconds`` (calls that never ended cleanly)."""
+    """Delete the rows of calls that ended without their job (the agent died and nobody resumed
+    it): untouched for ``retention_seconds`` (a live job touches its row every heartbeat), or
+    out of recoveries (``MAX_RECOVERIES_PER_CALL``) with lease and claim run out."""
     status = await conn.execute(
-        f"DELETE FROM {TABLE} WHERE updated_at < now() - make_interval(secs => $1)",
-        float(retention_seconds),
+        f"""DELETE FROM {TABLE} WHERE updated_at < now() - make_interval(secs => $1)
+              OR (recoveries >= $2 AND {_CLAIMABLE})""",
+        float(retention_seconds), MAX_RECOVERIES_PER_CALL,
     )
     return int(status.split()[-1])

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
-RECOVERY_RESULTS = ("dispatched", "abandoned", "lost_race", "skipped_agent_present", "failed")
+RECOVERY_RESULTS = ("dispatched", "abandoned", "lost_race", "skipped_agent_present",
+                    "skipped_agent_alive", "failed")
 
 
 @dataclass(frozen=True)
 class RecoveryMetrics:
     checkpoint_unavailable: Counter
     checkpoint_fenced: Counter
+    checkpoint_dropped: Counter
     recoveries: Counter
     resumed: Counter
 
@@ -36,6 +38,13 @@ def create_recovery_metrics(registry: CollectorRegistry = REGISTRY) -> RecoveryM
         checkpoint_fenced=Counter(
             "voice_agent_checkpoint_fenced",
             "Jobs that found another job owning their room's checkpoint and stopped writing it.",
+            registry=registry,
+        ),
+        checkpoint_dropped=Counter(
+            "voice_agent_checkpoints_dropped",
+            "Snapshots that could not be stored and were dropped (the call and its lease went "
+            "on; the next snapshot replaced it), by reason: not_json, refused, timeout.",
+            ["reason"],
             registry=registry,
         ),
         recoveries=Counter(
@@ -77,5 +86,7 @@ class RecoveryLogCounter(logging.Handler):
             self._metrics.checkpoint_unavailable.inc()
         elif event == "checkpoint_fenced":
             self._metrics.checkpoint_fenced.inc()
+        elif event == "checkpoint_dropped":
+            self._metrics.checkpoint_dropped.labels(reason=str(getattr(record, "reason", "other"))).inc()
         elif event == "session_resumed":
             self._metrics.resumed.inc()

@@ -31,7 +31,7 @@ from ..logs import log_event
 from . import store
 from .checkpoints import Connect, connect
 from .config import RecoverySettings
-from .resume import recovery_metadata
+from .resume import CALLER_KINDS, alive_until, recovery_metadata
 from .telemetry import RecoveryMetrics, default_recovery_metrics
 
 logger = logging.getLogger("voice_agent.recovery")
@@ -48,11 +48,18 @@ def http_url(livekit_url: str) -> str:
     return livekit_url
 
 
+def caller_participants(participants: list[Any]) -> list[Any]:
+    """The callers among a room's participants (livekit.protocol ParticipantInfo)."""
+    return [p for p in participants if int(p.kind) in CALLER_KINDS]
+
+
 class RecoveryWatcher:
     def __init__(self, settings: RecoverySettings, *, livekit_url: str, api_key: str,
                  api_secret: str, metrics: RecoveryMetrics | None = None,
-                 connect_fn: Connect = connect) -> None:
+                 connect_fn: Connect = connect, redispatch: bool = True) -> None:
         self._settings = settings
+        # off (LiveKit Cloud restarts jobs itself): only the retention sweep runs
+        self._redispatch = redispatch
         self._url, self._key, self._secret = http_url(livekit_url), api_key, api_secret
         self._metrics = metrics or default_recovery_metrics()
         self._connect_fn = connect_fn
@@ -63,10 +70,11 @@ class RecoveryWatcher:
         self._lk: Any = None
 
     async def run(self) -> None:
+        period = self._settings.poll_seconds if self._redispatch else SWEEP_INTERVAL_SECONDS
         try:
             while True:
                 await self.poll_once()
-                await asyncio.sleep(self._settings.poll_seconds)
+                await asyncio.sleep(period)
         finally:
             await self.aclose()
 
@@ -74,6 +82,10 @@ class RecoveryWatcher:
         """One pass; returns how many calls were re-dispatched. Never raises (logs instead)."""
         try:
             conn = await self._connection()
+            if not self._redispatch:
+                await self._sweep_if_due(conn)
+                self._db_ok()
+                return 0
             orphans = await asyncio.wait_for(store.orphans(conn), self._settings.db_timeout_seconds)
             self._db_ok()
             await self._sweep_if_due(conn)
@@ -98,10 +110,15 @@ class RecoveryWatcher:
             return 0
 
     async def _recover(self, conn: Any, orphan: store.Orphan) -> int:
-        participants = await self._participants(orphan.room)
-        callers = [p for p in participants if p.kind != AGENT_KIND]
+        instance = await self._room(orphan.room)
+        participants = await self._participants(orphan.room) if instance is not None else []
+        # callers as livekit-agents 1.8.9 counts them: standard, SIP, connector (an egress
+        # recording the room or an ingress is not someone to come back for)
+        callers = caller_participants(participants)
         agents = {p.identity for p in participants if p.kind == AGENT_KIND}
         timeout = self._settings.db_timeout_seconds
+        if callers and not self._same_call(orphan, instance, callers):
+            callers = []  # the name now belongs to another call: nothing of this one to resume
         if not callers:
             if await asyncio.wait_for(store.abandon(conn, room=orphan.room), timeout):
                 self._metrics.recoveries.labels(result="abandoned").inc()
@@ -110,6 +127,12 @@ class RecoveryWatcher:
             return 0
         if agents - {orphan.agent_identity}:
             self._metrics.recoveries.labels(result="skipped_agent_present").inc()
+            return 0
+        dead = next((p for p in participants if p.identity == orphan.agent_identity), None)
+        if dead is not None and alive_until(dead.attributes) > time.time():
+            # the lease ran out but the agent still vouches for itself in the room: its own
+            # path to the database failed, not the agent (docs/recovery.md, liveness)
+            self._metrics.recoveries.labels(result="skipped_agent_alive").inc()
             return 0
         token = uuid.uuid4().hex
         won = await asyncio.wait_for(
@@ -122,6 +145,16 @@ class RecoveryWatcher:
             if orphan.agent_identity in agents:
                 await self._remove_participant(orphan.room, orphan.agent_identity)
             dispatch_id = await self._dispatch(won.room, won.agent_name, token)
+            # livekit-server creates the room a dispatch names if it does not exist: a call's
+            # room that closed between the check above and the dispatch comes back empty
+            again = await self._room(orphan.room)
+            if again is not None and again.sid != instance.sid:
+                await self._undo(orphan.room, dispatch_id)
+                if await asyncio.wait_for(store.abandon_claimed(conn, room=orphan.room, token=token), timeout):
+                    self._metrics.recoveries.labels(result="abandoned").inc()
+                    log_event("recovery_abandoned", "the call's room closed while it was re-dispatched",
+                              room=orphan.room, dead_agent=orphan.agent_identity)
+                return 0
         except Exception as exc:  # noqa: BLE001 - the claim expires and any watcher retries
             self._metrics.recoveries.labels(result="failed").inc()
             log_event("recovery_failed", "re-dispatch failed; retried when the claim expires",
@@ -133,7 +166,30 @@ class RecoveryWatcher:
                   agent_name=won.agent_name, recoveries=won.recoveries)
         return 1
 
+    @staticmethod
+    def _same_call(orphan: store.Orphan, instance: Any, callers: list[Any]) -> bool:
+        """The room under this name is the row's call: the same instance (SID) with one of the
+        same callers; a row of the previous release (no SID) only if the room existed before the
+        row was written (a room created later is a reused name)."""
+        if not orphan.room_sid:
+            created = instance.creation_time_ms / 1000 or float(instance.creation_time)
+            return 0 < created <= orphan.created_at
+        if instance.sid != orphan.room_sid:
+            return False
+        if not orphan.callers:
+            return True  # the agent died before a caller was recorded: the instance decides
+        present = {store.caller_hash(orphan.room_sid, p.identity) for p in callers}
+        return bool(present & set(orphan.callers))
+
     # ----------------------------------------------------------------- LiveKit server API
+    async def _room(self, room: str) -> Any:
+        """The live room instance under this name, or None."""
+        from livekit import api
+
+        response = await self._api().room.list_rooms(api.ListRoomsRequest(names=[room]))
+        rooms = [r for r in response.rooms if r.name == room]
+        return rooms[0] if rooms else None
+
     def _api(self) -> Any:
         if self._lk is None:
             from livekit import api
@@ -159,6 +215,17 @@ class RecoveryWatcher:
         with contextlib.suppress(api.TwirpError):
             await self._api().room.remove_participant(
                 api.RoomParticipantIdentity(room=room, identity=identity))
+
+    async def _undo(self, room: str, dispatch_id: str) -> None:
+        """Take back a dispatch that re-created a closed room, and that empty room with it."""
+        from livekit import api
+
+        with contextlib.suppress(api.TwirpError):
+            await self._api().agent_dispatch.delete_dispatch(dispatch_id, room)
+        participants = await self._participants(room)
+        if not caller_participants(participants):
+            with contextlib.suppress(api.TwirpError):
+                await self._api().room.delete_room(api.DeleteRoomRequest(room=room))
 
     async def _dispatch(self, room: str, agent_name: str, token: str) -> str:
         from livekit import api

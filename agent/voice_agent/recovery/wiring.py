@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 class RecoveryRuntime:
-    """Counts the job processes' checkpoint lines; runs the watcher when recovery is on."""
+    """Counts the job processes' checkpoint lines; runs the watcher (or, with it off, the sweep)."""
 
     def __init__(self, settings: AgentSettings) -> None:
         self._settings = settings
@@ -23,8 +23,10 @@ class RecoveryRuntime:
 
     def start(self) -> None:
         recovery = self._settings.recovery
-        if not (recovery.enabled and recovery.watcher) or self._task is not None:
+        if not recovery.enabled or self._task is not None:
             return
+        # the retention sweep runs whatever the watcher setting; with the watcher off (LiveKit
+        # Cloud) nothing is re-dispatched
         from .watcher import RecoveryWatcher
 
         watcher = RecoveryWatcher(
@@ -32,6 +34,7 @@ class RecoveryRuntime:
             livekit_url=self._settings.livekit_url,
             api_key=self._settings.livekit_api_key,
             api_secret=self._settings.livekit_api_secret,
+            redispatch=recovery.watcher,
         )
         self._task = asyncio.get_running_loop().create_task(watcher.run(), name="voice_agent_recovery_watcher")
 
