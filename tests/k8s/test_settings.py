@@ -55,6 +55,9 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
                                   and x["type"] != "kubernetes:scheduling.k8s.io/v1:PriorityClass"
                                   # cluster-scoped: the deletion-cost admission policy and its binding
                                   and not x["type"].startswith("kubernetes:admissionregistration.k8s.io/")
+                                  # cluster-scoped: the tool server's TokenReview role and its binding
+                                  and x["type"] not in ("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole",
+                                                        "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
                                   # the metrics adapter lives in its own namespace (custom-metrics)
                                   and not x["name"].startswith("metrics-adapter")},
                        {"calls"}),
