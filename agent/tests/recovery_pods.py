@@ -58,10 +58,11 @@ def start_pod(env: Mapping[str, str], log_path: Path) -> Pod:
 def wait_registered(*pods: Pod) -> None:
     """Registered, and reporting a load the server will dispatch to.
 
-    A worker's load here is the whole host's CPU (see worker_env); right after three pods boot on
-    a 2-core machine it sits at 1.0 and livekit-server v1.13.5 offers a new room to nobody
-    ("worker not available", pkg/service/agentservice.go) and never again. In a pod the load is
-    the pod's own CPU; here we wait for the boot burst to pass (framework's GET /worker)."""
+    A worker's load is its pod's own CPU against the pod's limit (Pod runs it in a pod cgroup,
+    helpers/pod_cgroup.py; 1 vCPU here): while it boots (worker, forkserver, prewarmed job
+    processes) that is near 1.0, as in the cluster, and livekit-server v1.13.5 offers a room
+    that arrives then to nobody ("worker not available", pkg/service/agentservice.go) and never
+    again. So we wait for the boot burst to pass (framework's GET /worker)."""
     for pod in pods:
         pod.worker.wait_for_event("worker_registered", REGISTER_TIMEOUT)
     deadline = time.monotonic() + REGISTER_TIMEOUT

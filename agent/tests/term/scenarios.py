@@ -116,7 +116,7 @@ def endpoint_overrides(server: LiveKitServer) -> dict[str, str]:
         "AGENT_HEALTH_PORT": str(free_port()),
         "AGENT_METRICS_PORT": str(free_port()),
         "AGENT_HTTP_HOST": "127.0.0.1",
-        # Each pod runs in a cgroup of its own with the Deployment's CPU limit (term/cgroup.py),
+        # Each pod runs in a cgroup of its own with the Deployment's CPU limit (helpers/pod_cgroup.py),
         # so its load is its own CPU as in the cluster. The threshold is the test LiveKit
         # server's agents.target_load (helpers/livekit_server.TEST_LOAD_THRESHOLD): the two
         # must agree, and this harness studies termination, not admission at 0.7 (tested in
