@@ -20,7 +20,7 @@ import pytest
 from fakes import google_stand_ins
 from fakes.gemini_live import REPLY_HZ, Behaviour
 from helpers import participant
-from helpers.livekit_server import LiveKitServer
+from helpers.livekit_server import LiveKitServer, wait_for_spare_capacity
 from helpers.talking_caller import join_talking_caller
 from helpers.worker_process import contract_argv, registered_worker, worker_env
 
@@ -129,6 +129,9 @@ async def _two_calls(server: LiveKitServer, worker) -> tuple[int, int, list[str]
     await participant.create_room(server, "steady-1")
     steady = await join_talking_caller(server, "steady-1", "caller-steady")
     await asyncio.wait_for(steady.agent_joined.wait(), 30)
+    # Taking the call made the worker boot a replacement idle process within its 1 vCPU: it
+    # reports itself full meanwhile, and a room that arrives then is offered to no worker, once.
+    await asyncio.to_thread(wait_for_spare_capacity, worker.metrics_url)
     await participant.create_room(server, "runaway-1")
     runaway = await join_talking_caller(server, "runaway-1", "caller-runaway")
     try:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port
+from .livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port, wait_for_spare_capacity
 from .pod_cgroup import DEFAULT_CPU_LIMIT_MILLIS, PodCgroup
 
 AGENT_DIR = Path(__file__).resolve().parents[2]
@@ -41,6 +41,9 @@ FAKE_GEMINI_DIR = AGENT_DIR / "tests" / "fake_gemini"
 CONTRACT_ARGV = ("python", "-m", "voice_agent", "start")
 
 LogLine = dict[str, Any]
+# How long a registered worker may take to boot its job processes on a busy 2-core machine
+# (seen: 40 s for the forkserver alone at load average 20+).
+SPARE_CAPACITY_TIMEOUT_S = 180.0
 
 
 # What a pod with readOnlyRootFilesystem and an emptyDir at /tmp gives the process: a private
@@ -274,11 +277,18 @@ def wait_until_registered(worker: WorkerProcess, timeout: float = 60.0) -> LogLi
 def registered_worker(
     argv: Sequence[str], env: Mapping[str, str], *, log_path: Path, **limits: int | None
 ) -> Iterator[WorkerProcess]:
-    """A worker started from ``argv``/``env``, registered with the server, always stopped after;
-    ``limits``: start_worker's cpu_limit_millis / memory_limit_bytes."""
+    """A worker started from ``argv``/``env``, registered with the server and reporting spare
+    capacity, always stopped after; ``limits``: start_worker's cpu_limit_millis /
+    memory_limit_bytes.
+
+    Registered is not enough: on a busy machine the framework registers before its idle job
+    processes are up (livekit-agents 1.8.9 ipc/proc_pool.py start() waits 12 s for them) and
+    boots them afterwards, within the pod's CPU limit, so its own load reads about 1.0 for a
+    while; a room that arrives then is offered to no worker, once."""
     worker = start_worker(argv, env, log_path=log_path, **limits)
     try:
         wait_until_registered(worker)
+        wait_for_spare_capacity(worker.metrics_url, timeout=SPARE_CAPACITY_TIMEOUT_S)
         yield worker
     finally:
         worker.stop()

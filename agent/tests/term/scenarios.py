@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port
+from helpers.livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port, wait_for_spare_capacity
 from helpers.participant import Caller, dispatch_agent, join_as_caller
 from helpers.worker_process import FAKE_GEMINI_DIR
 
@@ -203,8 +203,12 @@ class Cluster:
         return pod
 
     async def ready(self, *names: str) -> None:
+        """Registered and reporting spare capacity (helpers/worker_process.registered_worker
+        says why registered alone is not enough to be offered a room)."""
         for name in names:
-            await asyncio.to_thread(self.outcome.pods[name].worker.wait_for_event, "worker_registered", REGISTER_TIMEOUT)
+            worker = self.outcome.pods[name].worker
+            await asyncio.to_thread(worker.wait_for_event, "worker_registered", REGISTER_TIMEOUT)
+            await asyncio.to_thread(wait_for_spare_capacity, worker.metrics_url, REGISTER_TIMEOUT)
 
     async def place_call(self) -> Call:
         self._count += 1
@@ -232,11 +236,14 @@ class Cluster:
         raise AssertionError(f"no pod accepted {call.room} within {timeout}s")
 
     async def pod_with_a_call(self, name: str, spec: ContainerSpec) -> tuple[Pod, Call]:
-        """A registered pod serving one call: where every termination scenario starts."""
+        """A registered pod serving one call, with room for more: where every termination
+        scenario starts. (Taking the call made it boot a replacement idle process, during which
+        its own load reads full and a new room would be offered to no pod.)"""
         pod = self.start_pod(name, spec)
         await self.ready(name)
         call = await self.place_call()
         await self.answered(call)
+        await asyncio.to_thread(wait_for_spare_capacity, pod.worker.metrics_url, REGISTER_TIMEOUT)
         return pod, call
 
     async def hang_up(self, call: Call) -> None:
@@ -363,7 +370,10 @@ async def seed_timing(server: LiveKitServer, workdir: Path, spec: ContainerSpec,
         await asyncio.sleep(1.0)
         during = await cluster.place_call()  # placed during the preStop sleep
         await cluster.answered(during)
-        await asyncio.sleep(max(0.0, first.placed_at + call_s - time.monotonic()))
+        # The first call goes on for call_s from the start of the termination, not from its own
+        # start: how long answering it took (seconds on a busy machine) must not decide whether
+        # it is still running at SIGKILL.
+        await asyncio.sleep(max(0.0, termination.started + call_s - time.monotonic()))
         if a.running():
             await cluster.hang_up(first)
         await asyncio.sleep(max(0.0, during.placed_at + call_s - time.monotonic()))
@@ -391,7 +401,8 @@ async def our_timing(server: LiveKitServer, workdir: Path, spec: ContainerSpec, 
         await asyncio.to_thread(a.worker.wait_for_event, "drain_started", 15.0)
         during = await cluster.place_call()
         await cluster.answered(during)
-        await asyncio.sleep(max(0.0, first.placed_at + call_s - time.monotonic()))
+        # call_s from the start of the termination, as in seed_timing
+        await asyncio.sleep(max(0.0, termination.started + call_s - time.monotonic()))
         await cluster.hang_up(first)
         await wait_done(a, spec.grace_seconds + 5)
         cluster.outcome.facts["calls placed during termination landing on the dying pod"] = int(during.pod == "a")
