@@ -7,7 +7,7 @@ its own with the harness's 1-vCPU quota and a memory limit, seen as its cgroup r
 container's own files, and without AGENT_JOB_MEMORY_LIMIT_MB the runaway job would take the
 whole container, i.e. both calls. The runaway is injected at the one seam tests use
 (voice_agent.model.build_realtime_model, as tests/fake_gemini does): in the room named
-"runaway-*" the job process allocates 40 MB/s.
+"runaway-*" the job process allocates 10 MB/s.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ pytestmark = pytest.mark.integration
 
 JOB_LIMIT_MB = 400
 JOB_WARN_MB = 250
+# The runaway's growth: slower than the framework's memory sampling can miss the warning. It
+# samples every 5 s (livekit-agents 1.8.9 ipc/supervised_proc.py, _MEMORY_MONITOR_INTERVAL); the
+# 150 MB between warning and kill take 15 s at 10 MB/s, so samples land there (at the former
+# 40 MB/s it was 3.75 s, shorter than the interval: a run saw no warning before the kill). A busy
+# machine only slows the growth, which widens the window.
+RUNAWAY_MB_PER_STEP = 5
 # What the "container" may use: the worker, the forkserver, an idle process, two calls and
 # one job at its kill size fit (about 500 + 2 x 70 + 400 MiB, k8s/data/capacity-measured.json);
 # a job growing on without a kill does not.
@@ -40,11 +46,12 @@ HOG = '''
 import importlib.abc, sys, threading, time
 
 SEAM = "voice_agent.model"
+STEP_MB = {step_mb}
 
 def _grow():
     hoard = []
     while True:
-        hoard.append(b"\\x01" * (20 * 1024 * 1024))  # written, so the pages are really used
+        hoard.append(b"\\x01" * (STEP_MB * 1024 * 1024))  # written, so the pages are really used
         time.sleep(0.5)
 
 def _patch(module):
@@ -90,7 +97,7 @@ def test_runaway_job_is_killed_and_the_other_call_goes_on(
     DESIGN 7.6): the framework must kill that one job process at AGENT_JOB_MEMORY_LIMIT_MB."""
     hog_dir = tmp_path / "hog"
     hog_dir.mkdir()
-    (hog_dir / "sitecustomize.py").write_text(textwrap.dedent(HOG))
+    (hog_dir / "sitecustomize.py").write_text(textwrap.dedent(HOG).replace("{step_mb}", str(RUNAWAY_MB_PER_STEP)))
     with google_stand_ins(tmp_path, Behaviour()) as (_live, google_env):
         env = worker_env(livekit_server, fake_gemini=False, extra={
             "HOME": str(tmp_path), "TMPDIR": str(tmp_path), "PYTHONPATH": str(hog_dir),
@@ -136,8 +143,8 @@ async def _two_calls(server: LiveKitServer, worker) -> tuple[int, int, list[str]
     runaway = await join_talking_caller(server, "runaway-1", "caller-runaway")
     try:
         await asyncio.wait_for(runaway.agent_joined.wait(), 30)
-        # 400 MB at 40 MB/s plus one 5 s memory sample: about 15 s
-        await asyncio.to_thread(worker.wait_for_message, KILL_MESSAGE, 60.0)
+        # 400 MB at 10 MB/s plus one 5 s memory sample: about 40 s
+        await asyncio.to_thread(worker.wait_for_message, KILL_MESSAGE, 120.0)
         heard_before = len(steady.heard_near(REPLY_HZ))
         # The steady caller keeps talking (a turn every 2 s); the call goes on if a reply comes
         # after the kill. How soon depends on the machine (the worker shares one CPU quota with
