@@ -42,6 +42,11 @@ def agent_dir() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _pod_cgroups_removed() -> Iterator[None]:
     """Every worker runs in a pod cgroup (helpers/pod_cgroup.py) that its stop() removes; one a
-    test left behind goes at the end of the session, with anything still running inside."""
+    test left behind goes at the end of the session, with anything still running inside, and
+    those of an earlier session that died before its own cleanup go at the start."""
+    try:
+        pod_cgroup.sweep_orphans()  # left by a session killed before its cleanup
+    except pod_cgroup.PodCgroupError:
+        pass  # no pod cgroups here: nothing to sweep, and each worker start says why
     yield
     pod_cgroup.remove_all()

@@ -7,6 +7,7 @@ each input stated."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -291,3 +292,29 @@ def test_a_hybrid_host_is_v1() -> None:
     """cgroup2 mounted beside v1 (at /sys/fs/cgroup/unified, no controllers) is not what the
     framework reads (it looks for /sys/fs/cgroup/cpu.stat): v1 it is."""
     assert {h.version for h in Host(0, V1_MOUNTINFO, V1_PROC_CGROUP).hierarchies()} == {1}
+
+
+def test_groups_of_a_dead_session_are_swept_with_what_runs_inside() -> None:
+    """A session killed before its cleanup leaves its workers running in their groups; the next
+    session removes them. A live session's groups (this one's) stay."""
+    _needs_root()
+    dead_pid = subprocess.Popen(["true"])  # a PID that has exited
+    dead_pid.wait()
+    mine = PodCgroup.create()
+    orphan = dataclasses.replace(mine, name=f"{pod_cgroup.NAME_PREFIX}-{dead_pid.pid}-deadbeef")
+    orphan._write_limits()
+    left = subprocess.Popen(orphan.argv(["sleep", "600"]))
+    try:
+        deadline = time.monotonic() + 10
+        while left.pid not in orphan.pids() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert orphan.name in pod_cgroup.sweep_orphans()
+        assert left.wait(5) == -signal.SIGKILL
+        assert not any(path.exists() for path in orphan.dirs())
+        assert all(path.exists() for path in mine.dirs())
+    finally:
+        if left.poll() is None:
+            left.kill()
+            left.wait()
+        orphan.remove()
+        mine.remove()

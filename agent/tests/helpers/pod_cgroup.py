@@ -329,3 +329,19 @@ def remove_all() -> None:
     for group in list(_LIVE):
         group.remove()
 
+
+def sweep_orphans(host: Host | None = None) -> list[str]:
+    """Remove the pod groups of test sessions that are gone (their creator's PID, in the name,
+    no longer runs): a session killed before its cleanup leaves its workers running in them.
+    Kills what is inside, as remove() does. Returns the names removed."""
+    hierarchies = tuple((host or Host.this()).hierarchies())
+    names = {path.name for h in hierarchies for path in h.own.glob(f"{NAME_PREFIX}-*-*") if path.is_dir()}
+    removed = []
+    for name in sorted(names):
+        creator = name[len(NAME_PREFIX) + 1:].split("-", 1)[0]
+        if not creator.isdigit() or Path(f"/proc/{creator}").exists():
+            continue
+        PodCgroup(name, DEFAULT_CPU_LIMIT_MILLIS, None, hierarchies).remove()
+        removed.append(name)
+    return removed
+
