@@ -41,7 +41,7 @@ FAKE_GEMINI_DIR = AGENT_DIR / "tests" / "fake_gemini"
 CONTRACT_ARGV = ("python", "-m", "voice_agent", "start")
 
 LogLine = dict[str, Any]
-# How long a registered worker may take to boot its job processes on a busy 2-core machine
+# How long a worker may take to register and boot a job process on a busy 2-core machine
 # (seen: 40 s for the forkserver alone at load average 20+).
 SPARE_CAPACITY_TIMEOUT_S = 180.0
 
@@ -273,22 +273,34 @@ def wait_until_registered(worker: WorkerProcess, timeout: float = 60.0) -> LogLi
     return worker.wait_for_event("worker_registered", timeout)
 
 
+# livekit-agents 1.8.9 ipc/supervised_proc.py: logged by the worker once a job process is up
+PROCESS_INITIALIZED = "process initialized"
+
+
+def wait_until_serving(worker: WorkerProcess, timeout: float = SPARE_CAPACITY_TIMEOUT_S) -> float:
+    """Registered, one job process warm, and spare capacity reported: a room placed now gets
+    this worker's agent without waiting for a process to boot. Returns the load seen.
+
+    Registered is not enough: on a busy machine the framework registers before its idle job
+    processes are up (livekit-agents 1.8.9 ipc/proc_pool.py start() waits 12 s for them) and
+    boots them afterwards, within the pod's CPU limit: meanwhile its own load may read about
+    1.0 (a room offered then gets no agent, once), or read low while the boot waits for CPU,
+    and a call taken then waits for a process (seen: 40 s at load average 35)."""
+    deadline = time.monotonic() + timeout
+    worker.wait_for_event("worker_registered", timeout)
+    worker.wait_for_message(PROCESS_INITIALIZED, max(1.0, deadline - time.monotonic()))
+    return wait_for_spare_capacity(worker.metrics_url, max(1.0, deadline - time.monotonic()))
+
+
 @contextlib.contextmanager
 def registered_worker(
     argv: Sequence[str], env: Mapping[str, str], *, log_path: Path, **limits: int | None
 ) -> Iterator[WorkerProcess]:
-    """A worker started from ``argv``/``env``, registered with the server and reporting spare
-    capacity, always stopped after; ``limits``: start_worker's cpu_limit_millis /
-    memory_limit_bytes.
-
-    Registered is not enough: on a busy machine the framework registers before its idle job
-    processes are up (livekit-agents 1.8.9 ipc/proc_pool.py start() waits 12 s for them) and
-    boots them afterwards, within the pod's CPU limit, so its own load reads about 1.0 for a
-    while; a room that arrives then is offered to no worker, once."""
+    """A worker started from ``argv``/``env``, serving (``wait_until_serving``), always stopped
+    after; ``limits``: start_worker's cpu_limit_millis / memory_limit_bytes."""
     worker = start_worker(argv, env, log_path=log_path, **limits)
     try:
-        wait_until_registered(worker)
-        wait_for_spare_capacity(worker.metrics_url, timeout=SPARE_CAPACITY_TIMEOUT_S)
+        wait_until_serving(worker)
         yield worker
     finally:
         worker.stop()

@@ -7,7 +7,8 @@ are not production: Gemini is replaced at its one seam (fake_gemini/sitecustomiz
 PYTHONPATH; the command is untouched), and endpoints differ: LiveKit URL and credentials point
 at the local server (credentials where the Deployment reads them: files of the Secrets Store
 CSI mount, or env from the Kubernetes Secret), the health/metrics ports are free loopback ports
-(two pods share this host's network), and the load threshold is 1.0 (see endpoint_overrides).
+(two pods share this host's network), the load threshold is 1.0 and the silence timeout an hour
+(see endpoint_overrides).
 Times are scaled down where noted; each scenario says how.
 
 Tests (test_controlled_term.py) assert on the Outcome; bench/term_bench.py prints it.
@@ -27,7 +28,7 @@ from typing import Any
 
 from helpers.livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port, wait_for_spare_capacity
 from helpers.participant import Caller, dispatch_agent, join_as_caller
-from helpers.worker_process import FAKE_GEMINI_DIR
+from helpers.worker_process import FAKE_GEMINI_DIR, wait_until_serving
 
 from term.kubelet import (
     REPO_ROOT,
@@ -39,7 +40,9 @@ from term.kubelet import (
     secret_provider_classes,
 )
 
-REGISTER_TIMEOUT = 90.0
+# Registered, a job process warm and spare capacity reported (Cluster.ready): at load average
+# 35 on this 2-core machine the forkserver alone took 40 s after a 12 s registration.
+REGISTER_TIMEOUT = 180.0
 # Generous: on a busy 2-core CI machine a worker may need a fresh job process (prewarm
 # included) before it can take a second call.
 DISPATCH_TIMEOUT = 90.0
@@ -122,6 +125,10 @@ def endpoint_overrides(server: LiveKitServer) -> dict[str, str]:
         # must agree, and this harness studies termination, not admission at 0.7 (tested in
         # tests/k8s and tests/policy).
         "AGENT_LOAD_THRESHOLD": str(TEST_LOAD_THRESHOLD),
+        # The synthetic callers never speak, and a scenario may wait minutes for the next pod to
+        # serve on a busy machine: the rendered 120 s silence timeout would end the old calls
+        # first (correctly: it is tested in test_call_life.py); termination is studied here.
+        "AGENT_SILENCE_TIMEOUT_SECONDS": "3600",
         # No Prometheus scrapes these pods: the Deployment's linger after the drain (one scrape
         # interval, for the last counters) would only add 35 s to every exit measured here.
         "AGENT_METRICS_LINGER_SECONDS": "0",
@@ -203,12 +210,10 @@ class Cluster:
         return pod
 
     async def ready(self, *names: str) -> None:
-        """Registered and reporting spare capacity (helpers/worker_process.registered_worker
-        says why registered alone is not enough to be offered a room)."""
+        """Registered, a job process warm and spare capacity reported
+        (helpers/worker_process.wait_until_serving says why registered alone is not enough)."""
         for name in names:
-            worker = self.outcome.pods[name].worker
-            await asyncio.to_thread(worker.wait_for_event, "worker_registered", REGISTER_TIMEOUT)
-            await asyncio.to_thread(wait_for_spare_capacity, worker.metrics_url, REGISTER_TIMEOUT)
+            await asyncio.to_thread(wait_until_serving, self.outcome.pods[name].worker, REGISTER_TIMEOUT)
 
     async def place_call(self) -> Call:
         self._count += 1
