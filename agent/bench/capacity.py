@@ -71,6 +71,7 @@ from fakes import google_stand_ins  # noqa: E402
 from fakes.gemini_live import OUTPUT_RATE, Behaviour, _Connection  # noqa: E402
 from helpers import participant  # noqa: E402
 from helpers.livekit_server import LiveKitServer, start_livekit_server  # noqa: E402
+from helpers.pod_cgroup import PodCgroup, PodCgroupError  # noqa: E402
 from helpers.worker_process import (  # noqa: E402
     WorkerProcess,
     contract_argv,
@@ -92,47 +93,37 @@ REPLY_S = 1.0
 LOUD = 1000
 GAP_S = 0.100
 STUTTER_SHARE_LIMIT = 0.05
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 # ---- the worker's cgroup --------------------------------------------------------------------
 
 
-def _own_cgroup(controller: str) -> str:
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
-            return path
-    raise RuntimeError(f"no cgroup v1 {controller} controller for this process")
-
-
 @dataclass
 class CgroupBox:
-    """cgroup v1 groups for cpu, cpuacct and memory, as a pod's container has (v2 on GKE)."""
+    """The worker's pod cgroups (tests/helpers/pod_cgroup.py: cpu, cpuacct and memory on cgroup
+    v1, as a pod's container has; v2 on GKE), with the bench's own readings of them."""
 
     name: str
     cpu_m: int
     memory_mi: int
     dirs: dict[str, Path] = field(default_factory=dict)
+    group: PodCgroup | None = None
 
-    PERIOD_US = 100_000
     SHARES = 4096
 
     def create(self) -> CgroupBox:
-        if not (CGROUP_ROOT / "cpu" / "cpu.cfs_quota_us").exists():
+        try:
+            self.group = PodCgroup.create(self.cpu_m, self.memory_mi * 2**20)
+        except PodCgroupError as error:
+            raise SystemExit(f"capacity bench: {error}") from None
+        if self.group.hierarchies[0].version != 1:
+            self.group.remove()
             raise SystemExit("needs cgroup v1 cpu/cpuacct/memory hierarchies (see the docstring)")
-        for controller in ("cpu", "cpuacct", "memory"):
-            parent = CGROUP_ROOT / controller / _own_cgroup(controller).lstrip("/")
-            path = parent / self.name
-            path.mkdir(exist_ok=True)
-            self.dirs[controller] = path
-        (self.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
-        (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(self.cpu_m * self.PERIOD_US // 1000))
+        self.dirs = {c: self.group.dir_of(c) for c in ("cpu", "cpuacct", "memory")}
         # The kubelet gives a container cpu.shares in proportion to its CPU request, so a pod
         # gets its request on a busy node. This machine's other work runs in the root group
         # (1024 shares a task): four times the default keeps the worker's quota within reach.
         (self.dirs["cpu"] / "cpu.shares").write_text(str(self.SHARES))
-        (self.dirs["memory"] / "memory.limit_in_bytes").write_text(str(self.memory_mi * 2**20))
         return self
 
     def join_world(self) -> None:
@@ -145,17 +136,6 @@ class CgroupBox:
         (world / "cpu.shares").write_text(str(self.SHARES))
         (world / "cgroup.procs").write_text(str(os.getpid()))
         self.dirs["world"] = world
-
-    def argv(self, inner: list[str]) -> list[str]:
-        """Join the groups, make them the cgroup root (unshare --cgroup) and remount the v1
-        controllers in a private mount namespace, then exec the worker (same PID: signals reach
-        it as the kubelet's reach a container's PID 1)."""
-        join = " && ".join(f"echo $$ > {self.dirs[c]}/cgroup.procs" for c in ("cpu", "cpuacct", "memory"))
-        remount = (
-            "for c in cpu cpuacct memory; do umount /sys/fs/cgroup/$c "
-            "&& mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c || exit 97; done; exec \"$@\""
-        )
-        return ["sh", "-c", f"{join} && exec unshare --cgroup --mount sh -c '{remount}' sh \"$@\"", "sh", *inner]
 
     def cpu_ns(self) -> int:
         return int((self.dirs["cpuacct"] / "cpuacct.usage").read_text())
@@ -176,13 +156,9 @@ class CgroupBox:
         world = self.dirs.get("world")
         if world is not None:
             (world.parent / "cgroup.procs").write_text(str(os.getpid()))
-        for path in self.dirs.values():
-            for _ in range(50):
-                try:
-                    path.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.2)
+            world.rmdir()
+        if self.group is not None:
+            self.group.remove()
 
 
 # ---- the Gemini stand-in, streaming at real-time rate ----------------------------------------
@@ -541,7 +517,7 @@ def main() -> int:
                 # nobody talks to the model long enough to hit these; quiet callers never end
                 "AGENT_SILENCE_TIMEOUT_SECONDS": "3600",
             })
-            worker = start_worker(box.argv(contract_argv()), env, log_path=work / "worker.log")
+            worker = start_worker(contract_argv(), env, log_path=work / "worker.log", cgroup=box.group)
             try:
                 wait_until_registered(worker, timeout=90)
                 steps = asyncio.run(run_steps(server, box, worker, args))

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import pod_cgroup
 from helpers.livekit_server import LiveKitServer, start_livekit_server
 
 # A complete, valid production-like environment; tests change one variable at a time.
@@ -36,3 +37,16 @@ def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit
 @pytest.fixture
 def agent_dir() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pod_cgroups_removed() -> Iterator[None]:
+    """Every worker runs in a pod cgroup (helpers/pod_cgroup.py) that its stop() removes; one a
+    test left behind goes at the end of the session, with anything still running inside, and
+    those of an earlier session that died before its own cleanup go at the start."""
+    try:
+        pod_cgroup.sweep_orphans()  # left by a session killed before its cleanup
+    except pod_cgroup.PodCgroupError:
+        pass  # no pod cgroups here: nothing to sweep, and each worker start says why
+    yield
+    pod_cgroup.remove_all()

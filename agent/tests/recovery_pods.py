@@ -26,12 +26,10 @@ import psutil
 from helpers.livekit_server import LiveKitServer
 from helpers.participant import LOUD, Caller, join_as_caller, list_participant_kinds
 from helpers.postgres import PostgresServer
-from helpers.worker_process import contract_argv, http_get, worker_env
+from helpers.worker_process import contract_argv, wait_until_serving, worker_env
 from term.kubelet import ContainerSpec, Pod
 
 AGENT_KIND = 4
-# below the test workers' threshold (1.0, helpers/livekit_server.TEST_LOAD_THRESHOLD) with margin
-AVAILABLE_BELOW = 0.9
 # generous: on the shared 2-core machine under other suites (load average 20-40 seen) a pod took
 # more than 90 s to boot
 REGISTER_TIMEOUT = 180.0
@@ -60,22 +58,12 @@ def start_pod(env: Mapping[str, str], log_path: Path) -> Pod:
 
 
 def wait_registered(*pods: Pod) -> None:
-    """Registered, and reporting a load the server will dispatch to.
-
-    A worker's load here is the whole host's CPU (see worker_env); right after three pods boot on
-    a 2-core machine it sits at 1.0 and livekit-server v1.13.5 offers a new room to nobody
-    ("worker not available", pkg/service/agentservice.go) and never again. In a pod the load is
-    the pod's own CPU; here we wait for the boot burst to pass (framework's GET /worker)."""
+    """Registered, a job process warm, and reporting a load the server will dispatch to
+    (helpers/worker_process.wait_until_serving says why registered alone is not enough: a
+    booting pod's own load is near 1.0, and livekit-server v1.13.5 offers a room that arrives
+    then to nobody, "worker not available", pkg/service/agentservice.go, and never again)."""
     for pod in pods:
-        pod.worker.wait_for_event("worker_registered", REGISTER_TIMEOUT)
-    deadline = time.monotonic() + REGISTER_TIMEOUT
-    for pod in pods:
-        while time.monotonic() < deadline:
-            status, body = http_get(f"{pod.worker.health_url}/worker")
-            if status == 200 and json.loads(body).get("worker_load", 1.0) < AVAILABLE_BELOW:
-                break
-            time.sleep(0.5)
-
+        wait_until_serving(pod.worker, REGISTER_TIMEOUT)
 
 def pod_serving(pods: Mapping[str, Pod], room: str) -> str | None:
     for name, pod in pods.items():

@@ -26,6 +26,7 @@ from helpers.worker_process import (
     contract_argv,
     http_get,
     start_worker,
+    wait_until_serving,
     worker_env,
 )
 
@@ -189,6 +190,7 @@ def test_draining_worker_leaves_readiness_at_once_and_stays_live(
     worker = _start(server, tmp_path, "drain")
     try:
         wait_probe(worker, "/ready", 200)
+        wait_until_serving(worker)  # ready is registered; a call also needs a job process and room
         result = asyncio.run(_call_then_sigterm(server, worker))
         print(f"SIGTERM -> /ready 503 in {result['flip_s'] * 1000:.0f} ms")
         assert result["live_ok"] == 1.0 and result["active"] == 1

@@ -22,7 +22,6 @@ from helpers import participant
 from helpers.livekit_server import LiveKitServer, free_port, wait_for_spare_capacity
 from helpers.prometheus import Prometheus, find_prometheus, start_prometheus
 from helpers.worker_process import WorkerProcess, contract_argv, http_get, start_worker, worker_env
-from term import cgroup
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
@@ -41,10 +40,9 @@ def _needs_prometheus() -> None:
         pytest.fail(str(exc))
 
 
-# Each worker gets a pod's CPU cgroup (term/cgroup.py): its load is its own CPU against this
-# limit, not the whole (shared, busy) test machine's, as in the cluster.
+# Each worker's pod CPU limit (start_worker puts it in a pod cgroup, helpers/pod_cgroup.py): its
+# load is its own CPU against this limit, not the whole (shared, busy) test machine's.
 POD_CPU_LIMIT_MILLIS = 2000
-_cgroups: list[cgroup.PodCgroup] = []
 
 
 # After its last call a draining worker waits for its job processes to be gone. One that stops
@@ -57,18 +55,7 @@ EXIT_BOUND_S = 100 + 3 + 10
 
 def _worker(server: LiveKitServer, tmp: Path, name: str, port: int, **extra: str) -> WorkerProcess:
     env = worker_env(server, metrics_port=port, extra={"HOME": str(tmp), "TMPDIR": str(tmp), **extra})
-    argv = contract_argv()
-    if cgroup.supported():
-        _cgroups.append(cgroup.PodCgroup(POD_CPU_LIMIT_MILLIS))
-        argv = _cgroups[-1].argv(argv)
-    return start_worker(argv, env, log_path=tmp / f"{name}.log")
-
-
-@pytest.fixture(autouse=True)
-def _remove_cgroups():
-    yield
-    while _cgroups:
-        _cgroups.pop().remove()
+    return start_worker(contract_argv(), env, log_path=tmp / f"{name}.log", cpu_limit_millis=POD_CPU_LIMIT_MILLIS)
 
 
 def _ready(worker: WorkerProcess, timeout: float = TIMEOUT) -> None:

@@ -108,6 +108,11 @@ def test_health_endpoint_answers(worker: WorkerProcess) -> None:
 
 
 def test_metrics_endpoint_serves_ours_and_the_frameworks(worker: WorkerProcess) -> None:
+    # The framework's process-initialization histogram has a sample once a job process is
+    # initialized. Registration does not wait for that on a busy machine: livekit-agents 1.8.9
+    # ipc/proc_pool.py start() gives the idle processes initialize_process_timeout + 2 s (12 s)
+    # and registers anyway ("timed out waiting for idle processes to initialize").
+    worker.wait_for_message("process initialized", timeout=120)
     status, body = http_get(worker.metrics_url)
     assert status == 200
     for name in (

@@ -8,7 +8,9 @@ Fidelity that matters for drain behaviour:
 - Secrets Store CSI volumes (GKE's Secret Manager add-on): the files the provider would write
   are written to a per-pod directory and the env that points into the mount is pointed there
   (see SecretVolume).
-Everything else about the pod (image, cgroups, network) is out of scope and stays real-host.
+- CPU: the container runs in cgroups of its own with the Deployment's CPU limit as quota, seen
+  as its cgroup root (helpers/pod_cgroup.py), so the load the worker reports is its own.
+Everything else about the pod (image, network) is out of scope and stays real-host.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class ContainerSpec:
     grace_seconds: float
     pre_stop: Mapping[str, Any] | None
     drain_timeout_seconds: float
-    # resources.limits.cpu in millicores: the pod cgroup's quota (cgroup.py)
+    # resources.limits.cpu in millicores: the pod cgroup's quota (helpers/pod_cgroup.py)
     cpu_limit_millis: int | None = None
     # the container's Secrets Store CSI mounts, written per pod by Pod (SecretVolume)
     secret_volumes: tuple[SecretVolume, ...] = ()
@@ -255,7 +257,7 @@ def _downward_api(deployment: dict, container: dict) -> dict[str, str]:
 
 
 def _cpu_limit(container: dict) -> int | None:
-    from term.cgroup import cpu_millis
+    from helpers.pod_cgroup import cpu_millis
 
     limit = ((container.get("resources") or {}).get("limits") or {}).get("cpu")
     return cpu_millis(str(limit)) if limit else None
@@ -305,19 +307,21 @@ class Pod:
 
     def __init__(self, spec: ContainerSpec, *, env: Mapping[str, str], log_path: Path,
                  volumes_dir: Path | None = None):
+        from helpers.pod_cgroup import DEFAULT_CPU_LIMIT_MILLIS
         from helpers.worker_process import AGENT_DIR, start_worker
-
-        from term import cgroup
 
         self.spec = spec
         # `volumes_dir`: this pod's own directory for its Secrets Store CSI mounts
         self.env = mount_secret_volumes(spec, volumes_dir)
-        # The container's CPU limit as a cgroup of its own, so the worker's load is its own CPU
-        # against that limit, as in the pod, and not the whole test machine's (cgroup.py).
-        self.cgroup = cgroup.PodCgroup(spec.cpu_limit_millis) if spec.cpu_limit_millis and cgroup.supported() else None
-        command = self.cgroup.argv(spec.argv) if self.cgroup else list(spec.argv)
-        argv = ["unshare", "--pid", "--fork", "--kill-child", "--", *command]
-        self.worker = start_worker(argv, {**env, **self.env}, cwd=AGENT_DIR, log_path=log_path)
+        # The container's CPU limit as a cgroup of its own (helpers/pod_cgroup.py), so the
+        # worker's load is its own CPU against that limit, as in the pod, and not the whole test
+        # machine's. A spec without a limit (recovery_pods.py's hand-made pods) gets the
+        # harness's default. The PID namespace is made outside the group, the group inside it.
+        self.worker = start_worker(
+            spec.argv, {**env, **self.env}, cwd=AGENT_DIR, log_path=log_path,
+            cpu_limit_millis=spec.cpu_limit_millis or DEFAULT_CPU_LIMIT_MILLIS,
+            outside=["unshare", "--pid", "--fork", "--kill-child", "--"],
+        )
         self.pid1 = namespace_init(self.worker.process.pid)
         self.termination: Termination | None = None
 
@@ -344,8 +348,7 @@ class Pod:
             self.worker.process.wait(timeout=10)
         t.exited_at = time.monotonic()
         t.returncode = self.worker.process.returncode
-        if self.cgroup:
-            self.cgroup.remove()
+        self.worker.cgroup.remove()
         t.done.set()
 
     def kill(self) -> None:
@@ -353,5 +356,4 @@ class Pod:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid1, signal.SIGKILL)
             self.worker.process.wait(timeout=10)
-        if self.cgroup:
-            self.cgroup.remove()
+        self.worker.cgroup.remove()

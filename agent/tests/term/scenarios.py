@@ -7,7 +7,8 @@ are not production: Gemini is replaced at its one seam (fake_gemini/sitecustomiz
 PYTHONPATH; the command is untouched), and endpoints differ: LiveKit URL and credentials point
 at the local server (credentials where the Deployment reads them: files of the Secrets Store
 CSI mount, or env from the Kubernetes Secret), the health/metrics ports are free loopback ports
-(two pods share this host's network), and the load threshold is 1.0 (see endpoint_overrides).
+(two pods share this host's network), the load threshold is 1.0 and the silence timeout an hour
+(see endpoint_overrides).
 Times are scaled down where noted; each scenario says how.
 
 Tests (test_controlled_term.py) assert on the Outcome; bench/term_bench.py prints it.
@@ -25,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port
+from helpers.livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port, wait_for_spare_capacity
 from helpers.participant import Caller, dispatch_agent, join_as_caller
-from helpers.worker_process import FAKE_GEMINI_DIR
+from helpers.worker_process import FAKE_GEMINI_DIR, wait_until_serving
 
 from term.kubelet import (
     REPO_ROOT,
@@ -39,7 +40,9 @@ from term.kubelet import (
     secret_provider_classes,
 )
 
-REGISTER_TIMEOUT = 90.0
+# Registered, a job process warm and spare capacity reported (Cluster.ready): at load average
+# 35 on this 2-core machine the forkserver alone took 40 s after a 12 s registration.
+REGISTER_TIMEOUT = 180.0
 # Generous: on a busy 2-core CI machine a worker may need a fresh job process (prewarm
 # included) before it can take a second call.
 DISPATCH_TIMEOUT = 90.0
@@ -116,12 +119,16 @@ def endpoint_overrides(server: LiveKitServer) -> dict[str, str]:
         "AGENT_HEALTH_PORT": str(free_port()),
         "AGENT_METRICS_PORT": str(free_port()),
         "AGENT_HTTP_HOST": "127.0.0.1",
-        # Each pod runs in a cgroup of its own with the Deployment's CPU limit (term/cgroup.py),
+        # Each pod runs in a cgroup of its own with the Deployment's CPU limit (helpers/pod_cgroup.py),
         # so its load is its own CPU as in the cluster. The threshold is the test LiveKit
         # server's agents.target_load (helpers/livekit_server.TEST_LOAD_THRESHOLD): the two
         # must agree, and this harness studies termination, not admission at 0.7 (tested in
         # tests/k8s and tests/policy).
         "AGENT_LOAD_THRESHOLD": str(TEST_LOAD_THRESHOLD),
+        # The synthetic callers never speak, and a scenario may wait minutes for the next pod to
+        # serve on a busy machine: the rendered 120 s silence timeout would end the old calls
+        # first (correctly: it is tested in test_call_life.py); termination is studied here.
+        "AGENT_SILENCE_TIMEOUT_SECONDS": "3600",
         # No Prometheus scrapes these pods: the Deployment's linger after the drain (one scrape
         # interval, for the last counters) would only add 35 s to every exit measured here.
         "AGENT_METRICS_LINGER_SECONDS": "0",
@@ -203,8 +210,10 @@ class Cluster:
         return pod
 
     async def ready(self, *names: str) -> None:
+        """Registered, a job process warm and spare capacity reported
+        (helpers/worker_process.wait_until_serving says why registered alone is not enough)."""
         for name in names:
-            await asyncio.to_thread(self.outcome.pods[name].worker.wait_for_event, "worker_registered", REGISTER_TIMEOUT)
+            await asyncio.to_thread(wait_until_serving, self.outcome.pods[name].worker, REGISTER_TIMEOUT)
 
     async def place_call(self) -> Call:
         self._count += 1
@@ -232,11 +241,14 @@ class Cluster:
         raise AssertionError(f"no pod accepted {call.room} within {timeout}s")
 
     async def pod_with_a_call(self, name: str, spec: ContainerSpec) -> tuple[Pod, Call]:
-        """A registered pod serving one call: where every termination scenario starts."""
+        """A registered pod serving one call, with room for more: where every termination
+        scenario starts. (Taking the call made it boot a replacement idle process, during which
+        its own load reads full and a new room would be offered to no pod.)"""
         pod = self.start_pod(name, spec)
         await self.ready(name)
         call = await self.place_call()
         await self.answered(call)
+        await asyncio.to_thread(wait_for_spare_capacity, pod.worker.metrics_url, REGISTER_TIMEOUT)
         return pod, call
 
     async def hang_up(self, call: Call) -> None:
@@ -363,7 +375,10 @@ async def seed_timing(server: LiveKitServer, workdir: Path, spec: ContainerSpec,
         await asyncio.sleep(1.0)
         during = await cluster.place_call()  # placed during the preStop sleep
         await cluster.answered(during)
-        await asyncio.sleep(max(0.0, first.placed_at + call_s - time.monotonic()))
+        # The first call goes on for call_s from the start of the termination, not from its own
+        # start: how long answering it took (seconds on a busy machine) must not decide whether
+        # it is still running at SIGKILL.
+        await asyncio.sleep(max(0.0, termination.started + call_s - time.monotonic()))
         if a.running():
             await cluster.hang_up(first)
         await asyncio.sleep(max(0.0, during.placed_at + call_s - time.monotonic()))
@@ -391,7 +406,8 @@ async def our_timing(server: LiveKitServer, workdir: Path, spec: ContainerSpec, 
         await asyncio.to_thread(a.worker.wait_for_event, "drain_started", 15.0)
         during = await cluster.place_call()
         await cluster.answered(during)
-        await asyncio.sleep(max(0.0, first.placed_at + call_s - time.monotonic()))
+        # call_s from the start of the termination, as in seed_timing
+        await asyncio.sleep(max(0.0, termination.started + call_s - time.monotonic()))
         await cluster.hang_up(first)
         await wait_done(a, spec.grace_seconds + 5)
         cluster.outcome.facts["calls placed during termination landing on the dying pod"] = int(during.pod == "a")

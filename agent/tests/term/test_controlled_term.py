@@ -65,8 +65,12 @@ def test_rolling_replacement_keeps_every_call(livekit_server, tmp_path, spec):
     assert outcome.facts["old calls still served after SIGTERM"] == 2
     assert outcome.lost == 0
     assert outcome.facts["sigkilled"] is False and outcome.facts["exit code"] == 0
-    # A leaves by itself once its last call ends, far inside the grace period.
-    assert outcome.facts["last call end -> pod exit"] < 15
+    # A leaves by itself because its last call ended: its drain finished, it did not time out,
+    # and it exited inside the grace period. How many seconds after the hang-up is the machine's
+    # business (20 s seen at load average 78, when the agent saw the caller leave 10 s late); the
+    # number is bench/term_bench.py's to report.
+    old = outcome.pods["a"].worker
+    assert old.events("drain_finished") and not old.events("drain_timed_out"), old.tail()
     assert outcome.facts["SIGTERM -> exit"] < spec.grace_seconds
 
 
