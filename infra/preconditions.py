@@ -63,13 +63,14 @@ SERVICE_AGENTS: dict[str, tuple[str, bool, str]] = {
 }
 
 # Does the API accept a Workload Identity Federation token (a `principal://` member's own
-# token, no service account)? Google's "Identity federation: products and limitations"
-# (https://cloud.google.com/iam/docs/federated-identity-supported-services, read 2026-12-07)
-# lists Vertex AI, Secret Manager, Cloud Monitoring and Cloud SQL. Google Maps Platform's
-# Places API (New) is not a product of that table as far as the page could be read here, so
-# a federated token is not relied on: the tool server acts as a service account (the GKE
-# metadata server hands the pod that account's token when its Kubernetes service account is
-# linked to it).
+# token, no service account)? Google keeps the list in "Identity federation: products and
+# limitations" (https://cloud.google.com/iam/docs/federated-identity-supported-services, looked
+# up 2026-12-07; the stored copy's product column could not be read, so the `True` rows rest on
+# GKE's Workload Identity Federation docs, which grant these products to principals directly).
+# Google Maps Platform's Places API (New) is not a Google Cloud product of that table as far as we
+# could tell, so a federated token is not relied on: the tool server acts as a service account
+# (the GKE metadata server hands the pod that account's token when its Kubernetes service account
+# is linked to it).
 FEDERATED_TOKEN_APIS: dict[str, bool] = {
     "aiplatform.googleapis.com": True,
     "secretmanager.googleapis.com": True,
