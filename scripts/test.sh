@@ -9,6 +9,11 @@ mkdir -p out
 # the background while the other setups mostly wait on downloads and package installs.
 bash scripts/setup-csi-mount.sh > out/setup-csi-mount.log 2>&1 &
 csi_mount_build=$!
+# The Kubernetes control plane (kube-apiserver, etcd, controller manager, scheduler, kubectl) of
+# tests/k8s/test_apiserver_*.py and agent/tests/term/test_term_real_controllers.py: 8-15 min cold
+# on 2 cores, nothing warm; built in the background too, at lower priority than the setups.
+nice -n 5 bash scripts/setup-kube.sh > out/setup-kube.log 2>&1 &
+kube_build=$!
 bash scripts/setup-infra.sh
 bash scripts/setup-agent.sh
 bash scripts/setup-livekit.sh
@@ -17,6 +22,8 @@ bash scripts/setup-postgres.sh
 bash scripts/setup-tools.sh
 wait "$csi_mount_build" || { cat out/setup-csi-mount.log; echo "building the CSI mount harness failed"; exit 1; }
 cat out/setup-csi-mount.log
+wait "$kube_build" || { tail -n 40 out/setup-kube.log; echo "building the Kubernetes control plane failed"; exit 1; }
+tail -n 8 out/setup-kube.log
 export PATH="$PWD/.tools/bin:$PATH"
 
 # The offline plan of every committed stack must pass: valid config, manifests, no mandatory
