@@ -32,17 +32,21 @@ import ast
 import json
 import math
 import os
+import queue
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
+# The tree whose tests and modules are measured: the working tree, or a --rev checked out (main()).
+_SOURCE = ROOT
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,9 @@ class Target:
 
 
 def _existing(*tests: str, cwd: str = ".") -> tuple[str, ...]:
-    """Mapped tests that exist in this checkout (boundary files arrive with their own commits)."""
-    return tuple(t for t in tests if (ROOT / cwd / t).exists())
+    """The mapped tests. Files missing from the tree under test (an older --rev) are dropped when
+    the run starts, so one mapping measures before and after a test file arrives."""
+    return tests
 
 
 def _agent_unit_tests(module: str, *also: str) -> tuple[str, ...]:
@@ -81,7 +86,7 @@ def _agent_unit_tests(module: str, *also: str) -> tuple[str, ...]:
     package, _, name = dotted.rpartition(".")
     imports = (f"import {dotted}", f"from {dotted} import", f"from {package} import {name}")
     found = []
-    for path in sorted((ROOT / "agent" / "tests").glob("test_*.py")):
+    for path in sorted((_SOURCE / "agent" / "tests").glob("test_*.py")):
         text = path.read_text()
         integration = any(isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets)
                           and "integration" in ast.unparse(node.value) for node in ast.parse(text).body)
@@ -275,19 +280,33 @@ class Result:
     skipped: str = ""
 
 
-def _copy_tree(dest: Path) -> Path:
+def _export_rev(rev: str, dest: Path) -> Path:
+    """A git revision's files (`git archive`), with the working tree's venvs and tools linked in."""
+    tree = dest / "rev"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    for linked in (*VENVS, ".tools"):
+        real = ROOT / linked
+        if real.exists() and not (tree / linked).exists():
+            (tree / linked).symlink_to(real.resolve(), target_is_directory=True)
+    return tree
+
+
+def _copy_tree(dest: Path, source: Path | None = None) -> Path:
     """The repository without git, venvs, caches and outputs; venvs are linked to the real ones."""
+    source = source or ROOT
     def ignore(directory: str, names: list[str]) -> set[str]:
-        rel = Path(directory).resolve().relative_to(ROOT.resolve()) if Path(directory).resolve() != ROOT.resolve() else Path()
+        rel = Path(directory).relative_to(source)
         dropped = {n for n in names if n in ("__pycache__", ".git", ".pytest_cache", "out", "node_modules")}
         dropped |= {n for n in names if (rel / n).as_posix() in VENVS}
         return dropped
 
-    tree = dest / "repo"
-    shutil.copytree(ROOT, tree, symlinks=True, ignore=ignore)
+    tree = dest
+    shutil.copytree(source, tree, symlinks=True, ignore=ignore)
     for venv in VENVS:
         real = ROOT / venv
-        if real.exists():
+        if real.exists() and not (tree / venv).exists():
             (tree / venv).symlink_to(real.resolve(), target_is_directory=True)
     return tree
 
@@ -311,6 +330,7 @@ def run_target(tree: Path, target: Target, mutants: Sequence[Mutant], *, out=sys
     if not (ROOT / target.suite.python).exists():
         result.skipped = f"venv {target.suite.python} missing"
         return result
+    target = replace(target, tests=tuple(t for t in target.tests if (tree / target.suite.cwd / t).exists()))
     if not target.tests:
         result.skipped = "no mapped test file exists"
         return result
@@ -355,37 +375,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=0, help="mutants drawn at random over the chosen modules (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--list", action="store_true", help="count the mutants per module and stop")
+    parser.add_argument("--survivors-of", type=Path, metavar="LOG",
+                        help="run only the mutants an earlier run's output names as SURVIVED (after adding tests: a "
+                             "mutant killed before stays killed, as the mapped tests only grow)")
+    parser.add_argument("--rev", help="measure this git revision's modules and tests (e.g. main) instead of the "
+                                      "working tree")
+    parser.add_argument("--jobs", type=int, default=1, help="modules run side by side, each in its own copy")
     args = parser.parse_args(argv)
 
+    global _SOURCE, TARGETS
+    scratch = tempfile.TemporaryDirectory(prefix="mutation-")
+    if args.rev:
+        _SOURCE = _export_rev(args.rev, Path(scratch.name))
     targets = _select(args.module)
-    every = {t.module: mutants_of(t.module, (ROOT / t.module).read_text()) for t in targets}
+    every = {t.module: mutants_of(t.module, (_SOURCE / t.module).read_text()) for t in targets}
     total = sum(len(m) for m in every.values())
     if args.list:
         for t in targets:
             print(f"{t.module}: {len(every[t.module])} mutants; tests: {' '.join(t.tests) or '(none)'}")
         print(json.dumps({"modules": len(targets), "mutants": total}))
+        scratch.cleanup()
         return 0
     pool = [m for t in targets for m in every[t.module]]
     chosen = sorted(random.Random(args.seed).sample(pool, args.sample), key=lambda m: (m.module, m.line)) \
         if 0 < args.sample < len(pool) else pool
-    print(f"{len(chosen)} of {total} mutants over {len(targets)} modules"
-          + (f" (sample, seed {args.seed})" if len(chosen) < total else ""), flush=True)
+    if args.survivors_of:
+        named = {line.removeprefix("SURVIVED ").strip() for line in args.survivors_of.read_text().splitlines()
+                 if line.startswith("SURVIVED ")}
+        chosen = [m for m in chosen if f"{m.module}:{m.line}: {m.description}" in named]
+        print(f"{len(chosen)} of the {len(named)} survivors named in {args.survivors_of} (still in the code)", flush=True)
+    else:
+        print(f"{len(chosen)} of {total} mutants over {len(targets)} modules"
+              + (f" (sample, seed {args.seed})" if len(chosen) < total else ""), flush=True)
 
-    results = []
-    with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
-        tree = _copy_tree(Path(tmp))
-        for t in targets:
-            mine = [m for m in chosen if m.module == t.module]
-            if not mine:
-                continue
+    work = [(t, [m for m in chosen if m.module == t.module]) for t in targets]
+    work = [(t, mine) for t, mine in work if mine]
+    trees: queue.Queue[Path] = queue.Queue()
+    for i in range(max(1, args.jobs)):
+        trees.put(_copy_tree(Path(scratch.name) / f"copy{i}", _SOURCE))
+
+    def one(item: tuple[Target, list[Mutant]]) -> Result:
+        t, mine = item
+        tree = trees.get()
+        try:
             started = time.monotonic()
             result = run_target(tree, t, mine)
-            results.append(result)
-            if result.skipped:
-                print(f"{t.module}: NOT RUN ({result.skipped}); {len(mine)} mutants left out", flush=True)
-            else:
-                print(f"{t.module}: {result.killed}/{result.mutants} killed "
-                      f"({result.killed / result.mutants:.2f}) in {time.monotonic() - started:.0f} s", flush=True)
+        finally:
+            trees.put(tree)
+        if result.skipped:
+            print(f"{t.module}: NOT RUN ({result.skipped}); {len(mine)} mutants left out", flush=True)
+        else:
+            print(f"{t.module}: {result.killed}/{result.mutants} killed "
+                  f"({result.killed / result.mutants:.2f}) in {time.monotonic() - started:.0f} s", flush=True)
+        return result
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool_:
+            results = list(pool_.map(one, work))
+    finally:
+        scratch.cleanup()
     mutants = sum(r.mutants for r in results)
     killed = sum(r.killed for r in results)
     print(json.dumps({"mutants": mutants, "killed": killed, "score": round(killed / mutants, 3) if mutants else 0.0}))
