@@ -97,8 +97,11 @@ def _agent_unit_tests(module: str, *also: str) -> tuple[str, ...]:
 
 TARGETS: tuple[Target, ...] = (
     Target("policy/engine.py", INFRA, _existing("tests/policy/test_engine.py", "tests/policy/test_rules.py")),
-    Target("policy/quantities.py", INFRA, _existing("tests/policy/test_boundaries_workload.py", *_POLICY)),
-    Target("policy/rules/base.py", INFRA, _existing("tests/policy/test_engine.py", "tests/policy/test_rules.py")),
+    Target("policy/quantities.py", INFRA, _existing("tests/policy/test_quantities.py", "tests/policy/test_boundaries_workload.py",
+                                                    *_POLICY)),
+    Target("policy/rules/base.py", INFRA, _existing("tests/policy/test_engine.py", "tests/policy/test_boundaries_workload.py",
+                                                    "tests/policy/test_boundaries_cluster.py", "tests/policy/test_rules.py",
+                                                    "tests/policy/test_pack.py")),
     Target("policy/rules/cluster.py", INFRA, _existing("tests/policy/test_boundaries_cluster.py", *_POLICY)),
     Target("policy/rules/network.py", INFRA, _existing("tests/policy/test_boundaries_cluster.py", *_POLICY)),
     Target("policy/rules/registry.py", INFRA, _existing("tests/policy/test_boundaries_cluster.py", *_POLICY)),

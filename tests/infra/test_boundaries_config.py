@@ -360,6 +360,7 @@ def _db():
     ("db-custom-96-393216", False), ("db-custom-98-401408", True),
     ("db-custom-2-1844", False), ("db-custom-2-1843", True),       # 0.9 GiB per vCPU = 1843.2 MiB for 2
     ("db-custom-2-13312", False), ("db-custom-2-13313", True),     # 6.5 GiB per vCPU = 13312 MiB for 2
+    ("db-custom-10-9216", False), ("db-custom-10-9215", True),     # 0.9 GiB per vCPU exactly: 9216 MiB for 10
     ("db-n1-standard-2", True), ("db-custom-2", True),
 ])
 def test_custom_tiers_at_their_limits(tier, refused):

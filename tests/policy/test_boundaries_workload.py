@@ -428,13 +428,26 @@ def test_missing_requests_take_autopilot_defaults_silently():
 # Probes: ports, paths and the framework's health port.
 
 
-@pytest.mark.parametrize(("port", "flagged"), [("metrics", False), (9100, False), ("9100", False), (8081, False),
-                                               (9101, True), ("nothing", True)])
-def test_probe_ports_the_agent_serves(port, flagged):
+@pytest.mark.parametrize(("port", "says"), [
+    ("metrics", None), (9100, None), ("9100", None), (8081, None),
+    (9101, "livenessProbe checks port 9101 but the agent serves only 8081 (AGENT_HEALTH_PORT), 9100 (AGENT_METRICS_PORT)"),
+    ("nothing", "livenessProbe checks port 'nothing', which no container port is named: the probe always fails"),
+])
+@pytest.mark.parametrize("handler", ["httpGet", "tcpSocket"])
+def test_probe_ports_the_agent_serves(port, says, handler):
     resources = _prod()
-    _container(resources)["livenessProbe"]["httpGet"]["port"] = port
+    _container(resources)["livenessProbe"].pop("httpGet")
+    _container(resources)["livenessProbe"][handler] = {"port": port, **({"path": "/live"} if handler == "httpGet" else {})}
     found = [m for m in _messages(resources, "agent-probes") if m.startswith("livenessProbe")]
-    assert bool(found) is flagged, found
+    assert (found == []) if says is None else (len(found) == 1 and found[0].startswith(says)), found
+
+
+def test_probe_ports_follow_the_env_the_agent_reads():
+    resources = _prod()
+    _env(resources, "AGENT_METRICS_PORT", "9200")
+    [message] = [m for m in _messages(resources, "agent-probes") if m.startswith("livenessProbe")]
+    assert message.startswith("livenessProbe checks port 9100 but the agent serves only 8081 (AGENT_HEALTH_PORT), "
+                              "9200 (AGENT_METRICS_PORT)")
 
 
 @pytest.mark.parametrize(("handler", "flagged"), [
