@@ -455,3 +455,50 @@ def test_overrides_reach_every_price_they_name():
 def test_a_price_override_in_the_stack_config_is_checked_with_the_other_settings():
     found = problems_of(priceOverrides='{"autopilot.vcpu_hour": -1}', natMinPortsPerVm="1")
     assert [p.split(" = ")[0] for p in found] == [f"{P}natMinPortsPerVm", f"{P}priceOverrides.autopilot.vcpu_hour"]
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-setting checks of single settings in the loader itself.
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(("repository", "digest", "refused"), [
+    ("", "", False), ("", DIGEST, False),
+    ("ghcr.io/acme/agent", DIGEST, False),
+    ("ghcr.io/acme/agent", "", True),          # another registry by tag: tags there move
+])
+def test_another_registry_only_by_digest(repository, digest, refused):
+    found = problems_of(agentImageRepository=repository, agentImageDigest=digest)
+    assert any("deploys by tag (agentImageTag) from a registry outside the stack" in p for p in found) is refused, found
+
+
+@pytest.mark.parametrize(("digest", "refused"), [(DIGEST, False), (DIGEST[:-1], True), (DIGEST.upper(), True),
+                                                 (DIGEST + "0", True)])
+def test_the_digest_is_exactly_64_lower_case_hex_digits(digest, refused):
+    assert any(p.startswith(f"{P}agentImageDigest = ") for p in problems_of(agentImageDigest=digest)) is refused
+
+
+@pytest.mark.parametrize(("location", "refused"), [("", False), ("global", False), ("europe-west4", False),
+                                                   ("europe-west99", True), ("Global", True)])
+def test_the_fallback_location_is_a_vertex_location(location, refused):
+    found = problems_of(geminiFallbackLocation=location)
+    assert any(p.startswith(f"{P}geminiFallbackLocation = ") for p in found) is refused, found
+
+
+def test_a_bad_database_value_is_reported_alone():
+    """The cross-setting database rules run only when every single database value is valid,
+    so one bad value gives one message, not a cascade."""
+    found = problems_of("prod", databaseDiskSizeGb="9", databaseTier="db-f1-micro", databaseProduction="true")
+    assert [p.split(" = ")[0] for p in found] == [f"{P}databaseDiskSizeGb"]
+    found = problems_of("prod", databaseTier="db-f1-micro", databaseProduction="true")
+    assert [p.split(" = ")[0] for p in found] == [f"{P}databaseTier"]
+
+
+def test_a_plain_text_secret_is_refused_without_showing_it():
+    raw = {**load_stack_values("dev").config, **SECRETS}
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config("dev", raw, (P + "livekitApiKey",))
+    assert [str(p) for p in caught.value.problems] == [
+        f"{P}livekitApiSecret = (secret, not shown): is stored in plain text, so the stack file (and git) hold it "
+        "unencrypted; run `pulumi config set --secret livekitApiSecret <value>`, which replaces the plain entry"]
