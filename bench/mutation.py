@@ -146,6 +146,11 @@ class Mutant:
     replacement: str
     description: str
 
+    @property
+    def name(self) -> str:
+        """file:line:column: mutation, as survivors are printed (and read back by --survivors-of)."""
+        return f"{self.module}:{self.line}:{self.start[1]}: {self.description}"
+
     def apply(self, source: str) -> str:
         lines = source.splitlines(keepends=True)
         offsets = [0]
@@ -354,7 +359,7 @@ def run_target(tree: Path, target: Target, mutants: Sequence[Mutant], *, out=sys
             result.mutants += 1
             if code == 0:
                 result.survivors.append(mutant)
-                print(f"SURVIVED {mutant.module}:{mutant.line}: {mutant.description}", file=out, flush=True)
+                print(f"SURVIVED {mutant.name}", file=out, flush=True)
             else:
                 result.killed += 1
     finally:
@@ -392,21 +397,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rev:
         _SOURCE = _export_rev(args.rev, Path(scratch.name))
     targets = _select(args.module)
-    every = {t.module: mutants_of(t.module, (_SOURCE / t.module).read_text()) for t in targets}
-    total = sum(len(m) for m in every.values())
+    # With --survivors-of the sample is drawn over every module, as the earlier run drew it, and
+    # only then narrowed to --module.
+    drawn = list(TARGETS) if args.survivors_of else targets
+    every = {t.module: mutants_of(t.module, (_SOURCE / t.module).read_text()) for t in drawn}
+    total = sum(len(every[t.module]) for t in targets)
     if args.list:
         for t in targets:
             print(f"{t.module}: {len(every[t.module])} mutants; tests: {' '.join(t.tests) or '(none)'}")
         print(json.dumps({"modules": len(targets), "mutants": total}))
         scratch.cleanup()
         return 0
-    pool = [m for t in targets for m in every[t.module]]
+    pool = [m for t in drawn for m in every[t.module]]
     chosen = sorted(random.Random(args.seed).sample(pool, args.sample), key=lambda m: (m.module, m.line)) \
         if 0 < args.sample < len(pool) else pool
+    chosen = [m for m in chosen if any(m.module == t.module for t in targets)]
     if args.survivors_of:
+        # Pass the earlier run's --sample and --seed too, so a name shared by two mutants (the
+        # same change twice on one line) picks only the one that run drew.
         named = {line.removeprefix("SURVIVED ").strip() for line in args.survivors_of.read_text().splitlines()
                  if line.startswith("SURVIVED ")}
-        chosen = [m for m in chosen if f"{m.module}:{m.line}: {m.description}" in named]
+        chosen = [m for m in chosen if m.name in named or f"{m.module}:{m.line}: {m.description}" in named]
         print(f"{len(chosen)} of the {len(named)} survivors named in {args.survivors_of} (still in the code)", flush=True)
     else:
         print(f"{len(chosen)} of {total} mutants over {len(targets)} modules"

@@ -56,8 +56,8 @@ def test_a_boundary_test_kills_them_all_and_a_far_value_test_does_not(tmp_path):
     weak = mutation.run_target(tree, mutation.Target("toy.py", suite, ("test_weak.py",)), mutants, out=printed)
     assert (weak.mutants, weak.killed) == (5, 2)
     assert printed.getvalue().splitlines() == [
-        "SURVIVED toy.py:5: '>=' -> '>' in `age >= 18`",
-        "SURVIVED toy.py:5: 18 -> 17 in `18`",
-        "SURVIVED toy.py:5: 18 -> 19 in `18`",
+        "SURVIVED toy.py:5:11: '>=' -> '>' in `age >= 18`",
+        "SURVIVED toy.py:5:18: 18 -> 17 in `18`",
+        "SURVIVED toy.py:5:18: 18 -> 19 in `18`",
     ]
     assert (tree / "toy.py").read_text() == TOY, "the module is restored after the run"
