@@ -501,3 +501,50 @@ def test_a_budget_selecting_other_pods_does_not_cover_the_agent():
     pdb["selector"]["matchLabels"] = {}
     assert _messages(resources, "agent-pdb") == ["no PodDisruptionBudget selects the agent: a node drain may evict every "
                                                  "pod at once"]
+
+
+# --------------------------------------------------------------------------------------------
+# agent-exec-form-start: the worker must get SIGTERM itself and run `start`.
+
+
+@pytest.mark.parametrize(("command", "args", "says"), [
+    (["python", "-m", "voice_agent"], ["start"], []),
+    (["/bin/sh", "-c", "exec python -m voice_agent start"], [], []),
+    (["bash", "-c", "cd /app && exec python -m voice_agent start"], [], []),
+    (["/usr/bin/dash", "-c", "exec python -m voice_agent start; echo done"], [],
+     ["the agent runs under `/usr/bin/dash -c 'exec python -m voice_agent start; echo done'`: the shell receives SIGTERM"]),
+    (["sh", "-c", "python -m voice_agent start"], [], ["the agent runs under `sh -c 'python -m voice_agent start'`"]),
+    # no statement names a mode: the last one is the one judged
+    (["sh", "-c", "cd /app && exec python -m voice_agent"], [],
+     ["`python -m voice_agent` does not run the worker's `start` mode"]),
+    (["sh", "-c"], [], ["the agent runs under `sh -c`", "`` does not run the worker's `start` mode"]),
+    (["python", "-m", "voice_agent"], ["dev"], ["`python -m voice_agent dev` runs development mode"]),
+    (["python", "-m", "voice_agent"], ["console"], ["`python -m voice_agent console` runs development mode"]),
+    (["python", "-m", "voice_agent"], [], ["`python -m voice_agent` does not run the worker's `start` mode"]),
+    ([], [], ["no command: the image's entrypoint decides"]),
+])
+def test_exec_form_start(command, args, says):
+    resources = _prod()
+    _container(resources).update(command=command, args=args)
+    found = _messages(resources, "agent-exec-form-start")
+    assert len(found) == len(says) and all(m.startswith(s) for m, s in zip(found, says)), found
+
+
+@pytest.mark.parametrize(("pre_stop", "seconds", "sleep_only"), [
+    ({"sleep": {"seconds": 5}}, 5, True),
+    ({"exec": {"command": ["/bin/sh", "-c", "sleep 5"]}}, 5, True),
+    ({"exec": {"command": ["sh", "-c", "sleep 5; sleep 7"]}}, 12, True),
+    ({"exec": {"command": ["sleep", "5"]}}, 5, True),
+    ({"exec": {"command": ["/bin/sh", "-c", "curl -X POST localhost:8081/drain; sleep 5"]}}, 5, False),
+    ({"exec": {"command": ["/bin/sh", "-c", "sleep"]}}, 0, True),
+    ({"httpGet": {"path": "/drain", "port": 8081}}, 0, False),
+])
+def test_pre_stop_seconds_and_sleep_only(pre_stop, seconds, sleep_only):
+    resources = _prod()
+    _container(resources)["lifecycle"] = {"preStop": pre_stop}
+    [grace] = _messages(resources, "agent-grace-covers-drain") or [""]
+    assert (f"< preStop {seconds} + drain timeout" in grace) if seconds else grace == ""
+    found = _messages(resources, "agent-no-sleep-prestop")
+    assert bool(found) is sleep_only
+    if sleep_only:
+        assert found[0].startswith(f"preStop only sleeps {seconds} s: ") and f"then has {2800 - seconds} s of the 2800 s" in found[0]
