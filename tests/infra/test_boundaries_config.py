@@ -502,3 +502,21 @@ def test_a_plain_text_secret_is_refused_without_showing_it():
     assert [str(p) for p in caught.value.problems] == [
         f"{P}livekitApiSecret = (secret, not shown): is stored in plain text, so the stack file (and git) hold it "
         "unencrypted; run `pulumi config set --secret livekitApiSecret <value>`, which replaces the plain entry"]
+
+
+@pytest.mark.parametrize(("minutes", "turns"), [(0.05, 1), (1 / 12, 1), (0.24, 1), (0.25, 2)])
+def test_a_call_shorter_than_one_turn_still_reads_the_instructions_once(minutes, turns):
+    """Six turns a minute: a call of up to 1/12 min rounds to no turn (round half to even), but
+    the model still read the persona's instructions once when it answered; 0.25 min is 1.5
+    turns, which rounds to 2."""
+    mix = cost.SpeechMix(call_minutes=minutes)
+    assert cost.mix_tokens(mix)["input_text"] == turns * mix.instruction_tokens
+
+
+def test_the_context_stops_growing_at_its_cap():
+    """Two minutes, 12 turns 10 s apart, each adding 10 s x 25 tokens/s x 1.4 = 350 tokens of
+    audio: capped at 1000, the turns read 350, 700, then 1000 ten times."""
+    capped = cost.SpeechMix(call_minutes=2, context_cap_tokens=1000)
+    uncapped = cost.SpeechMix(call_minutes=2, context_cap_tokens=10**9)
+    assert cost.mix_tokens(capped)["input_audio"] == pytest.approx(350 + 700 + 10 * 1000)
+    assert cost.mix_tokens(uncapped)["input_audio"] == pytest.approx(350 * sum(range(1, 13)))
