@@ -119,7 +119,7 @@ TARGETS: tuple[Target, ...] = (
     Target("infra/maintenance.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_hardening.py")),
     Target("infra/cost.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_cost.py")),
     Target("k8s/capacity.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/k8s/test_capacity.py",
-                                               "tests/k8s/test_config_errors.py")),
+                                               "tests/k8s/test_sizes.py", "tests/k8s/test_config_errors.py")),
     Target("k8s/egress.py", INFRA, _existing("tests/k8s/test_egress.py", "tests/k8s/test_workload.py")),
     # The agent's unit tests are found by what they import (new unit test files join without an
     # edit here); its integration tests start a LiveKit server and a worker (minutes each) and are

@@ -520,3 +520,33 @@ def test_the_context_stops_growing_at_its_cap():
     uncapped = cost.SpeechMix(call_minutes=2, context_cap_tokens=10**9)
     assert cost.mix_tokens(capped)["input_audio"] == pytest.approx(350 + 700 + 10 * 1000)
     assert cost.mix_tokens(uncapped)["input_audio"] == pytest.approx(350 * sum(range(1, 13)))
+
+
+# --------------------------------------------------------------------------------------------
+# k8s/capacity.py: the memory cap is tight, the CPU cap exact at the threshold.
+
+
+@pytest.mark.parametrize("name", ["S", "M", "L"])
+def test_the_memory_cap_is_the_last_call_that_fits(name):
+    """memory_calls_per_pod calls fit the limit with one job at its kill size; one more does not."""
+    from k8s import capacity
+    from k8s.sizes import SIZES
+
+    resources = SIZES[name].resources(False)
+    calls = capacity.memory_calls_per_pod(resources)
+    assert capacity.memory_needed_mi(calls) <= resources.memory_limit_mi < capacity.memory_needed_mi(calls + 1)
+    assert capacity.memory_needed_mi(calls) == (capacity.WORKER_BASE_MEMORY_MI + calls * capacity.MEMORY_PER_SESSION_MI
+                                                + capacity.JOB_MEMORY_LIMIT_MI)
+
+
+@pytest.mark.parametrize("name", ["S", "M", "L"])
+@pytest.mark.parametrize("bursting", [False, True])
+def test_the_cpu_cap_is_the_last_call_under_the_threshold(name, bursting):
+    from k8s import capacity
+    from k8s.sizes import SIZES
+
+    resources = SIZES[name].resources(bursting)
+    calls = capacity.cpu_calls_per_pod(resources, 0.7)
+    admitted = 0.7 * resources.cpu_limit_m
+    assert capacity.WORKER_BASE_CPU_M + calls * capacity.CPU_PER_SESSION_M <= admitted + 1e-6
+    assert capacity.WORKER_BASE_CPU_M + (calls + 1) * capacity.CPU_PER_SESSION_M > admitted
