@@ -129,7 +129,8 @@ TARGETS: tuple[Target, ...] = (
     Target("agent/voice_agent/privacy.py", AGENT, _agent_unit_tests("privacy")),
     Target("agent/voice_agent/recovery/store.py", AGENT, _agent_unit_tests("recovery.store", "tests/test_recovery_store.py")),
     # The tool server's checks of its callers' tokens (audience, issuer, expiry, principal).
-    Target("tools/places/places_mcp/caller_auth.py", PLACES, _existing("tests/test_caller_auth.py", cwd="tools/places")),
+    Target("tools/places/places_mcp/caller_auth.py", PLACES, _existing("tests/test_caller_auth_ready.py",
+                                                                        "tests/test_caller_auth.py", cwd="tools/places")),
 )
 
 
