@@ -85,6 +85,9 @@ def test_no_cgroup_files_leave_cpu_and_calls(tmp_path):
     ({"AGENT_MAX_CALLS": "four"}, r"AGENT_MAX_CALLS='four' is not an integer: allowed 0\.\.1000"),
     ({"AGENT_JOB_MEMORY_LIMIT_MB": "500", "AGENT_JOB_MEMORY_WARN_MB": "500"},
      r"AGENT_JOB_MEMORY_WARN_MB=500 is not below AGENT_JOB_MEMORY_LIMIT_MB=500"),
+    # Autopilot's largest pod is 110 GiB: one MB more is out of range
+    ({"AGENT_JOB_MEMORY_LIMIT_MB": "112641"}, r"AGENT_JOB_MEMORY_LIMIT_MB=112641 is out of range: allowed 0\.\.112640"),
+    ({"AGENT_JOB_MEMORY_WARN_MB": "-1"}, r"AGENT_JOB_MEMORY_WARN_MB=-1 is out of range: allowed 0\.\.112640"),
     ({"AGENT_POD_NAME": "voice-agent-1"}, r"set both .* or neither"),
     ({"AGENT_POD_NAME": "Voice_Agent", "AGENT_POD_NAMESPACE": "x"}, r"AGENT_POD_NAME='Voice_Agent' is invalid"),
 ])
@@ -99,6 +102,12 @@ def test_bad_values_are_named_with_their_range(valid_env, env, message):
     ({"AGENT_MAX_CALLS": "0"}, AdmissionSettings(max_calls=0)),
     ({"AGENT_JOB_MEMORY_LIMIT_MB": "500", "AGENT_JOB_MEMORY_WARN_MB": "499"},
      AdmissionSettings(job_memory_limit_mb=500, job_memory_warn_mb=499)),
+    ({"AGENT_JOB_MEMORY_LIMIT_MB": "112640", "AGENT_JOB_MEMORY_WARN_MB": "112639"},
+     AdmissionSettings(job_memory_limit_mb=112640, job_memory_warn_mb=112639)),
+    ({"AGENT_JOB_MEMORY_LIMIT_MB": "500", "AGENT_JOB_MEMORY_WARN_MB": "0"},
+     AdmissionSettings(job_memory_limit_mb=500, job_memory_warn_mb=0)),       # no warning
+    ({"AGENT_JOB_MEMORY_LIMIT_MB": "0", "AGENT_JOB_MEMORY_WARN_MB": "900"},
+     AdmissionSettings(job_memory_limit_mb=0, job_memory_warn_mb=900)),       # no kill: any warning
 ])
 def test_good_values(env, expected):
     problems: list[str] = []
