@@ -113,12 +113,12 @@ TARGETS: tuple[Target, ...] = (
     # Rewritten by another helper as access-closure rules (issue 29's note); mapped all the same.
     Target("policy/rules/identity.py", INFRA, _existing("tests/policy/test_rules_tools.py", "tests/policy/test_rules.py")),
     Target("policy/rules/tools.py", INFRA, _existing("tests/policy/test_rules_tools.py")),
-    Target("infra/config.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_config.py",
+    Target("domain/config.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_config.py",
                                                "tests/k8s/test_config_errors.py")),
-    Target("infra/database_rules.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_database.py")),
-    Target("infra/maintenance.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_hardening.py")),
-    Target("infra/cost.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_cost.py")),
-    Target("k8s/capacity.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/k8s/test_capacity.py",
+    Target("domain/database_rules.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_database.py")),
+    Target("domain/maintenance.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_hardening.py")),
+    Target("domain/cost.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_cost.py")),
+    Target("domain/capacity.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/k8s/test_capacity.py",
                                                "tests/k8s/test_sizes.py", "tests/k8s/test_config_errors.py")),
     Target("k8s/egress.py", INFRA, _existing("tests/k8s/test_egress.py", "tests/k8s/test_workload.py")),
     # The agent's unit tests are found by what they import (new unit test files join without an
@@ -131,6 +131,14 @@ TARGETS: tuple[Target, ...] = (
     # The tool server's checks of its callers' tokens (audience, issuer, expiry, principal).
     Target("tools/places/places_mcp/caller_auth.py", PLACES, _existing("tests/test_caller_auth_ready.py",
                                                                         "tests/test_caller_auth.py", cwd="tools/places")),
+    # Whether a caller's pod still exists (TokenReview), and readiness that knows a search can work.
+    Target("tools/places/places_mcp/token_review.py", PLACES, _existing("tests/test_token_review.py", cwd="tools/places")),
+    # The access closures (issue 26) and the workload rules split out of workload.py (issue 30).
+    Target("policy/rules/access.py", INFRA, _existing("tests/policy/test_access_gcp.py", "tests/policy/test_access_k8s.py")),
+    Target("policy/rules/access_gcp.py", INFRA, _existing("tests/policy/test_access_gcp.py")),
+    Target("policy/rules/access_k8s.py", INFRA, _existing("tests/policy/test_access_k8s.py")),
+    Target("policy/rules/agent_timing.py", INFRA, _existing("tests/policy/test_boundaries_workload.py", *_POLICY)),
+    Target("policy/rules/agent_scaling.py", INFRA, _existing("tests/policy/test_boundaries_workload.py", *_POLICY)),
 )
 
 

@@ -15,12 +15,12 @@ from dataclasses import replace
 
 import pytest
 
-from infra import cost
-from infra.config import parse_stack_config
-from infra.database_rules import database_problems, overlap_problems
-from infra.settings import ConfigError
-from infra.stackfiles import load_stack_values
-from k8s.capacity import max_safe_calls_percent, workload_problems
+from domain import cost
+from domain.config import parse_stack_config
+from domain.database_rules import database_problems, overlap_problems
+from domain.settings import ConfigError
+from domain.stackfiles import load_stack_values
+from domain.capacity import max_safe_calls_percent, workload_problems
 
 P = "gke-voice-agents:"
 SECRETS = {P + "livekitApiKey": "k", P + "livekitApiSecret": "s"}
@@ -529,8 +529,8 @@ def test_the_context_stops_growing_at_its_cap():
 @pytest.mark.parametrize("name", ["S", "M", "L"])
 def test_the_memory_cap_is_the_last_call_that_fits(name):
     """memory_calls_per_pod calls fit the limit with one job at its kill size; one more does not."""
-    from k8s import capacity
-    from k8s.sizes import SIZES
+    from domain import capacity
+    from domain.sizes import SIZES
 
     resources = SIZES[name].resources(False)
     calls = capacity.memory_calls_per_pod(resources)
@@ -542,8 +542,8 @@ def test_the_memory_cap_is_the_last_call_that_fits(name):
 @pytest.mark.parametrize("name", ["S", "M", "L"])
 @pytest.mark.parametrize("bursting", [False, True])
 def test_the_cpu_cap_is_the_last_call_under_the_threshold(name, bursting):
-    from k8s import capacity
-    from k8s.sizes import SIZES
+    from domain import capacity
+    from domain.sizes import SIZES
 
     resources = SIZES[name].resources(bursting)
     calls = capacity.cpu_calls_per_pod(resources, 0.7)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from infra.plan import PlanResult
+from tooling.plan import PlanResult
 from k8s.manifests import manifest_from_inputs
 from tests.k8s.controlplane import ApiError, ControlPlane
 
@@ -28,7 +28,7 @@ FIELD_MANAGER = "gke-voice-agents"
 
 def manifests(plan: PlanResult) -> list[dict[str, Any]]:
     """Every Kubernetes object of the plan in the order the plan declares them (the order
-    `python -m infra.plan` writes out/<stack>/manifests/*.yaml in), as JSON values."""
+    `python -m tooling.plan` writes out/<stack>/manifests/*.yaml in), as JSON values."""
     found = []
     for resource in plan.resources:
         manifest = manifest_from_inputs(resource["type"], resource["inputs"])

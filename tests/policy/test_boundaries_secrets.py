@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from infra.names import LIVEKIT_SECRET_LABEL
-from infra.plan import evaluate
+from tooling.plan import evaluate
 from policy.engine import evaluate_plan
 
 SPC = "kubernetes:secrets-store.csi.x-k8s.io/v1:SecretProviderClass"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from k8s.capacity import SHUTDOWN_BUDGET_S
+from domain.capacity import SHUTDOWN_BUDGET_S
 from policy.engine import evaluate_plan
 from tests.conftest import _committed_plan
 from tests.policy.test_rule_edges import _same_in_crossguard
