@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 from tests.k8s import controlplane
 from tests.k8s.apiserver import AppliedStack, apply_stack
 
@@ -23,7 +23,7 @@ class Clusters:
         if stack not in self.running:
             cluster = controlplane.start(self.factory.mktemp(f"apiserver-{stack}"), policy_status=True)
             try:
-                self.running[stack] = apply_stack(stack, _committed_plan(stack), cluster)
+                self.running[stack] = apply_stack(stack, _fixture_plan(stack), cluster)
             except BaseException:
                 cluster.stop()
                 raise

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from policy.engine import evaluate_plan
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 
 CLUSTER = "gcp:container/cluster:Cluster"
 NAT = "gcp:compute/routerNat:RouterNat"
@@ -17,7 +17,7 @@ POLICY = "gcp:binaryauthorization/policy:Policy"
 
 
 def _prod() -> list[dict]:
-    return _committed_plan("prod").resources
+    return _fixture_plan("prod").resources
 
 
 def _first(resources: list[dict], typ: str) -> dict:

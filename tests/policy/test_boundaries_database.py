@@ -8,12 +8,12 @@ import copy
 
 import pytest
 
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 from tests.policy.test_rules_database import GOOD, PROD, THROWAWAY, _dsn_findings, _pod_spec, _set_dsn, changed, check
 
 
 def _prod() -> list[dict]:
-    return copy.deepcopy(_committed_plan("prod").resources)
+    return copy.deepcopy(_fixture_plan("prod").resources)
 
 
 @pytest.mark.parametrize(("dsn", "expected"), [

@@ -15,7 +15,7 @@ import pytest
 
 from domain.capacity import SHUTDOWN_BUDGET_S
 from policy.engine import evaluate_plan
-from tests.conftest import _committed_plan
+from tests.conftest import _fixture_plan
 from tests.policy.test_rule_edges import _same_in_crossguard
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -25,7 +25,7 @@ SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 
 
 def _prod() -> list[dict]:
-    return _committed_plan("prod").resources
+    return _fixture_plan("prod").resources
 
 
 def _deployment(resources: list[dict]) -> dict:
