@@ -99,8 +99,9 @@ def project_declarations(root: Path = ROOT) -> dict[str, dict[str, Any]]:
 
 
 def stack_file(stack: str, root: Path = ROOT, stack_dir: Path | None = None) -> Path:
-    """Pulumi.<stack>.yaml in `stack_dir`, else in STACK_DIR, else beside Pulumi.yaml."""
-    return (stack_dir or STACK_DIR or root) / f"Pulumi.{stack}.yaml"
+    """Pulumi.<stack>.yaml in `stack_dir`, else in STACK_DIR (for this repository's own project
+    only: a copy of the project elsewhere keeps its own stack files), else beside Pulumi.yaml."""
+    return (stack_dir or (STACK_DIR if Path(root).resolve() == ROOT else None) or root) / f"Pulumi.{stack}.yaml"
 
 
 def load_stack_values(stack: str, root: Path = ROOT, stack_dir: Path | None = None) -> StackValues:

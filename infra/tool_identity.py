@@ -9,7 +9,7 @@ Whose token: not the pod's own Workload Identity Federation principal (what the 
 Vertex AI). Google lists the products that accept federated tokens ("Identity federation:
 products and limitations", https://cloud.google.com/iam/docs/federated-identity-supported-services,
 read 2026-12-07) and Google Maps Platform is not among them as far as that page could be read
-(infra/preconditions.py federated-token-accepted). So the tool server acts as a Google service
+(tooling/preconditions.py federated-token-accepted). So the tool server acts as a Google service
 account of its own that holds that one role: its Kubernetes service account is linked to it
 (annotation iam.gke.io/gcp-service-account, k8s/tool_server.py) and may act as it
 (roles/iam.workloadIdentityUser for `serviceAccount:<pool>[<ns>/<ksa>]`), and the GKE metadata

@@ -39,7 +39,7 @@ class Recorded:
     depends_on: list[str] = field(default_factory=list)
     # The explicit provider's name (the Kubernetes provider for every workload object), or None
     # for the default provider. The SDK waits for the provider before registering the resource,
-    # so a provider orders like a dependency (infra/preconditions.py reads it that way).
+    # so a provider orders like a dependency (tooling/preconditions.py reads it that way).
     provider: str | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from domain.config import parse_stack_config
 from domain.cost import (
     cost_lines, cost_summary, fixed_cost_lines, fixed_monthly_costs, places_search_lines, prices_for,
 )
-from infra.preconditions import kept_after_destroy
+from tooling.preconditions import kept_after_destroy
 from domain.stackfiles import ROOT, StackFileError, StackValues, example_values, load_stack_values
 
 EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2

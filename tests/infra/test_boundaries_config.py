@@ -231,7 +231,12 @@ def test_authorized_networks(networks, refused):
 @pytest.mark.parametrize(("tag", "refused"), [("v" * 63, False), ("v" * 64, True), ("-v1", True), ("v1-", True),
                                               ("_v1", True), ("v1.", True), ("1", False)])
 def test_the_release_label_from_the_tag(tag, refused):
-    assert any("labels every pod and metric as the release" in p for p in problems_of(agentImageTag=tag)) is refused
+    """The tag is the release label: a label value's rules (63 characters, alphanumeric at both
+    ends); '-v1' is already no image tag (the tag pattern refuses it before the label rule)."""
+    found = problems_of(agentImageTag=tag)
+    assert any(p.startswith(f"{P}agentImageTag = ") for p in found) is refused, found
+    if refused and tag != "-v1":
+        assert any("labels every pod and metric as the release" in p for p in found), found
 
 
 def test_a_tag_longer_than_a_label_is_fine_when_deploying_by_digest():
@@ -479,7 +484,8 @@ def test_the_digest_is_exactly_64_lower_case_hex_digits(digest, refused):
     assert any(p.startswith(f"{P}agentImageDigest = ") for p in problems_of(agentImageDigest=digest)) is refused
 
 
-@pytest.mark.parametrize(("location", "refused"), [("", False), ("global", False), ("europe-west4", False),
+# global serves no Gemini Live model (domain/data/gemini_live_locations.json)
+@pytest.mark.parametrize(("location", "refused"), [("", False), ("global", True), ("europe-west4", False),
                                                    ("europe-west99", True), ("Global", True)])
 def test_the_fallback_location_is_a_vertex_location(location, refused):
     found = problems_of(geminiFallbackLocation=location)

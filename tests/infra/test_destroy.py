@@ -1,7 +1,7 @@
 """`pulumi destroy` of a throwaway stack removes everything it can (issue 24).
 
 The engine deletes a resource before anything it waits for (its dependencies, its provider, its
-parent), i.e. the creation graph of infra/preconditions.py reversed. These tests check that order
+parent), i.e. the creation graph of tooling/preconditions.py reversed. These tests check that order
 on the fixture stacks' plans, and the deletion policies that decide whether GCP lets each delete
 through: the private services connection must not leave its peering behind (a network with a
 peering cannot be deleted), the IAM database user that owns the checkpoint tables cannot be
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from infra.database import PSA_DELETION_POLICY, USER_DELETION_POLICY
-from infra.preconditions import PlanGraph, kept_after_destroy
+from tooling.preconditions import PlanGraph, kept_after_destroy
 from tooling.plan import PlanResult
 
 

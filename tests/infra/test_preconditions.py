@@ -1,6 +1,6 @@
 """A first `pulumi up` that cannot fail on ordering or existence (issue 24).
 
-infra/preconditions.py holds one row per documented precondition (API enabled, service agent,
+tooling/preconditions.py holds one row per documented precondition (API enabled, service agent,
 peering before a private instance, a kind the cluster serves, a metric for a PromQL alert, a
 token the called API accepts, ...), each with its source. Here every fixture stack's plan meets
 all of them, and every row is shown to fail on a plan broken the way the row describes, so no
@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from infra.preconditions import (
+from tooling.preconditions import (
     CAPACITY_BUFFER_MIN_VERSION, FEDERATED_TOKEN_APIS, PRECONDITIONS, PlanGraph, check_plan, gke_version,
 )
 from tooling.plan import PlanResult

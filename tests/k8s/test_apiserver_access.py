@@ -208,11 +208,13 @@ def test_the_agent_account_may_patch_pods_and_nothing_else(applied: AppliedStack
     assert granted(applied.cluster, _subject(NS, runtime.AGENT_SERVICE_ACCOUNT)) == {("patch", "pods", "", NS)}
 
 
-def test_the_tool_server_account_may_do_nothing(applied: AppliedStack):
-    """The Places server needs no Kubernetes API at all (its pod mounts no API token)."""
+def test_the_tool_server_account_may_review_tokens_and_nothing_else(applied: AppliedStack):
+    """The Places server's one Kubernetes call: is this caller's pod still there (TokenReview,
+    tools/places/places_mcp/token_review.py). It reads nothing."""
     tool = next(o for o in applied.objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] != runtime.AGENT_SERVICE_ACCOUNT
                 and o["metadata"]["namespace"] == NS)
-    assert granted(applied.cluster, _subject(NS, tool["metadata"]["name"])) == set()
+    assert granted(applied.cluster, _subject(NS, tool["metadata"]["name"])) == {
+        ("create", "tokenreviews", "authentication.k8s.io", "")}
     token = Identity(token=applied.cluster.request_token(NS, tool["metadata"]["name"]))
     for path in (f"/api/v1/namespaces/{NS}/pods", f"/api/v1/namespaces/{NS}/secrets", "/api/v1/nodes"):
         status, _ = applied.cluster.raw("GET", path, identity=token)

@@ -94,7 +94,7 @@ def test_manifests_are_valid_in_strict_mode(plan, version):
 
 
 def test_only_the_tool_servers_account_gets_the_quota_role(plan):
-    """Places takes no Workload Identity Federation token (infra/preconditions.py
+    """Places takes no Workload Identity Federation token (tooling/preconditions.py
     federated-token-accepted): the quota role goes to a Google service account of the tool
     server's own, its Kubernetes service account is linked to it, and nothing else may act as it."""
     grants = [r["inputs"] for r in plan.resources if r["type"] == "gcp:projects/iAMMember:IAMMember"]

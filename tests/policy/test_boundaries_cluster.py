@@ -4,9 +4,13 @@ every passing case has a failing twin one step away."""
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import pytest
 
 from policy.engine import evaluate_plan
+from tooling.plan import evaluate
 from tests.conftest import _fixture_plan
 
 CLUSTER = "gcp:container/cluster:Cluster"
@@ -18,6 +22,17 @@ POLICY = "gcp:binaryauthorization/policy:Policy"
 
 def _prod() -> list[dict]:
     return _fixture_plan("prod").resources
+
+
+@functools.lru_cache(maxsize=None)
+def _prod_admitting_its_registry_plan():
+    """Prod without the CI attestor: Binary Authorization admits the registry by pattern (the
+    allowlist this rule judges); with the attestor every image needs the attestation instead."""
+    return evaluate("prod", {"gke-voice-agents:binaryAuthorizationAttestor": ""})
+
+
+def _prod_admitting_its_registry() -> list[dict]:
+    return copy.deepcopy(_prod_admitting_its_registry_plan().resources)
 
 
 def _first(resources: list[dict], typ: str) -> dict:
@@ -314,7 +329,7 @@ def test_binauthz_default_rule(rule, flagged):
     (lambda repo: [], True),
 ])
 def test_binauthz_admits_the_agent_image(patterns, refused):
-    resources = _prod()
+    resources = _prod_admitting_its_registry()
     repo = _repository_path(resources)
     policy = _first(resources, POLICY)
     others = [p for p in policy["admissionWhitelistPatterns"] if not p["namePattern"].startswith(repo)]

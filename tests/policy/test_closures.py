@@ -23,8 +23,10 @@ def test_the_dev_listing_names_every_principal_and_each_grant_once():
         assert heading in text
     grants = [line for line in text.splitlines() if line.startswith("  google")]
     # agent: Vertex, token creator, two LiveKit secrets, two database roles through the account;
-    # the tool server's quota role; the adapter's viewer role
-    assert len(grants) == 8, grants
+    # the tool server: its Workload Identity link and, through that account, the quota role; the
+    # adapter's viewer role
+    assert len(grants) == 9, grants
+    assert sum(" via " in g and "serviceUsageConsumer" in g for g in grants) == 1
     assert sum(" via " in g and "resource.name == 'projects/" in g for g in grants) == 2
     assert "admission: bound with Deny" in text
     assert "  kubernetes: ['create'] on ['tokenreviews'] in groups ['authentication.k8s.io'] in every namespace " \
