@@ -183,7 +183,7 @@ class MetricsAdapter(pulumi.ComponentResource):
             spec={"replicas": 1, "selector": {"matchLabels": APP_LABELS},
                   "template": {"metadata": {"labels": APP_LABELS}, "spec": adapter_pod_spec()}},
             # Pods naming a service account that does not exist yet are refused by admission
-            # (infra/preconditions.py service-account-first).
+            # (tooling/preconditions.py service-account-first).
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[ns, ksa]))
         service = k8s.core.v1.Service(
             child(name, "service"), metadata=meta,
