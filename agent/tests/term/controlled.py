@@ -72,7 +72,7 @@ def scaled_deployment(deployment: dict[str, Any], drain_timeout: float) -> dict[
 def pod_requests(pod_spec: dict[str, Any]) -> tuple[int, int]:
     """(millicores, MiB) the scheduler counts for a pod: its containers plus its restartable
     init containers (native sidecars, KEP-753)."""
-    from term.cgroup import cpu_millis
+    from helpers.pod_cgroup import cpu_millis
 
     def mib(value: str) -> int:
         units = {"Mi": 1, "Gi": 1024}
