@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pulumi
 import pytest
@@ -22,6 +23,9 @@ from tests.ci.cel import evaluate_condition
 from tests.ci.trust import violations
 
 REPO = "my-org/gke-voice-agents"
+# The bootstrap settings these tests evaluate: a fixture of our own, not the user's
+# bootstrap/Pulumi.ci.yaml (a user edits that file).
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bootstrap" / "Pulumi.ci.yaml"
 POOL = f"projects/{FAKE_PROJECT_NUMBER}/locations/global/workloadIdentityPools/github"
 PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
 SA_IAM = "gcp:serviceaccount/iAMMember:IAMMember"
@@ -31,11 +35,11 @@ BUCKET_IAM = "gcp:storage/bucketIAMMember:BucketIAMMember"
 
 @pytest.fixture(scope="module")
 def run() -> BootstrapRun:
-    return evaluate_bootstrap()
+    return evaluate_bootstrap(stack_file_config(FIXTURE))
 
 
 def _with(**changes: object) -> dict[str, str]:
-    config = stack_file_config()
+    config = stack_file_config(FIXTURE)
     for name, value in changes.items():
         full = name if ":" in name else f"{PROJECT}:{name}"
         if value is None:
@@ -115,7 +119,7 @@ def test_each_identity_has_exactly_one_workload_identity_binding(run):
     assert len(run.of_type(SA_IAM)) == len(bindings) == 4
     for account, binding in bindings.items():
         assert binding["role"] == "roles/iam.workloadIdentityUser"
-        assert binding["serviceAccountId"].endswith(f"/serviceAccounts/{account}@my-voice-agents-ci.iam.gserviceaccount.com")
+        assert binding["serviceAccountId"].endswith(f"/serviceAccounts/{account}@gva-fixture-ci.iam.gserviceaccount.com")
 
 
 def test_no_key_is_created_for_any_service_account(run):
@@ -126,12 +130,12 @@ def test_no_key_is_created_for_any_service_account(run):
 
 def test_a_deployer_holds_its_stacks_roles_in_its_own_project_only(run):
     dev = _grants(run, "ci-deploy-dev")
-    assert {p for p, _ in dev} == {"my-voice-agents-dev"}
+    assert {p for p, _ in dev} == {"gva-fixture-dev"}
     assert {r for _, r in dev} == {u.role for u in DEPLOYER_ROLES} | {"roles/resourcemanager.projectIamAdmin"}
     prod = _grants(run, "ci-deploy-prod")
-    assert {r for p, r in prod if p == "my-voice-agents-prod"} == {r for _, r in dev}
+    assert {r for p, r in prod if p == "gva-fixture-prod"} == {r for _, r in dev}
     # Promotion copies dev's image: prod's deployer may read dev's registry, nothing more there.
-    assert {r for p, r in prod if p == "my-voice-agents-dev"} == {"roles/artifactregistry.reader"}
+    assert {r for p, r in prod if p == "gva-fixture-dev"} == {"roles/artifactregistry.reader"}
 
 
 def test_project_iam_admin_can_only_grant_the_stacks_own_roles(run):
@@ -151,11 +155,11 @@ def test_project_iam_admin_can_only_grant_the_stacks_own_roles(run):
 def test_the_previewer_only_reads_and_only_the_previewed_stacks(run):
     """Pull-request code runs as the previewer: it reaches dev (previewStacks) and nothing of prod."""
     grants = _grants(run, "ci-preview")
-    assert {p for p, _ in grants} == {"my-voice-agents-dev"}
+    assert {p for p, _ in grants} == {"gva-fixture-dev"}
     assert {r for _, r in grants} == {u.role for u in PREVIEWER_ROLES}
-    member = "serviceAccount:ci-preview@my-voice-agents-ci.iam.gserviceaccount.com"
+    member = "serviceAccount:ci-preview@gva-fixture-ci.iam.gserviceaccount.com"
     buckets = {(r["inputs"]["bucket"], r["inputs"]["role"]) for r in run.of_type(BUCKET_IAM) if r["inputs"]["member"] == member}
-    assert buckets == {("my-voice-agents-ci-pulumi-dev", "roles/storage.objectViewer")}
+    assert buckets == {("gva-fixture-ci-pulumi-dev", "roles/storage.objectViewer")}
     keys = {(r["inputs"]["cryptoKeyId"].rpartition("/")[2], r["inputs"]["role"])
             for r in run.of_type(KEY_IAM) if r["inputs"]["member"] == member}
     assert keys == {("stack-secrets-dev", "roles/cloudkms.cryptoKeyDecrypter")}
@@ -199,10 +203,10 @@ def test_the_builder_pushes_and_signs_and_reads_no_stage(run):
     """The build job's identity: push to the first stage's registry, store attestations there,
     sign with the attestor's key; no state bucket, no stack secrets key, nothing in prod."""
     grants = _grants(run, "ci-build")
-    assert set(grants) == {("my-voice-agents-dev", "roles/artifactregistry.writer"),
-                           ("my-voice-agents-dev", "roles/containeranalysis.occurrences.editor"),
-                           ("my-voice-agents-dev", "roles/ondemandscanning.admin")}
-    member = "serviceAccount:ci-build@my-voice-agents-ci.iam.gserviceaccount.com"
+    assert set(grants) == {("gva-fixture-dev", "roles/artifactregistry.writer"),
+                           ("gva-fixture-dev", "roles/containeranalysis.occurrences.editor"),
+                           ("gva-fixture-dev", "roles/ondemandscanning.admin")}
+    member = "serviceAccount:ci-build@gva-fixture-ci.iam.gserviceaccount.com"
     assert not [r for r in run.of_type(BUCKET_IAM) if r["inputs"]["member"] == member]
     keys = {(r["inputs"]["cryptoKeyId"].rpartition("/keyRings/")[2], r["inputs"]["role"])
             for r in run.of_type(KEY_IAM) if r["inputs"]["member"] == member}
@@ -214,12 +218,12 @@ def test_only_the_builder_may_sign_and_each_stage_may_verify(run):
     assert key["purpose"] == "ASYMMETRIC_SIGN" and key["versionTemplate"]["algorithm"] == "EC_SIGN_P256_SHA256"
     assert {"attestation-key", "attestation-key-ring"} <= run.protected
     signers = [r["inputs"]["member"] for r in run.of_type(KEY_IAM) if r["inputs"]["cryptoKeyId"].endswith("/cryptoKeys/attestor")]
-    assert signers == ["serviceAccount:ci-build@my-voice-agents-ci.iam.gserviceaccount.com"]
+    assert signers == ["serviceAccount:ci-build@gva-fixture-ci.iam.gserviceaccount.com"]
     (attestor,) = run.of_type("gcp:binaryauthorization/attestor:Attestor")
     note = attestor["inputs"]["attestationAuthorityNote"]
-    assert note["noteReference"] == "projects/my-voice-agents-ci/notes/built-by-ci"
+    assert note["noteReference"] == "projects/gva-fixture-ci/notes/built-by-ci"
     (public_key,) = note["publicKeys"]
-    assert public_key["id"] == ("//cloudkms.googleapis.com/v1/projects/my-voice-agents-ci/locations/global/keyRings/"
+    assert public_key["id"] == ("//cloudkms.googleapis.com/v1/projects/gva-fixture-ci/locations/global/keyRings/"
                                 "build-attestation/cryptoKeys/attestor/cryptoKeyVersions/1")
     assert public_key["pkixPublicKey"]["signatureAlgorithm"] == "EC_SIGN_P256_SHA256"
     assert public_key["pkixPublicKey"]["publicKeyPem"].startswith("-----BEGIN PUBLIC KEY-----")
@@ -227,17 +231,17 @@ def test_only_the_builder_may_sign_and_each_stage_may_verify(run):
     verifiers = {(r["name"], r["inputs"]["role"]) for r in run.of_type("gcp:binaryauthorization/attestorIamMember:AttestorIamMember")
                  if r["inputs"]["member"] == agent}
     assert verifiers == {(f"attestation-verifier-{p}", "roles/binaryauthorization.attestorsVerifier")
-                         for p in ("my-voice-agents-dev", "my-voice-agents-prod")}
-    assert run.outputs["buildAttestor"] == "projects/my-voice-agents-ci/attestors/built-by-ci"
+                         for p in ("gva-fixture-dev", "gva-fixture-prod")}
+    assert run.outputs["buildAttestor"] == "projects/gva-fixture-ci/attestors/built-by-ci"
     assert run.outputs["githubEnvironmentVariables"]["build"]["BUILD_ATTESTOR"] == run.outputs["buildAttestor"]
 
 
 def test_the_trust_check_catches_a_deployer_that_may_sign(run):
     """Negative control: a deployer with the signer role could make any image it pushes admissible."""
-    cfg = load_bootstrap_config(stack_file_config())
-    dev = "serviceAccount:ci-deploy-dev@my-voice-agents-ci.iam.gserviceaccount.com"
+    cfg = load_bootstrap_config(stack_file_config(FIXTURE))
+    dev = "serviceAccount:ci-deploy-dev@gva-fixture-ci.iam.gserviceaccount.com"
     signer = dataclasses.replace(run, resources=[*run.resources, {"type": KEY_IAM, "name": "z", "parent": "attestation", "inputs": {
-        "cryptoKeyId": "projects/my-voice-agents-ci/locations/global/keyRings/build-attestation/cryptoKeys/attestor",
+        "cryptoKeyId": "projects/gva-fixture-ci/locations/global/keyRings/build-attestation/cryptoKeys/attestor",
         "role": "roles/cloudkms.signerVerifier", "member": dev}}])
     assert [v for v in violations(signer, cfg) if "attestor's signing key" in v] == [
         f"deployer {dev} may use the attestor's signing key: z (roles/cloudkms.signerVerifier)"]
@@ -245,24 +249,24 @@ def test_the_trust_check_catches_a_deployer_that_may_sign(run):
 
 def test_no_ci_identity_reaches_a_ci_identity_the_pool_or_another_stages_state(run):
     """The trust boundary, read from every declared binding (tests/ci/trust.py)."""
-    assert violations(run, load_bootstrap_config(stack_file_config())) == []
+    assert violations(run, load_bootstrap_config(stack_file_config(FIXTURE))) == []
 
 
 def test_the_trust_check_catches_a_home_project_shared_with_a_stage():
     """Negative control, and the layout before this change: CI identities in prod's project gave
     prod's deployer serviceAccountAdmin over them (the loader now refuses it; built anyway here)."""
-    cfg = dataclasses.replace(load_bootstrap_config(stack_file_config()), home_project="my-voice-agents-prod")
+    cfg = dataclasses.replace(load_bootstrap_config(stack_file_config(FIXTURE)), home_project="gva-fixture-prod")
     found = violations(evaluate_build(cfg), cfg)
     assert any("ci-deploy-prod" in v and "roles/iam.serviceAccountAdmin" in v for v in found), found
 
 
 def test_the_trust_check_catches_a_deployer_on_another_stages_state(run):
     """Negative control, and the layout before this change: one bucket all deployers could write."""
-    cfg = load_bootstrap_config(stack_file_config())
-    dev = "serviceAccount:ci-deploy-dev@my-voice-agents-ci.iam.gserviceaccount.com"
+    cfg = load_bootstrap_config(stack_file_config(FIXTURE))
+    dev = "serviceAccount:ci-deploy-dev@gva-fixture-ci.iam.gserviceaccount.com"
     shared = dataclasses.replace(run, resources=[*run.resources,
         {"type": BUCKET_IAM, "name": "x", "parent": "state", "inputs": {
-            "bucket": "my-voice-agents-ci-pulumi-prod", "role": "roles/storage.objectUser", "member": dev}},
+            "bucket": "gva-fixture-ci-pulumi-prod", "role": "roles/storage.objectUser", "member": dev}},
         {"type": KEY_IAM, "name": "y", "parent": "state", "inputs": {
             "cryptoKeyId": "projects/p/locations/global/keyRings/r/cryptoKeys/stack-secrets-prod",
             "role": "roles/cloudkms.cryptoKeyDecrypter", "member": dev}}])
@@ -274,7 +278,7 @@ def test_each_stack_has_its_own_key_and_only_its_own_identities_unwrap_it(run):
     keys = {r["name"]: r["inputs"] for r in run.of_type("gcp:kms/cryptoKey:CryptoKey") if r["parent"] == "state"}
     assert set(keys) == {"state-key-dev", "state-key-prod"}
     assert {k["rotationPeriod"] for k in keys.values()} == {"7776000s"}
-    ci = "@my-voice-agents-ci.iam.gserviceaccount.com"
+    ci = "@gva-fixture-ci.iam.gserviceaccount.com"
     expected = {"dev": {f"serviceAccount:ci-deploy-dev{ci}", f"serviceAccount:ci-preview{ci}"},
                 # Only the job that runs after the approval: no planner, no previewer.
                 "prod": {f"serviceAccount:ci-deploy-prod{ci}"}}
@@ -283,12 +287,12 @@ def test_each_stack_has_its_own_key_and_only_its_own_identities_unwrap_it(run):
                  if r["inputs"]["cryptoKeyId"].endswith(f"/stack-secrets-{stack}") and r["inputs"]["member"].startswith("serviceAccount:")}
         assert found == members, stack
     assert run.outputs["secretsProviders"]["prod"] == (
-        "gcpkms://projects/my-voice-agents-ci/locations/global/keyRings/pulumi-secrets/cryptoKeys/stack-secrets-prod")
+        "gcpkms://projects/gva-fixture-ci/locations/global/keyRings/pulumi-secrets/cryptoKeys/stack-secrets-prod")
 
 
 def test_each_stage_and_the_bootstrap_have_their_own_private_versioned_protected_bucket(run):
     buckets = {r["inputs"]["name"]: r for r in run.of_type("gcp:storage/bucket:Bucket")}
-    assert set(buckets) == {f"my-voice-agents-ci-pulumi-{s}" for s in ("bootstrap", "dev", "prod")}
+    assert set(buckets) == {f"gva-fixture-ci-pulumi-{s}" for s in ("bootstrap", "dev", "prod")}
     for bucket in buckets.values():
         inputs = bucket["inputs"]
         assert inputs["uniformBucketLevelAccess"] is True and inputs["publicAccessPrevention"] == "enforced"
@@ -296,12 +300,12 @@ def test_each_stage_and_the_bootstrap_have_their_own_private_versioned_protected
         assert bucket["name"] in run.protected
     assert {"state-key-ring", "state-key-dev", "state-key-prod"} <= run.protected
     writers = {(r["inputs"]["bucket"], r["inputs"]["member"]) for r in run.of_type(BUCKET_IAM) if r["inputs"]["role"] == "roles/storage.objectUser"}
-    ci = "@my-voice-agents-ci.iam.gserviceaccount.com"
-    assert writers == {("my-voice-agents-ci-pulumi-dev", f"serviceAccount:ci-deploy-dev{ci}"),
-                       ("my-voice-agents-ci-pulumi-prod", f"serviceAccount:ci-deploy-prod{ci}")}
+    ci = "@gva-fixture-ci.iam.gserviceaccount.com"
+    assert writers == {("gva-fixture-ci-pulumi-dev", f"serviceAccount:ci-deploy-dev{ci}"),
+                       ("gva-fixture-ci-pulumi-prod", f"serviceAccount:ci-deploy-prod{ci}")}
     assert not [r for r in run.of_type(BUCKET_IAM) if r["inputs"]["bucket"].endswith("-bootstrap")], "no CI identity reads the bootstrap's state"
-    assert run.outputs["stateBackendUrls"] == {"dev": "gs://my-voice-agents-ci-pulumi-dev", "prod": "gs://my-voice-agents-ci-pulumi-prod"}
-    assert run.outputs["bootstrapStateUrl"] == "gs://my-voice-agents-ci-pulumi-bootstrap"
+    assert run.outputs["stateBackendUrls"] == {"dev": "gs://gva-fixture-ci-pulumi-dev", "prod": "gs://gva-fixture-ci-pulumi-prod"}
+    assert run.outputs["bootstrapStateUrl"] == "gs://gva-fixture-ci-pulumi-bootstrap"
 
 
 def test_pulumi_cloud_and_passphrase_need_no_bucket_and_no_state_keys():
@@ -318,11 +322,11 @@ def test_pulumi_cloud_and_passphrase_need_no_bucket_and_no_state_keys():
 def test_apis_are_enabled_and_never_disabled_again(run):
     services = run.of_type("gcp:projects/service:Service")
     enabled = {(s["inputs"]["project"], s["inputs"]["service"]) for s in services}
-    assert ("my-voice-agents-ci", "sts.googleapis.com") in enabled
-    assert ("my-voice-agents-dev", "container.googleapis.com") in enabled
+    assert ("gva-fixture-ci", "sts.googleapis.com") in enabled
+    assert ("gva-fixture-dev", "container.googleapis.com") in enabled
     # the build's scan runs in the project it pushes to, and only there
-    assert ("my-voice-agents-dev", "ondemandscanning.googleapis.com") in enabled
-    assert ("my-voice-agents-prod", "ondemandscanning.googleapis.com") not in enabled
+    assert ("gva-fixture-dev", "ondemandscanning.googleapis.com") in enabled
+    assert ("gva-fixture-prod", "ondemandscanning.googleapis.com") not in enabled
     assert all(s["inputs"]["disableOnDestroy"] is False for s in services)
 
 
@@ -332,11 +336,11 @@ def test_an_apply_on_the_exported_variables_really_runs():
     pulumi_settings.reset_options(project=PROJECT, stack="ci", preview=False)
     mocks = BootstrapMocks()
     set_mocks(mocks, project=PROJECT, stack="ci", preview=False)
-    outputs = build(load_bootstrap_config(stack_file_config()))
+    outputs = build(load_bootstrap_config(stack_file_config(FIXTURE)))
     runs = []
 
     def check(variables: dict) -> dict:
-        assert variables["production"]["GCP_DEPLOY_SERVICE_ACCOUNT"] == "ci-deploy-prod@my-voice-agents-ci.iam.gserviceaccount.com"
+        assert variables["production"]["GCP_DEPLOY_SERVICE_ACCOUNT"] == "ci-deploy-prod@gva-fixture-ci.iam.gserviceaccount.com"
         runs.append(variables)
         return variables
 
@@ -348,7 +352,7 @@ def test_an_apply_on_the_exported_variables_really_runs():
 # --- configuration -------------------------------------------------------------------------------
 
 def test_the_committed_example_stack_is_valid():
-    cfg = load_bootstrap_config(stack_file_config())
+    cfg = load_bootstrap_config(stack_file_config(FIXTURE))
     assert [e.stack for e in cfg.environments] == ["dev", "prod"]
     assert cfg.environment("prod").promote_from == "dev"
 
@@ -356,23 +360,23 @@ def test_the_committed_example_stack_is_valid():
 @pytest.mark.parametrize(("changes", "message"), [
     ({"githubRepository": "gke-voice-agents"}, r"githubRepository = 'gke-voice-agents': must be the repository as owner/name"),
     ({"environments": None}, r"environments = \(not set\): required: a map of stack -> settings"),
-    ({"environments": {"dev": {"project": "my-voice-agents-dev"}}}, r"environments\.dev\.githubEnvironment = \(not set\): must be a GitHub environment name"),
-    ({"environments": {"Dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev"}}}, r"environments\.Dev = 'Dev': stack names are 1-20 lower-case"),
-    ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev", "promoteFrom": "qa"}}},
+    ({"environments": {"dev": {"project": "gva-fixture-dev"}}}, r"environments\.dev\.githubEnvironment = \(not set\): must be a GitHub environment name"),
+    ({"environments": {"Dev": {"project": "gva-fixture-dev", "githubEnvironment": "dev"}}}, r"environments\.Dev = 'Dev': stack names are 1-20 lower-case"),
+    ({"environments": {"dev": {"project": "gva-fixture-dev", "githubEnvironment": "dev", "promoteFrom": "qa"}}},
      r"environments\.dev\.promoteFrom = 'qa': must name another stack"),
-    ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "x"},
-                       "prod": {"project": "my-voice-agents-prod", "githubEnvironment": "x"}}},
+    ({"environments": {"dev": {"project": "gva-fixture-dev", "githubEnvironment": "x"},
+                       "prod": {"project": "gva-fixture-prod", "githubEnvironment": "x"}}},
      r"each stack needs its own GitHub environment"),
-    ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev"},
-                       "prod": {"project": "my-voice-agents-prod", "githubEnvironment": "production", "promoteFrom": "dev",
+    ({"environments": {"dev": {"project": "gva-fixture-dev", "githubEnvironment": "dev"},
+                       "prod": {"project": "gva-fixture-prod", "githubEnvironment": "production", "promoteFrom": "dev",
                                 "planEnvironment": "production-plan"}}},
      r"environments\.prod\.planEnvironment = 'production-plan': is no longer a setting: a job that runs before the approval"),
     ({"buildEnvironment": "production"}, r"buildEnvironment = 'production': is also a stage's deploy environment"),
     ({"buildEnvironment": "build env"}, r"buildEnvironment = 'build env': must be a GitHub environment name"),
-    ({"environments": {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev", "projet": "eu"}}},
+    ({"environments": {"dev": {"project": "gva-fixture-dev", "githubEnvironment": "dev", "projet": "eu"}}},
      r"environments\.dev\.projet = 'eu': is not an environment setting; did you mean project\?"),
-    ({"gcp:project": "my-voice-agents-dev"}, r"gcp:project = 'my-voice-agents-dev': is also the project of stack dev"),
-    ({"gcp:project": "my-voice-agents-prod"}, r"gcp:project = 'my-voice-agents-prod': is also the project of stack prod: its deployer could take over"),
+    ({"gcp:project": "gva-fixture-dev"}, r"gcp:project = 'gva-fixture-dev': is also the project of stack dev"),
+    ({"gcp:project": "gva-fixture-prod"}, r"gcp:project = 'gva-fixture-prod': is also the project of stack prod: its deployer could take over"),
     ({"secretsProvidr": "passphrase"}, r"bootstrap:secretsProvidr = 'passphrase': is not a bootstrap setting; did you mean gke-voice-agents-bootstrap:secretsProvider\?"),
     ({"stateBucket": "x-state"}, r"bootstrap:stateBucket = 'x-state': is not a bootstrap setting; did you mean gke-voice-agents-bootstrap:stateBucketPrefix\?"),
     ({"gcp:regoin": "us-central1"}, r"gcp:regoin = 'us-central1': the bootstrap reads only gcp:project"),
@@ -414,8 +418,8 @@ def test_the_bootstrap_is_its_own_project_on_the_main_venv():
 # --- OIDC subject length: Google's 127-byte google.subject limit, at its boundary --------------
 
 def _environments_with(production: str) -> dict:
-    return {"dev": {"project": "my-voice-agents-dev", "githubEnvironment": "dev"},
-            "prod": {"project": "my-voice-agents-prod", "githubEnvironment": production, "promoteFrom": "dev"}}
+    return {"dev": {"project": "gva-fixture-dev", "githubEnvironment": "dev"},
+            "prod": {"project": "gva-fixture-prod", "githubEnvironment": production, "promoteFrom": "dev"}}
 
 
 @pytest.mark.parametrize(("length", "accepted"), [(85, True), (86, True), (87, False)])
@@ -438,7 +442,7 @@ def test_every_key_of_the_committed_stack_is_one_the_bootstrap_reads():
     from bootstrap.config import SETTINGS, read_pulumi_config
     from pulumi.runtime.config import set_all_config
 
-    set_all_config({**stack_file_config(), f"{PROJECT}:secretsProvidr": "x", "aws:region": "eu-west-1"}, [])
+    set_all_config({**stack_file_config(FIXTURE), f"{PROJECT}:secretsProvidr": "x", "aws:region": "eu-west-1"}, [])
     raw = read_pulumi_config()
     assert f"{PROJECT}:secretsProvidr" in raw and "aws:region" not in raw
-    assert {k.partition(":")[2] for k in stack_file_config() if k.startswith(PROJECT)} <= set(SETTINGS)
+    assert {k.partition(":")[2] for k in stack_file_config(FIXTURE) if k.startswith(PROJECT)} <= set(SETTINGS)
