@@ -263,8 +263,34 @@ def report(result: PlanResult, values: StackValues) -> str:
     if made_up:
         lines += ["", "placeholders in this plan; set real values before `pulumi up`:"]
         lines += [f"  {m}" for m in made_up]
+    ci = ci_bootstrap_line(values.stack, str(values.config.get("gcp:project", "")))
+    if ci:
+        lines += ["", ci]
     lines += ["", *policy_config_lines(values.stack)]
     return "\n".join(lines)
+
+
+BOOTSTRAP_FILE = ROOT / "bootstrap" / "Pulumi.ci.yaml"
+BOOTSTRAP_ENVIRONMENTS = "gke-voice-agents-bootstrap:environments"
+
+
+def ci_bootstrap_line(stack: str, project: str, bootstrap_file: Path = BOOTSTRAP_FILE) -> str | None:
+    """Whether CI can deploy this stack as it stands: the bootstrap (bootstrap/Pulumi.ci.yaml,
+    docs/ci.md) gives each stack's deployer rights in one project, so a stack whose gcp:project
+    differs, or that the bootstrap does not name, would fail its first CI `up` for want of rights.
+    Said by the plan, not refused: a stack need not be deployed by CI at all."""
+    if not bootstrap_file.is_file():
+        return None
+    environments = ((yaml.safe_load(bootstrap_file.read_text()) or {}).get("config") or {}).get(BOOTSTRAP_ENVIRONMENTS) or {}
+    name = bootstrap_file.relative_to(ROOT) if bootstrap_file.is_relative_to(ROOT) else bootstrap_file
+    if stack not in environments:
+        return (f"ci: {name} names no environment for stack {stack}, so CI does not deploy it; add one "
+                "(docs/ci.md) or deploy it yourself")
+    ci_project = (environments[stack] or {}).get("project")
+    if ci_project != project:
+        return (f"ci: {name} gives stack {stack} project {ci_project}, but its gcp:project is {project}: CI's "
+                f"deployer for {stack} holds no role there; make the two agree and re-run the bootstrap (docs/ci.md)")
+    return None
 
 
 def policy_config_lines(stack: str) -> list[str]:

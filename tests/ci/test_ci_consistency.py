@@ -129,14 +129,35 @@ def test_the_previewed_stacks_have_policy_configs_and_committed_stack_files(boot
         assert entry["qualified"] == bootstrap.outputs["stackNames"][entry["stack"]]
 
 
-def test_the_bootstrap_covers_exactly_the_committed_stacks_in_their_projects():
-    config = yaml.safe_load((ROOT / "bootstrap" / "Pulumi.ci.yaml").read_text())["config"]
-    environments = config["gke-voice-agents-bootstrap:environments"]
-    committed = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
-    assert sorted(environments) == committed
-    for stack, settings in environments.items():
-        main = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
-        assert settings["project"] == main["gcp:project"], f"bootstrap stack {stack} points at another project"
+BOOTSTRAP_YAML = """config:
+  gke-voice-agents-bootstrap:environments:
+    dev:
+      project: acme-dev
+      githubEnvironment: dev
+"""
+
+
+@pytest.mark.parametrize(("stack", "project", "says"), [
+    ("dev", "acme-dev", None),
+    ("dev", "acme-dev-2", "gives stack dev project acme-dev, but its gcp:project is acme-dev-2: CI's deployer"),
+    ("staging", "acme-dev", "names no environment for stack staging, so CI does not deploy it"),
+])
+def test_the_plan_says_when_ci_cannot_deploy_a_stack(tmp_path, stack, project, says):
+    """The bootstrap and the stack files are both the user's: a stack whose project the bootstrap
+    does not grant (edited project id, a stack copied under a new name) is told by the plan,
+    instead of failing its first CI `up`; no test pins the user's own values."""
+    from tooling.plan import ci_bootstrap_line
+
+    bootstrap = tmp_path / "Pulumi.ci.yaml"
+    bootstrap.write_text(BOOTSTRAP_YAML)
+    line = ci_bootstrap_line(stack, project, bootstrap)
+    assert (line is None) if says is None else (says in line), line
+
+
+def test_without_a_bootstrap_file_the_plan_says_nothing_about_ci(tmp_path):
+    from tooling.plan import ci_bootstrap_line
+
+    assert ci_bootstrap_line("dev", "acme-dev", tmp_path / "absent.yaml") is None
 
 
 def test_the_deployer_roles_cover_every_resource_of_the_plan(plan):
