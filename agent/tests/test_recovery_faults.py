@@ -162,6 +162,10 @@ def test_the_pods_own_database_path_failing_never_costs_the_agent(livekit_server
     assert after["job_id"] == before["job_id"]
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect, issue 25: on a quiet machine the checkpoint never carries a Gemini handle "
+    "(gemini_handle None after four turns with the stand-in issuing handles), so the resumed call "
+    "cannot use one; strict: once the handle path works this test passes and the mark must go"))
 def test_a_resumed_call_continues_its_gemini_session_through_the_handle(livekit_server, postgres, gemini, pods):
     """The job dies after Gemini issued a handle covering the whole stored conversation: the
     replacement resumes that Gemini session with it (public RealtimeModel(session_resumption=))
