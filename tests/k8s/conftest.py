@@ -36,10 +36,9 @@ class Clusters:
 
 @pytest.fixture(scope="session")
 def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clusters]:
-    missing = controlplane.missing_binaries(controlplane.SERVER + ("kube-controller-manager",))
-    if missing:
-        pytest.fail(f"{', '.join(missing)} not built under {controlplane.bin_dir().relative_to(controlplane.ROOT)}: "
-                    f"run `{controlplane.SETUP}`")
+    reason = controlplane.unavailable(controlplane.SERVER + ("kube-controller-manager",))
+    if reason:
+        pytest.fail(reason)
     running = Clusters(tmp_path_factory)
     try:
         yield running

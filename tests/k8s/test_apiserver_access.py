@@ -25,7 +25,7 @@ from policy.rules.tools import api_token_only_patches_pods
 from tests.k8s.apiserver import AppliedStack
 from tests.k8s.controlplane import ApiError, ControlPlane, Identity
 
-pytestmark = pytest.mark.integration  # starts etcd and kube-apiserver
+pytestmark = [pytest.mark.integration, pytest.mark.controlplane]  # starts etcd and kube-apiserver
 
 
 def _pod_from_template(applied: AppliedStack, deployment: str, name: str) -> dict[str, Any]:

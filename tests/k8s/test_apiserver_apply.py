@@ -20,7 +20,7 @@ from policy.quantities import cpu_millicores, memory_mib
 from tests.k8s.apiserver import CRDS, SCHEMAS, AppliedStack, describe
 from tests.k8s.controlplane import ApiError
 
-pytestmark = pytest.mark.integration  # starts etcd and kube-apiserver
+pytestmark = [pytest.mark.integration, pytest.mark.controlplane]  # starts etcd and kube-apiserver
 
 
 def test_the_vendored_crds_are_the_files_sources_names():

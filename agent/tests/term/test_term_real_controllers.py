@@ -18,6 +18,7 @@ controlplane = load_controlplane()
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.controlplane,
     pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare for PID 1 semantics"),
 ]
 
@@ -25,9 +26,9 @@ pytestmark = [
 @pytest.fixture
 def cluster_plane(tmp_path: Path):
     """A fresh control plane with kube-controller-manager and kube-scheduler per scenario."""
-    missing = controlplane.missing_binaries(controlplane.SERVER + controlplane.CONTROLLERS)
-    if missing:
-        pytest.fail(f"{', '.join(missing)} not built: run `{controlplane.SETUP}`")
+    reason = controlplane.unavailable(controlplane.SERVER + controlplane.CONTROLLERS)
+    if reason:
+        pytest.fail(reason)
     plane = controlplane.start(tmp_path / "controlplane", controllers=True)
     try:
         yield plane
