@@ -297,7 +297,6 @@ GROUPS = {
     "admission": "admission (admission.py, deletion_cost.py; docs/workload.md)",
     "process": "process (not read by the settings loader)",
 }
-_SECONDS = "s"
 
 VARIABLES: tuple[Var, ...] = (
     # --- livekit
@@ -326,10 +325,11 @@ VARIABLES: tuple[Var, ...] = (
     Var("GOOGLE_API_KEY", "text", "vertex", "API keys are refused: Workload Identity (ADC) only.", default="",
         check=api_key_rule, secret=True),
     # --- worker
-    Var("AGENT_DRAIN_TIMEOUT_SECONDS", "integer", "worker", "How long SIGTERM waits for running sessions to finish.",
+    Var("AGENT_DRAIN_TIMEOUT_SECONDS", "integer", "worker",
+        "How long SIGTERM waits for running sessions to finish; at most 7 days, the longest GKE Autopilot keeps "
+        "a pod for a session (extended-duration pods).",
         default=DEFAULT_DRAIN_TIMEOUT_SECONDS, to="drain_timeout_seconds", low=1,
-        # GKE Autopilot keeps a pod for a session at most its extended-duration window (7 days).
-        high=7 * 24 * 3600, unit=_SECONDS, why="seconds SIGTERM waits for running sessions; 0 would wait forever"),
+        high=7 * 24 * 3600, unit="s", why="seconds SIGTERM waits for running sessions; 0 would wait forever"),
     Var("AGENT_LOAD_THRESHOLD", "number", "worker",
         "Worker load (the largest of CPU, memory and calls shares, admission.py) at which it reports itself full.",
         default=DEFAULT_LOAD_THRESHOLD, to="load_threshold", low=0, high=1, low_open=True,
@@ -351,7 +351,7 @@ VARIABLES: tuple[Var, ...] = (
     Var("AGENT_METRICS_LINGER_SECONDS", "integer", "worker",
         "/metrics stays up this long after a finished drain, so one more scrape sees the pod's last counters "
         "(the pod spec sets the scrape interval + 5 s).", default=0, to="metrics_linger_seconds", low=0, high=120,
-        unit=_SECONDS, why="seconds /metrics stays up after a finished drain: one scrape interval plus a margin"),
+        unit="s", why="seconds /metrics stays up after a finished drain: one scrape interval plus a margin"),
     Var("AGENT_VERSION", "text", "worker",
         "The release (image tag or digest) on metrics and lifecycle lines; a process started without a release "
         "(a laptop, a test) calls itself unversioned.", default="unversioned", to="version",
@@ -362,17 +362,17 @@ VARIABLES: tuple[Var, ...] = (
     # --- call life
     Var("AGENT_MAX_CALL_SECONDS", "integer", "call life",
         "A call ends (warning, goodbye, room deleted) after this long; 2700 is prod's maxSessionMinutes (45 min).",
-        default=2700, to="max_call_seconds", low=10, high=24 * 3600, unit=_SECONDS,
+        default=2700, to="max_call_seconds", low=10, high=24 * 3600, unit="s",
         why="seconds a call may last before the agent says goodbye and deletes the room"),
     Var("AGENT_CALL_WARNING_SECONDS", "integer", "call life",
         "The caller is warned this long before AGENT_MAX_CALL_SECONDS; must be below it.", default=60,
-        to="call_warning_seconds", low=1, high=24 * 3600, unit=_SECONDS,
+        to="call_warning_seconds", low=1, high=24 * 3600, unit="s",
         why="seconds before the call limit at which the caller is warned"),
     # livekit-agents 1.8.9 AgentSession(user_away_timeout=15.0) marks the caller "away" after
     # 15 s of shared silence; ending a call needs a longer, deliberate wait.
     Var("AGENT_SILENCE_TIMEOUT_SECONDS", "integer", "call life",
         "A call where nobody spoke for this long says goodbye and the room is deleted.", default=120,
-        to="silence_timeout_seconds", low=5, high=3600, unit=_SECONDS,
+        to="silence_timeout_seconds", low=5, high=3600, unit="s",
         why="seconds of silence on both sides after which an abandoned call is ended"),
     Var("AGENT_GEMINI_CONNECT_RETRIES", "integer", "call life",
         "New Gemini sessions tried per model after a fatal model error.", default=2, to="gemini_connect_retries",
@@ -400,7 +400,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("AGENT_MODEL_PRICES", "text", "call life",
         "USD per million tokens by <direction>_<modality> (JSON), rendered by the stack from "
         "domain/data/prices.json; read by each job process (call_usage.py), where a bad value costs the call's "
-        "cost estimate only, never the start. Empty: no estimate.", default="", at_start=False),
+        "cost estimate only, never the start. Empty: no estimate.", default="", at_start=False,
+        allowed="empty or a JSON object of <direction>_<modality>: USD >= 0"),
     # --- persona and tools
     Var("AGENT_PERSONA", "text", "persona",
         "module:attribute of the Persona (persona_api.py) the calls get; only its form is checked here, the "
@@ -413,7 +414,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("AGENT_TOOL_SERVERS", "text", "persona",
         "Comma-separated name=url MCP tool servers (tools_mcp.py), e.g. "
         "places=http://places-mcp.voice-agents.svc:8080/mcp; each name a DNS label, each URL "
-        "http(s)://host[:port]/mcp, names unique. Empty: no remote tools.", default=""),
+        "http(s)://host[:port]/mcp, names unique. Empty: no remote tools.", default="",
+        allowed="empty or name=url,... (names unique DNS labels, urls http(s)://host[:port]/mcp)"),
     Var("AGENT_TOOL_TOKEN_DIR", "text", "persona",
         "Projected service-account tokens, one <dir>/<name>/token per tool server.", default=DEFAULT_TOOL_TOKEN_DIR,
         to="tool_token_dir", pattern=_ABSOLUTE, allowed="an absolute path"),
@@ -427,15 +429,15 @@ VARIABLES: tuple[Var, ...] = (
         check=dsn_rule, secret=True),
     Var("AGENT_CHECKPOINT_LEASE_SECONDS", "number", "crash recovery",
         "A job not heard from for this long is presumed dead (renewed every lease/3).", default=3.0,
-        to="recovery.lease_seconds", low=1.5, high=120.0, unit=_SECONDS,
+        to="recovery.lease_seconds", low=1.5, high=120.0, unit="s",
         why="seconds without a renewal after which a call's agent is presumed dead"),
     Var("AGENT_RECOVERY_POLL_SECONDS", "number", "crash recovery",
         "How often each worker's watcher looks for dead calls.", default=0.5, to="recovery.poll_seconds",
-        low=0.2, high=60.0, unit=_SECONDS, why="seconds between two looks for dead calls"),
+        low=0.2, high=60.0, unit="s", why="seconds between two looks for dead calls"),
     # long enough for a dispatch to reach a prewarmed job process and the job to take the room over
     Var("AGENT_RECOVERY_CLAIM_SECONDS", "number", "crash recovery",
         "A re-dispatch not taken over within this may be retried by another worker; must exceed the lease.",
-        default=20.0, to="recovery.claim_seconds", low=2.0, high=600.0, unit=_SECONDS,
+        default=20.0, to="recovery.claim_seconds", low=2.0, high=600.0, unit="s",
         why="seconds a re-dispatch may take before another worker retries it"),
     # A call gets at most store.MAX_RECOVERIES_PER_CALL (5) re-dispatches of at most the claim
     # (20 s) each: 15 minutes covers that several times over and keeps a conversation no longer
@@ -443,16 +445,16 @@ VARIABLES: tuple[Var, ...] = (
     Var("AGENT_CHECKPOINT_RETENTION_SECONDS", "integer", "crash recovery",
         "The row of a call whose agent died (and nobody resumed) is deleted after this; the sweep runs in every "
         "worker, watcher on or off.", default=15 * 60, to="recovery.retention_seconds", low=60,
-        high=30 * 24 * 3600, unit=_SECONDS, why="seconds an abandoned call's checkpoint is kept"),
+        high=30 * 24 * 3600, unit="s", why="seconds an abandoned call's checkpoint is kept"),
     # The Gemini API documents resumption handles as valid for 2 hours after the session ended
     # (ai.google.dev, Live API session management); older ones are not offered.
     Var("AGENT_GEMINI_HANDLE_TTL_SECONDS", "integer", "crash recovery",
         "A Gemini resumption handle older than this is not used; the stored conversation is replayed instead.",
-        default=2 * 3600, to="recovery.handle_ttl_seconds", low=0, high=24 * 3600, unit=_SECONDS,
+        default=2 * 3600, to="recovery.handle_ttl_seconds", low=0, high=24 * 3600, unit="s",
         why="seconds a Gemini resumption handle is trusted; 0 = always replay the conversation"),
     Var("AGENT_CHECKPOINT_DB_TIMEOUT_SECONDS", "number", "crash recovery",
         "Per connect or statement; slower means no checkpoint this time.", default=2.0,
-        to="recovery.db_timeout_seconds", low=0.1, high=30.0, unit=_SECONDS,
+        to="recovery.db_timeout_seconds", low=0.1, high=30.0, unit="s",
         why="seconds one database connect or statement may take"),
     Var("AGENT_RECOVERY_WATCHER", "choice", "crash recovery",
         "on: this worker re-dispatches calls whose agent died (self-hosted LiveKit); off: LiveKit Cloud "
@@ -485,7 +487,8 @@ VARIABLES: tuple[Var, ...] = (
     # --- process
     Var("HOME", "text", "process",
         "Caches and temporary files of Python and its libraries; the root filesystem is read-only, so the pod "
-        "spec (and the image) point it at the writable /tmp volume.", default="/tmp", at_start=False),
+        "spec (and the image) point it at the writable /tmp volume.", default="/tmp", at_start=False,
+        allowed="an absolute path"),
 )
 
 BY_NAME = {v.name: v for v in VARIABLES}
