@@ -123,3 +123,20 @@ def test_a_secret_value_is_never_in_its_message():
     for v in (v for v in VARIABLES if v.secret and v.kind != "credential"):
         _, problem = read(v, "mysql://root:hunter2@db/x")
         assert problem is None or "hunter2" not in problem, v.name
+
+
+_BAD = {"integer": "x", "number": "x", "boolean": "maybe", "choice": "maybe"}
+# values the single-value rules (check=...) refuse; a pattern refuses any value with a space
+_BAD_BY_NAME = {"LIVEKIT_URL": "livekit.example.com", "GOOGLE_GENAI_USE_VERTEXAI": "maybe",
+                "GOOGLE_API_KEY": "AIza-key", "AGENT_VOICE": "Pluck", "AGENT_CHECKPOINT_DSN": "mysql://db/x",
+                "AGENT_TOOL_SERVERS": "places"}
+
+
+@pytest.mark.parametrize("v", [v for v in VARIABLES if v.at_start and v.kind != "credential"], ids=lambda v: v.name)
+def test_every_variable_refuses_a_bad_value_by_name_alone(valid_env, v):
+    """One bad variable gives exactly one line, and it starts with the variable's name."""
+    bad = _BAD_BY_NAME.get(v.name) or _BAD.get(v.kind, "bad value!")
+    with pytest.raises(SettingsError, match=rf"invalid agent configuration:\n  - {v.name}[= ]") as raised:
+        load_settings({**valid_env, v.name: bad})
+    assert len(raised.value.problems) == 1, raised.value.problems
+    assert v.secret == (bad not in raised.value.problems[0])
