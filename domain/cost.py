@@ -60,7 +60,7 @@ class SpeechMix:
     # persona instructions and tool declarations, re-read as text on every turn
     instruction_tokens: int = 1500
     # the context stops growing here: AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS' default
-    # (agent/voice_agent/settings.py DEFAULT_COMPRESSION_TRIGGER_TOKENS)
+    # (agent/voice_agent/env_declarations.py)
     context_cap_tokens: int = 104_857
 
 

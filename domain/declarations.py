@@ -40,7 +40,7 @@ IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 ATTESTOR = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/attestors/[A-Za-z0-9_-]{1,100}$")
 STAGE_LIST = re.compile(r"^\s*[a-z]([a-z0-9-]{0,61}[a-z0-9])?\s*(,\s*[a-z]([a-z0-9-]{0,61}[a-z0-9])?\s*)*$")
 LIVEKIT_URL = re.compile(r"^wss?://[^\s/]+(/\S*)?$")
-# The agent's own checks (agent/voice_agent/settings.py) allow the same forms.
+# The agent's own checks (agent/voice_agent/env_declarations.py) allow the same forms.
 AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PERSONA = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 GEMINI_MODEL = re.compile(r"^[a-z0-9][a-z0-9.\-]{2,80}$")

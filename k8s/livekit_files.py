@@ -56,7 +56,7 @@ def mount() -> dict:
 
 
 def env(livekit_url: str) -> list[dict]:
-    """The URL is no secret; the key and secret are paths (agent/voice_agent/settings.py)."""
+    """The URL is no secret; the key and secret are paths (agent/voice_agent/env_declarations.py)."""
     return [{"name": "LIVEKIT_URL", "value": livekit_url},
             *({"name": variable, "value": f"{runtime.LIVEKIT_FILES_DIR}/{name}"}
               for name, variable in runtime.LIVEKIT_FILES.items())]

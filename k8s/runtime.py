@@ -36,7 +36,8 @@ GKE_METADATA_SERVER = ("169.254.169.252/32", 988)
 
 # LiveKit credentials as files (livekitCredentials=secretManager, k8s/livekit_files.py): GKE's
 # Secret Manager add-on mounts each secret at <dir>/<file>; the agent reads the path from
-# <VARIABLE> (agent/voice_agent/settings.py). The policy rules recognise the mount by these.
+# <VARIABLE> (agent/voice_agent/env_declarations.py, read_secret). The policy rules recognise
+# the mount by these.
 LIVEKIT_FILES_DIR = "/var/run/secrets/livekit"
 LIVEKIT_FILES = {"api-key": "LIVEKIT_API_KEY_FILE", "api-secret": "LIVEKIT_API_SECRET_FILE"}
 LIVEKIT_SECRET_PROVIDER_CLASS = "livekit"

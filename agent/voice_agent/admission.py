@@ -24,40 +24,30 @@ before the framework is imported.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MAX_CALLS_RANGE = (0, 1000)
-# Autopilot's largest pod (110 GiB, domain/sizes.py MAX_MEM_MI).
-JOB_MEMORY_RANGE = (0, 110 * 1024)
-# livekit-agents 1.8.9 ServerOptions.job_memory_warn_mb default; 0 = no warning.
-DEFAULT_JOB_MEMORY_WARN_MB = 1000
+from .env_declarations import SERVICE_ACCOUNT_DIR, VARIABLES, default_of, landed, read_variables
+
 CGROUP = Path("/sys/fs/cgroup")
-# where in-cluster clients find the token and CA (k8s/deletion_cost.py mounts them there)
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+# Each variable's default, range and why: env_declarations.py (group "admission").
+_DECLARED = tuple(v for v in VARIABLES if v.group == "admission")
 
 
 @dataclass(frozen=True)
 class AdmissionSettings:
     """What the worker counts before it takes another call (docs/workload.md, Admission)."""
 
-    max_calls: int = 0
-    """AGENT_MAX_CALLS: calls this worker takes at most; 0 = no cap (CPU and memory only)."""
-    job_memory_limit_mb: int = 0
-    """AGENT_JOB_MEMORY_LIMIT_MB: a job process above this (PSS) is killed; 0 = never."""
-    job_memory_warn_mb: int = DEFAULT_JOB_MEMORY_WARN_MB
-    """AGENT_JOB_MEMORY_WARN_MB: a job process above this is logged; 0 = never."""
+    max_calls: int = default_of("AGENT_MAX_CALLS")
+    job_memory_limit_mb: int = default_of("AGENT_JOB_MEMORY_LIMIT_MB")
+    job_memory_warn_mb: int = default_of("AGENT_JOB_MEMORY_WARN_MB")
     pod_name: str = ""
-    """AGENT_POD_NAME: this pod (downward API); set with AGENT_POD_NAMESPACE, the worker keeps
-    the pod's deletion cost (deletion_cost.py). Empty = it does not."""
+    """AGENT_POD_NAME and AGENT_POD_NAMESPACE, set together: the worker keeps the pod's
+    deletion cost (deletion_cost.py). Empty = it does not."""
     pod_namespace: str = ""
-    """AGENT_POD_NAMESPACE: this pod's namespace (downward API)."""
     kube_credentials_dir: str = SERVICE_ACCOUNT_DIR
-    """AGENT_KUBE_CREDENTIALS_DIR: the projected token and ca.crt for the Kubernetes API."""
 
     def public_fields(self) -> dict[str, object]:
         return {
@@ -70,62 +60,22 @@ class AdmissionSettings:
 
 
 def read_admission_settings(env: Mapping[str, str], problems: list[str]) -> AdmissionSettings:
-    """Parse AGENT_MAX_CALLS / AGENT_JOB_MEMORY_*; append one line per bad value to problems."""
-    values = {
-        "max_calls": _integer(env, "AGENT_MAX_CALLS", 0, MAX_CALLS_RANGE, problems,
-                              "calls one worker takes at most; 0 = no cap"),
-        "job_memory_limit_mb": _integer(env, "AGENT_JOB_MEMORY_LIMIT_MB", 0, JOB_MEMORY_RANGE, problems,
-                                        "MB at which a job process is killed; 0 = never"),
-        "job_memory_warn_mb": _integer(env, "AGENT_JOB_MEMORY_WARN_MB", DEFAULT_JOB_MEMORY_WARN_MB,
-                                       JOB_MEMORY_RANGE, problems,
-                                       "MB at which a job process is logged; 0 = never"),
-    }
-    values.update(_own_pod(env, problems))
-    if None in values.values():
-        return AdmissionSettings()
-    limit, warn = values["job_memory_limit_mb"], values["job_memory_warn_mb"]
-    if limit and warn >= limit:
+    """Parse the admission variables; append one line per bad value to problems."""
+    before = len(problems)
+    values = read_variables(env, problems, _DECLARED)
+    limit, warn = values["AGENT_JOB_MEMORY_LIMIT_MB"], values["AGENT_JOB_MEMORY_WARN_MB"]
+    if limit and warn is not None and warn >= limit:
         problems.append(
             f"AGENT_JOB_MEMORY_WARN_MB={warn} is not below AGENT_JOB_MEMORY_LIMIT_MB={limit}: the "
             "warning must come before the kill; lower it or set it to 0")
-        return AdmissionSettings()
-    return AdmissionSettings(**values)  # type: ignore[arg-type]
-
-
-def _own_pod(env: Mapping[str, str], problems: list[str]) -> dict[str, str | None]:
-    name = (env.get("AGENT_POD_NAME") or "").strip()
-    namespace = (env.get("AGENT_POD_NAMESPACE") or "").strip()
-    directory = (env.get("AGENT_KUBE_CREDENTIALS_DIR") or "").strip() or SERVICE_ACCOUNT_DIR
-    if bool(name) != bool(namespace):
+    name, namespace = values["AGENT_POD_NAME"], values["AGENT_POD_NAMESPACE"]
+    if None not in (name, namespace) and bool(name) != bool(namespace):
         problems.append(
             f"AGENT_POD_NAME={name!r} and AGENT_POD_NAMESPACE={namespace!r}: set both (from the downward "
             "API, to keep the pod's deletion cost) or neither")
-        return {"pod_name": None}
-    for key, value in (("AGENT_POD_NAME", name), ("AGENT_POD_NAMESPACE", namespace)):
-        if value and not _DNS_NAME.match(value):
-            problems.append(f"{key}={value!r} is invalid: expected a Kubernetes name (lower-case letters, digits, '-', '.')")
-            return {"pod_name": None}
-    if not directory.startswith("/"):
-        problems.append(f"AGENT_KUBE_CREDENTIALS_DIR={directory!r} is invalid: expected an absolute path")
-        return {"pod_name": None}
-    return {"pod_name": name, "pod_namespace": namespace, "kube_credentials_dir": directory}
-
-
-def _integer(env: Mapping[str, str], name: str, default: int, bounds: tuple[int, int],
-             problems: list[str], what: str) -> int | None:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    low, high = bounds
-    try:
-        value = int(raw)
-    except ValueError:
-        problems.append(f"{name}={raw!r} is not an integer: allowed {low}..{high} ({what})")
-        return None
-    if not low <= value <= high:
-        problems.append(f"{name}={value} is out of range: allowed {low}..{high} ({what})")
-        return None
-    return value
+    if len(problems) > before:
+        return AdmissionSettings()
+    return AdmissionSettings(**landed(values, _DECLARED, "admission"))
 
 
 # ---- the three shares -----------------------------------------------------------------------

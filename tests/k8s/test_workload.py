@@ -7,9 +7,9 @@ the runtime contract (CONTRACT.md, k8s/runtime.py) and from the timing rules (do
 
 from __future__ import annotations
 
+import importlib.util
 import json
-
-import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,17 +217,51 @@ def test_environment_is_exactly_the_agent_contract(plan):
     assert env["AGENT_LOG_CONVERSATION_TEXT"] == "false"
 
 
-def test_every_agent_variable_the_pod_sets_is_one_the_agent_reads(plan):
-    """The agent's settings module is the other half of the contract (a separate venv, so it is
-    read as text): a variable it does not read would be a setting that silently does nothing."""
-    agent = Path(__file__).resolve().parents[2] / "agent" / "voice_agent"
-    # settings.py reads the admission variables through admission.py (as recovery/config.py);
-    # call_usage.py reads the model prices in each job process (a bad value costs the estimate only)
-    source = "".join((agent / name).read_text()
-                     for name in ("settings.py", "admission.py", "recovery/config.py", "call_usage.py"))
-    read_by_agent = set(re.findall(r'"((?:AGENT|LIVEKIT|GOOGLE)_[A-Z_]+)"', source))
-    assert len(read_by_agent) > 15, "the agent's settings module no longer names its variables"
-    assert {k for k in env_of(plan) if k != "HOME"} <= read_by_agent
+def _agent_declarations():
+    """agent/voice_agent/env_declarations.py, the agent's one declaration per variable. The agent
+    has its own venv; the module is standard library only, so it is loaded here by path."""
+    path = Path(__file__).resolve().parents[2] / "agent" / "voice_agent" / "env_declarations.py"
+    spec = importlib.util.spec_from_file_location("agent_env_declarations", path)
+    module = sys.modules.setdefault("agent_env_declarations", importlib.util.module_from_spec(spec))
+    if not hasattr(module, "VARIABLES"):
+        spec.loader.exec_module(module)
+    return module
+
+
+def _every_agent_env(plan) -> dict[str, str | None]:
+    """The pod's environment, plus what the stack sets only on some stacks: the fallback model
+    and voice (call settings), the kubernetesSecret credentials mode, the tool servers."""
+    from dataclasses import replace
+
+    from k8s import pod
+    from tests.k8s.test_apply import workload_settings
+
+    w = workload_settings()
+    w = replace(w, agent_voice="Puck", call=replace(w.call, gemini_fallback_location="europe-west4",
+                                                    gemini_fallback_model="gemini-live-2.5-flash-native-audio"))
+    secret_mode = {e["name"]: e.get("value") for e in pod.livekit_env(None, w.livekit_url)}
+    return {**env_of(plan), **pod.call_env(w), **pod.tool_env(["places"], "voice-agents"), **secret_mode}
+
+
+def test_every_agent_variable_the_pod_sets_is_declared_by_the_agent(plan):
+    """The agent's declarations are the other half of the contract: a variable it does not
+    declare would be a setting that silently does nothing, and one it requires that the pod does
+    not set would stop every pod at start. Each plain value the stack renders is one its
+    declaration accepts."""
+    decl = _agent_declarations()
+    declared = {name: v for v in decl.VARIABLES for name in v.names}
+    env = _every_agent_env(plan)
+    assert set(env) <= set(declared), sorted(set(env) - set(declared))
+    for v in decl.VARIABLES:
+        if not set(v.names) & set(env):
+            assert v.default is not decl.REQUIRED, f"{v.name} is required but the stack does not set it"
+    checked = 0
+    for name, value in env.items():
+        v = declared[name]
+        if value is not None and v.kind != "credential":  # None: from the downward API or a Secret
+            assert decl.read(v, value)[1] is None, (name, value)
+            checked += 1
+    assert checked > 25
 
 
 def test_hardened_with_writable_tmp_only(plan):

@@ -470,7 +470,7 @@ def test_readiness_must_be_get_ready_on_the_metrics_port(handler, flagged):
 @pytest.mark.parametrize(("value", "flagged"), [("false", False), ("true", True), ("TRUE", True), (" 1 ", True),
                                                 ("0", False), (None, False)])
 def test_conversation_text_as_the_agent_reads_it(value, flagged):
-    """The agent turns it on for `true` or `1`, any case (agent/voice_agent/settings.py _TRUE)."""
+    """The agent turns it on for `true` or `1`, any case (agent/voice_agent/env_declarations.py TRUE)."""
     resources = _prod()
     _env(resources, "AGENT_LOG_CONVERSATION_TEXT", value)
     assert bool(_messages(resources, "agent-no-conversation-text")) is flagged
