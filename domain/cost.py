@@ -61,7 +61,7 @@ class SpeechMix:
     instruction_tokens: int = 1500
     # the context stops growing here: AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS' default
     # (agent/voice_agent/env_declarations.py)
-    context_cap_tokens: int = 104_857
+    context_cap_tokens: int = 102_400
 
 
 def parse_overrides(raw: str, key: str = OVERRIDES_KEY) -> dict[str, float]:

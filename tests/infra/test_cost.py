@@ -13,6 +13,7 @@ from domain.config import parse_stack_config
 from domain.settings import ConfigError
 from domain.stackfiles import load_stack_values
 from domain.capacity import sessions_per_pod, workload_resources
+from tests.agent_env import agent_declarations
 
 # round numbers so the hand computation is exact
 PRICES = cost.Prices(vcpu_hour=0.04, gib_hour=0.005, cluster_fee_hour=0.10,
@@ -137,3 +138,10 @@ def test_price_overrides_from_the_stack_config() -> None:
     assert _parse("dev", priceOverrides='{"gemini.input_audio": 2.5}').price_overrides == {"gemini.input_audio": 2.5}
     with pytest.raises(ConfigError, match=r"gke-voice-agents:priceOverrides.gemini.input_video = 1: unknown price"):
         _parse("dev", priceOverrides='{"gemini.input_video": 1}')
+
+
+def test_the_priced_context_stops_growing_where_the_agent_compresses_it():
+    """The cost model's cap is the agent's compression trigger default (80 % of the model's
+    128,000 input tokens), read from the agent's own declaration, not a copy of a number."""
+    trigger = agent_declarations().default_of("AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS")
+    assert cost.SpeechMix().context_cap_tokens == trigger == 102_400

@@ -7,10 +7,7 @@ the runtime contract (CONTRACT.md, k8s/runtime.py) and from the timing rules (do
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +16,7 @@ from tooling.mocks import ParentTrackingMonitor
 from k8s import deletion_cost, livekit_files, runtime
 from domain.capacity import SHUTDOWN_BUDGET_S, worker_load_at_target
 from domain.sizes import SIZES
+from tests.agent_env import agent_declarations
 from tests.k8s.rendered import container_of, deployment_of, env_of, hpa_of, plan_with, pod_of
 
 AGENT_TYPES = {
@@ -217,17 +215,6 @@ def test_environment_is_exactly_the_agent_contract(plan):
     assert env["AGENT_LOG_CONVERSATION_TEXT"] == "false"
 
 
-def _agent_declarations():
-    """agent/voice_agent/env_declarations.py, the agent's one declaration per variable. The agent
-    has its own venv; the module is standard library only, so it is loaded here by path."""
-    path = Path(__file__).resolve().parents[2] / "agent" / "voice_agent" / "env_declarations.py"
-    spec = importlib.util.spec_from_file_location("agent_env_declarations", path)
-    module = sys.modules.setdefault("agent_env_declarations", importlib.util.module_from_spec(spec))
-    if not hasattr(module, "VARIABLES"):
-        spec.loader.exec_module(module)
-    return module
-
-
 def _every_agent_env(plan) -> dict[str, str | None]:
     """The pod's environment, plus what the stack sets only on some stacks: the fallback model
     and voice (call settings), the kubernetesSecret credentials mode, the tool servers."""
@@ -248,7 +235,7 @@ def test_every_agent_variable_the_pod_sets_is_declared_by_the_agent(plan):
     declare would be a setting that silently does nothing, and one it requires that the pod does
     not set would stop every pod at start. Each plain value the stack renders is one its
     declaration accepts."""
-    decl = _agent_declarations()
+    decl = agent_declarations()
     declared = {name: v for v in decl.VARIABLES for name in v.names}
     env = _every_agent_env(plan)
     assert set(env) <= set(declared), sorted(set(env) - set(declared))
