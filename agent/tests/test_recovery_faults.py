@@ -11,14 +11,12 @@ import asyncio
 import re
 import shutil
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import recovery_pods as rp
 from fakes import google_stand_ins
 from fakes.gemini_live import Behaviour
-from helpers.postgres import PostgresServer, start_postgres
 from helpers.talking_caller import join_talking_caller
 from helpers.worker_process import http_get
 
@@ -30,15 +28,6 @@ pytestmark = [
 LEASE = float(rp.TEST_RECOVERY_ENV["AGENT_CHECKPOINT_LEASE_SECONDS"])
 # every reply after the greeting carries a NUL in its transcript (PostgreSQL jsonb refuses it)
 PLANTED = "\x00"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")

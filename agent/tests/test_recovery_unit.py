@@ -69,6 +69,18 @@ def test_gemini_handle_is_offered_only_while_young(age, fresh):
     assert (checkpoint.handle_if_fresh(100, now=1000.0 + age) == "h") is fresh
 
 
+@pytest.mark.parametrize(("value", "ok"), [("0", True), ("7199", True), ("7200", True), ("7201", False), ("-1", False)])
+def test_a_handle_is_never_trusted_longer_than_gemini_keeps_it(value, ok):
+    """The Gemini API documents handles as valid 2 hours after the session ended: a longer
+    setting (86400 was allowed) would offer handles Gemini refuses."""
+    settings, problems = parse(AGENT_GEMINI_HANDLE_TTL_SECONDS=value)
+    assert (not problems) is ok
+    if ok:
+        assert settings.handle_ttl_seconds == int(value)
+    else:
+        assert problems[0].startswith(f"AGENT_GEMINI_HANDLE_TTL_SECONDS={value} is out of range") and "0..7200" in problems[0]
+
+
 def test_a_zero_handle_ttl_always_replays_the_conversation():
     checkpoint = Checkpoint(chat_ctx={"items": []}, gemini_handle="h", gemini_handle_at=1000.0)
     assert checkpoint.handle_if_fresh(0, now=1000.0) is None

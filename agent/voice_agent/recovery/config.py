@@ -33,11 +33,16 @@ CLAIM_RANGE = (2.0, 600.0)
 # keeps a conversation no longer than it can still be resumed.
 DEFAULT_RETENTION_SECONDS = 15 * 60
 RETENTION_RANGE = (60, 30 * 24 * 3600)
-# Gemini's session resumption handle: the Gemini API documents handles as valid for 2 hours
-# after the session ended (ai.google.dev, Live API session management); older ones are not
-# offered, and the stored conversation is replayed instead.
+# Gemini's session resumption handle: the Gemini API documents handles as "valid for 2 hr after
+# the last session termination" (https://ai.google.dev/gemini-api/docs/live-session, Session
+# resumption; Vertex AI's "Start and manage live sessions" page names no other figure). A
+# handle's age is counted from when this job read it, which is never later than the session's
+# end (the job was alive to read it), so the age is never underestimated. Older ones are not
+# offered and the stored conversation is replayed instead. The documented lifetime is also the
+# ceiling: a longer setting would offer handles Gemini refuses, costing the call a failed
+# connect before the replay.
 DEFAULT_HANDLE_TTL_SECONDS = 2 * 3600
-HANDLE_TTL_RANGE = (0, 24 * 3600)
+HANDLE_TTL_RANGE = (0, DEFAULT_HANDLE_TTL_SECONDS)
 # One statement (connect included) may take this long before the write is given up for now.
 DEFAULT_DB_TIMEOUT_SECONDS = 2.0
 DB_TIMEOUT_RANGE = (0.1, 30.0)

@@ -1,0 +1,172 @@
+"""The Live API stand-in (tests/fakes/gemini_live.py) keeps Google's documented resumption rules,
+which the recovery tests rely on: spoken to here over its WebSocket protocol, as google-genai
+does. Sources (also in the stand-in's docstring):
+- a handle is valid for 2 hours after the session's last termination (Gemini API, "Session
+  management with Live API", https://ai.google.dev/gemini-api/docs/live-session);
+- ``resumable: false`` with no ``newHandle`` while the model generates, and a handle stands for
+  the state at the time it was issued (google-genai LiveServerSessionResumptionUpdate,
+  https://googleapis.github.io/js-genai/release_docs/interfaces/types.LiveServerSessionResumptionUpdate.html).
+
+The lifetime is checked on the stand-in's own clock, advanced by the test: no sleeps, no timing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+from collections.abc import Iterator
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from fakes.gemini_live import LIVE_PATH, Behaviour, FakeGeminiLive
+
+TOKEN = "stand-in-token"
+MODEL = "projects/voice-agent-test/locations/us-central1/publishers/google/models/gemini-live"
+LIFETIME = 2 * 3600.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def live(tmp_path) -> Iterator[tuple[FakeGeminiLive, Clock]]:
+    server = FakeGeminiLive(tmp_path, Behaviour(reply_seconds=0.1))
+    clock = Clock()
+    server.clock = clock
+    server.start(token=TOKEN)
+    try:
+        yield server, clock
+    finally:
+        server.stop()
+
+
+async def _open(server: FakeGeminiLive, handle: str | None = None):
+    ctx = ssl.create_default_context(cafile=str(server.cert_path))
+    ws = await connect(f"wss://127.0.0.1:{server._port}{LIVE_PATH}", ssl=ctx,
+                       additional_headers={"Authorization": f"Bearer {TOKEN}"})
+    resumption = {"handle": handle} if handle else {}
+    await ws.send(json.dumps({"setup": {"model": MODEL, "sessionResumption": resumption}}))
+    return ws
+
+
+async def _updates_until_handle(ws) -> list[dict]:
+    """Every sessionResumptionUpdate up to and including the next one carrying a handle."""
+    seen = []
+    async for raw in ws:
+        update = json.loads(raw).get("sessionResumptionUpdate")
+        if update is not None:
+            seen.append(update)
+            if update.get("newHandle"):
+                return seen
+    raise AssertionError(f"connection closed before a handle: {seen}")
+
+
+async def _turn(ws, text: str) -> list[dict]:
+    await ws.send(json.dumps({"client_content": {"turns": [{"role": "user", "parts": [{"text": text}]}],
+                                                 "turnComplete": True}}))
+    return await _updates_until_handle(ws)
+
+
+def _wait_ended(server: FakeGeminiLive, session_id: str) -> None:
+    """The server saw the client close (its handler runs on its own thread)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with server.lock:
+            if server.sessions[session_id].ended_at is not None:
+                return
+        time.sleep(0.01)
+    raise AssertionError("the stand-in never saw the connection end")
+
+
+async def _resumes(server: FakeGeminiLive, handle: str) -> bool:
+    ws = await _open(server, handle)
+    try:
+        first = json.loads(await ws.recv())
+        return "setupComplete" in first
+    except ConnectionClosed:
+        return False
+    finally:
+        await ws.close()
+
+
+def _session(server: FakeGeminiLive):
+    with server.lock:
+        [session] = server.sessions.values()
+    return session
+
+
+def test_no_handle_while_the_model_generates(live):
+    server, _ = live
+
+    async def scenario():
+        ws = await _open(server)
+        await _updates_until_handle(ws)
+        updates = await _turn(ws, "hello")
+        await ws.close()
+        return updates
+
+    updates = asyncio.run(scenario())
+    assert updates[0] == {"resumable": False}
+    assert updates[-1]["resumable"] is True and updates[-1]["newHandle"]
+
+
+@pytest.mark.parametrize(("after_end", "accepted"), [
+    (LIFETIME - 1, True), (LIFETIME, True), (LIFETIME + 1, False),
+])
+def test_a_handle_lives_two_hours_after_the_session_ended(live, after_end, accepted):
+    """Counted from the session's end, not from when the handle was issued: a handle issued
+    long before a call ended is as good as the last one."""
+    server, clock = live
+
+    async def scenario():
+        ws = await _open(server)
+        [update] = await _updates_until_handle(ws)
+        clock.now += 3 * LIFETIME  # the session lives on, longer than a handle's lifetime
+        await ws.close()
+        await asyncio.to_thread(_wait_ended, server, _session(server).id)
+        clock.now += after_end
+        return await _resumes(server, update["newHandle"])
+
+    assert asyncio.run(scenario()) is accepted
+
+
+def test_an_open_session_keeps_its_handles_good(live):
+    server, clock = live
+
+    async def scenario():
+        ws = await _open(server)
+        [update] = await _updates_until_handle(ws)
+        clock.now += 3 * LIFETIME
+        try:
+            return await _resumes(server, update["newHandle"])
+        finally:
+            await ws.close()
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_an_older_handle_restores_the_older_state(live):
+    """Turns taken after a handle was issued are lost when that handle is used."""
+    server, _ = live
+
+    async def scenario():
+        ws = await _open(server)
+        [first] = await _updates_until_handle(ws)
+        await _turn(ws, "one")
+        await _turn(ws, "two")
+        await ws.close()
+        await asyncio.to_thread(_wait_ended, server, _session(server).id)
+        before = len(_session(server).history)
+        assert await _resumes(server, first["newHandle"])
+        return before, len(_session(server).history)
+
+    before, after = asyncio.run(scenario())
+    assert before == 4 and after == 0
