@@ -179,16 +179,19 @@ def test_a_resumed_call_continues_its_gemini_session_through_the_handle(livekit_
     sessions, connections = live.snapshot()
     handle = before["payload"]["gemini_handle"]
     resumed = [c for c in connections if c.resumed_from == handle and c.ready_at is not None]
-    assert len(resumed) == 1, "the replacement did not resume Gemini's session with the stored handle"
+    assert resumed, "the replacement did not resume Gemini's session with the stored handle"
+    # the plugin may reconnect (GoAway, a setting changed before it connected) and so resume
+    # more than once; every connection of the resumed session from then on counts
     session = next(s for s in sessions if s.id == resumed[0].session_id)
+    later = [c for c in connections if c.session_id == session.id and c.opened_at >= resumed[0].opened_at]
     # the restored conversation, as the checkpoint held it (the model's transcripts); replayed,
     # the plugin would send them again as text turns (to_provider_format). The "." user turn
     # and the resume instructions of generate_reply are new turns, not history.
     stored = {_plain(part) for item in before["payload"]["chat_ctx"]["items"] if item.get("type") == "message"
               for part in item.get("content", []) if isinstance(part, str) and _plain(part)}
     assert len(stored) >= 2, f"the checkpoint held too little conversation to tell a replay: {stored}"
-    sent_after = [_plain(turn.text) for turn in session.history[resumed[0].history_at_open:]
-                  if turn.modality == "TEXT"]
+    sent_after = [_plain(text) for c in later for text in c.client_texts]
+    assert sent_after, "the replacement sent Gemini nothing (not even its resume instructions)"
     replayed = [text for text in sent_after if any(old in text for old in stored)]
     assert replayed == [], f"history sent again on top of the handle: {replayed}"
     assert session.not_resumable_updates >= 1, "the stand-in never marked a generation not resumable"

@@ -212,6 +212,8 @@ class ConnectionRecord:
     closed_at: float | None = None
     close: tuple[int, str] | None = None
     turns: int = 0
+    # text of every clientContent turn this connection received, in order
+    client_texts: list[str] = field(default_factory=list)
 
 
 class FakeGeminiLive:
@@ -602,6 +604,7 @@ class _Connection:
         with self.server.lock:
             for turn in content.get("turns", []) or []:
                 words = " ".join(p.get("text", "") for p in turn.get("parts", []) or [])
+                self.record.client_texts.append(words)
                 self.session.history.append(
                     Turn(turn.get("role", "user"), words, _tokens_text(words), modality="TEXT")
                 )
