@@ -7,21 +7,25 @@ does. Sources (also in the stand-in's docstring):
   the state at the time it was issued (google-genai LiveServerSessionResumptionUpdate,
   https://googleapis.github.io/js-genai/release_docs/interfaces/types.LiveServerSessionResumptionUpdate.html).
 
-The lifetime is checked on the stand-in's own clock, advanced by the test: no sleeps, no timing."""
+The lifetime is checked on the stand-in's own clock, advanced by the test: no sleeps, no timing.
+The last tests run the real plugin against it: a not-resumable update never changes the handle a
+checkpoint reads."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 import time
+import types
 from collections.abc import Iterator
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from fakes.gemini_live import LIVE_PATH, Behaviour, FakeGeminiLive
+from fakes.gemini_live import LIVE_PATH, OUTPUT_RATE, Behaviour, FakeGeminiLive, _Connection, _tone
 
 TOKEN = "stand-in-token"
 MODEL = "projects/voice-agent-test/locations/us-central1/publishers/google/models/gemini-live"
@@ -170,3 +174,81 @@ def test_an_older_handle_restores_the_older_state(live):
 
     before, after = asyncio.run(scenario())
     assert before == 4 and after == 0
+
+
+# ---------------------------------------------------------------- the plugin against it
+class _StillGenerating(_Connection):
+    """A model that has started its answer and is still generating: it says the session is not
+    resumable now and sends one chunk of audio, nothing more (no turn end, so no new handle).
+    ``handle_in_update``: the not-resumable update also carries a handle (the API leaves
+    ``newHandle`` empty then; a client must not take one from such an update either)."""
+
+    handle_in_update = False
+
+    async def _reply(self, hz: int, kind: str) -> None:
+        update: dict = {"resumable": False}
+        if self.handle_in_update:
+            update["newHandle"] = "h-not-resumable"
+        await self._send({"sessionResumptionUpdate": update})
+        pcm = _tone(hz, 0, OUTPUT_RATE // 10)
+        await self._send({"serverContent": {"modelTurn": {"role": "model", "parts": [
+            {"inlineData": {"mimeType": f"audio/pcm;rate={OUTPUT_RATE}",
+                            "data": base64.b64encode(pcm).decode()}}]}}})
+
+
+class _StillGeneratingWithHandle(_StillGenerating):
+    handle_in_update = True
+
+
+@pytest.fixture(scope="module")
+def google(tmp_path_factory):
+    """One metadata server and Live API server for the module: google-auth keeps what it learnt
+    from the metadata server for the life of the process."""
+    from fakes import google_stand_ins
+
+    with google_stand_ins(tmp_path_factory.mktemp("google")) as stand_ins:
+        yield stand_ins
+
+
+@pytest.mark.parametrize("connection", [_StillGenerating, _StillGeneratingWithHandle])
+def test_a_not_resumable_update_never_replaces_the_handle_a_checkpoint_reads(google, monkeypatch, connection):
+    """The real livekit-plugins-google 1.8.9 plugin (through model.py, fallback adapter
+    included) against the stand-in: while the model generates, what a checkpoint reads is still
+    the last resumable handle with the items it covers, never the not-resumable state."""
+    from conftest import VALID_ENV
+
+    from voice_agent import model
+    from voice_agent.recovery.config import RecoverySettings
+    from voice_agent.recovery.resume import CallRecovery, gemini_session
+    from voice_agent.settings import load_settings
+
+    live, google_env = google
+    live.connection_class = connection
+    for name, value in google_env.items():
+        monkeypatch.setenv(name, value)
+    with live.lock:
+        known = set(live.sessions)
+
+    async def scenario():
+        realtime = model.build_realtime_model(load_settings({**VALID_ENV, **google_env}))
+        session = realtime.session()
+        plugin = gemini_session(session)
+        try:
+            deadline = time.monotonic() + 30
+            while plugin.session_resumption_handle is None:
+                assert time.monotonic() < deadline, "the plugin never got the setup handle"
+                await asyncio.sleep(0.05)
+            issued = plugin.session_resumption_handle
+            await asyncio.wait_for(session.generate_reply(), 30)  # the answer has begun
+            recovery = CallRecovery(RecoverySettings(dsn="postgresql://x@127.0.0.1/x"),
+                                    writer=None, room="r", job_id="j")  # type: ignore[arg-type]
+            read = recovery._gemini_handle(types.SimpleNamespace(realtime_llm_session=session))
+            return issued, read
+        finally:
+            await session.aclose()
+
+    issued, (handle, _, covered) = asyncio.run(scenario())
+    sessions, _ = live.snapshot()
+    [gemini] = [s for s in sessions if s.id not in known]
+    assert gemini.handles == [issued]  # only the setup handle was ever issued
+    assert handle == issued and covered is not None
