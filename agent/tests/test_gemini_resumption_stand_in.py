@@ -252,3 +252,60 @@ def test_a_not_resumable_update_never_replaces_the_handle_a_checkpoint_reads(goo
     [gemini] = [s for s in sessions if s.id not in known]
     assert gemini.handles == [issued]  # only the setup handle was ever issued
     assert handle == issued and covered is not None
+
+
+@pytest.mark.parametrize("with_handle", [True, False])
+def test_a_restored_conversation_is_replayed_only_without_a_handle(google, monkeypatch, with_handle):
+    """What a resumed job does (recovery/resume.py restore, then the session connects): the
+    stored conversation reaches the plugin before it connects. With the handle Gemini already
+    holds it and the plugin sends none of it (no history twice); without, it is replayed, and
+    the stand-in sees that (the premise of the end-to-end replay check in
+    test_recovery_faults.py)."""
+    from conftest import VALID_ENV
+    from livekit.agents import llm
+
+    from voice_agent import model
+    from voice_agent.recovery.resume import gemini_session
+    from voice_agent.settings import load_settings
+
+    live, google_env = google
+    live.connection_class = None
+    for name, value in google_env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings({**VALID_ENV, **google_env})
+
+    async def first_call() -> tuple[str, str]:
+        session = model.build_realtime_model(settings).session()
+        try:
+            await asyncio.wait_for(session.generate_reply(), 30)
+            plugin = gemini_session(session)
+            setup_handle = plugin.session_resumption_handle
+            deadline = time.monotonic() + 30
+            while plugin.session_resumption_handle in (None, setup_handle):  # the turn's handle
+                assert time.monotonic() < deadline, "no handle after the reply"
+                await asyncio.sleep(0.05)
+            with live.lock:
+                [reply] = [t.text for s in live.sessions.values() if plugin.session_resumption_handle in s.handles
+                           for t in s.history if t.role == "model"]
+            return plugin.session_resumption_handle, reply
+        finally:
+            await session.aclose()
+
+    async def resumed_call(handle: str | None, reply: str) -> list[str]:
+        restored = llm.ChatContext.empty()
+        restored.add_message(role="assistant", content=reply)
+        session = model.build_realtime_model(settings, resume_handle=handle).session()
+        try:
+            await session.update_chat_ctx(restored)  # before it connects, as in a resumed job
+            await asyncio.wait_for(session.generate_reply(), 30)  # everything before it arrived
+        finally:
+            await session.aclose()
+        with live.lock:
+            last = live.connections[-1]
+            assert last.resumed_from == handle and last.ready_at is not None
+            return list(last.client_texts)
+
+    handle, reply = asyncio.run(first_call())
+    texts = asyncio.run(resumed_call(handle if with_handle else None, reply))
+    replayed = [text for text in texts if reply in text]
+    assert bool(replayed) is not with_handle, texts
