@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import pod_cgroup
 from helpers.livekit_server import LiveKitServer, start_livekit_server
+from helpers.postgres import PostgresServer, start_postgres
 
 # A complete, valid production-like environment; tests change one variable at a time.
 VALID_ENV = {
@@ -32,6 +33,17 @@ def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKit
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL (Debian's server binaries, helpers/postgres.py), one per test module:
+    the crash-recovery suites' checkpoint database."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.destroy()
 
 
 @pytest.fixture

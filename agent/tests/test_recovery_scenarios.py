@@ -7,27 +7,16 @@ import asyncio
 import re
 import shutil
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import recovery_pods as rp
-from helpers.postgres import PostgresServer, start_postgres
 from helpers.worker_process import http_get
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare for PID namespaces"),
 ]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,18 @@ def test_gemini_handle_is_offered_only_while_young(age, fresh):
     assert (checkpoint.handle_if_fresh(100, now=1000.0 + age) == "h") is fresh
 
 
+@pytest.mark.parametrize(("value", "ok"), [("0", True), ("7199", True), ("7200", True), ("7201", False), ("-1", False)])
+def test_a_handle_is_never_trusted_longer_than_gemini_keeps_it(value, ok):
+    """The Gemini API documents handles as valid 2 hours after the session ended: a longer
+    setting (86400 was allowed) would offer handles Gemini refuses."""
+    settings, problems = parse(AGENT_GEMINI_HANDLE_TTL_SECONDS=value)
+    assert (not problems) is ok
+    if ok:
+        assert settings.handle_ttl_seconds == int(value)
+    else:
+        assert problems[0].startswith(f"AGENT_GEMINI_HANDLE_TTL_SECONDS={value} is out of range") and "0..7200" in problems[0]
+
+
 def test_a_zero_handle_ttl_always_replays_the_conversation():
     checkpoint = Checkpoint(chat_ctx={"items": []}, gemini_handle="h", gemini_handle_at=1000.0)
     assert checkpoint.handle_if_fresh(0, now=1000.0) is None
@@ -121,6 +133,39 @@ def test_the_plugin_still_keeps_what_a_handle_covers():
     source = inspect.getsource(realtime_api.RealtimeSession)
     assert "self._resumption_chat_ctx = llm.ChatContext(" in source
     assert "def session_resumption_handle(self)" in source
+
+
+def test_the_checkpoint_reads_the_handle_through_the_fallback_adapter(valid_env):
+    """With the default AGENT_GEMINI_CONNECT_RETRIES (2) model.py hands the agent livekit-agents
+    1.8.9 RealtimeModelFallbackAdapter, whose session exposes no session_resumption_handle: read
+    on that session, every checkpoint stored gemini_handle None (issue 25). The handle must be
+    read on the plugin session behind it (here the one a resumed job holds from the public
+    constructor; tests/test_recovery_faults.py covers handles Gemini issues mid-call)."""
+    import asyncio
+    import types
+
+    from livekit.plugins.google.realtime import realtime_api
+
+    from voice_agent import model
+    from voice_agent.recovery.config import RecoverySettings
+    from voice_agent.recovery.resume import gemini_session
+
+    async def read():
+        realtime = model.build_realtime_model(load_settings(valid_env), resume_handle="h-1")
+        assert len(realtime._models) == 3  # 1 + the default two retries
+        session = realtime.session()
+        try:
+            recovery = CallRecovery(RecoverySettings(dsn="postgresql://x@127.0.0.1/x"),
+                                    writer=None, room="r", job_id="j")  # type: ignore[arg-type]
+            agent = types.SimpleNamespace(realtime_llm_session=session)
+            return gemini_session(session), recovery._gemini_handle(agent)
+        finally:
+            await session.aclose()
+
+    child, (handle, read_at, covered) = asyncio.run(read())
+    assert isinstance(child, realtime_api.RealtimeSession)
+    assert handle == "h-1" and read_at is not None
+    assert covered is None  # Gemini has not issued a handle in this session yet: never offered
 
 
 def _resumed(handle_at_age: float, covered: list[str] | None, items=("m1", "m2")):

@@ -446,11 +446,15 @@ VARIABLES: tuple[Var, ...] = (
         "The row of a call whose agent died (and nobody resumed) is deleted after this; the sweep runs in every "
         "worker, watcher on or off.", default=15 * 60, to="recovery.retention_seconds", low=60,
         high=30 * 24 * 3600, unit="s", why="seconds an abandoned call's checkpoint is kept"),
-    # The Gemini API documents resumption handles as valid for 2 hours after the session ended
-    # (ai.google.dev, Live API session management); older ones are not offered.
+    # The Gemini API documents handles as "valid for 2 hr after the last session termination"
+    # (https://ai.google.dev/gemini-api/docs/live-session, Session resumption; Vertex AI's "Start
+    # and manage live sessions" page names no other figure). A handle's age is counted from when
+    # the job read it, never later than the session's end, so it is never underestimated. The
+    # documented lifetime is also the ceiling: a longer setting would offer handles Gemini
+    # refuses, costing the call a failed connect before the replay.
     Var("AGENT_GEMINI_HANDLE_TTL_SECONDS", "integer", "crash recovery",
         "A Gemini resumption handle older than this is not used; the stored conversation is replayed instead.",
-        default=2 * 3600, to="recovery.handle_ttl_seconds", low=0, high=24 * 3600, unit="s",
+        default=2 * 3600, to="recovery.handle_ttl_seconds", low=0, high=2 * 3600, unit="s",
         why="seconds a Gemini resumption handle is trusted; 0 = always replay the conversation"),
     Var("AGENT_CHECKPOINT_DB_TIMEOUT_SECONDS", "number", "crash recovery",
         "Per connect or statement; slower means no checkpoint this time.", default=2.0,

@@ -47,10 +47,16 @@ https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/multimodal
   https://googleapis.github.io/js-genai/release_docs/interfaces/types.LiveServerSessionResumptionUpdate.html;
   Vertex AI "Start and manage live sessions", resume a previous session,
   https://docs.cloud.google.com/vertex-ai/generative-ai/docs/live-api/start-manage-session).
-  A setup carrying a known handle continues the same session (history kept) on the new
-  connection; a handle older than ``handle_lifetime_s`` (default 2 h after it was issued, the
-  Gemini API's documented validity, https://ai.google.dev/gemini-api/docs/live-session) or an
-  unknown one is refused like an unknown entity.
+  A setup carrying a known handle continues the same session on the new connection, in the
+  state that handle represents (``newHandle``: "New handle that represents state that can be
+  resumed", same js-genai page): turns the session took after the handle was issued are lost
+  when an older handle is used ("Resuming session (using previous session token) in such state
+  will result in some data loss", ibid.). A handle stays good while its session has a
+  connection open and for ``handle_lifetime_s`` after the session's last connection ended
+  ("valid for 2 hr after the last session termination", Gemini API "Session management with
+  Live API", Session resumption, https://ai.google.dev/gemini-api/docs/live-session; the Vertex
+  AI page names no other figure); an expired or unknown handle is refused like an unknown
+  entity. The clock of that check is ``clock`` (a test may advance it).
 - connection lifetime: "around 10 minutes"; ``goAway {timeLeft}`` is sent ``goaway_notice``
   before the server closes the connection.
 - uncompressed session limit: an audio session without ``contextWindowCompression`` ends at
@@ -148,7 +154,8 @@ class Behaviour:
     vad_silence_ms: int = 500
     # real seconds between the end of a turn and the first audio chunk of the reply
     answer_delay_s: float = 0.0
-    # how long a resumption handle is accepted after it was issued (emulated seconds)
+    # how long a resumption handle is accepted after its session's last connection ended
+    # (emulated seconds; the Gemini API documents 2 h, see the module docstring)
     handle_lifetime_s: float = 2 * 3600.0
     # appended to the outputTranscription of every reply after the first
     # ``transcript_suffix_after`` (a test plants characters a model may emit, e.g. U+0000)
@@ -179,6 +186,9 @@ class SessionRecord:
     tool_responses: list[dict[str, Any]] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
     not_resumable_updates: int = 0
+    # connections of this session now open, and when the last one ended (``clock`` time)
+    open_connections: int = 0
+    ended_at: float | None = None
 
     @property
     def tokens(self) -> int:
@@ -202,6 +212,8 @@ class ConnectionRecord:
     closed_at: float | None = None
     close: tuple[int, str] | None = None
     turns: int = 0
+    # text of every clientContent turn this connection received, in order
+    client_texts: list[str] = field(default_factory=list)
 
 
 class FakeGeminiLive:
@@ -216,8 +228,10 @@ class FakeGeminiLive:
         self.sessions: dict[str, SessionRecord] = {}
         self.connections: list[ConnectionRecord] = []
         self.rejected_auth = 0
-        self._handles: dict[str, str] = {}
-        self._handle_issued: dict[str, float] = {}
+        # handle -> (session id, the session's history when the handle was issued)
+        self._handles: dict[str, tuple[str, list[Turn]]] = {}
+        # the clock of handle lifetimes (monotonic seconds; a test may replace it to age handles)
+        self.clock = time.monotonic
         self._token: str | None = None
         self._port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -339,13 +353,21 @@ class FakeGeminiLive:
         if session is None:
             await self._close(ws, record, "not_found")
             return
-        await ws.send(json.dumps({"setupComplete": {"sessionId": session.id}}))
-        with self.lock:
-            record.ready_at = time.monotonic()
-        if record.resumption:
-            await self._send_handle(ws, session)
-        conn = (self.connection_class or _Connection)(self, ws, record, session)
-        await conn.run()
+        try:
+            await ws.send(json.dumps({"setupComplete": {"sessionId": session.id}}))
+            with self.lock:
+                record.ready_at = time.monotonic()
+            if record.resumption:
+                await self._send_handle(ws, session)
+            conn = (self.connection_class or _Connection)(self, ws, record, session)
+            await conn.run()
+        except ConnectionClosed:
+            pass
+        finally:
+            with self.lock:
+                session.open_connections -= 1
+                if session.open_connections == 0:
+                    session.ended_at = self.clock()
 
     def _on_setup(self, setup: dict[str, Any]) -> None:
         """Every setup message as the client sent it; a hook for tests that read them."""
@@ -392,25 +414,27 @@ class FakeGeminiLive:
     def _attach_session(self, record: ConnectionRecord, setup: dict[str, Any]) -> SessionRecord | None:
         with self.lock:
             if record.resumed_from:
-                session_id = self._handles.get(record.resumed_from)
-                session = self.sessions.get(session_id or "")
-                issued = self._handle_issued.get(record.resumed_from, 0.0)
-                if self.emulated(time.monotonic() - issued) > self.behaviour.handle_lifetime_s:
-                    return None  # expired
+                session_id, state = self._handles.get(record.resumed_from, ("", []))
+                session = self.sessions.get(session_id)
                 if session is None or session.terminated:
                     return None
+                if (session.open_connections == 0 and session.ended_at is not None
+                        and self.emulated(self.clock() - session.ended_at) > self.behaviour.handle_lifetime_s):
+                    return None  # expired: the session ended longer ago than a handle lives
+                # the state the handle represents (later turns are lost)
+                session.history = list(state)
             else:
                 session = SessionRecord(id=secrets.token_hex(8), started_at=time.monotonic())
                 self.sessions[session.id] = session
             record.session_id = session.id
             record.history_at_open = len(session.history)
+            session.open_connections += 1
             return session
 
     async def _send_handle(self, ws: ServerConnection, session: SessionRecord) -> None:
         handle = "h-" + secrets.token_urlsafe(12)
         with self.lock:
-            self._handles[handle] = session.id
-            self._handle_issued[handle] = time.monotonic()
+            self._handles[handle] = (session.id, list(session.history))
             session.handles.append(handle)
         await ws.send(
             json.dumps({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
@@ -580,6 +604,7 @@ class _Connection:
         with self.server.lock:
             for turn in content.get("turns", []) or []:
                 words = " ".join(p.get("text", "") for p in turn.get("parts", []) or [])
+                self.record.client_texts.append(words)
                 self.session.history.append(
                     Turn(turn.get("role", "user"), words, _tokens_text(words), modality="TEXT")
                 )

@@ -231,7 +231,7 @@ class CallRecovery:
         if self._session is None:
             return
         try:
-            rt_session = self._session.current_agent.realtime_llm_session
+            rt_session = gemini_session(self._session.current_agent.realtime_llm_session)
         except Exception:  # noqa: BLE001 - no realtime session (yet)
             return
         handle = getattr(rt_session, "session_resumption_handle", None)
@@ -278,7 +278,7 @@ class CallRecovery:
         realtime_api.py on a resumable sessionResumptionUpdate; no public accessor, pinned by
         tests/test_recovery_unit.py). Without that list the handle is never offered."""
         try:
-            rt_session = agent.realtime_llm_session
+            rt_session = gemini_session(agent.realtime_llm_session)
         except RuntimeError:
             return None, None, None
         handle = getattr(rt_session, "session_resumption_handle", None)
@@ -289,6 +289,23 @@ class CallRecovery:
             ids = [item.id for item in covered.items] if covered is not None else None
             self._handle = (handle, time.time(), ids)
         return self._handle
+
+
+def gemini_session(rt_session: Any) -> Any:
+    """The plugin's own RealtimeSession behind the session the agent holds.
+
+    model.py wraps the Gemini instances in livekit-agents 1.8.9 ``RealtimeModelFallbackAdapter``
+    whenever there is more than one (the default: AGENT_GEMINI_CONNECT_RETRIES=2), and the
+    adapter's ``_FallbackRealtimeSession`` forwards events and calls but exposes neither
+    ``session_resumption_handle`` nor ``_resumption_chat_ctx``: read through it, every
+    checkpoint stored no handle at all (issue 25). Its live child is ``_active``
+    (llm/realtime_fallback_adapter.py, no public accessor; pinned by
+    tests/test_recovery_unit.py). A bare plugin session is returned as it is."""
+    from livekit.agents.llm.realtime_fallback_adapter import _FallbackRealtimeSession
+
+    if isinstance(rt_session, _FallbackRealtimeSession):
+        return rt_session._active
+    return rt_session
 
 
 def callers_in(room: Any) -> list[str]:
