@@ -105,16 +105,42 @@ class Account:
 
 
 @dataclass(frozen=True)
-class Reach:
-    grant: Grant
+class Hop:
+    """One impersonation step: `member` (covering the identity held so far, `why`) holds `grant`,
+    whose role makes its holder `account` (`how`)."""
     member: str
-    why: str  # how the member covers the identity it reached
-    chain: tuple[str, ...]  # impersonation steps taken before this grant, outermost first
-    via: tuple[Account, ...]
+    why: str
+    grant: Grant
+    how: str
+    account: Account
 
     @property
     def role(self) -> str:
         return self.grant.role
+
+    def describe(self) -> str:
+        return (f"{self.member} ({self.why}) holds {self.role} on {self.grant.where()} [{self.grant.source}]: "
+                f"{self.how} of {self.account}")
+
+
+@dataclass(frozen=True)
+class Reach:
+    grant: Grant
+    member: str
+    why: str  # how the member covers the identity it reached
+    hops: tuple[Hop, ...] = ()  # impersonation steps taken before this grant, outermost first
+
+    @property
+    def role(self) -> str:
+        return self.grant.role
+
+    @property
+    def via(self) -> tuple[Account, ...]:
+        return tuple(h.account for h in self.hops)
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        return tuple(h.describe() for h in self.hops)
 
     def path(self) -> str:
         steps = [*self.chain, f"{self.member} ({self.why}) holds {self.role} on {self.grant.where()}"
@@ -267,24 +293,22 @@ def _accounts_below(g: Grant, resources: list[Resource]) -> list[Account]:
 def closure(resources: list[Resource], identity: Workload | Account, max_hops: int = 4) -> list[Reach]:
     """Every grant `identity` holds, directly or through accounts it can impersonate."""
     all_grants, custom = grants(resources), custom_roles(resources)
-    frontier: list[tuple[Workload | Account, tuple[str, ...], tuple[Account, ...]]] = [(identity, (), ())]
+    frontier: list[tuple[Workload | Account, tuple[Hop, ...]]] = [(identity, ())]
     seen: set[Workload | Account] = {identity}
     reached: list[Reach] = []
     while frontier:
-        who, chain, via = frontier.pop(0)
+        who, hops = frontier.pop(0)
         for g in all_grants:
             for member in g.members:
                 why = covers(member, who)
                 if why is None:
                     continue
-                reach = Reach(g, member, why, chain, via)
-                reached.append(reach)
+                reached.append(Reach(g, member, why, hops))
                 how = impersonates(g.role, custom)
-                if how is None or len(via) >= max_hops:
+                if how is None or len(hops) >= max_hops:
                     continue
                 for account in _accounts_below(g, resources):
                     if account not in seen:
                         seen.add(account)
-                        step = f"{member} ({why}) holds {g.role} on {g.where()} [{g.source}]: {how} of {account}"
-                        frontier.append((account, (*chain, step), (*via, account)))
+                        frontier.append((account, (*hops, Hop(member, why, g, how, account))))
     return reached
