@@ -375,6 +375,12 @@ def test_the_committed_example_stack_is_valid():
                        "prod": {"project": "gva-fixture-prod", "githubEnvironment": "production", "promoteFrom": "dev",
                                 "planEnvironment": "production-plan"}}},
      r"environments\.prod\.planEnvironment = 'production-plan': is no longer a setting: a job that runs before the approval"),
+    # 16 and 17 characters, alike in the first 15 (the node account's cut): same ids in one project.
+    ({"environments": {"customer-facing-a": {"project": "gva-fixture-dev", "githubEnvironment": "a"},
+                       "customer-facing-b": {"project": "gva-fixture-dev", "githubEnvironment": "b"}},
+      "previewStacks": ["customer-facing-a"]},
+     r"environments\.customer-facing-b = 'customer-facing-b': shares project gva-fixture-dev with stack customer-facing-a "
+     r"and their names agree in the characters that name service accounts \(gva-customer-facing-nodes\)"),
     ({"buildEnvironment": "production"}, r"buildEnvironment = 'production': is also a stage's deploy environment"),
     ({"buildEnvironment": "build env"}, r"buildEnvironment = 'build env': must be a GitHub environment name"),
     ({"environments": {"dev": {"project": "gva-fixture-dev", "githubEnvironment": "dev", "projet": "eu"}}},
