@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from domain.settings import ConfigError, Problem
+from infra.names import stack_account_ids
 
 PROJECT = "gke-voice-agents-bootstrap"
 MAIN_PROJECT = "gke-voice-agents"  # the main program's Pulumi project name (../Pulumi.yaml)
@@ -227,6 +228,16 @@ def _environments(reader: _Reader) -> tuple[Environment, ...]:
         if env.promote_from is not None and (env.promote_from not in stacks or env.promote_from == env.stack):
             reader.problems.append(Problem(f"{full_key}.{env.stack}.promoteFrom", env.promote_from,
                                            f"must name another stack of this map: {', '.join(sorted(stacks - {env.stack}))}"))
+    accounts: dict[tuple[str, str], str] = {}
+    for env in found:
+        for account_id in stack_account_ids(env.stack).values():
+            other = accounts.setdefault((env.project, account_id), env.stack)
+            if other != env.stack:
+                reader.problems.append(Problem(f"{full_key}.{env.stack}", env.stack, (
+                    f"shares project {env.project} with stack {other} and their names agree in the characters that "
+                    f"name service accounts ({account_id}): one stack's deployer would administer the other's "
+                    "accounts; rename one stack or give it its own project")))
+                break
     names = [e.github_environment for e in found if e.github_environment]
     if len(set(names)) != len(names):
         reader.problems.append(Problem(full_key, names, "each stack needs its own GitHub environment, "

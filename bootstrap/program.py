@@ -14,7 +14,8 @@ from bootstrap.attestation import BuildAttestation, BuildAttestationArgs
 from bootstrap.ci_account import CiServiceAccount, CiServiceAccountArgs
 from bootstrap.config import BOOTSTRAP_BUCKET_SUFFIX, BootstrapConfig, environment_subject, preview_subject
 from bootstrap.oidc import GithubOidc, GithubOidcArgs, TrustedRepository
-from bootstrap.roles import builder_grants, deployer_grants, previewer_grants
+from bootstrap.roles import builder_grants, deployer_account_grants, deployer_grants, previewer_grants
+from bootstrap.stage_accounts import StageAccounts, StageAccountsArgs
 from bootstrap.state import StateBackend, StateBackendArgs
 
 # The names the workflows read (`vars.NAME`). Repository variables serve every job; environment
@@ -82,6 +83,13 @@ def build(cfg: BootstrapConfig) -> dict[str, Any]:
             opts=after_apis)
         for env in cfg.environments
     }
+    # The accounts each stack runs as, with its deployer's rights on them alone (not the project's).
+    stage_accounts = {
+        env.stack: StageAccounts(f"accounts-{env.stack}", StageAccountsArgs(
+            project=env.project, stack=env.stack, deployer=deployers[env.stack].member,
+            grants=deployer_account_grants(env)), opts=after_apis)
+        for env in cfg.environments
+    }
     builder = CiServiceAccount(BUILD_ACCOUNT_ID, CiServiceAccountArgs(
         project=cfg.home_project,
         account_id=BUILD_ACCOUNT_ID,
@@ -121,6 +129,8 @@ def build(cfg: BootstrapConfig) -> dict[str, Any]:
         "workloadIdentityProvider": oidc.provider_name,
         "previewServiceAccount": previewer.email,
         "deployServiceAccounts": {stack: d.email for stack, d in deployers.items()},
+        # What each stack runs as; the stack looks these up (infra/accounts.py), never creates them.
+        "stackServiceAccounts": {stack: a.emails for stack, a in stage_accounts.items()},
         "buildServiceAccount": builder.email,
         # Each stage's binaryAuthorizationAttestor (Pulumi.<stack>.yaml); tests/ci checks prod's.
         "buildAttestor": attestation.attestor,

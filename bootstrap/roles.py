@@ -21,7 +21,7 @@ from bootstrap.config import BootstrapConfig, Environment
 from infra.cluster import NODE_ROLES
 from infra.identity import VERTEX_ROLE
 from infra.database import CLIENT_ROLES as DATABASE_CLIENT_ROLES
-from infra.names import livekit_secret_id
+from infra.names import ACCOUNT_TOOLS, account_email, livekit_secret_id, stack_account_ids
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,6 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
             "the Autopilot cluster, and every Kubernetes object through the DNS endpoint (container.clusters.connect)"),
     RoleUse("roles/artifactregistry.admin", ("gcp:artifactregistry/",),
             "the registry, its cleanup policies and its reader grant; pushes the agent image"),
-    # Project-wide in the stage's own project: the CI identities live in the dedicated home
-    # project (bootstrap/config.py refuses a home project that a stack deploys to).
-    RoleUse("roles/iam.serviceAccountAdmin", ("gcp:serviceaccount/",), "the node service account"),
-    RoleUse("roles/iam.serviceAccountUser", (), "attach the node service account to the cluster (actAs)"),
     RoleUse("roles/pubsub.editor", ("gcp:pubsub/",), "the GKE upgrade-notification topic (upgradeNotifications)"),
     RoleUse("roles/cloudkms.admin", ("gcp:kms/",),
             "the key ring, the key that encrypts Kubernetes Secrets and the GKE service agent's grant on it"),
@@ -59,6 +55,23 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
     RoleUse("roles/cloudsql.admin", ("gcp:sql/",), "the checkpoint database, its database and its IAM user (recoveryEnabled)"),
     RoleUse("roles/servicenetworking.networksAdmin", ("gcp:servicenetworking/",),
             "the private services access peering that gives the checkpoint database its private IP"),
+)
+
+# On each service account the stack runs as, never on the project (ACCOUNT_ROLES below).
+ACCOUNT_ADMIN_ROLE = "roles/iam.serviceAccountAdmin"
+ACT_AS_ROLE = "roles/iam.serviceAccountUser"
+# Project-wide, either role would reach every account of the stage's project (a default compute
+# account holding Editor included), and IAM Conditions cannot narrow them to some accounts:
+# iam.googleapis.com is not among the services that evaluate resource attributes ("Resource
+# attributes for IAM Conditions", https://cloud.google.com/iam/docs/conditions-resource-attributes).
+# So the bootstrap creates the stack's accounts (infra/names.py stack_account_ids; the stack only
+# looks them up, infra/accounts.py) and grants these on each account alone. The deployer needs no
+# iam.serviceAccounts.create anywhere.
+ACCOUNT_ROLES: tuple[tuple[RoleUse, tuple[str, ...]], ...] = (
+    (RoleUse(ACCOUNT_ADMIN_ROLE, ("gcp:serviceaccount/",),
+             "read the account and set its policy: the agent's token creator grant on the database account, the "
+             "tool server's Workload Identity link on its own account"), ("nodes", "database", *ACCOUNT_TOOLS)),
+    (RoleUse(ACT_AS_ROLE, (), "attach the node account to the cluster (actAs)"), ("nodes",)),
 )
 
 # Project-level grants the main program makes. The deployer may add or remove exactly these and
@@ -152,6 +165,30 @@ def deployer_grants(env: Environment, cfg: BootstrapConfig, project_number: pulu
     if env.promote_from is not None:
         grants.append(ProjectGrant(cfg.environment(env.promote_from).project, PROMOTION_SOURCE_ROLE))
     return _unique(grants)
+
+
+@dataclass(frozen=True)
+class AccountGrant:
+    """A role on one service account of a stage (its resource-level policy), never on a project."""
+    project: str
+    purpose: str  # a key of infra/names.py stack_account_ids
+    account_id: str
+    role: str
+
+    @property
+    def email(self) -> str:
+        return account_email(self.account_id, self.project)
+
+    @property
+    def key(self) -> str:
+        return f"{self.purpose}-{self.role.removeprefix('roles/').replace('.', '-').lower()}"
+
+
+def deployer_account_grants(env: Environment) -> tuple[AccountGrant, ...]:
+    """The stage's deployer on each account its stack runs as, and on nothing else."""
+    accounts = stack_account_ids(env.stack)
+    return tuple(AccountGrant(env.project, purpose, accounts[purpose], use.role)
+                 for use, purposes in ACCOUNT_ROLES for purpose in purposes)
 
 
 def previewer_grants(cfg: BootstrapConfig) -> tuple[ProjectGrant, ...]:

@@ -11,17 +11,17 @@ import pulumi_gcp as gcp
 import pulumi_random as random
 
 from domain.settings import ClusterSettings
+from infra.accounts import bootstrap_account
 from infra.kubeconfig import render_kubeconfig
-from infra.names import child, name_part, type_token
+from infra.names import child, name_part, node_account_id, type_token
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # Least privilege for nodes (GKE hardening guide): this one role carries logging, monitoring
 # and the rest a node needs. Image pulls are granted on the one repository by AgentRegistry.
 # bootstrap/roles.py reads this tuple: CI may grant exactly these roles and no others.
 NODE_ROLES = ("roles/container.defaultNodeServiceAccount",)
-# Service account ids are 6-30 characters and cluster names at most 40 (GCP naming rules);
-# these fit "gva-<stack>-nodes-<4 hex>" and "voice-agents-<stack>-<4 hex>" into them.
-_SA_STACK_CHARS = 15
+# Cluster names are at most 40 characters (GCP naming rules): "voice-agents-<stack>-<4 hex>".
+# The node account's id is infra/names.py node_account_id (the bootstrap creates the account).
 _CLUSTER_STACK_CHARS = 22
 # Two random bytes: four hex digits, plenty to tell apart the clusters of one project.
 _SUFFIX_BYTES = 2
@@ -78,14 +78,9 @@ class AutopilotCluster(pulumi.ComponentResource):
         # which forces delete-before-create: every call dropped in dev, a stuck update in prod.
         suffix = random.RandomId(child(name, "suffix"), byte_length=_SUFFIX_BYTES,
                                  keepers=replacement_keepers(args), opts=child_opts)
-        node_sa = gcp.serviceaccount.Account(
-            child(name, "nodes"),
-            project=args.project,
-            account_id=suffix.hex.apply(lambda h: f"gva-{name_part(args.stack, _SA_STACK_CHARS)}-nodes-{h}"),
-            display_name=f"GKE Autopilot nodes ({args.stack})",
-            description="Identity of the cluster's nodes: logs, metrics and image pulls only.",
-            opts=child_opts,
-        )
+        # Created by the bootstrap (infra/accounts.py): one per stack, whatever cluster uses it,
+        # so a replacement cluster starts with the same account as the one it replaces.
+        node_sa = bootstrap_account(args.project, node_account_id(args.stack), "the cluster's nodes", args.stack)
         grants = [
             gcp.projects.IAMMember(
                 child(name, f"nodes-{role_key(role)}"),
@@ -109,8 +104,8 @@ class AutopilotCluster(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(cluster.name, self.dns_endpoint).apply(lambda a: render_kubeconfig(a[0], a[1]))
         )
-        self.node_service_account_email = node_sa.email
-        self.node_service_account_member = node_sa.member
+        self.node_service_account_email = pulumi.Output.from_input(node_sa.email)
+        self.node_service_account_member = pulumi.Output.from_input(node_sa.member)
         self.register_outputs({
             "name": self.name,
             "location": self.location,

@@ -28,7 +28,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from domain.database_rules import database_problems
-from infra.names import child, name_part, type_token
+from infra.accounts import bootstrap_account
+from infra.names import child, database_account_id, type_token
 from domain.settings import ConfigError, DatabaseSettings
 
 DATABASE_NAME = "voice_agent"
@@ -117,10 +118,9 @@ class AgentDatabase(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[peering]))
         database = gcp.sql.Database(child(name, "db"), project=args.project, instance=instance.name,
                                     name=DATABASE_NAME, opts=child_opts)
-        account = gcp.serviceaccount.Account(
-            child(name, "sa"), project=args.project, account_id=f"gva-{name_part(args.stack, 18)}-db",
-            display_name="voice agent checkpoint database user (impersonated by the Cloud SQL Auth Proxy)",
-            opts=child_opts)
+        # Created by the bootstrap (infra/accounts.py), like every account the stack runs as.
+        account = bootstrap_account(args.project, database_account_id(args.stack),
+                                    "the checkpoint database's IAM user", args.stack)
         # Cloud SQL has no instance-level policy: a project grant reaches every instance of the
         # project, so each is held to this instance by an IAM condition on resource.name (IAM
         # Conditions resource attributes; Cloud SQL's sample, terraform-docs-samples
@@ -133,7 +133,7 @@ class AgentDatabase(pulumi.ComponentResource):
         gcp.serviceaccount.IAMMember(child(name, "impersonation"), service_account_id=account.name,
                                      role=TOKEN_CREATOR, member=args.agent_principal, opts=child_opts)
         user = gcp.sql.User(child(name, "user"), project=args.project, instance=instance.name,
-                            name=account.email.apply(iam_user_name), type="CLOUD_IAM_SERVICE_ACCOUNT",
+                            name=iam_user_name(account.email), type="CLOUD_IAM_SERVICE_ACCOUNT",
                             deletion_policy=USER_DELETION_POLICY, opts=child_opts)
         # GCP's connectionName is `project:region:instance`; built here from the instance's
         # name so it is known wherever the name is (the offline plan's mocks compute no
@@ -142,7 +142,7 @@ class AgentDatabase(pulumi.ComponentResource):
         self.instance_name = instance.name
         self.database = database.name
         self.user = user.name
-        self.service_account_email = account.email
+        self.service_account_email = pulumi.Output.from_input(account.email)
         self.register_outputs({"connection_name": self.connection_name, "instance_name": self.instance_name,
                                "database": self.database,
                                "user": self.user, "service_account_email": self.service_account_email})

@@ -31,12 +31,11 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.identity import principal_of
-from infra.names import child, name_part, type_token
+from infra.accounts import bootstrap_account
+from infra.names import child, tool_account_id, type_token
 
 QUOTA_ROLE = "roles/serviceusage.serviceUsageConsumer"
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
-# Service account ids are 6-30 characters: "gva-<stack, 15>-<tool, 10>".
-_SA_STACK_CHARS, _SA_TOOL_CHARS = 15, 10
 
 
 def linked_member(pool: str, namespace: str, ksa: str) -> str:
@@ -65,12 +64,9 @@ class ToolIdentity(pulumi.ComponentResource):
         super().__init__(type_token("infra", "ToolIdentity"), name, None, opts)
         child_opts = pulumi.ResourceOptions(parent=self)
         self.principal = principal_of(self, args.project, args.workload_pool, args.namespace, args.service_account)
-        account = gcp.serviceaccount.Account(
-            child(name, "sa"), project=args.project,
-            account_id=f"gva-{name_part(args.stack, _SA_STACK_CHARS)}-{name_part(args.tool, _SA_TOOL_CHARS)}",
-            display_name=f"{args.tool} tool server ({args.stack})",
-            description=f"The {args.tool} MCP tool server's Google identity: bills the project's quota, nothing else.",
-            opts=child_opts)
+        # Created by the bootstrap (infra/accounts.py), like every account the stack runs as.
+        account = bootstrap_account(args.project, tool_account_id(args.stack, args.tool),
+                                    f"the {args.tool} tool server's identity", args.stack)
         gcp.projects.IAMMember(child(name, "quota-user"), project=args.project, role=QUOTA_ROLE,
                                member=account.member, opts=child_opts)
         # The pool exists once the cluster does: taking it from the cluster's output makes the
@@ -80,5 +76,5 @@ class ToolIdentity(pulumi.ComponentResource):
             member=pulumi.Output.from_input(args.workload_pool).apply(
                 lambda pool: linked_member(pool, args.namespace, args.service_account)),
             opts=child_opts)
-        self.email = account.email
+        self.email = pulumi.Output.from_input(account.email)
         self.register_outputs({"principal": self.principal, "email": self.email})

@@ -132,6 +132,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[Recorded] = []
         self.invokes: list[str] = []
+        # Emails getAccount answers "not found" for: a bootstrap that has not run (tests set it).
+        self.missing_accounts: set[str] = set()
         self.current_parent: str | None = None
         self.current_dependencies: list[str] = []
         self.current_provider: str | None = None
@@ -160,6 +162,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "gcp:organizations/getProject:getProject":
             project = args.args.get("projectId", "mock-project")
             return {"projectId": project, "number": FAKE_PROJECT_NUMBER, "name": project}
+        if args.token == "gcp:serviceaccount/getAccount:getAccount":
+            # The accounts the bootstrap creates (infra/accounts.py): GCP's answer for an existing one.
+            email, project = args.args["accountId"], args.args.get("project", "mock-project")
+            if email in self.missing_accounts:
+                raise Exception(f"Error: googleapi: Error 404: Not found; Gaia id not found for email {email}, notFound")
+            return {"email": email, "member": f"serviceAccount:{email}", "accountId": email.split("@", 1)[0],
+                    "name": f"projects/{project}/serviceAccounts/{email}", "project": project}
         raise NotImplementedError(f"no mock answer for invoke {args.token}; add one to tooling/mocks.py")
 
 

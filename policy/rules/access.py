@@ -123,8 +123,10 @@ def _tool_server_problem(reach: Reach) -> str | None:
     g, hops = reach.grant, len(reach.via)
     if hops == 0 and (g.role, g.level) in ((QUOTA_ROLE, "project"), (WORKLOAD_IDENTITY_USER, "serviceAccount")):
         return None
-    # the one hop must be the Workload Identity link itself (the chain names the role it went through)
-    if hops == 1 and (g.role, g.level) == (QUOTA_ROLE, "project") and f"holds {WORKLOAD_IDENTITY_USER} on" in reach.chain[0]:
+    # the one hop must be the Workload Identity link itself: a workloadIdentityUser grant on that
+    # one service account (read from the hop's grant, not from how its path is written)
+    if (hops == 1 and (g.role, g.level) == (QUOTA_ROLE, "project")
+            and (reach.hops[0].role, reach.hops[0].grant.level) == (WORKLOAD_IDENTITY_USER, "serviceAccount")):
         return None
     return f"reaches {g.role} on {g.where()}{f' through {hops} impersonation hop(s)' if hops else ''}"
 

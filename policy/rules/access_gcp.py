@@ -105,16 +105,42 @@ class Account:
 
 
 @dataclass(frozen=True)
-class Reach:
-    grant: Grant
+class Hop:
+    """One impersonation step: `member` (covering the identity held so far, `why`) holds `grant`,
+    whose role makes its holder `account` (`how`)."""
     member: str
-    why: str  # how the member covers the identity it reached
-    chain: tuple[str, ...]  # impersonation steps taken before this grant, outermost first
-    via: tuple[Account, ...]
+    why: str
+    grant: Grant
+    how: str
+    account: Account
 
     @property
     def role(self) -> str:
         return self.grant.role
+
+    def describe(self) -> str:
+        return (f"{self.member} ({self.why}) holds {self.role} on {self.grant.where()} [{self.grant.source}]: "
+                f"{self.how} of {self.account}")
+
+
+@dataclass(frozen=True)
+class Reach:
+    grant: Grant
+    member: str
+    why: str  # how the member covers the identity it reached
+    hops: tuple[Hop, ...] = ()  # impersonation steps taken before this grant, outermost first
+
+    @property
+    def role(self) -> str:
+        return self.grant.role
+
+    @property
+    def via(self) -> tuple[Account, ...]:
+        return tuple(h.account for h in self.hops)
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        return tuple(h.describe() for h in self.hops)
 
     def path(self) -> str:
         steps = [*self.chain, f"{self.member} ({self.why}) holds {self.role} on {self.grant.where()}"
@@ -177,8 +203,29 @@ def custom_roles(resources: Iterable[Resource]) -> dict[str, frozenset[str]]:
     return roles
 
 
-def impersonates(role: str, custom: Mapping[str, frozenset[str]]) -> str | None:
-    """Why holding `role` on an account (or above it) makes one that account, or None."""
+# A policy-setting role held with this condition may add or remove only the listed roles (IAM
+# "Delegate granting roles with conditions", https://cloud.google.com/iam/docs/setting-limits-on-granting-roles;
+# bootstrap/roles.py delegated_grants_condition writes it). The whole expression must be this one
+# call: anything or'ed to it could admit other roles.
+_GRANTS_ONLY = re.compile(r"^\s*api\.getAttribute\(\s*'iam\.googleapis\.com/modifiedGrantsByRole'\s*,\s*\[\]\s*\)"
+                          r"\.hasOnly\(\s*\[(?P<roles>[^\]]*)\]\s*\)\s*$")
+_PROJECT_POLICY_SETTERS = frozenset({"roles/resourcemanager.projectIamAdmin"})
+
+
+def delegated_roles(condition: str | None) -> tuple[str, ...] | None:
+    """The roles a modifiedGrantsByRole condition limits grants to, or None when it is not one."""
+    m = _GRANTS_ONLY.match(condition or "")
+    if m is None:
+        return None
+    return tuple(r.strip().strip("'\"") for r in m["roles"].split(",") if r.strip())
+
+
+def impersonates(role: str, custom: Mapping[str, frozenset[str]], condition: str | None = None) -> str | None:
+    """Why holding `role` on an account (or above it) makes one that account, or None. A project
+    policy setter limited to some roles impersonates only if one of those roles does."""
+    if role in _PROJECT_POLICY_SETTERS and (limited := delegated_roles(condition)) is not None:
+        granted = [r for r in limited if impersonates(r, custom)]
+        return f"{IMPERSONATION_ROLES[role]}, may grant {', '.join(granted)}" if granted else None
     if role in IMPERSONATION_ROLES:
         return IMPERSONATION_ROLES[role]
     held = custom.get(role, frozenset()) & IMPERSONATION_PERMISSIONS
@@ -266,25 +313,37 @@ def _accounts_below(g: Grant, resources: list[Resource]) -> list[Account]:
 
 def closure(resources: list[Resource], identity: Workload | Account, max_hops: int = 4) -> list[Reach]:
     """Every grant `identity` holds, directly or through accounts it can impersonate."""
+    return _walk(resources, identity, max_hops)[0]
+
+
+def impersonated(resources: list[Resource], identity: Workload | Account,
+                 max_hops: int = 4) -> dict[Account, tuple[Hop, ...]]:
+    """Every account `identity` can act as (holding grants or not), with the hops that get it there;
+    `*@<project>`: every account of that project, including ones the plan does not declare."""
+    return _walk(resources, identity, max_hops)[1]
+
+
+def _walk(resources: list[Resource], identity: Workload | Account,
+          max_hops: int) -> tuple[list[Reach], dict[Account, tuple[Hop, ...]]]:
     all_grants, custom = grants(resources), custom_roles(resources)
-    frontier: list[tuple[Workload | Account, tuple[str, ...], tuple[Account, ...]]] = [(identity, (), ())]
+    frontier: list[tuple[Workload | Account, tuple[Hop, ...]]] = [(identity, ())]
     seen: set[Workload | Account] = {identity}
     reached: list[Reach] = []
+    accounts: dict[Account, tuple[Hop, ...]] = {}
     while frontier:
-        who, chain, via = frontier.pop(0)
+        who, hops = frontier.pop(0)
         for g in all_grants:
             for member in g.members:
                 why = covers(member, who)
                 if why is None:
                     continue
-                reach = Reach(g, member, why, chain, via)
-                reached.append(reach)
-                how = impersonates(g.role, custom)
-                if how is None or len(via) >= max_hops:
+                reached.append(Reach(g, member, why, hops))
+                how = impersonates(g.role, custom, g.condition)
+                if how is None or len(hops) >= max_hops:
                     continue
                 for account in _accounts_below(g, resources):
                     if account not in seen:
                         seen.add(account)
-                        step = f"{member} ({why}) holds {g.role} on {g.where()} [{g.source}]: {how} of {account}"
-                        frontier.append((account, (*chain, step), (*via, account)))
-    return reached
+                        accounts[account] = (*hops, Hop(member, why, g, how, account))
+                        frontier.append((account, accounts[account]))
+    return reached, accounts

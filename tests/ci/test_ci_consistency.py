@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from bootstrap.roles import DELEGATED_ROLES, DEPLOYER_ROLES, PROJECT_IAM_COVERS
+from bootstrap.roles import ACCOUNT_ROLES, DELEGATED_ROLES, DEPLOYER_ROLES, PROJECT_IAM_COVERS
 from tests.ci.bootstrap_harness import BootstrapRun, evaluate_bootstrap
 from tests.ci.workflows import ROOT, VAR_REFERENCE, jobs, stack_of
 
@@ -162,7 +162,8 @@ def test_without_a_bootstrap_file_the_plan_says_nothing_about_ci(tmp_path):
 
 def test_the_deployer_roles_cover_every_resource_of_the_plan(plan):
     """A resource type nobody granted would fail the first `pulumi up` in CI, not here."""
-    prefixes = [p for use in DEPLOYER_ROLES for p in use.covers] + list(PROJECT_IAM_COVERS)
+    prefixes = ([p for use in DEPLOYER_ROLES for p in use.covers] + list(PROJECT_IAM_COVERS)
+                + [p for use, _ in ACCOUNT_ROLES for p in use.covers])
     uncovered = sorted({r["type"] for r in plan.resources
                         if not r["type"].startswith(NO_ROLE_NEEDED) and not r["type"].startswith(tuple(prefixes))})
     assert not uncovered, f"stack {plan.stack}: no deployer role manages {uncovered}; add one to bootstrap/roles.py"

@@ -69,7 +69,7 @@ def violations(run: BootstrapRun, cfg: BootstrapConfig) -> list[str]:
         elif typ == PROJECT_IAM and inputs["project"] == cfg.home_project:
             problems.append(f"{who.kind} {who.member} holds a project role where the CI identities, pool and state live: {where}")
         elif typ == SA_IAM:
-            problems.append(f"{who.kind} {who.member} holds a role on a service account: {where}")
+            problems += _account_grant_problems(who, inputs, where, cfg)
         elif typ == BUCKET_IAM:
             stage = _stage_of(inputs["bucket"], f"{cfg.state_bucket_prefix}-", cfg)
             if stage not in who.stacks:
@@ -91,6 +91,26 @@ def violations(run: BootstrapRun, cfg: BootstrapConfig) -> list[str]:
         elif typ == PROJECT_IAM:
             problems += _project_grant_problems(who, inputs, where, cfg)
     return problems
+
+
+def own_accounts(cfg: BootstrapConfig, stacks: frozenset[str]) -> dict[str, str]:
+    """email -> purpose of every account the given stacks run as (the bootstrap creates them)."""
+    from infra.names import account_email, stack_account_ids
+
+    return {account_email(account_id, cfg.environment(s).project): purpose
+            for s in stacks for purpose, account_id in stack_account_ids(s).items()}
+
+
+def _account_grant_problems(who: Identity, inputs: dict[str, Any], where: str, cfg: BootstrapConfig) -> list[str]:
+    """A deployer may administer its own stack's accounts, and act as the node account only."""
+    from bootstrap.roles import ACCOUNT_ROLES
+
+    email = str(inputs.get("serviceAccountId", "")).rsplit("/", 1)[-1].lower()
+    purpose = own_accounts(cfg, who.stacks).get(email) if who.kind == "deployer" else None
+    allowed = {use.role for use, purposes in ACCOUNT_ROLES if purpose in purposes}
+    if purpose is None or inputs.get("role") not in allowed:
+        return [f"{who.kind} {who.member} holds a role on a service account its stack does not run as: {where} on {email}"]
+    return []
 
 
 def _project_grant_problems(who: Identity, inputs: dict[str, Any], where: str, cfg: BootstrapConfig) -> list[str]:

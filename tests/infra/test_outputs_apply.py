@@ -56,7 +56,7 @@ def test_registry_url_and_node_account_are_the_stacks_own(program, apply_probe):
     apply_probe.check("registry url", program.namespace["registry"].url,
                       lambda url: _equal(url, f"us-central1-docker.pkg.dev/gva-fixture-{stack}/voice-agents-{stack}"))
     apply_probe.check("node account", program.namespace["cluster"].node_service_account_email,
-                      lambda email: _equal(email, f"gva-{stack}-nodes-a1b2@gva-fixture-{stack}.iam.gserviceaccount.com"))
+                      lambda email: _equal(email, f"gva-{stack}-nodes@gva-fixture-{stack}.iam.gserviceaccount.com"))
 
 
 def test_network_outputs_are_gcp_resource_paths(program, apply_probe):

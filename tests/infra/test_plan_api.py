@@ -45,7 +45,7 @@ def test_repeated_evaluations_record_the_same_plan_in_the_same_order():
 def test_resources_are_listed_in_the_order_the_program_declares_them(dev_plan):
     names = [r["name"] for r in dev_plan.resources]
     assert names[:4] == ["network", "network-vpc", "network-nodes", "network-router"]
-    assert names.index("gke-suffix") < names.index("gke-nodes") < names.index("gke-cluster")
+    assert names.index("gke-suffix") < names.index("gke-nodes-container-defaultnodeserviceaccount") < names.index("gke-cluster")
     assert names.index("agent-namespace") < names.index("agent-ksa") < names.index("agent-deployment")
 
 

@@ -19,9 +19,8 @@ PLATFORM = {
     "gke-voice-agents:infra:VpcNetwork": 1, "gcp:compute/network:Network": 1, "gcp:compute/subnetwork:Subnetwork": 1,
     "gcp:compute/router:Router": 1, "gcp:compute/routerNat:RouterNat": 1,
     "gke-voice-agents:infra:AutopilotCluster": 1,
-    # the nodes' account, the checkpoint database's IAM user (recoveryEnabled, both stacks) and
-    # the account the Places tool server acts as (infra/tool_identity.py, placesToolEnabled)
-    "gcp:serviceaccount/account:Account": 3, "gcp:container/cluster:Cluster": 1,
+    # no service account: the bootstrap creates the ones the stack runs as (infra/accounts.py)
+    "gcp:container/cluster:Cluster": 1,
     "gke-voice-agents:infra:AgentRegistry": 1, "gcp:artifactregistry/repository:Repository": 1,
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
     "gke-voice-agents:infra:AgentIdentity": 1,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from domain.settings import ClusterSettings
-from infra.names import TYPE_PREFIX, name_part
+from infra.names import TYPE_PREFIX, name_part, stack_account_ids
 from tooling.plan import evaluate
 
 P = "gke-voice-agents:"
@@ -75,7 +75,7 @@ def test_platform_children_by_component(plan):
     assert sorted(children["network"]) == sorted(
         [(NETWORK, "network-vpc"), (SUBNET, "network-nodes"), (ROUTER, "network-router"), (NAT, "network-nat")])
     assert sorted(children["gke"]) == sorted([
-        ("random:index/randomId:RandomId", "gke-suffix"), (ACCOUNT, "gke-nodes"),
+        ("random:index/randomId:RandomId", "gke-suffix"),
         (PROJECT_MEMBER, "gke-nodes-container-defaultnodeserviceaccount"), (CLUSTER, "gke-cluster")])
     assert sorted(children["registry"]) == sorted([(REPOSITORY, "registry-docker"), (REPOSITORY_MEMBER, "registry-node-reader")])
     assert children["agent-identity"] == [(PROJECT_MEMBER, "agent-identity-vertex-user")]
@@ -220,8 +220,8 @@ def test_exclusions_are_keyed_by_name_whatever_the_order_written():
 
 
 def test_nodes_run_as_a_dedicated_least_privilege_account(plan):
-    account = plan.named("gke-nodes")["inputs"]
-    email = f"{account['accountId']}@{project(plan)}.iam.gserviceaccount.com"
+    # The bootstrap creates it (infra/accounts.py); the stack names it and grants its one role.
+    email = f"gva-{plan.stack}-nodes@{project(plan)}.iam.gserviceaccount.com"
     defaults = plan.one(CLUSTER)["inputs"]["clusterAutoscaling"]["autoProvisioningDefaults"]
     assert defaults == {"serviceAccount": email, "oauthScopes": ["https://www.googleapis.com/auth/cloud-platform"]}
     assert not email.endswith("-compute@developer.gserviceaccount.com")
@@ -233,7 +233,8 @@ def test_names_carry_the_stack_and_a_random_suffix(plan):
     suffix = plan.named("gke-suffix")["inputs"]
     assert suffix["byteLength"] == 2
     assert plan.one(CLUSTER)["inputs"]["name"] == f"voice-agents-{plan.stack}-a1b2"
-    assert plan.named("gke-nodes")["inputs"]["accountId"] == f"gva-{plan.stack}-nodes-a1b2"
+    # The accounts carry no suffix: the bootstrap creates them before the stack exists.
+    assert plan.outputs["nodeServiceAccount"] == f"gva-{plan.stack}-nodes@{project(plan)}.iam.gserviceaccount.com"
 
 
 def test_any_stack_name_yields_valid_gcp_names(tmp_path: Path):
@@ -243,10 +244,13 @@ def test_any_stack_name_yields_valid_gcp_names(tmp_path: Path):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copy(ROOT / "tests/fixtures/stacks/Pulumi.prod.yaml", tmp_path / f"Pulumi.{stack}.yaml")
     result = evaluate(stack, root=tmp_path, stack_dir=tmp_path)
-    assert SA_ID.match(result.named("gke-nodes")["inputs"]["accountId"]), result.named("gke-nodes")["inputs"]["accountId"]
+    for account_id in stack_account_ids(stack).values():
+        assert SA_ID.match(account_id), account_id
     assert CLUSTER_NAME.match(result.one(CLUSTER)["inputs"]["name"]), result.one(CLUSTER)["inputs"]["name"]
     assert REPOSITORY_ID.match(result.one(REPOSITORY)["inputs"]["repositoryId"])
-    assert result.named("gke-nodes")["inputs"]["accountId"] == "gva-customer-facing-nodes-a1b2"
+    assert stack_account_ids(stack) == {"nodes": "gva-customer-facing-nodes", "database": "gva-customer-facing-pr-db",
+                                        "places": "gva-customer-facing-places"}
+    assert result.outputs["nodeServiceAccount"].startswith("gva-customer-facing-nodes@")
 
 
 @pytest.mark.parametrize("text, limit, expected", [
@@ -283,7 +287,7 @@ def test_only_the_node_account_reads_the_registry_and_only_this_repository(plan)
     reader = plan.one(REPOSITORY_MEMBER)["inputs"]
     assert reader == {"project": project(plan), "location": "us-central1", "repository": repo["repositoryId"],
                       "role": "roles/artifactregistry.reader",
-                      "member": f"serviceAccount:gva-{plan.stack}-nodes-a1b2@{project(plan)}.iam.gserviceaccount.com"}
+                      "member": f"serviceAccount:gva-{plan.stack}-nodes@{project(plan)}.iam.gserviceaccount.com"}
     assert not [r for r in plan.of_type(PROJECT_MEMBER) if r["inputs"]["role"].startswith("roles/artifactregistry.")]
 
 
@@ -293,7 +297,7 @@ def test_vertex_access_is_bound_to_the_agents_kubernetes_identity(plan):
         "project": project(plan), "role": "roles/aiplatform.user",
         "member": (f"principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/"
                    f"{project(plan)}.svc.id.goog/subject/ns/voice-agents/sa/voice-agent")}]
-    assert set(plan.invokes) == {"gcp:organizations/getProject:getProject"}
+    assert set(plan.invokes) == {"gcp:organizations/getProject:getProject", "gcp:serviceaccount/getAccount:getAccount"}
 
 
 def test_the_principal_follows_the_namespace_setting():
@@ -307,7 +311,8 @@ def test_no_keys_and_no_google_service_account_for_the_agent(plan):
     # the Places tool server acts as (infra/tool_identity.py: Places takes no federated token).
     # The agent's own principal may impersonate the first only; the tool server's Kubernetes
     # service account is linked to the second only.
-    assert [r["name"] for r in plan.of_type(ACCOUNT)] == ["gke-nodes", "checkpoints-sa", "places-identity-sa"]
+    # All three are the bootstrap's (infra/accounts.py): the stack declares no account at all.
+    assert plan.of_type(ACCOUNT) == []
     grants = {r["parent"]: r["inputs"] for r in plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")}
     assert set(grants) == {"checkpoints", "places-identity"}
     assert grants["checkpoints"]["role"] == "roles/iam.serviceAccountTokenCreator"
@@ -328,7 +333,7 @@ def test_stack_outputs_a_user_needs_next(plan):
     assert out["clusterLocation"] == "us-central1"
     assert out["registryUrl"] == f"us-central1-docker.pkg.dev/{project(plan)}/voice-agents-{plan.stack}"
     assert re.fullmatch(r"gke-[0-9a-f]+-123456789012\.us-central1\.gke\.goog", out["clusterDnsEndpoint"])
-    assert out["nodeServiceAccount"] == f"gva-{plan.stack}-nodes-a1b2@{project(plan)}.iam.gserviceaccount.com"
+    assert out["nodeServiceAccount"] == f"gva-{plan.stack}-nodes@{project(plan)}.iam.gserviceaccount.com"
     assert out["agentPrincipal"].endswith("/subject/ns/voice-agents/sa/voice-agent")
     kubeconfig = json.loads(out["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{out['clusterDnsEndpoint']}"

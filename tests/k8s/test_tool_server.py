@@ -99,10 +99,11 @@ def test_only_the_tool_servers_account_gets_the_quota_role(plan):
     server's own, its Kubernetes service account is linked to it, and nothing else may act as it."""
     grants = [r["inputs"] for r in plan.resources if r["type"] == "gcp:projects/iAMMember:IAMMember"]
     quota = [g for g in grants if g["role"] == QUOTA_ROLE]
-    account = plan.named("places-identity-sa")["inputs"]
-    email = f"{account['accountId']}@{account['project']}.iam.gserviceaccount.com"
-    assert len(account["accountId"]) <= 30 and account["accountId"].endswith("-places")
-    assert quota == [{"project": account["project"], "role": QUOTA_ROLE, "member": f"serviceAccount:{email}"}]
+    # The account is the bootstrap's (infra/accounts.py): the stack names it, never creates it.
+    project = plan.one("gcp:container/cluster:Cluster")["inputs"]["project"]
+    email = plan.outputs["placesToolServiceAccount"]
+    assert email == f"gva-{plan.stack}-places@{project}.iam.gserviceaccount.com"
+    assert quota == [{"project": project, "role": QUOTA_ROLE, "member": f"serviceAccount:{email}"}]
     links = [r for r in plan.resources if r["type"] == "gcp:serviceaccount/iAMMember:IAMMember"
              and r["parent"] == "places-identity"]
     assert [r["inputs"]["role"] for r in links] == ["roles/iam.workloadIdentityUser"]

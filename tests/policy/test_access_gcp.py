@@ -418,3 +418,31 @@ FAILING_CASES = {
                    "reaches roles/monitoring.editor on project"),
 }
 
+
+
+def test_the_tool_server_hop_is_judged_by_its_grant_not_by_its_text():
+    """The one allowed hop is a workloadIdentityUser grant on a service account. A token creator
+    hop whose resource name spells the link's role (the text the rule used to search) is still a
+    token creator hop; a workloadIdentityUser grant on the project is not the link either."""
+    from policy.rules.access import _tool_server_problem
+    from policy.rules.access_gcp import Account, Grant, Hop, Reach
+
+    account, member = Account("gva-dev-places@p.iam.gserviceaccount.com"), "serviceAccount:p.svc.id.goog[ns/places-mcp]"
+    quota = Grant("quota", "project", "p", "roles/serviceusage.serviceUsageConsumer",
+                  (f"serviceAccount:{account.email}",), None, False)
+
+    def reach_through(role: str, level: str, source: str) -> Reach:
+        hop = Hop(member, "the legacy Workload Identity member of that account",
+                  Grant(source, level, f"projects/p/serviceAccounts/{account.email}", role, (member,), None, False),
+                  "a way in", account)
+        return Reach(quota, quota.members[0], "that account", (hop,))
+
+    link = reach_through("roles/iam.workloadIdentityUser", "serviceAccount", "places-identity-link")
+    assert _tool_server_problem(link) is None
+    disguised = reach_through("roles/iam.serviceAccountTokenCreator", "serviceAccount",
+                              "x holds roles/iam.workloadIdentityUser on y")
+    assert "holds roles/iam.workloadIdentityUser on" in disguised.chain[0]  # the old text test would pass it
+    assert _tool_server_problem(disguised) == "reaches roles/serviceusage.serviceUsageConsumer on project p through 1 impersonation hop(s)"
+    on_project = reach_through("roles/iam.workloadIdentityUser", "project", "wi-on-project")
+    assert _tool_server_problem(on_project) is not None
+    assert [h.role for h in link.hops] == ["roles/iam.workloadIdentityUser"] and link.via == (account,)

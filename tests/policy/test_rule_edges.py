@@ -236,5 +236,5 @@ def test_project_level_reader_lets_the_nodes_pull():
 def test_project_level_grant_without_read_is_still_a_violation():
     resources = _node_reader_moved(_fixture_plan("prod").resources, "roles/logging.logWriter")
     [message] = _rule_messages(resources, "prod", "registry-node-reader")
-    assert message.startswith("node service account gva-prod-nodes-a1b2@gva-fixture-prod.iam.gserviceaccount.com "
+    assert message.startswith("node service account gva-prod-nodes@gva-fixture-prod.iam.gserviceaccount.com "
                               "cannot pull from this repository")
