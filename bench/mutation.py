@@ -17,6 +17,12 @@ Mutations (one at a time, expression-level, so the file still parses):
 Strings in messages (f-strings), docstrings and annotations are left alone: what the tests must
 guard is behaviour, not wording.
 
+Equivalent mutants (a change no input can observe) are suppressed where they are, as mutmut does:
+a line ending in `# pragma: no mutate: <why>` yields no mutants. The reason is required (a
+pragma without one stops the run), `--list` prints every suppressed line with its reason, and a
+run prints how many sites it left out, so a suppression is never silent. Prefer removing the
+equivalence (a tolerance nothing needs, a branch that cannot be taken) to suppressing it.
+
     .venv/bin/python bench/mutation.py --sample 150 --seed 1          # sampled over every module
     .venv/bin/python bench/mutation.py --module policy/rules/workload.py --sample 40
     .venv/bin/python bench/mutation.py --list                          # mutants per module, no run
@@ -29,16 +35,19 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import json
 import math
 import os
 import queue
 import random
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tokenize
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -217,7 +226,36 @@ def _span(node: ast.AST) -> tuple[tuple[int, int], tuple[int, int]]:
     return (node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset)
 
 
+# mutmut's marker, with the reason after a colon: `# pragma: no mutate: <why it is equivalent>`.
+_PRAGMA = re.compile(r"#\s*pragma:\s*no mutate\b:?\s*(.*)$")
+
+
+def suppressions(module: str, source: str) -> dict[int, str]:
+    """{line: reason} of the module's `# pragma: no mutate` comments (real comments only, never a
+    string that contains the words). A pragma without a reason is an error naming its line."""
+    found: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT and (match := _PRAGMA.search(token.string)):
+            reason = match.group(1).strip()
+            if not reason:
+                raise SystemExit(f"{module}:{token.start[0]}: `# pragma: no mutate` needs its reason after a colon "
+                                 "(why no input can tell the mutant from the code)")
+            found[token.start[0]] = reason
+    return found
+
+
 def mutants_of(module: str, source: str) -> list[Mutant]:
+    """The module's mutants, less those on a `# pragma: no mutate` line (suppressed_of)."""
+    quiet = suppressions(module, source)
+    return [m for m in all_mutants_of(module, source) if m.line not in quiet]
+
+
+def suppressed_of(module: str, source: str) -> list[Mutant]:
+    quiet = suppressions(module, source)
+    return [m for m in all_mutants_of(module, source) if m.line in quiet]
+
+
+def all_mutants_of(module: str, source: str) -> list[Mutant]:
     tree = ast.parse(source)
     skip = _skipped_nodes(tree)
     found: list[Mutant] = []
@@ -409,12 +447,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # With --survivors-of the sample is drawn over every module, as the earlier run drew it, and
     # only then narrowed to --module.
     drawn = list(TARGETS) if args.survivors_of else targets
-    every = {t.module: mutants_of(t.module, (_SOURCE / t.module).read_text()) for t in drawn}
+    sources = {t.module: (_SOURCE / t.module).read_text() for t in drawn}
+    every = {t.module: mutants_of(t.module, sources[t.module]) for t in drawn}
+    quiet = {t.module: suppressed_of(t.module, sources[t.module]) for t in targets}
     total = sum(len(every[t.module]) for t in targets)
+    n_quiet = sum(len(q) for q in quiet.values())
     if args.list:
         for t in targets:
-            print(f"{t.module}: {len(every[t.module])} mutants; tests: {' '.join(t.tests) or '(none)'}")
-        print(json.dumps({"modules": len(targets), "mutants": total}))
+            print(f"{t.module}: {len(every[t.module])} mutants ({len(quiet[t.module])} suppressed); "
+                  f"tests: {' '.join(t.tests) or '(none)'}")
+            for line, reason in sorted(suppressions(t.module, sources[t.module]).items()):
+                print(f"  suppressed {t.module}:{line}: {reason}")
+        print(json.dumps({"modules": len(targets), "mutants": total, "suppressed": n_quiet}))
         scratch.cleanup()
         return 0
     pool = [m for t in drawn for m in every[t.module]]
@@ -431,6 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"{len(chosen)} of {total} mutants over {len(targets)} modules"
               + (f" (sample, seed {args.seed})" if len(chosen) < total else ""), flush=True)
+    lines_quiet = sum(len(suppressions(t.module, sources[t.module])) for t in targets)
+    print(f"{n_quiet} mutants on {lines_quiet} lines suppressed as equivalent (`# pragma: no mutate`; "
+          "--list prints each with its reason), not drawn and not counted", flush=True)
 
     work = [(t, [m for m in chosen if m.module == t.module]) for t in targets]
     work = [(t, mine) for t, mine in work if mine]
