@@ -18,10 +18,12 @@ Strings in messages (f-strings), docstrings and annotations are left alone: what
 guard is behaviour, not wording.
 
 Equivalent mutants (a change no input can observe) are suppressed where they are, as mutmut does:
-a line ending in `# pragma: no mutate: <why>` yields no mutants. The reason is required (a
-pragma without one stops the run), `--list` prints every suppressed line with its reason, and a
-run prints how many sites it left out, so a suppression is never silent. Prefer removing the
-equivalence (a tolerance nothing needs, a branch that cannot be taken) to suppressing it.
+a line ending in `# pragma: no mutate: <why>`. The reason is required (a pragma without one stops
+the run). Suppressed mutants stay in the pool a sample is drawn from (a suppression does not
+change which mutants a seed draws, so runs before and after compare), and a drawn one is printed
+as SUPPRESSED with its reason and left out of N; `--list` prints every suppressed line. Prefer
+removing the equivalence (a tolerance nothing needs, a branch that cannot be taken) to
+suppressing it.
 
     .venv/bin/python bench/mutation.py --sample 150 --seed 1          # sampled over every module
     .venv/bin/python bench/mutation.py --module policy/rules/workload.py --sample 40
@@ -148,6 +150,26 @@ TARGETS: tuple[Target, ...] = (
     Target("policy/rules/access_k8s.py", INFRA, _existing("tests/policy/test_access_k8s.py")),
     Target("policy/rules/agent_timing.py", INFRA, _existing("tests/policy/test_boundaries_workload.py", *_POLICY)),
     Target("policy/rules/agent_scaling.py", INFRA, _existing("tests/policy/test_boundaries_workload.py", *_POLICY)),
+    # The rest of policy/: the agent's pod as the rules read it (with the framework's defaults for
+    # unset fields), the rules over plain manifests, and the CrossGuard adapters.
+    Target("policy/rules/agent_pod.py", INFRA, _existing("tests/policy/test_boundaries_workload.py",
+                                                         "tests/policy/test_manifests_any_worker.py", *_POLICY)),
+    Target("policy/manifests.py", INFRA, _existing("tests/policy/test_manifests_any_worker.py",
+                                                   "tests/policy/test_manifests_cli.py")),
+    Target("policy/pack.py", INFRA, _existing("tests/policy/test_pack.py")),
+    # The rest of the config loader: each setting's own checks (the declarations table), the
+    # stack files read as the CLI would, the typed values' vocabulary, and the cross-setting rules
+    # beside their domains (stages sharing a LiveKit project, the Gemini location, pod sizes).
+    Target("domain/declarations.py", INFRA, _existing("tests/infra/test_boundaries_config.py",
+                                                     "tests/infra/test_declarations.py", "tests/k8s/test_config_errors.py")),
+    Target("domain/stackfiles.py", INFRA, _existing("tests/infra/test_stack_keys.py", "tests/infra/test_config.py")),
+    Target("domain/settings.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/k8s/test_settings.py",
+                                                 "tests/k8s/test_config_errors.py")),
+    Target("domain/stages.py", INFRA, _existing("tests/infra/test_stages.py")),
+    Target("domain/vertex_locations.py", INFRA, _existing("tests/infra/test_vertex_locations.py",
+                                                         "tests/infra/test_boundaries_config.py")),
+    Target("domain/sizes.py", INFRA, _existing("tests/k8s/test_sizes.py", "tests/infra/test_boundaries_config.py",
+                                              "tests/k8s/test_capacity.py")),
 )
 
 
@@ -244,18 +266,14 @@ def suppressions(module: str, source: str) -> dict[int, str]:
     return found
 
 
-def mutants_of(module: str, source: str) -> list[Mutant]:
-    """The module's mutants, less those on a `# pragma: no mutate` line (suppressed_of)."""
-    quiet = suppressions(module, source)
-    return [m for m in all_mutants_of(module, source) if m.line not in quiet]
-
-
 def suppressed_of(module: str, source: str) -> list[Mutant]:
+    """The module's mutants on `# pragma: no mutate` lines."""
     quiet = suppressions(module, source)
-    return [m for m in all_mutants_of(module, source) if m.line in quiet]
+    return [m for m in mutants_of(module, source) if m.line in quiet]
 
 
-def all_mutants_of(module: str, source: str) -> list[Mutant]:
+def mutants_of(module: str, source: str) -> list[Mutant]:
+    """Every mutant of the module, suppressed ones included (they are drawn, then set aside)."""
     tree = ast.parse(source)
     skip = _skipped_nodes(tree)
     found: list[Mutant] = []
@@ -449,14 +467,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     drawn = list(TARGETS) if args.survivors_of else targets
     sources = {t.module: (_SOURCE / t.module).read_text() for t in drawn}
     every = {t.module: mutants_of(t.module, sources[t.module]) for t in drawn}
-    quiet = {t.module: suppressed_of(t.module, sources[t.module]) for t in targets}
+    pragmas = {t.module: suppressions(t.module, sources[t.module]) for t in drawn}
     total = sum(len(every[t.module]) for t in targets)
-    n_quiet = sum(len(q) for q in quiet.values())
+    n_quiet = sum(1 for t in targets for m in every[t.module] if m.line in pragmas[t.module])
     if args.list:
         for t in targets:
-            print(f"{t.module}: {len(every[t.module])} mutants ({len(quiet[t.module])} suppressed); "
+            quiet = sum(1 for m in every[t.module] if m.line in pragmas[t.module])
+            print(f"{t.module}: {len(every[t.module])} mutants ({quiet} suppressed); "
                   f"tests: {' '.join(t.tests) or '(none)'}")
-            for line, reason in sorted(suppressions(t.module, sources[t.module]).items()):
+            for line, reason in sorted(pragmas[t.module].items()):
                 print(f"  suppressed {t.module}:{line}: {reason}")
         print(json.dumps({"modules": len(targets), "mutants": total, "suppressed": n_quiet}))
         scratch.cleanup()
@@ -475,9 +494,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"{len(chosen)} of {total} mutants over {len(targets)} modules"
               + (f" (sample, seed {args.seed})" if len(chosen) < total else ""), flush=True)
-    lines_quiet = sum(len(suppressions(t.module, sources[t.module])) for t in targets)
-    print(f"{n_quiet} mutants on {lines_quiet} lines suppressed as equivalent (`# pragma: no mutate`; "
-          "--list prints each with its reason), not drawn and not counted", flush=True)
+    quiet = [m for m in chosen if m.line in pragmas[m.module]]
+    chosen = [m for m in chosen if m.line not in pragmas[m.module]]
+    for m in quiet:
+        print(f"SUPPRESSED {m.name} ({pragmas[m.module][m.line]})", flush=True)
+    print(f"{len(quiet)} of them suppressed as equivalent (of {n_quiet} on "
+          f"{sum(len(pragmas[t.module]) for t in targets)} `# pragma: no mutate` lines; --list names them), "
+          f"{len(chosen)} run", flush=True)
 
     work = [(t, [m for m in chosen if m.module == t.module]) for t in targets]
     work = [(t, mine) for t, mine in work if mine]
