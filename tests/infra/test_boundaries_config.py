@@ -121,6 +121,26 @@ def test_exclusion_names_are_stable_keys(name, refused):
     assert bool(found) is refused
 
 
+# A 4 h daily window and a 25-day exclusion "long" leave 28 h in the worst 32 days, the period
+# from 2026-02-21T04:00Z to 2026-03-25T04:00Z (half-open). The exclusions that overlap that
+# period are named; one that starts exactly where it ends does not overlap it.
+FOUR_HOURS_DAILY = {"maintenanceStartTime": "2026-01-03T00:00:00Z", "maintenanceEndTime": "2026-01-03T04:00:00Z",
+                    "maintenanceRecurrence": "FREQ=DAILY"}
+
+
+@pytest.mark.parametrize(("short_start", "named"), [
+    ("2026-03-25T03:59:59Z", {"long", "short"}),  # just inside the worst period
+    ("2026-03-25T04:00:00Z", {"long"}),           # starts exactly at its end
+    ("2026-03-25T04:00:01Z", {"long"}),
+])
+def test_the_exclusions_named_are_those_overlapping_the_worst_period(short_start, named):
+    exclusions = {"long": {"start": "2026-03-01T00:00:00Z", "end": "2026-03-26T00:00:00Z"},
+                  "short": {"start": short_start, "end": "2026-03-25T06:00:00Z"}}
+    found = problems_of(**FOUR_HOURS_DAILY, maintenanceExclusions=json.dumps(exclusions))
+    assert all("the 32 days from 2026-02-21 keep only 28 h of maintenance" in p for p in found), found
+    assert {p.removeprefix(f"{P}maintenanceExclusions.").split(" ")[0] for p in found} == named
+
+
 # --------------------------------------------------------------------------------------------
 # Keys: an unknown key that is also a secret keeps its value out of every message.
 
