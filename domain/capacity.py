@@ -199,12 +199,9 @@ def calls_at_trigger(target: float, tolerance: float = HPA_TOLERANCE) -> float:
     return target * (1 + tolerance)
 
 
-def max_safe_calls_percent(cap: int, tolerance: float = HPA_TOLERANCE) -> int:
-    """Largest whole percent of the cap whose trigger, tolerance included, stays below the cap."""
-    percent = 100
-    while percent > 1 and calls_at_trigger(cap * percent / 100, tolerance) >= cap:
-        percent -= 1
-    return percent
+# The largest whole percent of the cap whose trigger, tolerance included, stays below the cap:
+# cap x p / 100 x (1 + tolerance) < cap  <=>  p < 100 / (1 + tolerance), whatever the cap (90).
+MAX_SAFE_CALLS_PERCENT = math.ceil(100 / (1 + HPA_TOLERANCE)) - 1
 
 
 def workload_resources(w: WorkloadSettings) -> Resources:
@@ -280,16 +277,14 @@ def _calls_target_before_full(w: WorkloadSettings, r: Resources) -> list[Problem
     cap = sessions_per_pod(r, w.load_threshold)
     if cap < 1:
         return []  # _room_for_a_call reports it
-    trigger = calls_at_trigger(cap * w.hpa.target_calls_percent / 100)
-    # cap x percent / 100 x 1.1 equals the cap only at percent 100/1.1, never a whole percent: no
-    # slack needed (the nearest whole percents are 0.1 % of the cap away).
-    if trigger < cap:
+    if w.hpa.target_calls_percent <= MAX_SAFE_CALLS_PERCENT:
         return []
+    trigger = calls_at_trigger(cap * w.hpa.target_calls_percent / 100)
     return [Problem(
         _key("hpaTargetCallsPercent"), w.hpa.target_calls_percent,
         f"puts the HPA's calls target at {cap * w.hpa.target_calls_percent / 100:g} of a {cap}-call cap; with the 10 % "
         f"tolerance it scales only above {trigger:g} calls per pod, when every pod already refuses calls "
-        f"(AGENT_MAX_CALLS = {cap}); use at most {max_safe_calls_percent(cap)}")]
+        f"(AGENT_MAX_CALLS = {cap}); use at most {MAX_SAFE_CALLS_PERCENT}")]
 
 
 def _scale_down_slower(w: WorkloadSettings) -> list[Problem]:

@@ -20,7 +20,7 @@ from domain.config import parse_stack_config
 from domain.database_rules import database_problems, overlap_problems
 from domain.settings import ConfigError
 from domain.stackfiles import load_stack_values
-from domain.capacity import max_safe_calls_percent, workload_problems
+from domain.capacity import MAX_SAFE_CALLS_PERCENT, workload_problems
 
 P = "gke-voice-agents:"
 SECRETS = {P + "livekitApiKey": "k", P + "livekitApiSecret": "s"}
@@ -302,7 +302,7 @@ def test_calls_target_just_below_the_cap(percent, refused):
     w = _prod()
     w = replace(w, hpa=replace(w.hpa, target_calls_percent=percent))
     assert ("hpaTargetCallsPercent" in _keys(w)) is refused
-    assert max_safe_calls_percent(7) == 90
+    assert MAX_SAFE_CALLS_PERCENT == 90
 
 
 @pytest.mark.parametrize(("up", "down", "refused"), [(60, 60, True), (60, 61, False), (61, 60, True)])
