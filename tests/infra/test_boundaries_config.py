@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import pytest
 
-from domain import cost
+from domain import cost, maintenance
 from domain.config import parse_stack_config
 from domain.database_rules import database_problems, overlap_problems
 from domain.settings import ConfigError
@@ -119,6 +119,16 @@ def test_exclusion_names_are_stable_keys(name, refused):
     item = {"start": "2026-03-01T00:00:00Z", "end": "2026-03-02T00:00:00Z"}
     found = problems_of(**ALL_DAY, maintenanceExclusions=json.dumps({name: item}))
     assert bool(found) is refused
+
+
+@pytest.mark.parametrize(("byday", "weekdays"), [
+    ("MO", {0}), ("TU", {1}), ("WE", {2}), ("TH", {3}), ("FR", {4}), ("SA", {5}), ("SU", {6}),
+    ("MO,TU,WE,TH,FR,SA,SU", set(range(7))), ("TU,SU", {1, 6}),
+])
+def test_each_rrule_day_is_its_own_weekday(byday, weekdays):
+    """RFC 5545 BYDAY codes to Python weekdays (Monday 0): a shifted table would open the
+    window on the wrong days and miscount GKE's 48 hours."""
+    assert maintenance.window_days(f"FREQ=WEEKLY;BYDAY={byday}") == frozenset(weekdays)
 
 
 # A 4 h daily window and a 25-day exclusion "long" leave 28 h in the worst 32 days, the period
