@@ -91,7 +91,7 @@ class Claim:
     recoveries: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True)  # pragma: no mutate: nothing assigns to or hashes a Stored (its dict is unhashable), so frozen=False runs the same
 class Stored:
     payload_version: int
     payload: dict[str, Any]
