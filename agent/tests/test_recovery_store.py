@@ -515,3 +515,22 @@ def test_one_pass_examines_the_documented_page_of_dead_calls_dead_longest_first(
     first, second = run(scenario())
     assert first == [f"r{i:03}" for i in range(min(dead, page))]
     assert second == [f"r{i:03}" for i in range(page, dead)]
+
+
+@pytest.mark.parametrize(("state", "forgotten"), [
+    ("live lease", False), ("lease run out", True), ("claimed by a watcher", False),
+])
+def test_a_call_whose_caller_left_is_forgotten_only_while_nobody_holds_it(pg, state, forgotten):
+    """abandon: the caller left while the agent was dead. A row whose lease is alive (the agent is
+    back) or that a watcher's live claim holds is not deleted; an unclaimed dead one is."""
+    async def scenario():
+        conn = await fresh(pg)
+        await put(conn)
+        if state != "live lease":
+            await expire(conn)
+        if state == "claimed by a watcher":
+            assert await store.claim(conn, room="r", token="t", claim_seconds=30)
+        said = await store.abandon(conn, room="r")
+        return said, await conn.fetchval(f"SELECT count(*) FROM {store.TABLE}")
+
+    assert run(scenario()) == (forgotten, 0 if forgotten else 1)
