@@ -17,6 +17,14 @@ Mutations (one at a time, expression-level, so the file still parses):
 Strings in messages (f-strings), docstrings and annotations are left alone: what the tests must
 guard is behaviour, not wording.
 
+Equivalent mutants (a change no input can observe) are suppressed where they are, as mutmut does:
+a line ending in `# pragma: no mutate: <why>`. The reason is required (a pragma without one stops
+the run). Suppressed mutants stay in the pool a sample is drawn from (a suppression does not
+change which mutants a seed draws, so runs before and after compare), and a drawn one is printed
+as SUPPRESSED with its reason and left out of N; `--list` prints every suppressed line. Prefer
+removing the equivalence (a tolerance nothing needs, a branch that cannot be taken) to
+suppressing it.
+
     .venv/bin/python bench/mutation.py --sample 150 --seed 1          # sampled over every module
     .venv/bin/python bench/mutation.py --module policy/rules/workload.py --sample 40
     .venv/bin/python bench/mutation.py --list                          # mutants per module, no run
@@ -29,16 +37,19 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import json
 import math
 import os
 import queue
 import random
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tokenize
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -117,7 +128,8 @@ TARGETS: tuple[Target, ...] = (
                                                "tests/k8s/test_config_errors.py")),
     Target("domain/database_rules.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_database.py")),
     Target("domain/maintenance.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_hardening.py")),
-    Target("domain/cost.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_cost.py")),
+    Target("domain/cost.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/infra/test_cost.py",
+                                             "tests/infra/test_fixed_cost.py")),
     Target("domain/capacity.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/k8s/test_capacity.py",
                                                "tests/k8s/test_sizes.py", "tests/k8s/test_config_errors.py")),
     Target("k8s/egress.py", INFRA, _existing("tests/k8s/test_egress.py", "tests/k8s/test_workload.py")),
@@ -139,6 +151,26 @@ TARGETS: tuple[Target, ...] = (
     Target("policy/rules/access_k8s.py", INFRA, _existing("tests/policy/test_access_k8s.py")),
     Target("policy/rules/agent_timing.py", INFRA, _existing("tests/policy/test_boundaries_workload.py", *_POLICY)),
     Target("policy/rules/agent_scaling.py", INFRA, _existing("tests/policy/test_boundaries_workload.py", *_POLICY)),
+    # The rest of policy/: the agent's pod as the rules read it (with the framework's defaults for
+    # unset fields), the rules over plain manifests, and the CrossGuard adapters.
+    Target("policy/rules/agent_pod.py", INFRA, _existing("tests/policy/test_boundaries_workload.py",
+                                                         "tests/policy/test_manifests_any_worker.py", *_POLICY)),
+    Target("policy/manifests.py", INFRA, _existing("tests/policy/test_manifests_any_worker.py",
+                                                   "tests/policy/test_manifests_cli.py")),
+    Target("policy/pack.py", INFRA, _existing("tests/policy/test_pack.py")),
+    # The rest of the config loader: each setting's own checks (the declarations table), the
+    # stack files read as the CLI would, the typed values' vocabulary, and the cross-setting rules
+    # beside their domains (stages sharing a LiveKit project, the Gemini location, pod sizes).
+    Target("domain/declarations.py", INFRA, _existing("tests/infra/test_boundaries_config.py",
+                                                     "tests/infra/test_declarations.py", "tests/k8s/test_config_errors.py")),
+    Target("domain/stackfiles.py", INFRA, _existing("tests/infra/test_stack_keys.py", "tests/infra/test_config.py")),
+    Target("domain/settings.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/k8s/test_settings.py",
+                                                 "tests/k8s/test_config_errors.py")),
+    Target("domain/stages.py", INFRA, _existing("tests/infra/test_stages.py")),
+    Target("domain/vertex_locations.py", INFRA, _existing("tests/infra/test_vertex_locations.py",
+                                                         "tests/infra/test_boundaries_config.py")),
+    Target("domain/sizes.py", INFRA, _existing("tests/k8s/test_sizes.py", "tests/infra/test_boundaries_config.py",
+                                              "tests/k8s/test_capacity.py")),
 )
 
 
@@ -217,7 +249,32 @@ def _span(node: ast.AST) -> tuple[tuple[int, int], tuple[int, int]]:
     return (node.lineno, node.col_offset), (node.end_lineno, node.end_col_offset)
 
 
+# mutmut's marker, with the reason after a colon: `# pragma: no mutate: <why it is equivalent>`.
+_PRAGMA = re.compile(r"#\s*pragma:\s*no mutate\b:?\s*(.*)$")
+
+
+def suppressions(module: str, source: str) -> dict[int, str]:
+    """{line: reason} of the module's `# pragma: no mutate` comments (real comments only, never a
+    string that contains the words). A pragma without a reason is an error naming its line."""
+    found: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT and (match := _PRAGMA.search(token.string)):
+            reason = match.group(1).strip()
+            if not reason:
+                raise SystemExit(f"{module}:{token.start[0]}: `# pragma: no mutate` needs its reason after a colon "
+                                 "(why no input can tell the mutant from the code)")
+            found[token.start[0]] = reason
+    return found
+
+
+def suppressed_of(module: str, source: str) -> list[Mutant]:
+    """The module's mutants on `# pragma: no mutate` lines."""
+    quiet = suppressions(module, source)
+    return [m for m in mutants_of(module, source) if m.line in quiet]
+
+
 def mutants_of(module: str, source: str) -> list[Mutant]:
+    """Every mutant of the module, suppressed ones included (they are drawn, then set aside)."""
     tree = ast.parse(source)
     skip = _skipped_nodes(tree)
     found: list[Mutant] = []
@@ -409,12 +466,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # With --survivors-of the sample is drawn over every module, as the earlier run drew it, and
     # only then narrowed to --module.
     drawn = list(TARGETS) if args.survivors_of else targets
-    every = {t.module: mutants_of(t.module, (_SOURCE / t.module).read_text()) for t in drawn}
+    sources = {t.module: (_SOURCE / t.module).read_text() for t in drawn}
+    every = {t.module: mutants_of(t.module, sources[t.module]) for t in drawn}
+    pragmas = {t.module: suppressions(t.module, sources[t.module]) for t in drawn}
     total = sum(len(every[t.module]) for t in targets)
+    n_quiet = sum(1 for t in targets for m in every[t.module] if m.line in pragmas[t.module])
     if args.list:
         for t in targets:
-            print(f"{t.module}: {len(every[t.module])} mutants; tests: {' '.join(t.tests) or '(none)'}")
-        print(json.dumps({"modules": len(targets), "mutants": total}))
+            quiet = sum(1 for m in every[t.module] if m.line in pragmas[t.module])
+            print(f"{t.module}: {len(every[t.module])} mutants ({quiet} suppressed); "
+                  f"tests: {' '.join(t.tests) or '(none)'}")
+            for line, reason in sorted(pragmas[t.module].items()):
+                print(f"  suppressed {t.module}:{line}: {reason}")
+        print(json.dumps({"modules": len(targets), "mutants": total, "suppressed": n_quiet}))
         scratch.cleanup()
         return 0
     pool = [m for t in drawn for m in every[t.module]]
@@ -431,6 +495,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"{len(chosen)} of {total} mutants over {len(targets)} modules"
               + (f" (sample, seed {args.seed})" if len(chosen) < total else ""), flush=True)
+    quiet = [m for m in chosen if m.line in pragmas[m.module]]
+    chosen = [m for m in chosen if m.line not in pragmas[m.module]]
+    for m in quiet:
+        print(f"SUPPRESSED {m.name} ({pragmas[m.module][m.line]})", flush=True)
+    print(f"{len(quiet)} of them suppressed as equivalent (of {n_quiet} on "
+          f"{sum(len(pragmas[t.module]) for t in targets)} `# pragma: no mutate` lines; --list names them), "
+          f"{len(chosen)} run", flush=True)
 
     work = [(t, [m for m in chosen if m.module == t.module]) for t in targets]
     work = [(t, mine) for t, mine in work if mine]

@@ -46,6 +46,10 @@ SHUTDOWN_BUDGET_S = (SHUTDOWN_ACK_S + ENTRYPOINT_EXIT_S + SESSION_CLOSE_S
 # The HPA ignores ratios within 10% of the target (kube-controller-manager
 # --horizontal-pod-autoscaler-tolerance, default 0.1), so pods can sit 10% above target for good.
 HPA_TOLERANCE = 0.10
+# Slack for floating-point results that are whole on paper (0.7 x 1400 is 979.999... in binary).
+# Inputs are whole millicores and two-decimal thresholds, so real differences are at least
+# 1e-5 (of a call, a millicore) and float error is below 1e-12: any slack between decides the same.
+FLOAT_SLACK = 1e-9  # pragma: no mutate: 1.1e-9 or 0.9e-9 is as far from both bounds, no input tells them apart
 # The HPA re-evaluates every 15 s (--horizontal-pod-autoscaler-sync-period).
 HPA_SYNC_PERIOD_S = 15
 # GKE-initiated evictions (GKE "Extend the run time of Autopilot Pods"): cluster-autoscaler
@@ -159,8 +163,7 @@ def admission_cpu_m(resources: Resources, load_threshold: float) -> float:
 def cpu_calls_per_pod(resources: Resources, load_threshold: float) -> int:
     """Calls a pod takes before its CPU share reaches the threshold, at the planned CPU per call."""
     spare = admission_cpu_m(resources, load_threshold) - WORKER_BASE_CPU_M
-    # A hair of tolerance: 0.7 x 1400 is 979.999... in floating point.
-    return max(0, math.floor(spare / CPU_PER_SESSION_M + 1e-9))
+    return max(0, math.floor(spare / CPU_PER_SESSION_M + FLOAT_SLACK))
 
 
 def memory_calls_per_pod(resources: Resources) -> int:
@@ -196,12 +199,9 @@ def calls_at_trigger(target: float, tolerance: float = HPA_TOLERANCE) -> float:
     return target * (1 + tolerance)
 
 
-def max_safe_calls_percent(cap: int, tolerance: float = HPA_TOLERANCE) -> int:
-    """Largest whole percent of the cap whose trigger, tolerance included, stays below the cap."""
-    percent = 100
-    while percent > 1 and calls_at_trigger(cap * percent / 100, tolerance) >= cap - 1e-9:
-        percent -= 1
-    return percent
+# The largest whole percent of the cap whose trigger, tolerance included, stays below the cap:
+# cap x p / 100 x (1 + tolerance) < cap  <=>  p < 100 / (1 + tolerance), whatever the cap (90).
+MAX_SAFE_CALLS_PERCENT = math.ceil(100 / (1 + HPA_TOLERANCE)) - 1
 
 
 def workload_resources(w: WorkloadSettings) -> Resources:
@@ -252,7 +252,7 @@ def _hpa_deadlock(w: WorkloadSettings, r: Resources) -> list[Problem]:
 
 def _admission_within_request(w: WorkloadSettings, r: Resources) -> list[Problem]:
     used = admission_cpu_m(r, w.load_threshold)
-    if used <= r.cpu_request_m + 1e-6:
+    if used <= r.cpu_request_m + FLOAT_SLACK:
         return []
     most = math.floor(r.cpu_request_m / r.cpu_limit_m * 100) / 100
     return [Problem(
@@ -277,14 +277,14 @@ def _calls_target_before_full(w: WorkloadSettings, r: Resources) -> list[Problem
     cap = sessions_per_pod(r, w.load_threshold)
     if cap < 1:
         return []  # _room_for_a_call reports it
-    trigger = calls_at_trigger(cap * w.hpa.target_calls_percent / 100)
-    if trigger < cap - 1e-9:
+    if w.hpa.target_calls_percent <= MAX_SAFE_CALLS_PERCENT:
         return []
+    trigger = calls_at_trigger(cap * w.hpa.target_calls_percent / 100)
     return [Problem(
         _key("hpaTargetCallsPercent"), w.hpa.target_calls_percent,
         f"puts the HPA's calls target at {cap * w.hpa.target_calls_percent / 100:g} of a {cap}-call cap; with the 10 % "
         f"tolerance it scales only above {trigger:g} calls per pod, when every pod already refuses calls "
-        f"(AGENT_MAX_CALLS = {cap}); use at most {max_safe_calls_percent(cap)}")]
+        f"(AGENT_MAX_CALLS = {cap}); use at most {MAX_SAFE_CALLS_PERCENT}")]
 
 
 def _scale_down_slower(w: WorkloadSettings) -> list[Problem]:

@@ -50,7 +50,8 @@ def one_of(value: str, choices: Sequence[str], what: str = "") -> str:
     """The rule for a value outside a fixed set, with the nearest allowed value when one is close.
 
     `what` names a long set and where it is listed ("GKE Autopilot region, domain/data/regions.json")."""
-    near = difflib.get_close_matches(value, choices, n=1, cutoff=0.8)
+    # Best match first (difflib's order), so only [0] is read and no `n` is passed.
+    near = difflib.get_close_matches(value, choices, cutoff=0.8)
     hint = f"; did you mean {near[0]}?" if near else ""
     if len(choices) <= _LONGEST_LISTED:
         return f"must be one of {', '.join(choices)}{hint}"
@@ -338,7 +339,7 @@ def _unknown_key_problems(raw: Mapping[str, str], secret_keys: set[str], declare
 
 def _did_you_mean(key: str, known: set[str], prefer: Sequence[str] = ()) -> str:
     # A typo of a key we read beats a near miss among the provider's two hundred settings.
-    near = difflib.get_close_matches(key, list(prefer), n=1, cutoff=0.75) or difflib.get_close_matches(key, sorted(known), n=1)
+    near = difflib.get_close_matches(key, list(prefer), cutoff=0.75) or difflib.get_close_matches(key, sorted(known))
     return f"; did you mean {near[0]}?" if near else ""
 
 

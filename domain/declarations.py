@@ -85,7 +85,7 @@ def voice_rule(value: str) -> str | None:
     voices = json.loads(VOICES_FILE.read_text())["voices"]
     if value in voices:
         return None
-    near = difflib.get_close_matches(value.capitalize(), voices, n=1, cutoff=0.75)
+    near = difflib.get_close_matches(value.capitalize(), voices, cutoff=0.75)
     hint = f"; did you mean {near[0]}?" if near else ""
     return (f"must be empty (the persona's voice) or a Gemini Live voice{hint} ({len(voices)} allowed, listed in "
             "agent/voice_agent/data/gemini_voices.json)")
@@ -94,7 +94,7 @@ def voice_rule(value: str) -> str | None:
 def fallback_location_rule(value: str) -> str | None:
     if not value or value in VERTEX_LOCATIONS:
         return None
-    near = difflib.get_close_matches(value, VERTEX_LOCATIONS, n=1, cutoff=0.8)
+    near = difflib.get_close_matches(value, VERTEX_LOCATIONS, cutoff=0.8)
     hint = f"; did you mean {near[0]}?" if near else ""
     return f"must be empty or a Vertex AI location (a region in domain/data/regions.json, or global){hint}"
 

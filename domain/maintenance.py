@@ -84,13 +84,15 @@ def least_availability(start: datetime, end: datetime, recurrence: str,
 
     The periods examined reach 32 days past the last exclusion, after which the weekly pattern
     only repeats. Availability in a sliding period changes slope only where the period's start
-    or end crosses an interval boundary, so its minimum is at one of those starts."""
+    or end crosses a boundary of the open time (the exclusions already cut out), and it stops
+    falling only where the start leaves open time or the end reaches it: the least is at one of
+    those starts (or the first). Exclusion boundaries add no candidate: where one falls inside a
+    window it is an open-time boundary; elsewhere the slope does not change there."""
     period = MAINTENANCE_AVAILABILITY_PERIOD
     last = max([start, *(e for _, e in no_upgrades)])
     horizon_end = last + period + timedelta(days=8)
     open_times = _minus(_windows(start, end, window_days(recurrence), horizon_end), sorted(no_upgrades))
     candidates = {start} | {e for _, e in open_times} | {s - period for s, _ in open_times}
-    candidates |= {e for _, e in no_upgrades} | {s - period for s, _ in no_upgrades}
     starts = sorted(t for t in candidates if start <= t and t + period <= horizon_end)
     least, at = min(((_covered(open_times, t, t + period), t) for t in starts), key=lambda pair: pair[0])
     return Availability(least, at)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -19,6 +21,8 @@ from voice_agent.recovery.config import RecoverySettings
 from voice_agent.recovery.payload import PAYLOAD_VERSION, Checkpoint, read_payload
 
 pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -451,3 +455,82 @@ def test_a_call_out_of_recoveries_is_swept_not_kept_adoptable(pg, recoveries, le
     assert count == int(swept)
     if recoveries >= store.MAX_RECOVERIES_PER_CALL:
         assert adopted is None
+
+
+def _documented(pattern: str) -> int:
+    """A number docs/recovery.md promises (its table of guarantees), read from the text a team
+    reads, so the store's behaviour is held to the document and not to its own constant."""
+    text = (REPO_ROOT / "docs" / "recovery.md").read_text()
+    match = re.search(pattern, text)
+    assert match, f"docs/recovery.md no longer says {pattern!r}"
+    return int(match.group(1))
+
+
+def test_a_call_is_re_dispatched_as_often_as_the_docs_promise_and_never_again(pg):
+    """No crash loop: a call whose replacements keep dying is claimed exactly as many times as
+    docs/recovery.md promises (one claim per recovery); on the last one it leaves the orphans
+    list, the next claim fails, and no job adopts it without a token either."""
+    limit = _documented(r"at most (\d+) recoveries per call")
+
+    async def scenario():
+        conn = await fresh(pg)
+        await put(conn)
+        await expire(conn)
+        seen = []
+        for _ in range(limit):
+            listed = [o.room for o in await store.orphans(conn)]
+            won = await store.claim(conn, room="r", token=f"t{len(seen)}", claim_seconds=10)
+            seen.append((listed, won.recoveries if won else None))
+            await conn.execute(f"UPDATE {store.TABLE} SET claim_until = now() - interval '1 second'")
+        after = ([o.room for o in await store.orphans(conn)],
+                 await store.claim(conn, room="r", token="one-more", claim_seconds=10),
+                 await store.take_over(conn, room="r", job_id="x", agent_identity="x", token=None,
+                                       lease_seconds=5, room_sid=SID, callers=(CALLER,)))
+        return seen, after
+
+    seen, after = run(scenario())
+    assert seen == [(["r"], n) for n in range(1, limit + 1)], "every recovery up to the promised count"
+    assert after == ([], None, None), "and not one more"
+
+
+@pytest.mark.parametrize("dead", [49, 50, 51])
+def test_one_pass_examines_the_documented_page_of_dead_calls_dead_longest_first(pg, dead):
+    """After a node loss many calls die at once: one watcher pass lists the page docs/recovery.md
+    states (equal, one fewer, one more dead calls), those whose lease ran out first, and the next
+    pass, once those are claimed, gets the rest."""
+    page = _documented(r"a watcher's pass examines at most (\d+) dead calls")
+
+    async def scenario():
+        conn = await fresh(pg)
+        for i in range(dead):
+            await put(conn, room=f"r{i:03}")
+        # r000 died first, r001 a second later, ...: the order a pass must take them in
+        await conn.execute(f"UPDATE {store.TABLE} SET lease_until = now() - make_interval(secs => "
+                           "1000 - substr(room, 2)::int)")
+        first = [o.room for o in await store.orphans(conn)]
+        for room in first:
+            assert await store.claim(conn, room=room, token="t", claim_seconds=60)
+        return first, [o.room for o in await store.orphans(conn)]
+
+    first, second = run(scenario())
+    assert first == [f"r{i:03}" for i in range(min(dead, page))]
+    assert second == [f"r{i:03}" for i in range(page, dead)]
+
+
+@pytest.mark.parametrize(("state", "forgotten"), [
+    ("live lease", False), ("lease run out", True), ("claimed by a watcher", False),
+])
+def test_a_call_whose_caller_left_is_forgotten_only_while_nobody_holds_it(pg, state, forgotten):
+    """abandon: the caller left while the agent was dead. A row whose lease is alive (the agent is
+    back) or that a watcher's live claim holds is not deleted; an unclaimed dead one is."""
+    async def scenario():
+        conn = await fresh(pg)
+        await put(conn)
+        if state != "live lease":
+            await expire(conn)
+        if state == "claimed by a watcher":
+            assert await store.claim(conn, room="r", token="t", claim_seconds=30)
+        said = await store.abandon(conn, room="r")
+        return said, await conn.fetchval(f"SELECT count(*) FROM {store.TABLE}")
+
+    assert run(scenario()) == (forgotten, 0 if forgotten else 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from domain.capacity import HPA_TOLERANCE, max_safe_target, worker_load_at_target
+from domain.capacity import FLOAT_SLACK, HPA_TOLERANCE, max_safe_target, worker_load_at_target
 from domain.sizes import autopilot_problems
 from policy.quantities import cpu_millicores, memory_mib
 from policy.rules.agent_pod import AgentPod, agent_pods
@@ -126,7 +126,7 @@ def _hpa_calls_below_cap(resources: list[Resource], ctx: Context) -> list[Findin
                 continue
             tolerance = _scale_up_tolerance(hpa)
             trigger = target * (1 + tolerance)
-            if trigger >= cap - 1e-9:
+            if trigger >= cap - FLOAT_SLACK:  # a target of cap / 1.1 written out may land a hair below
                 findings.append((hpa.name, f"HPA calls target {as_number(round(target, 3))} per pod acts only above "
                                            f"{as_number(round(trigger, 3))} (with the {tolerance:.0%} tolerance), but each worker "
                                            f"refuses calls at AGENT_MAX_CALLS = {cap}: every pod is full before the HPA scales; "

@@ -11,6 +11,8 @@ import io
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("bench_mutation", ROOT / "bench" / "mutation.py")
 mutation = importlib.util.module_from_spec(_spec)
@@ -61,3 +63,32 @@ def test_a_boundary_test_kills_them_all_and_a_far_value_test_does_not(tmp_path):
         "SURVIVED toy.py:5:18: 18 -> 19 in `18`",
     ]
     assert (tree / "toy.py").read_text() == TOY, "the module is restored after the run"
+
+
+SUPPRESSED = '''"""A toy rule with one equivalent site."""
+
+
+def adult(age: int) -> bool:
+    slack = 0  # pragma: no mutate: toy reason
+    return age >= 18 + slack
+
+
+NOTE, LIMIT = "# pragma: no mutate: only words in a string", 3
+'''
+
+
+def test_a_pragma_line_yields_no_mutants_and_they_are_counted_apart():
+    """mutmut's `# pragma: no mutate`: that line's mutants are set apart (still drawn, so a seed
+    draws the same sample with or without the pragma), with the reason; the other lines keep all
+    of theirs, and a string holding the words is no pragma."""
+    every = mutation.mutants_of("toy.py", SUPPRESSED)
+    quiet = mutation.suppressed_of("toy.py", SUPPRESSED)
+    assert {m.line for m in quiet} == {5} and len(quiet) == 2  # 0 -> 1, 0 -> -1
+    assert {m.line for m in every if m not in quiet} == {6, 9}
+    assert mutation.suppressions("toy.py", SUPPRESSED) == {5: "toy reason"}
+
+
+def test_a_pragma_without_its_reason_stops_the_run():
+    source = SUPPRESSED.replace("# pragma: no mutate: toy reason", "# pragma: no mutate")
+    with pytest.raises(SystemExit, match=r"toy.py:5: `# pragma: no mutate` needs its reason"):
+        mutation.suppressions("toy.py", source)

@@ -15,12 +15,12 @@ from dataclasses import replace
 
 import pytest
 
-from domain import cost
+from domain import cost, maintenance
 from domain.config import parse_stack_config
 from domain.database_rules import database_problems, overlap_problems
 from domain.settings import ConfigError
 from domain.stackfiles import load_stack_values
-from domain.capacity import max_safe_calls_percent, workload_problems
+from domain.capacity import MAX_SAFE_CALLS_PERCENT, workload_problems
 
 P = "gke-voice-agents:"
 SECRETS = {P + "livekitApiKey": "k", P + "livekitApiSecret": "s"}
@@ -119,6 +119,36 @@ def test_exclusion_names_are_stable_keys(name, refused):
     item = {"start": "2026-03-01T00:00:00Z", "end": "2026-03-02T00:00:00Z"}
     found = problems_of(**ALL_DAY, maintenanceExclusions=json.dumps({name: item}))
     assert bool(found) is refused
+
+
+@pytest.mark.parametrize(("byday", "weekdays"), [
+    ("MO", {0}), ("TU", {1}), ("WE", {2}), ("TH", {3}), ("FR", {4}), ("SA", {5}), ("SU", {6}),
+    ("MO,TU,WE,TH,FR,SA,SU", set(range(7))), ("TU,SU", {1, 6}),
+])
+def test_each_rrule_day_is_its_own_weekday(byday, weekdays):
+    """RFC 5545 BYDAY codes to Python weekdays (Monday 0): a shifted table would open the
+    window on the wrong days and miscount GKE's 48 hours."""
+    assert maintenance.window_days(f"FREQ=WEEKLY;BYDAY={byday}") == frozenset(weekdays)
+
+
+# A 4 h daily window and a 25-day exclusion "long" leave 28 h in the worst 32 days, the period
+# from 2026-02-21T04:00Z to 2026-03-25T04:00Z (half-open). The exclusions that overlap that
+# period are named; one that starts exactly where it ends does not overlap it.
+FOUR_HOURS_DAILY = {"maintenanceStartTime": "2026-01-03T00:00:00Z", "maintenanceEndTime": "2026-01-03T04:00:00Z",
+                    "maintenanceRecurrence": "FREQ=DAILY"}
+
+
+@pytest.mark.parametrize(("short_start", "named"), [
+    ("2026-03-25T03:59:59Z", {"long", "short"}),  # just inside the worst period
+    ("2026-03-25T04:00:00Z", {"long"}),           # starts exactly at its end
+    ("2026-03-25T04:00:01Z", {"long"}),
+])
+def test_the_exclusions_named_are_those_overlapping_the_worst_period(short_start, named):
+    exclusions = {"long": {"start": "2026-03-01T00:00:00Z", "end": "2026-03-26T00:00:00Z"},
+                  "short": {"start": short_start, "end": "2026-03-25T06:00:00Z"}}
+    found = problems_of(**FOUR_HOURS_DAILY, maintenanceExclusions=json.dumps(exclusions))
+    assert all("the 32 days from 2026-02-21 keep only 28 h of maintenance" in p for p in found), found
+    assert {p.removeprefix(f"{P}maintenanceExclusions.").split(" ")[0] for p in found} == named
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,7 +312,7 @@ def test_calls_target_just_below_the_cap(percent, refused):
     w = _prod()
     w = replace(w, hpa=replace(w.hpa, target_calls_percent=percent))
     assert ("hpaTargetCallsPercent" in _keys(w)) is refused
-    assert max_safe_calls_percent(7) == 90
+    assert MAX_SAFE_CALLS_PERCENT == 90
 
 
 @pytest.mark.parametrize(("up", "down", "refused"), [(60, 60, True), (60, 61, False), (61, 60, True)])
@@ -315,7 +345,7 @@ def test_with_bursting_admission_stays_within_the_request():
     assert "loadThreshold" not in _keys(exact)
     over = replace(w, load_threshold=0.72, dispatch=replace(w.dispatch, livekit_target_load=1.0))
     [problem] = [p for p in workload_problems(over) if p.key == P + "loadThreshold"]
-    assert "use a loadThreshold of at most 0.71" in problem.rule
+    assert problem.rule.endswith("use a loadThreshold of at most 0.71"), problem.rule  # two decimals, rounded down
 
 
 def test_a_threshold_too_low_for_one_call_is_refused():

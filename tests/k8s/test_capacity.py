@@ -163,7 +163,7 @@ def test_the_cap_is_the_smaller_of_cpu_and_memory():
 ])
 def test_calls_target_fires_before_the_cap(cap, percent, fires_before_full):
     assert (capacity.calls_at_trigger(cap * percent / 100) < cap) is fires_before_full
-    assert capacity.max_safe_calls_percent(cap) == 90
+    assert capacity.MAX_SAFE_CALLS_PERCENT == 90
 
 
 def test_config_refuses_a_calls_target_at_the_cap():

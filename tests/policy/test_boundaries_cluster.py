@@ -323,6 +323,9 @@ def test_binauthz_default_rule(rule, flagged):
 @pytest.mark.parametrize(("patterns", "refused"), [
     (lambda repo: [f"{repo}**"], False),
     (lambda repo: [f"{repo}*"], False),                  # one segment: the images sit right below the repo
+    (lambda repo: [f"{repo}voice-*"], False),            # a prefix of the image's own segment
+    (lambda repo: [f"{repo}other-*"], True),             # the segment does not start so
+    (lambda repo: [f"{repo[:-1]}*"], True),              # `*` never crosses the `/` below the repository
     (lambda repo: [f"{repo}voice-agent:0.1.0"], False),
     (lambda repo: [f"{repo}voice-agent:0.1.1"], True),
     (lambda repo: [f"{repo}sub/**"], True),

@@ -88,8 +88,14 @@ def _open_source_provider(resources):
     next(r for r in resources if r["type"] == SPC)["inputs"]["spec"]["provider"] = "gcp"
 
 
+def _env_from_secret(resources):
+    """Every key of a Secret as env (envFrom), which is how a team's own manifest often does it."""
+    _container(resources)["envFrom"] = [{"configMapRef": {"name": "agent-tuning"}}, {"secretRef": {"name": "livekit-api"}}]
+
+
 @pytest.mark.parametrize(("mutate", "says"), [
     (_plain_key, "env LIVEKIT_API_KEY carries a LiveKit credential (in plain text)"),
+    (_env_from_secret, "envFrom reads Secret livekit-api"),
     (_file_outside_the_mount, "LIVEKIT_API_SECRET_FILE=/tmp/api-secret is under no mounted volume"),
     (_mount_elsewhere, "LIVEKIT_API_KEY_FILE=/var/run/secrets/livekit/api-key is under no mounted volume"),
     (_open_source_provider, "its provider is 'gcp', not gke"),
@@ -179,3 +185,12 @@ def test_names_spelled_in_the_rules_match_their_homes():
 FAILING_CASES = {
     "livekit-credentials-as-files": (_plain_key, "env LIVEKIT_API_KEY carries a LiveKit credential (in plain text)"),
 }
+
+
+@pytest.mark.parametrize("env_from", [None, [], [{"configMapRef": {"name": "agent-tuning"}}]])
+def test_env_from_without_a_secret_is_no_credential(env_from):
+    """envFrom unset (null, as a rendered manifest may carry it), empty, or naming only a
+    ConfigMap: nothing to report, and no error either."""
+    resources = _resources("prod")
+    _container(resources)["envFrom"] = env_from
+    assert _violations(resources, "prod") == []

@@ -23,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import importlib.util
+import math
 import string
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,7 @@ import yaml
 from helpers.livekit_server import LiveKitServer
 
 from term import scenarios
-from term.kubelet import ContainerSpec, Pod, container_spec, pre_stop_seconds
+from term.kubelet import REPO_ROOT, ContainerSpec, Pod, container_spec, pre_stop_seconds
 from term.nodes import Kubelet, NodeShape, load_controlplane
 
 APPLIED_KINDS = {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ValidatingAdmissionPolicy",
@@ -69,19 +72,24 @@ def scaled_deployment(deployment: dict[str, Any], drain_timeout: float) -> dict[
     return scaled
 
 
+def _domain_pod_requests():
+    """domain/pod_requests.py, the stack's one home of the effective-request arithmetic (spare
+    capacity and cost use it), loaded by path: it imports only the standard library."""
+    name = "gke_voice_agents_pod_requests"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "domain" / "pod_requests.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def pod_requests(pod_spec: dict[str, Any]) -> tuple[int, int]:
-    """(millicores, MiB) the scheduler counts for a pod: its containers plus its restartable
-    init containers (native sidecars, KEP-753)."""
-    from helpers.pod_cgroup import cpu_millis
-
-    def mib(value: str) -> int:
-        units = {"Mi": 1, "Gi": 1024}
-        return int(float(value[:-2]) * units[value[-2:]])
-
-    containers = list(pod_spec["containers"]) + [c for c in pod_spec.get("initContainers", [])
-                                                 if c.get("restartPolicy") == "Always"]
-    requests = [c.get("resources", {}).get("requests", {}) for c in containers]
-    return sum(cpu_millis(r.get("cpu", "0m")) for r in requests), sum(mib(r.get("memory", "0Mi")) for r in requests)
+    """(millicores, MiB) the scheduler counts for a pod (KEP-753: app containers plus native
+    sidecars, or an ordinary init container's phase if that needs more), rounded up as node
+    sizes are whole millicores and MiB."""
+    totals = _domain_pod_requests().effective_pod_requests(pod_spec["containers"], pod_spec.get("initContainers", ()))
+    return math.ceil(totals["cpu"]), math.ceil(totals["memory"])
 
 
 class ControlledCluster(scenarios.Cluster):
@@ -236,26 +244,8 @@ async def rolling_replacement(cluster: ControlledCluster, hold_s: float = 4.0) -
         cluster.release("2")
         await cluster.agent_pod("b")
         termination = await cluster.until("the controller deleting pod a", lambda: a.termination)
-        await asyncio.to_thread(a.worker.wait_for_event, "drain_started", 15.0)
-        new = []
-        for _ in range(2):
-            new.append(await cluster.place_call())
-            await cluster.answered(new[-1])
-        first_elsewhere = min((c.answered_at for c in new if c.pod == "b"), default=None)
-        cluster.outcome.routing_switch_s = (first_elsewhere - termination.sigterm_at) if first_elsewhere else None
-        await asyncio.sleep(hold_s)
-        cluster.outcome.facts["old calls still served after SIGTERM"] = sum([await cluster.agent_in_room(c) for c in old])
-        for call in old:
-            await cluster.hang_up(call)
-        last_end = max(c.hung_up_at for c in old)
-        await scenarios.wait_done(a, a.spec.grace_seconds + 5)
-        deployment = cluster.deployment()
-        cluster.outcome.facts["minReadySeconds"] = deployment["spec"].get("minReadySeconds", 0)
-        cluster.outcome.facts["last call end -> pod exit"] = termination.exited_at - last_end
-        cluster.outcome.facts["SIGTERM -> exit"] = termination.exited_at - termination.sigterm_at
-        cluster.outcome.facts["grace"] = a.spec.grace_seconds
-        cluster.outcome.facts["sigkilled"] = termination.sigkilled
-        cluster.outcome.facts["exit code"] = termination.returncode
+        await scenarios.after_sigterm(cluster, a, termination, old, hold_s)
+        cluster.outcome.facts["minReadySeconds"] = cluster.deployment()["spec"].get("minReadySeconds", 0)
         cluster.outcome.facts["drain timed out logged"] = bool(a.worker.events("drain_timed_out"))
         cluster.outcome.facts["drain finished logged"] = bool(a.worker.events("drain_finished"))
         await cluster.until("pod a gone from the API", lambda: cluster.api_pod(cluster.name_of("a")) is None)

@@ -34,6 +34,7 @@ from term.kubelet import (
     REPO_ROOT,
     ContainerSpec,
     Pod,
+    Termination,
     container_spec,
     load_deployment,
     secret_files,
@@ -274,6 +275,31 @@ async def wait_done(pod: Pod, timeout: float) -> None:
     await asyncio.to_thread(pod.termination.done.wait, timeout)
 
 
+async def after_sigterm(cluster: Cluster, a: Pod, termination: Termination, old: list[Call], hold_s: float) -> None:
+    """The rolling replacement's second half, whoever sent pod a its SIGTERM (this file's harness
+    or the Deployment controller, controlled.py): two new calls once a logs its drain, a's `old`
+    calls held `hold_s` and then hung up, a waited out; the timings and exit go into the outcome."""
+    await asyncio.to_thread(a.worker.wait_for_event, "drain_started", 15.0)
+    new = []
+    for _ in range(2):
+        new.append(await cluster.place_call())
+        await cluster.answered(new[-1])
+    # Calls are placed as soon as A logs the drain; the switch is when B has taken one.
+    first_elsewhere = min((c.answered_at for c in new if c.pod == "b"), default=None)
+    cluster.outcome.routing_switch_s = (first_elsewhere - termination.sigterm_at) if first_elsewhere else None
+    await asyncio.sleep(hold_s)
+    cluster.outcome.facts["old calls still served after SIGTERM"] = sum([await cluster.agent_in_room(c) for c in old])
+    for call in old:
+        await cluster.hang_up(call)
+    last_end = max(c.hung_up_at for c in old)
+    await wait_done(a, a.spec.grace_seconds + 5)
+    cluster.outcome.facts["last call end -> pod exit"] = termination.exited_at - last_end
+    cluster.outcome.facts["SIGTERM -> exit"] = termination.exited_at - termination.sigterm_at
+    cluster.outcome.facts["grace"] = a.spec.grace_seconds
+    cluster.outcome.facts["sigkilled"] = termination.sigkilled
+    cluster.outcome.facts["exit code"] = termination.returncode
+
+
 # ---------------------------------------------------------------------------------------------
 # Scenario 1: rolling replacement.
 async def rolling_replacement(server: LiveKitServer, workdir: Path, spec: ContainerSpec, hold_s: float = 4.0) -> Outcome:
@@ -289,25 +315,7 @@ async def rolling_replacement(server: LiveKitServer, workdir: Path, spec: Contai
         cluster.start_pod("b", spec)
         await cluster.ready("b")
         termination = a.terminate()
-        await asyncio.to_thread(a.worker.wait_for_event, "drain_started", 15.0)
-        new = []
-        for _ in range(2):
-            new.append(await cluster.place_call())
-            await cluster.answered(new[-1])
-        # Calls are placed as soon as A logs the drain; the switch is when B has taken one.
-        first_elsewhere = min((c.answered_at for c in new if c.pod == "b"), default=None)
-        cluster.outcome.routing_switch_s = (first_elsewhere - termination.sigterm_at) if first_elsewhere else None
-        await asyncio.sleep(hold_s)
-        cluster.outcome.facts["old calls still served after SIGTERM"] = sum([await cluster.agent_in_room(c) for c in old])
-        for call in old:
-            await cluster.hang_up(call)
-        last_end = max(c.hung_up_at for c in old)
-        await wait_done(a, spec.grace_seconds + 5)
-        cluster.outcome.facts["last call end -> pod exit"] = termination.exited_at - last_end
-        cluster.outcome.facts["SIGTERM -> exit"] = termination.exited_at - termination.sigterm_at
-        cluster.outcome.facts["grace"] = spec.grace_seconds
-        cluster.outcome.facts["sigkilled"] = termination.sigkilled
-        cluster.outcome.facts["exit code"] = termination.returncode
+        await after_sigterm(cluster, a, termination, old, hold_s)
         return cluster.outcome
     finally:
         await cluster.close()

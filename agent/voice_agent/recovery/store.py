@@ -61,6 +61,10 @@ def caller_hash(room_sid: str, identity: str) -> str:
 # A call whose replacements keep dying (a poison checkpoint, a model that always fails) is not
 # re-dispatched forever: after this many recoveries it is left to the retention sweep.
 MAX_RECOVERIES_PER_CALL = 5
+# Dead calls one watcher pass examines (each costs LiveKit API round trips), those dead longest
+# first; after a node loss the rest wait one poll (AGENT_RECOVERY_POLL_SECONDS). docs/recovery.md
+# states it, and the store's tests hold the code to that page.
+ORPHANS_PER_PASS = 50
 # A lease or claim that has run out, in the database's clock.
 _CLAIMABLE = "lease_until < now() AND (claim_until IS NULL OR claim_until < now())"
 
@@ -87,7 +91,7 @@ class Claim:
     recoveries: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True)  # pragma: no mutate: nothing assigns to or hashes a Stored (its dict is unhashable), so frozen=False runs the same
 class Stored:
     payload_version: int
     payload: dict[str, Any]
@@ -139,7 +143,8 @@ async def remove(conn: Any, *, room: str, job_id: str) -> bool:
     return status.endswith(" 1")
 
 
-async def orphans(conn: Any, limit: int = 50) -> list[Orphan]:
+async def orphans(conn: Any, limit: int = ORPHANS_PER_PASS) -> list[Orphan]:
+    """Rooms whose lease and claim ran out and that have recoveries left, dead longest first."""
     rows = await conn.fetch(
         f"""SELECT room, agent_identity, agent_name, room_sid, callers,
                    EXTRACT(EPOCH FROM created_at)::float8 AS created_s FROM {TABLE}

@@ -165,3 +165,38 @@ def test_fields_data_is_dataclass_free():
     assert imported <= {"__future__", "json", "pathlib"}, imported
 
 
+
+
+# The verdict rule alone, against an imitated API server at the HTTP boundary (httpx2's
+# MockTransport): TokenReviewStatus as the Kubernetes API reference documents it
+# (authentication.k8s.io/v1: authenticated, user.username, audiences, error). A client that sets
+# spec.audiences must find its own audience in status.audiences; an empty list means the token
+# is valid for the API server only.
+@pytest.mark.parametrize(("status", "accepted"), [
+    ({"authenticated": True, "user": {"username": "system:serviceaccount:a:b"}, "audiences": [AUDIENCE]}, True),
+    ({"authenticated": True, "user": {"username": "system:serviceaccount:a:b"}, "audiences": []}, False),
+    ({"authenticated": True, "user": {"username": "system:serviceaccount:a:b"}, "audiences": ["other"]}, False),
+    ({"authenticated": False, "audiences": [AUDIENCE], "error": "pod deleted"}, False),
+])
+def test_a_token_counts_only_if_authenticated_for_this_audience(tmp_path, status, accepted):
+    import asyncio
+
+    import httpx2
+
+    from places_mcp.token_review import TokenReviewer
+
+    own = tmp_path / "token"
+    own.write_text("own-token")
+
+    def api_server(request):
+        return httpx2.Response(201, json={"kind": "TokenReview", "status": status})
+
+    async def review():
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(api_server)) as http:
+            reviewer = TokenReviewer(http, api_url="https://kubernetes.default.svc", token_file=str(own),
+                                     audience=AUDIENCE, cache_seconds=0)
+            return await reviewer.review("a-token")
+
+    verdict = asyncio.run(review())
+    assert verdict.authenticated is accepted
+    assert verdict.username == ("system:serviceaccount:a:b" if accepted else "")
