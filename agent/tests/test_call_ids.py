@@ -27,6 +27,7 @@ from voice_agent.privacy import (
     CallIdScrubber,
     is_call_id_field,
 )
+from voice_agent.settings import SettingsError, load_settings
 
 NUMBER = "+15105550142"
 ROOM = f"call-_{NUMBER}_x7Kq"  # what an individual SIP dispatch rule with prefix "call-" makes
@@ -191,3 +192,15 @@ def test_empty_values_are_not_tokens() -> None:
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match=r"AGENT_LOG_CALL_IDS='on': expected one of off, hashed, plain"):
         CallIdScrubber("on")
+
+
+def test_the_setting_defaults_to_off_and_reads_each_mode(valid_env: dict[str, str]) -> None:
+    assert load_settings(valid_env).log_call_ids == "off"
+    for mode in ("off", "hashed", "plain"):
+        assert load_settings({**valid_env, "AGENT_LOG_CALL_IDS": mode}).log_call_ids == mode
+
+
+@pytest.mark.parametrize("raw", ["on", "Hashed", "true", "plain,hashed"])
+def test_a_bad_setting_names_the_variable_value_and_choices(valid_env: dict[str, str], raw: str) -> None:
+    with pytest.raises(SettingsError, match=rf"AGENT_LOG_CALL_IDS={raw!r} is invalid: expected one of off, hashed, plain"):
+        load_settings({**valid_env, "AGENT_LOG_CALL_IDS": raw})

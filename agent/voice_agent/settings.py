@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .admission import AdmissionSettings, read_admission_settings
+from .privacy import DEFAULT_LOG_CALL_IDS, LOG_CALL_IDS_MODES
 from .recovery.config import RecoverySettings, read_recovery_settings
 
 # livekit-agents 1.8.9 worker.DRAIN_TIMEOUT (3600 s since 1.8; older docs say 1800).
@@ -143,6 +144,9 @@ class AgentSettings:
     """AGENT_CONTEXT_COMPRESSION_TARGET_TOKENS: context size the sliding window keeps."""
     log_conversation_text: bool = False
     """AGENT_LOG_CONVERSATION_TEXT: true = conversation text in DEBUG lines (never INFO+)."""
+    log_call_ids: str = DEFAULT_LOG_CALL_IDS
+    """AGENT_LOG_CALL_IDS: room names, participant identities, phone numbers in logs: off =
+    removed, hashed = keyed HMAC (per pod life), plain = as they are (privacy.py)."""
     version: str = DEFAULT_VERSION
     """AGENT_VERSION: the release (image tag or digest), a label on metrics and lifecycle lines."""
     metrics_linger_seconds: int = 0
@@ -182,6 +186,7 @@ class AgentSettings:
             "gemini_fallback_location": self.gemini_fallback_location,
             "gemini_fallback_model": self.gemini_fallback_model,
             "log_conversation_text": self.log_conversation_text,
+            "log_call_ids": self.log_call_ids,
             # "agent_version": framework lines already use "version" for their own release
             "agent_version": self.version,
             **self.recovery.public_fields(),
@@ -425,6 +430,12 @@ def _read_call_life(reader: _Reader) -> dict[str, object]:
             "context tokens the sliding window keeps after compressing",
         ),
         "log_conversation_text": reader.boolean("AGENT_LOG_CONVERSATION_TEXT", False),
+        "log_call_ids": reader.pattern(
+            "AGENT_LOG_CALL_IDS",
+            DEFAULT_LOG_CALL_IDS,
+            re.compile(rf"^({'|'.join(LOG_CALL_IDS_MODES)})$"),
+            f"one of {', '.join(LOG_CALL_IDS_MODES)}",
+        ),
     }
 
 
