@@ -11,6 +11,7 @@ formatter forwards every extra field, so this filter, on the handler of the work
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -90,6 +91,11 @@ _PHONE_TEXT = re.compile(r"(?<![\w+])\+[1-9]\d{6,14}(?!\d)")
 _SIP_IDENTITY_TEXT = re.compile(r"\bsip_\+?\d{3,15}(?!\d)")
 
 
+# distinct values hashed before the cache starts over (a pod's calls, a few ids each)
+_TOKEN_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=1024)  # the same few dozen field names on every line
 def is_call_id_field(key: str) -> bool:
     return key.rsplit(".", 1)[-1].lower().endswith(_CALL_ID_SUFFIXES)
 
@@ -110,14 +116,20 @@ class CallIdScrubber:
             raise ValueError(f"AGENT_LOG_CALL_IDS={mode!r}: expected one of {', '.join(LOG_CALL_IDS_MODES)}")
         self.mode = mode
         self._key = key if key is not None else secrets.token_bytes(32)
+        self._tokens: dict[str, str] = {}  # a call's few ids recur on every line
 
     def token(self, value: str) -> str:
         if self.mode == "plain":
             return value
         if self.mode == "off":
             return REMOVED_TEXT
-        digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256)
-        return HASH_PREFIX + digest.hexdigest()[:HASH_HEX_CHARS]
+        token = self._tokens.get(value)
+        if token is None:
+            if len(self._tokens) >= _TOKEN_CACHE_SIZE:
+                self._tokens.clear()
+            digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256)
+            token = self._tokens[value] = HASH_PREFIX + digest.hexdigest()[:HASH_HEX_CHARS]
+        return token
 
     def scrub(self, fields: dict[str, Any], hints: Iterable[object] = ()) -> dict[str, Any]:
         """``fields``: a log entry's message and extras; returns them without call identifiers."""
@@ -164,8 +176,11 @@ class CallIdScrubber:
             if value in text:
                 # whole words only: a short room name ("r1") must not eat parts of other words
                 text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", lambda _m, v=value: self.token(v), text)
-        text = _SIP_IDENTITY_TEXT.sub(lambda m: self.token(m.group(0)), text)
-        return _PHONE_TEXT.sub(lambda m: self.token(m.group(0)), text)
+        if "sip_" in text:
+            text = _SIP_IDENTITY_TEXT.sub(lambda m: self.token(m.group(0)), text)
+        if "+" in text:
+            text = _PHONE_TEXT.sub(lambda m: self.token(m.group(0)), text)
+        return text
 
 
 def _values_of_id_fields(fields: dict[str, Any]) -> Iterator[str]:
