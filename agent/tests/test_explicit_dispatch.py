@@ -55,7 +55,8 @@ def test_named_agent_is_dispatched_explicitly_only(
 ) -> None:
     logs = tmp_path_factory.mktemp("named-worker")
     env = worker_env(
-        livekit_server, extra={"AGENT_NAME": AGENT_NAME, "HOME": str(logs), "TMPDIR": str(logs)}
+        livekit_server,
+        extra={"AGENT_NAME": AGENT_NAME, "HOME": str(logs), "TMPDIR": str(logs), **PLAIN_CALL_IDS},
     )
     with registered_worker(contract_argv(), env, log_path=logs / "worker.log") as worker:
         assert worker.events("worker_registered")[0]["agent_name"] == AGENT_NAME
