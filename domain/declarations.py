@@ -25,7 +25,8 @@ from domain.database_rules import POSTGRES_VERSIONS, RANGES as DATABASE_RANGES
 from domain.maintenance import RECURRENCE, RECURRENCE_HELP
 from domain.runbook import LATENCY_ALERT_P95_RANGE
 from domain.settings import (
-    KNOWN_REGIONS, LIVEKIT_CREDENTIAL_SOURCES, LOG_LEVELS, PULUMI_TYPES, RELEASE_CHANNELS, REQUIRED, Setting,
+    KNOWN_REGIONS, LIVEKIT_CREDENTIAL_SOURCES, LOG_CALL_IDS_MODES, LOG_LEVELS, PULUMI_TYPES, RELEASE_CHANNELS, REQUIRED,
+    Setting,
 )
 from domain.capacity import MAX_DRAIN_TIMEOUT_S, MAX_SESSION_MINUTES, NODE_UPGRADE_GRACE_CAP_S, SHUTDOWN_BUDGET_S
 from domain.capacity import SPARE_CAPACITY_MODES
@@ -384,6 +385,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Put the caller's and the agent's words in DEBUG log lines (never INFO and above). Needs agentLogLevel "
             "DEBUG; the policy pack refuses it unless the stack's policy config allows it (dev only).",
             default=False, to='workload.call.log_conversation_text'),
+    Setting('logCallIds', 'text', 'call life',
+            "Room names, participant identities and phone numbers in the agent's log lines (a SIP room name and a "
+            "SIP caller's identity carry the caller's number): off removes them, hashed writes a keyed hash that "
+            'correlates one pod\'s lines and cannot be reversed from the logs, plain writes them as they are. Job, '
+            'session and room SIDs are always there.',
+            default='off', to='workload.call.log_call_ids', choices=LOG_CALL_IDS_MODES),
     # --- latency and cost
     Setting('latencyAlertP95Seconds', 'number', 'latency and cost',
             "The slow-answers alert fires when a release's p95 time to first audio stays above this many seconds for "

@@ -31,6 +31,9 @@ KNOWN_REGIONS = frozenset(json.loads((Path(__file__).parent / "data" / "regions.
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 EXCLUSION_SCOPES = ("NO_UPGRADES", "NO_MINOR_UPGRADES", "NO_MINOR_OR_NODE_UPGRADES")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Call identifiers (room names, participant identities, phone numbers) in the agent's logs: the
+# agent's own list is agent/voice_agent/privacy.py LOG_CALL_IDS_MODES (tests/k8s compares them).
+LOG_CALL_IDS_MODES = ("off", "hashed", "plain")
 # Where the agent's LiveKit API key and secret come from (k8s/livekit_files.py):
 # "secretManager": Secret Manager secrets the cluster's add-on mounts into the pod as files;
 # "kubernetesSecret": a Kubernetes Secret read into environment variables (any cluster).
@@ -213,6 +216,7 @@ class CallSettings:
     gemini_fallback_location: str  # empty: no fallback region
     gemini_fallback_model: str  # empty: the primary model
     log_conversation_text: bool
+    log_call_ids: str  # off | hashed | plain (LOG_CALL_IDS_MODES)
 
 
 @dataclass(frozen=True)

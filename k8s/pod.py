@@ -191,6 +191,7 @@ def call_env(w: WorkloadSettings) -> dict[str, str]:
         "AGENT_SILENCE_TIMEOUT_SECONDS": str(c.silence_timeout_seconds),
         "AGENT_GEMINI_CONNECT_RETRIES": str(c.gemini_connect_retries),
         "AGENT_LOG_CONVERSATION_TEXT": "true" if c.log_conversation_text else "false",
+        "AGENT_LOG_CALL_IDS": c.log_call_ids,
     }
     if c.gemini_fallback_location:
         env["AGENT_GEMINI_FALLBACK_LOCATION"] = c.gemini_fallback_location

@@ -26,7 +26,7 @@ from fakes.gemini_live import (
 from helpers import participant
 from helpers.livekit_server import LiveKitServer
 from helpers.talking_caller import TalkingCaller, join_talking_caller
-from helpers.worker_process import WorkerProcess, contract_argv, registered_worker, worker_env
+from helpers.worker_process import PLAIN_CALL_IDS, WorkerProcess, contract_argv, registered_worker, worker_env
 from livekit import rtc
 
 from voice_agent.apology import NOTES_HZ
@@ -96,7 +96,7 @@ def run_scenario(
             **google_env,
             **(env or {}),
         }
-        process_env = worker_env(server, fake_gemini=False, extra=worker_vars)
+        process_env = worker_env(server, fake_gemini=False, extra={**PLAIN_CALL_IDS, **worker_vars})
         with registered_worker(contract_argv(), process_env, log_path=workdir / "worker.log") as worker:
             caller, rooms_after = asyncio.run(
                 _call(server, worker, name, talking, hang_up_after, wait_for_end)

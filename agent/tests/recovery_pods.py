@@ -26,7 +26,7 @@ import psutil
 from helpers.livekit_server import LiveKitServer
 from helpers.participant import LOUD, Caller, join_as_caller, list_participant_kinds
 from helpers.postgres import PostgresServer
-from helpers.worker_process import contract_argv, wait_until_serving, worker_env
+from helpers.worker_process import PLAIN_CALL_IDS, contract_argv, wait_until_serving, worker_env
 from term.kubelet import ContainerSpec, Pod
 
 AGENT_KIND = 4
@@ -47,7 +47,8 @@ def pod_env(server: LiveKitServer, pg: PostgresServer, extra: Mapping[str, str] 
             *, fake_gemini: bool = True) -> dict[str, str]:
     """fake_gemini=False: the real plugin, against the Live API stand-in whose env is in extra."""
     return worker_env(server, fake_gemini=fake_gemini,
-                      extra={"AGENT_CHECKPOINT_DSN": pg.dsn, **TEST_RECOVERY_ENV, **(extra or {})})
+                      extra={"AGENT_CHECKPOINT_DSN": pg.dsn, **TEST_RECOVERY_ENV, **PLAIN_CALL_IDS,
+                             **(extra or {})})
 
 
 def start_pod(env: Mapping[str, str], log_path: Path) -> Pod:

@@ -22,7 +22,7 @@ from fakes.gemini_live import REPLY_HZ, Behaviour
 from helpers import participant
 from helpers.livekit_server import LiveKitServer, wait_for_spare_capacity
 from helpers.talking_caller import join_talking_caller
-from helpers.worker_process import contract_argv, registered_worker, worker_env
+from helpers.worker_process import PLAIN_CALL_IDS, contract_argv, registered_worker, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_runaway_job_is_killed_and_the_other_call_goes_on(
     (hog_dir / "sitecustomize.py").write_text(textwrap.dedent(HOG).replace("{step_mb}", str(RUNAWAY_MB_PER_STEP)))
     with google_stand_ins(tmp_path, Behaviour()) as (_live, google_env):
         env = worker_env(livekit_server, fake_gemini=False, extra={
-            "HOME": str(tmp_path), "TMPDIR": str(tmp_path), "PYTHONPATH": str(hog_dir),
+            "HOME": str(tmp_path), "TMPDIR": str(tmp_path), "PYTHONPATH": str(hog_dir), **PLAIN_CALL_IDS,
             **google_env,
             "AGENT_SILENCE_TIMEOUT_SECONDS": "3600",
             "AGENT_JOB_MEMORY_LIMIT_MB": str(JOB_LIMIT_MB),

@@ -9,6 +9,8 @@ time-scaled (``Behaviour.scale`` emulated seconds per real second).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from pathlib import Path
 
@@ -24,7 +26,11 @@ from call_scenarios import (
     rotation_facts,
     run_scenario,
 )
-from helpers.livekit_server import LiveKitServer
+from fakes import google_stand_ins
+from helpers import participant
+from helpers.livekit_server import LiveKitServer, start_livekit_server
+from helpers.talking_caller import join_talking_caller
+from helpers.worker_process import WorkerProcess, contract_argv, registered_worker, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +219,56 @@ def test_fallback_location_serves_the_call_when_the_primary_has_no_model(
     assert outcome.ended is not None and outcome.ended["reason"] == "participant_disconnected"
     assert outcome.ended["model_switches"] == 1
     assert json.dumps(outcome.ended)  # serialisable end line
+
+
+def test_a_room_the_server_did_not_delete_is_logged_as_not_deleted(tmp_path: Path) -> None:
+    """Guards against ``room_deleted`` in the log while the room (and a SIP caller on the line)
+    lives on: livekit-agents 1.8.9's JobContext.delete_room swallows every error. Real failure:
+    the call ends by silence, and this test's own livekit-server is killed (SIGKILL, a crash:
+    on SIGTERM it drains and keeps answering the API) while the goodbye plays, so the agent's
+    DeleteRoom meets a closed port. The line must say room_delete_failed, with
+    the call's end reason and the error, and no room_deleted may appear."""
+    server = start_livekit_server(tmp_path / "livekit")  # its own: this test stops it
+    try:
+        # an 8 s goodbye: the server is gone well before the goodbye ends and the room is
+        # deleted (the premise is checked below, not assumed)
+        behaviour = Behaviour(scale=1.0, reply_seconds=8.0)
+        with google_stand_ins(tmp_path, behaviour) as (_live, google_env):
+            env = worker_env(server, fake_gemini=False, extra={
+                "HOME": str(tmp_path), "TMPDIR": str(tmp_path), **google_env,
+                "AGENT_SILENCE_TIMEOUT_SECONDS": "5",  # the least allowed
+            })
+            with registered_worker(contract_argv(), env, log_path=tmp_path / "worker.log") as worker:
+                before_kill = asyncio.run(_kill_server_when_the_call_ends(server, worker))
+                outcome = worker.wait_for(
+                    lambda line: line.get("event") in ("room_deleted", "room_delete_failed"),
+                    60, "the room deletion's outcome")
+                ends = worker.events("session_ended")
+    finally:
+        server.stop()
+    assert not [l for l in before_kill if l.get("event") in ("room_deleted", "room_delete_failed")], \
+        "premise broken: the room was deleted before the server was killed"
+    assert outcome["event"] == "room_delete_failed", outcome
+    assert outcome["reason"] == "silence_timeout" and outcome["severity"] == "WARNING"
+    assert outcome["error"], outcome
+    assert not worker.events("room_deleted")
+    assert [line["reason"] for line in ends] == ["silence_timeout"]
+
+
+async def _kill_server_when_the_call_ends(server: LiveKitServer, worker: WorkerProcess) -> list[dict]:
+    """A silent caller; once the agent says the call is ending, kill the server. Returns the
+    worker's lines as they were just before the kill."""
+    room = "delete-fails"
+    await participant.create_room(server, room)
+    caller = await join_talking_caller(server, room, "caller-delete-fails", talking=False)
+    try:
+        await asyncio.wait_for(caller.agent_joined.wait(), 30)
+        await asyncio.to_thread(worker.wait_for_event, "call_ending", 60.0)
+        before = list(worker.lines)
+        server.process.kill()
+        await asyncio.to_thread(server.process.wait)
+        return before
+    finally:
+        # the server is gone: leaving cannot be acknowledged, only attempted
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(caller.leave(), 5)

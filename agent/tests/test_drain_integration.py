@@ -17,6 +17,7 @@ import pytest
 from helpers import participant
 from helpers.livekit_server import LiveKitServer
 from helpers.worker_process import (
+    PLAIN_CALL_IDS,
     contract_argv,
     http_get,
     registered_worker,
@@ -36,7 +37,7 @@ def worker(
     livekit_server: LiveKitServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
     logs = tmp_path_factory.mktemp("drain-worker")
-    env = worker_env(livekit_server, extra={"HOME": str(logs), "TMPDIR": str(logs)})
+    env = worker_env(livekit_server, extra={"HOME": str(logs), "TMPDIR": str(logs), **PLAIN_CALL_IDS})
     with registered_worker(contract_argv(), env, log_path=logs / "worker.log") as process:
         yield process
 

@@ -19,6 +19,7 @@ from helpers import participant
 from helpers.livekit_server import LiveKitServer, wait_for_spare_capacity
 from helpers.worker_process import (
     AGENT_DIR,
+    PLAIN_CALL_IDS,
     contract_argv,
     registered_worker,
     worker_env,
@@ -54,7 +55,8 @@ def test_named_agent_is_dispatched_explicitly_only(
 ) -> None:
     logs = tmp_path_factory.mktemp("named-worker")
     env = worker_env(
-        livekit_server, extra={"AGENT_NAME": AGENT_NAME, "HOME": str(logs), "TMPDIR": str(logs)}
+        livekit_server,
+        extra={"AGENT_NAME": AGENT_NAME, "HOME": str(logs), "TMPDIR": str(logs), **PLAIN_CALL_IDS},
     )
     with registered_worker(contract_argv(), env, log_path=logs / "worker.log") as worker:
         assert worker.events("worker_registered")[0]["agent_name"] == AGENT_NAME
@@ -84,7 +86,8 @@ def test_call_command_dispatches_by_token_and_reports_the_call(
     logs = tmp_path_factory.mktemp("test-call-worker")
     credentials = _credentials(livekit_server, form, logs)
     env = worker_env(
-        livekit_server, extra={"AGENT_NAME": AGENT_NAME, "HOME": str(logs), "TMPDIR": str(logs)}
+        livekit_server,
+        extra={"AGENT_NAME": AGENT_NAME, "HOME": str(logs), "TMPDIR": str(logs), **PLAIN_CALL_IDS},
     )
     env = {k: v for k, v in env.items() if k not in ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")}
     room = f"smoke-room-{form}"

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pytest
 
+from helpers.log_records import make_record
 from voice_agent.logs import (
     SOURCE_KEY,
     SPAN_KEY,
@@ -21,11 +22,7 @@ from voice_agent.logs import (
 )
 
 
-def _record(level: int = logging.INFO, msg: str = "hello %s", args: tuple = ("world",), **extra):
-    record = logging.LogRecord("voice_agent.test", level, "/app/x.py", 42, msg, args, None, "fn")
-    for key, value in extra.items():
-        setattr(record, key, value)
-    return record
+_record = make_record
 
 
 def _format(record: logging.LogRecord, project: str | None = "demo-project") -> dict:
@@ -33,14 +30,15 @@ def _format(record: logging.LogRecord, project: str | None = "demo-project") -> 
 
 
 def test_cloud_logging_special_fields() -> None:
-    entry = _format(_record(room="room-1", job_id="AJ_1", session_id="s1"))
+    entry = _format(_record(room="room-1", room_id="RM_1", job_id="AJ_1", session_id="s1"))
     assert entry["severity"] == "INFO"
     assert entry["message"] == "hello world"
     assert entry["time"].endswith("Z")
     datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
     assert entry[SOURCE_KEY] == {"file": "/app/x.py", "line": "42", "function": "fn"}
     assert entry["logger"] == "voice_agent.test"
-    assert (entry["room"], entry["job_id"], entry["session_id"]) == ("room-1", "AJ_1", "s1")
+    assert (entry["room_id"], entry["job_id"], entry["session_id"]) == ("RM_1", "AJ_1", "s1")
+    assert "room" not in entry  # the default AGENT_LOG_CALL_IDS=off (test_privacy.py)
     assert "level" not in entry and "levelname" not in entry and "msg" not in entry
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from helpers.log_records import make_record
 from voice_agent.logs import CloudLoggingFormatter, configure_logging
 from voice_agent.privacy import (
     REDACTED_MARK,
@@ -28,10 +29,7 @@ WORDS = "my card number is 4111 1111 1111 1111"
 
 
 def _record(level: int = logging.INFO, **extra: object) -> logging.LogRecord:
-    record = logging.LogRecord("livekit.agents", level, "agent_session.py", 1, "user transcript", None, None)
-    for key, value in extra.items():
-        setattr(record, key, value)
-    return record
+    return make_record(level, "user transcript", None, name="livekit.agents", **extra)
 
 
 @pytest.mark.parametrize(

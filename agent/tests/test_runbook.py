@@ -21,7 +21,7 @@ import pytest
 from helpers import participant
 from helpers.livekit_server import LiveKitServer, free_port, wait_for_spare_capacity
 from helpers.prometheus import Prometheus, find_prometheus, start_prometheus
-from helpers.worker_process import WorkerProcess, contract_argv, http_get, start_worker, worker_env
+from helpers.worker_process import PLAIN_CALL_IDS, WorkerProcess, contract_argv, http_get, start_worker, worker_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
@@ -54,7 +54,7 @@ EXIT_BOUND_S = 100 + 3 + 10
 
 
 def _worker(server: LiveKitServer, tmp: Path, name: str, port: int, **extra: str) -> WorkerProcess:
-    env = worker_env(server, metrics_port=port, extra={"HOME": str(tmp), "TMPDIR": str(tmp), **extra})
+    env = worker_env(server, metrics_port=port, extra={"HOME": str(tmp), "TMPDIR": str(tmp), **PLAIN_CALL_IDS, **extra})
     return start_worker(contract_argv(), env, log_path=tmp / f"{name}.log", cpu_limit_millis=POD_CPU_LIMIT_MILLIS)
 
 

@@ -9,7 +9,9 @@
 | framework reasons | the caller left, the room was deleted, the job shut down | - |
 
 In every path of ours the room is deleted afterwards (it disconnects every participant, a SIP
-caller included), then the job ends. Silence uses the framework's own clock: livekit-agents
+caller included), then the job ends. ``room_deleted`` is logged only when the server said so
+(or said the room was already gone); otherwise ``room_delete_failed`` names the error: a SIP
+caller may still be on the line, and the room lives on until the server's empty-room timeout. Silence uses the framework's own clock: livekit-agents
 1.8.9 ``AgentSession(user_away_timeout=...)`` flips the user state to "away" after that long
 with both sides quiet.
 """
@@ -20,6 +22,7 @@ import asyncio
 import logging
 from typing import Any
 
+from livekit import api
 from livekit.agents import AgentSession, CloseEvent, CloseReason, JobContext, UserStateChangedEvent
 
 from .apology import play_apology
@@ -44,6 +47,9 @@ SILENCE_GOODBYE_INSTRUCTIONS = (
 # A goodbye is one short sentence; past this the room is deleted anyway.
 GOODBYE_TIMEOUT_SECONDS = 15.0
 APOLOGY_TIMEOUT_SECONDS = 10.0
+# DeleteRoom is one request to the server; a hung server must not hold the job open. (Against a
+# self-hosted server livekit-api 1.8.9 makes one attempt, no failover: _failover.py.)
+DELETE_ROOM_TIMEOUT_SECONDS = 10.0
 
 logger = logging.getLogger("voice_agent.call_life")
 
@@ -169,13 +175,7 @@ class CallLife:
             return
         self._finished = True
         self._on_end(reason, error=error)
-        try:
-            await self._ctx.delete_room()
-            log_event("room_deleted", "room deleted", reason=reason)
-        except Exception as exc:
-            logger.warning(
-                "room not deleted", extra={"event": "room_delete_failed", "error": str(exc)}
-            )
+        await delete_room(self._ctx, reason)
         self._ctx.shutdown(reason=reason)
 
     def _spawn(self, coro: Any) -> None:
@@ -187,3 +187,40 @@ class CallLife:
         for timer in self._timers:
             timer.cancel()
         self._timers = []
+
+
+async def delete_room(ctx: JobContext, reason: str) -> bool:
+    """Delete the call's room; True when it is gone (deleted now, or already: NOT_FOUND).
+
+    Not ``JobContext.delete_room``: livekit-agents 1.8.9 (job.py) swallows every error there and
+    its future always succeeds, so a caller could hear nothing while our log said the room was
+    deleted.
+    """
+    if ctx.is_fake_job():  # console mode: no server, no room to delete (as job.py does)
+        return True
+    try:
+        await asyncio.wait_for(
+            ctx.api.room.delete_room(api.DeleteRoomRequest(room=ctx.job.room.name)),
+            DELETE_ROOM_TIMEOUT_SECONDS,
+        )
+    except api.TwirpError as exc:
+        if exc.code != api.TwirpErrorCode.NOT_FOUND:
+            _delete_failed(reason, exc)
+            return False
+        log_event("room_deleted", "room already gone", reason=reason, already_gone=True)
+        return True
+    except Exception as exc:  # transport errors, the timeout
+        _delete_failed(reason, exc)
+        return False
+    log_event("room_deleted", "room deleted", reason=reason, already_gone=False)
+    return True
+
+
+def _delete_failed(reason: str, exc: BaseException) -> None:
+    log_event(
+        "room_delete_failed",
+        "room not deleted",
+        level=logging.WARNING,
+        reason=reason,
+        error=f"{type(exc).__name__}: {exc}"[:300],
+    )

@@ -55,6 +55,10 @@ MAX_CONTEXT_TOKENS = 128_000
 VOICES_FILE = Path(__file__).with_name("data") / "gemini_voices.json"
 GEMINI_VOICES: tuple[str, ...] = tuple(json.loads(VOICES_FILE.read_text())["voices"])
 TRUE, FALSE = ("true", "1"), ("false", "0")
+# Room names, participant identities and phone numbers in logs (privacy.py): off = removed,
+# hashed = keyed HMAC per pod life, plain = as they are. The stack offers the same list
+# (domain/settings.py LOG_CALL_IDS_MODES; tests/k8s/test_workload.py compares them).
+LOG_CALL_IDS_MODES = ("off", "hashed", "plain")
 _URL_SCHEMES = ("ws", "wss", "http", "https")
 _LOCATION = re.compile(r"^(global|[a-z]+-[a-z]+[0-9]+)$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
@@ -397,6 +401,10 @@ VARIABLES: tuple[Var, ...] = (
     Var("AGENT_LOG_CONVERSATION_TEXT", "boolean", "call life",
         "true: conversation text in DEBUG lines (never INFO and above); prod must refuse it.", default=False,
         to="log_conversation_text"),
+    Var("AGENT_LOG_CALL_IDS", "choice", "call life",
+        "Room names, participant identities and phone numbers in logs: off = removed, hashed = keyed HMAC "
+        "(one key per pod life), plain = as they are. The room SID, job and session ids always stay.",
+        default="off", to="log_call_ids", choices=LOG_CALL_IDS_MODES, noun="a call-id mode"),
     Var("AGENT_MODEL_PRICES", "text", "call life",
         "USD per million tokens by <direction>_<modality> (JSON), rendered by the stack from "
         "domain/data/prices.json; read by each job process (call_usage.py), where a bad value costs the call's "

@@ -19,6 +19,8 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from .privacy import CALL_IDS_HINT, DEFAULT_LOG_CALL_IDS, CallIdScrubber
+
 # LogRecord attributes that are not user fields (plus Python 3.12's taskName).
 _RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
@@ -50,21 +52,35 @@ class CloudLoggingFormatter(logging.Formatter):
     A record carrying ``trace_id`` (32 hex chars, from an active OpenTelemetry span) gets
     ``logging.googleapis.com/trace`` as ``projects/<project>/traces/<trace_id>`` when the
     project is known; without a trace id the key is omitted rather than invented.
+
+    Call identifiers (room names, participant identities, phone numbers: privacy.py) are
+    removed or hashed here, from the fields and from the message, per AGENT_LOG_CALL_IDS: the
+    one place every line of the pod passes through.
     """
 
     def __init__(
-        self, *, project: str | None = None, static_fields: dict[str, Any] | None = None
+        self,
+        *,
+        project: str | None = None,
+        static_fields: dict[str, Any] | None = None,
+        call_ids: CallIdScrubber | None = None,
     ) -> None:
         super().__init__()
         self._project = project
+        self._call_ids = call_ids or CallIdScrubber(DEFAULT_LOG_CALL_IDS)
         # e.g. the release (AGENT_VERSION) on every line, job processes' lines included: they
         # are formatted here, in the worker process
         self._static_fields = dict(static_fields or {})
 
     def format(self, record: logging.LogRecord) -> str:
+        # message and extras are what a log call chose to say: there the call identifiers go
+        said = self._call_ids.scrub(
+            {"message": self._message(record), **self._extras(record)},
+            getattr(record, CALL_IDS_HINT, None) or (),
+        )
         entry: dict[str, Any] = {
             "severity": severity_of(record.levelno),
-            "message": self._message(record),
+            "message": said.pop("message"),
             "time": datetime.fromtimestamp(record.created, tz=UTC)
             .isoformat(timespec="microseconds")
             .replace("+00:00", "Z"),
@@ -76,7 +92,7 @@ class CloudLoggingFormatter(logging.Formatter):
                 "function": record.funcName,
             },
         }
-        entry.update(self._extras(record))
+        entry.update(said)
         for key, value in self._static_fields.items():
             entry.setdefault(key, value)
         self._link_trace(entry)
@@ -120,7 +136,11 @@ def _fallback(value: Any) -> Any:
 
 
 def configure_logging(
-    level: str, *, project: str | None = None, static_fields: dict[str, Any] | None = None
+    level: str,
+    *,
+    project: str | None = None,
+    static_fields: dict[str, Any] | None = None,
+    call_ids: CallIdScrubber | None = None,
 ) -> logging.Handler:
     """Make root log exactly one JSON line per record to stdout, at ``level``.
 
@@ -128,7 +148,9 @@ def configure_logging(
     different shape); replacing the handlers keeps one format and no duplicate lines.
     """
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(CloudLoggingFormatter(project=project, static_fields=static_fields))
+    handler.setFormatter(
+        CloudLoggingFormatter(project=project, static_fields=static_fields, call_ids=call_ids)
+    )
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

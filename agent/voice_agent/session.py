@@ -14,6 +14,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from livekit import rtc
 from livekit.agents import AgentSession, JobContext, JobProcess, JobRequest, llm
 
 # google is imported for its side effect: a plugin registered in the worker process is
@@ -23,6 +24,7 @@ from livekit.plugins import google, silero  # noqa: F401
 from . import call_usage, model, persona_api, tools_mcp
 from .call_life import CallLife
 from .logs import log_event
+from .privacy import CALL_IDS_HINT
 from .recovery import resume
 from .settings import AgentSettings, load_job_process_settings
 
@@ -75,6 +77,7 @@ async def entrypoint(ctx: JobContext) -> None:
     session_id = uuid.uuid4().hex[:16]
     # the framework stamps these on every record this job process logs, its own included
     ctx.log_context_fields = session_log_fields(ctx, session_id)
+    hint_participant_ids(ctx)
     tracker = SessionTracker(session_id=session_id, job_id=ctx.job.id)
     tracker.usage = call_usage.CallUsage(prices=ctx.proc.userdata.get(PRICES_KEY))
 
@@ -156,9 +159,33 @@ def session_log_fields(ctx: JobContext, session_id: str) -> dict[str, Any]:
         "room_id": ctx.job.room.sid,
         "job_id": ctx.job.id,
         "session_id": session_id,
+        # never printed: the formatter finds these in free text too (privacy.py)
+        CALL_IDS_HINT: [ctx.job.room.name],
     }
     fields.update(_current_trace_ids())
     return fields
+
+
+# participant attributes LiveKit SIP sets that carry a phone number (LiveKit docs, "SIP
+# participant attributes"); the identity of a SIP caller is sip_<number> by default
+_PHONE_ATTRIBUTES = ("sip.phoneNumber", "sip.trunkPhoneNumber")
+
+
+def hint_participant_ids(ctx: JobContext) -> None:
+    """Add each participant's identity and phone numbers to the job's call-id hints, so the
+    worker's formatter removes them from the framework's free text (job.py 1.8.9 names a
+    participant's identity in its messages) as well as from fields."""
+    hints: list[str] = ctx.log_context_fields[CALL_IDS_HINT]
+
+    def add(participant: rtc.Participant) -> None:
+        for value in (participant.identity, *(participant.attributes.get(a) for a in _PHONE_ATTRIBUTES)):
+            if value and value not in hints:
+                hints.append(value)
+
+    ctx.room.on("participant_connected", add)
+    ctx.room.on("participant_attributes_changed", lambda _changed, participant: add(participant))
+    for participant in ctx.room.remote_participants.values():
+        add(participant)
 
 
 def _current_trace_ids() -> dict[str, str]:

@@ -65,6 +65,7 @@ class AgentSettings:
     compression_trigger_tokens: int = default_of("AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS")
     compression_target_tokens: int = default_of("AGENT_CONTEXT_COMPRESSION_TARGET_TOKENS")
     log_conversation_text: bool = default_of("AGENT_LOG_CONVERSATION_TEXT")
+    log_call_ids: str = default_of("AGENT_LOG_CALL_IDS")
     version: str = default_of("AGENT_VERSION")
     metrics_linger_seconds: int = default_of("AGENT_METRICS_LINGER_SECONDS")
     recovery: RecoverySettings = RecoverySettings()
@@ -96,6 +97,7 @@ class AgentSettings:
             "gemini_fallback_location": self.gemini_fallback_location,
             "gemini_fallback_model": self.gemini_fallback_model,
             "log_conversation_text": self.log_conversation_text,
+            "log_call_ids": self.log_call_ids,
             # "agent_version": framework lines already use "version" for their own release
             "agent_version": self.version,
             **self.recovery.public_fields(),

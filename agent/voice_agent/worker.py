@@ -19,7 +19,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from . import admission, deletion_cost, session
 from .logs import configure_logging, log_event
-from .privacy import guard_root_handlers
+from .privacy import CallIdScrubber, guard_root_handlers
 from .metrics import AgentMetrics, SessionLedger, default_metrics
 from .model_access import check_model_access
 from .readiness import ConnectionWatch, ProbeServer, Readiness
@@ -97,6 +97,8 @@ class VoiceAgentServer(AgentServer):
             project=self._settings.gcp_project,
             # not "version": framework lines carry their own (livekit-agents' release) under it
             static_fields={"agent_version": self._settings.version},
+            # room names, identities, phone numbers: removed unless AGENT_LOG_CALL_IDS asks
+            call_ids=CallIdScrubber(self._settings.log_call_ids),
         )
         # no conversation text in any line at INFO+, at DEBUG only if explicitly allowed
         guard_root_handlers(allow_debug_text=self._settings.log_conversation_text)

@@ -81,6 +81,7 @@ def test_prod_differs_where_prod_should():
     ({"vertexLocation": "moon"}, r"vertexLocation = 'moon': is not a known Vertex AI location \(43 allowed"),
     ({"geminiModel": "Gemini Live!"}, r"geminiModel = 'Gemini Live!': must be a Gemini model id"),
     ({"agentLogLevel": "TRACE"}, r"agentLogLevel = 'TRACE': must be one of DEBUG, INFO, WARNING, ERROR"),
+    ({"logCallIds": "on"}, r"logCallIds = 'on': must be one of off, hashed, plain"),
     ({"drainTimeoutSeconds": "10"}, r"drainTimeoutSeconds = 10: must be from 30 to 3500 s"),
     # Paths not reached by the cases above.
     ({"podCidr": "10.110.0.0/14"}, r"podCidr = '10.110.0.0/14': must be an IPv4 CIDR block .*host bits set"),

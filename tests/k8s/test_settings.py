@@ -124,6 +124,7 @@ CASES: dict[str, tuple[dict[str, str], Callable[[PlanResult], Any], Any]] = {
     # prod's policy refuses it; the plan is still rendered (evaluate does not stop on policy).
     "logConversationText": ({"logConversationText": "true", "agentLogLevel": "DEBUG"},
                             lambda r: env_of(r)["AGENT_LOG_CONVERSATION_TEXT"], "true"),
+    "logCallIds": ({"logCallIds": "hashed"}, lambda r: env_of(r)["AGENT_LOG_CALL_IDS"], "hashed"),
     # off: no database, no Auth Proxy sidecar, no DSN, no TCP 3307 egress
     "recoveryEnabled": ({"recoveryEnabled": "false"},
                         lambda r: ("initContainers" in pod_of(r)["spec"], "AGENT_CHECKPOINT_DSN" in env_of(r),
@@ -164,7 +165,7 @@ def test_every_workload_setting_is_covered():
         "agentNamespace", "agentImageName", "agentImageTag", "agentImageDigest", "agentSize", "cpuBursting",
         "drainTimeoutSeconds", "loadThreshold", "maxSessionMinutes",
         "callWarningSeconds", "silenceTimeoutSeconds", "geminiConnectRetries", "geminiFallbackLocation",
-        "geminiFallbackModel", "logConversationText",
+        "geminiFallbackModel", "logConversationText", "logCallIds",
         "spareCapacityPods", "livekitUrl", "vertexLocation", "geminiModel", "agentLogLevel",
         "recoveryEnabled", "recoveryWatcher", "recoveryRetentionSeconds",
         "podDeletionCost", "spareCapacityMode", "agentImageRepository", "agentVoice",

@@ -7,6 +7,7 @@ the runtime contract (CONTRACT.md, k8s/runtime.py) and from the timing rules (do
 
 from __future__ import annotations
 
+import ast
 import json
 
 import pytest
@@ -15,6 +16,7 @@ import yaml
 from tooling.mocks import ParentTrackingMonitor
 from k8s import deletion_cost, livekit_files, runtime
 from domain.capacity import SHUTDOWN_BUDGET_S, worker_load_at_target
+from domain.settings import LOG_CALL_IDS_MODES
 from domain.sizes import SIZES
 from tests.agent_env import agent_declarations
 from tests.k8s.rendered import container_of, deployment_of, env_of, hpa_of, plan_with, pod_of
@@ -190,7 +192,7 @@ def test_environment_is_exactly_the_agent_contract(plan):
         "GOOGLE_CLOUD_LOCATION",
         "GOOGLE_GENAI_USE_VERTEXAI", "HOME", "AGENT_MAX_CALL_SECONDS", "AGENT_CALL_WARNING_SECONDS",
         "AGENT_SILENCE_TIMEOUT_SECONDS", "AGENT_GEMINI_CONNECT_RETRIES", "AGENT_LOG_CONVERSATION_TEXT",
-        "AGENT_MAX_CALLS", "AGENT_JOB_MEMORY_LIMIT_MB", "AGENT_JOB_MEMORY_WARN_MB",
+        "AGENT_LOG_CALL_IDS", "AGENT_MAX_CALLS", "AGENT_JOB_MEMORY_LIMIT_MB", "AGENT_JOB_MEMORY_WARN_MB",
         # crash recovery (recoveryEnabled, both stacks): the Auth Proxy sidecar on loopback
         "AGENT_CHECKPOINT_DSN", "AGENT_RECOVERY_WATCHER", "AGENT_CHECKPOINT_RETENTION_SECONDS",
         # explicit dispatch and the persona (agentName, agentPersona)
@@ -213,6 +215,7 @@ def test_environment_is_exactly_the_agent_contract(plan):
     # the call limit is the maxSessionMinutes the drain is sized for
     assert env["AGENT_MAX_CALL_SECONDS"] == {"dev": "900", "prod": "2700"}[plan.stack]
     assert env["AGENT_LOG_CONVERSATION_TEXT"] == "false"
+    assert env["AGENT_LOG_CALL_IDS"] == "off"  # no caller's number in the logs unless asked
 
 
 def _every_agent_env(plan) -> dict[str, str | None]:
@@ -249,6 +252,14 @@ def test_every_agent_variable_the_pod_sets_is_declared_by_the_agent(plan):
             assert decl.read(v, value)[1] is None, (name, value)
             checked += 1
     assert checked > 25
+
+
+def test_the_stack_offers_the_call_id_modes_the_agent_accepts():
+    """logCallIds' choices and the agent's AGENT_LOG_CALL_IDS values (the agent's declaration)
+    are one list; a mode only one side knew would fail the pod at start."""
+    decl = agent_declarations()
+    assert decl.LOG_CALL_IDS_MODES == LOG_CALL_IDS_MODES
+    assert decl.BY_NAME["AGENT_LOG_CALL_IDS"].choices == LOG_CALL_IDS_MODES
 
 
 def test_hardened_with_writable_tmp_only(plan):

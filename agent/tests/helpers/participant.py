@@ -23,14 +23,19 @@ TONE_HZ = 220
 LOUD = 1000
 
 
-def caller_token(server: LiveKitServer, room: str, identity: str) -> str:
-    return (
+def caller_token(
+    server: LiveKitServer, room: str, identity: str, attributes: dict[str, str] | None = None
+) -> str:
+    """``attributes``: e.g. the sip.* ones LiveKit SIP sets on a phone caller."""
+    token = (
         api.AccessToken(server.api_key, server.api_secret)
         .with_identity(identity)
         .with_name(identity)
         .with_grants(api.VideoGrants(room_join=True, room=room))
-        .to_jwt()
     )
+    if attributes:
+        token = token.with_attributes(attributes)
+    return token.to_jwt()
 
 
 def server_api(server: LiveKitServer) -> api.LiveKitAPI:

@@ -60,6 +60,7 @@ async def join_talking_caller(
     talk_seconds: float = 0.6,
     pause_seconds: float = 1.4,
     talking: bool = True,
+    attributes: dict[str, str] | None = None,
 ) -> TalkingCaller:
     room = rtc.Room()
     caller = TalkingCaller(room=room, talking=talking)
@@ -82,7 +83,7 @@ async def join_talking_caller(
     room.on("participant_connected", _on_participant)
     room.on("track_subscribed", _on_track)
     room.on("disconnected", _on_disconnected)
-    await room.connect(server.ws_url, caller_token(server, room_name, identity))
+    await room.connect(server.ws_url, caller_token(server, room_name, identity, attributes))
     for participant in room.remote_participants.values():
         _on_participant(participant)
     source = rtc.AudioSource(SAMPLE_RATE, 1)

@@ -89,6 +89,12 @@ def readonly_root_supported() -> bool:
     return result.returncode == 0
 
 
+# Tests that find a call's log lines by the room name they chose: the worker's default,
+# AGENT_LOG_CALL_IDS=off, removes room names from every line (voice_agent/privacy.py), which
+# test_call_ids_integration.py proves on a real call.
+PLAIN_CALL_IDS = {"AGENT_LOG_CALL_IDS": "plain"}
+
+
 def worker_env(
     server: LiveKitServer,
     *,

@@ -28,7 +28,7 @@ from typing import Any
 
 from helpers.livekit_server import TEST_LOAD_THRESHOLD, LiveKitServer, free_port, wait_for_spare_capacity
 from helpers.participant import Caller, dispatch_agent, join_as_caller
-from helpers.worker_process import FAKE_GEMINI_DIR, wait_until_serving
+from helpers.worker_process import FAKE_GEMINI_DIR, PLAIN_CALL_IDS, wait_until_serving
 
 from term.kubelet import (
     REPO_ROOT,
@@ -71,7 +71,8 @@ def pod_spec(server: LiveKitServer, deployment_path: Path) -> ContainerSpec:
     deployment, manifests = load_deployment(deployment_path), deployment_path.parent
     return container_spec(
         deployment,
-        {**endpoint_overrides(server), **livekit_secret_env(server, deployment)},
+        # the scenarios find a call's lines by its room name (tests/helpers/worker_process.py)
+        {**endpoint_overrides(server), **livekit_secret_env(server, deployment), **PLAIN_CALL_IDS},
         manifests_dir=manifests,
         secret_manager=livekit_secret_manager(server, deployment, manifests),
     )
