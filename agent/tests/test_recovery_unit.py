@@ -22,9 +22,55 @@ def test_recovery_is_off_without_a_database():
     assert not problems and not settings.enabled
 
 
+KMS_KEY = "projects/gva-fixture-dev/locations/europe-west1/keyRings/voice-agent/cryptoKeys/checkpoints"
+
+
 def test_a_dsn_turns_it_on_and_is_never_shown():
-    settings, problems = parse(AGENT_CHECKPOINT_DSN="postgresql://agent@127.0.0.1:5432/voice")
+    settings, problems = parse(AGENT_CHECKPOINT_DSN="postgresql://agent@127.0.0.1:5432/voice",
+                               AGENT_RECOVERY_KMS_KEY=KMS_KEY)
     assert not problems and settings.enabled and "agent@" not in repr(settings)
+    assert settings.kms_key == KMS_KEY
+
+
+def test_recovery_without_a_kms_key_is_refused_naming_the_variable(valid_env):
+    """Checkpoints hold the conversation: a stack that forgot the key must not store plaintext."""
+    with pytest.raises(SettingsError, match=r"AGENT_RECOVERY_KMS_KEY='' is not a Cloud KMS key: allowed projects/PROJECT"):
+        load_settings({**valid_env, "AGENT_CHECKPOINT_DSN": "postgresql://agent@127.0.0.1:5432/voice"})
+
+
+def test_plaintext_is_an_explicit_choice():
+    settings, problems = parse(AGENT_CHECKPOINT_DSN="postgresql://agent@127.0.0.1:5432/voice",
+                               AGENT_RECOVERY_KMS_KEY="none")
+    assert not problems and settings.enabled and settings.kms_key == ""
+
+
+@pytest.mark.parametrize(("key_id", "ok"), [("k" * 62, True), ("k" * 63, True), ("k" * 64, False),
+                                            ("", False), ("bad/slash", False)])
+def test_kms_key_id_bounds(key_id, ok, valid_env):
+    """Cloud KMS key ids are 1 to 63 characters of [a-zA-Z0-9_-]."""
+    env = {**valid_env, "AGENT_CHECKPOINT_DSN": "postgresql://a@h/x",
+           "AGENT_RECOVERY_KMS_KEY": KMS_KEY.rsplit("/", 1)[0] + "/" + key_id}
+    if ok:
+        assert load_settings(env).recovery.kms_key == env["AGENT_RECOVERY_KMS_KEY"]
+    else:
+        with pytest.raises(SettingsError, match="AGENT_RECOVERY_KMS_KEY=.* is not a Cloud KMS key"):
+            load_settings(env)
+
+
+def test_a_kms_key_without_recovery_is_still_checked(valid_env):
+    with pytest.raises(SettingsError, match="AGENT_RECOVERY_KMS_KEY='my-key' is not a Cloud KMS key"):
+        load_settings({**valid_env, "AGENT_RECOVERY_KMS_KEY": "my-key"})
+
+
+@pytest.mark.parametrize(("value", "ok"), [("http://127.0.0.1:8443", True), ("https://kms.example", True),
+                                           ("ftp://x", False), ("http://x/path", False)])
+def test_kms_endpoint_override(value, ok, valid_env):
+    env = {**valid_env, "AGENT_RECOVERY_KMS_ENDPOINT": value}
+    if ok:
+        assert load_settings(env).recovery.kms_endpoint == value
+    else:
+        with pytest.raises(SettingsError, match="AGENT_RECOVERY_KMS_ENDPOINT=.* is not an endpoint: allowed http"):
+            load_settings(env)
 
 
 def test_a_non_postgres_dsn_is_refused_without_echoing_it():

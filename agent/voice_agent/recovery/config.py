@@ -8,6 +8,7 @@ before the framework is imported (exit 2, one line per problem, no traceback).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -42,6 +43,20 @@ HANDLE_TTL_RANGE = (0, 24 * 3600)
 DEFAULT_DB_TIMEOUT_SECONDS = 2.0
 DB_TIMEOUT_RANGE = (0.1, 30.0)
 WATCHER_CHOICES = ("on", "off")
+# The Cloud KMS key that wraps each call's checkpoint data key (recovery/envelope.py). Required
+# whenever recovery is on: a stack that forgot it fails at start instead of storing plaintext.
+# PLAINTEXT is the one explicit way out, for a laptop or a test without Google credentials; the
+# stack never renders it (k8s/ passes the key its infra created).
+KMS_KEY_ENV = "AGENT_RECOVERY_KMS_KEY"
+PLAINTEXT = "none"
+# projects/*/locations/*/keyRings/*/cryptoKeys/* (Cloud KMS resource names: key ring and key ids
+# are 1-63 of [a-zA-Z0-9_-], docs cloud.google.com/kms/docs/resource-hierarchy)
+KMS_KEY_PATTERN = re.compile(
+    r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]{1,63}"
+    r"/keyRings/[a-zA-Z0-9_-]{1,63}/cryptoKeys/[a-zA-Z0-9_-]{1,63}")
+# TEST ONLY: where the Cloud KMS REST API is (the tests' stand-in on loopback).
+KMS_ENDPOINT_ENV = "AGENT_RECOVERY_KMS_ENDPOINT"
+DEFAULT_KMS_ENDPOINT = "https://cloudkms.googleapis.com"
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,11 @@ class RecoverySettings:
     """AGENT_CHECKPOINT_DB_TIMEOUT_SECONDS: per connect / statement; slower = no checkpoint now."""
     watcher: bool = True
     """AGENT_RECOVERY_WATCHER: on (self-hosted LiveKit) or off (LiveKit Cloud restarts jobs)."""
+    kms_key: str = ""
+    """AGENT_RECOVERY_KMS_KEY: projects/*/locations/*/keyRings/*/cryptoKeys/* wrapping each call's
+    checkpoint key; required with recovery on ("none" = plaintext rows, local use only)."""
+    kms_endpoint: str = DEFAULT_KMS_ENDPOINT
+    """AGENT_RECOVERY_KMS_ENDPOINT: the Cloud KMS REST endpoint (tests point it at a stand-in)."""
 
     @property
     def enabled(self) -> bool:
@@ -118,6 +138,8 @@ def read_recovery_settings(env: Mapping[str, str], problems: list[str]) -> Recov
             "AGENT_CHECKPOINT_DB_TIMEOUT_SECONDS", DEFAULT_DB_TIMEOUT_SECONDS, DB_TIMEOUT_RANGE,
             "seconds one database connect or statement may take"),
         watcher=reader.choice("AGENT_RECOVERY_WATCHER", "on", WATCHER_CHOICES) == "on",
+        kms_key=_kms_key(env, dsn, problems),
+        kms_endpoint=_kms_endpoint(env, problems),
     )
     if claim <= lease:
         problems.append(
@@ -126,6 +148,31 @@ def read_recovery_settings(env: Mapping[str, str], problems: list[str]) -> Recov
             "over, so a claim shorter than a lease could expire before the replacement is seen alive"
         )
     return values
+
+
+def _kms_key(env: Mapping[str, str], dsn: str, problems: list[str]) -> str:
+    raw = (env.get(KMS_KEY_ENV) or "").strip()
+    if raw == PLAINTEXT:
+        return ""
+    if KMS_KEY_PATTERN.fullmatch(raw):
+        return raw
+    if raw or dsn:
+        problems.append(
+            f"{KMS_KEY_ENV}={raw!r} is not a Cloud KMS key: allowed "
+            "projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY (required with "
+            f"{DSN_ENV} set: checkpoints hold the conversation), or {PLAINTEXT!r} for plaintext "
+            "rows outside GCP")
+    return ""
+
+
+def _kms_endpoint(env: Mapping[str, str], problems: list[str]) -> str:
+    raw = (env.get(KMS_ENDPOINT_ENV) or "").strip().rstrip("/")
+    if not raw:
+        return DEFAULT_KMS_ENDPOINT
+    if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+", raw):
+        problems.append(f"{KMS_ENDPOINT_ENV}={raw!r} is not an endpoint: allowed http(s)://HOST[:PORT]")
+        return DEFAULT_KMS_ENDPOINT
+    return raw
 
 
 class _Reader:
