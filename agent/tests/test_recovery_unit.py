@@ -269,9 +269,9 @@ def test_a_snapshot_that_is_not_json_is_refused_clearly():
     from voice_agent.recovery.payload import UnstorableCheckpoint, encode
 
     with pytest.raises(UnstorableCheckpoint, match="TypeError: Object of type object is not JSON serializable"):
-        encode(Checkpoint(chat_ctx={"items": []}, userdata={"x": object()}))
+        encode(Checkpoint(chat_ctx={"items": [{"x": object()}]}))
     with pytest.raises(UnstorableCheckpoint, match="ValueError: Out of range float values"):
-        encode(Checkpoint(chat_ctx={"items": []}, userdata={"x": float("nan")}))
+        encode(Checkpoint(chat_ctx={"items": []}, gemini_handle_at=float("nan")))
 
 
 def test_encoding_with_the_item_cache_equals_the_frameworks_dict():
@@ -288,10 +288,10 @@ def test_encoding_with_the_item_cache_equals_the_frameworks_dict():
     for turn in range(3):
         ctx.add_message(role="user", content=f"question {turn}")
         ctx.add_message(role="assistant", content=f"answer {turn}")
-        text = encode(Checkpoint(chat_ctx=ctx.copy(), userdata={"items": "@"}, turns=turn), cache)
+        text = encode(Checkpoint(chat_ctx=ctx.copy(), gemini_handle='{"items":"@"}', turns=turn), cache)
         decoded = json.loads(text)
         assert decoded["chat_ctx"] == ctx.to_dict(exclude_timestamp=False, exclude_metrics=True)
-        assert decoded["userdata"] == {"items": "@"} and decoded["turns"] == turn
+        assert decoded["gemini_handle"] == '{"items":"@"}' and decoded["turns"] == turn
     assert len(llm.ChatContext.from_dict(decoded["chat_ctx"]).items) == 6
 
 
@@ -305,3 +305,24 @@ def test_the_compression_trigger_stays_within_the_model_cards_input_tokens(valid
     else:
         with pytest.raises(SettingsError, match=rf"AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS={value} .*128000"):
             load_settings(env)
+
+
+def test_a_checkpoint_holds_what_a_resume_needs_and_nothing_more():
+    """Minimal data (issue 25): userdata and the agent's class name are never restored, so they
+    are not stored; the stored keys are exactly what resume.py reads."""
+    import dataclasses
+    import json
+
+    from voice_agent.recovery.payload import STORED_FIELDS, encode
+
+    @dataclasses.dataclass
+    class Order:
+        phone: str = "+15550100"
+
+    checkpoint = Checkpoint(chat_ctx={"items": []}, agent="VoiceAssistant", userdata=Order(),
+                            gemini_handle="h", gemini_handle_at=1.0, gemini_handle_items=[], turns=2)
+    for payload in (checkpoint.to_payload(), json.loads(encode(checkpoint))):
+        assert set(payload) == {*STORED_FIELDS, "v"}
+        assert "+15550100" not in json.dumps(payload) and "VoiceAssistant" not in json.dumps(payload)
+    restored = read_payload(PAYLOAD_VERSION, json.loads(encode(checkpoint)))
+    assert (restored.turns, restored.gemini_handle, restored.userdata, restored.agent) == (2, "h", None, "")
