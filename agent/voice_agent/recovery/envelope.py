@@ -28,6 +28,16 @@ import os
 import threading
 from typing import Any
 
+# Imported with the module, not at first use: session.py (and so this module) is preloaded in
+# the forkserver, so job processes share them instead of importing them in a call (the same
+# reason recovery/checkpoints.py imports asyncpg at the top).
+import google.auth
+import google.auth.exceptions
+import requests
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.auth.transport.requests import AuthorizedSession
+
 ENVELOPE_KEY = "voice_agent_envelope"
 FORMAT = 1
 ALGORITHM = "AES-256-GCM"
@@ -95,9 +105,6 @@ class KmsClient:
         return _unb64(answer.get("plaintext"))
 
     def _post(self, verb: str, body: dict[str, str]) -> dict[str, Any]:
-        import google.auth.exceptions
-        import requests
-
         try:
             response = self._authorized().post(f"{self._endpoint}/v1/{self.key_name}:{verb}",
                                                json=body, timeout=self._timeout)
@@ -125,10 +132,6 @@ class KmsClient:
     def _authorized(self) -> Any:
         with self._lock:
             if self._session is None:
-                import google.auth
-                import google.auth.exceptions
-                from google.auth.transport.requests import AuthorizedSession
-
                 try:
                     credentials, _ = google.auth.default(scopes=[KMS_SCOPE])
                 except google.auth.exceptions.DefaultCredentialsError as exc:
@@ -159,8 +162,6 @@ class CallEnvelope:
     def seal(self, payload_json: str) -> str:
         """The row's JSON text for ``payload_json``. Raises EnvelopeError (the snapshot is
         dropped; the next one asks KMS again)."""
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         key, wrapped = self._data_key()
         nonce = os.urandom(NONCE_BYTES)
         ciphertext = AESGCM(key).encrypt(nonce, payload_json.encode("utf-8"), self._aad)
@@ -171,9 +172,6 @@ class CallEnvelope:
     def open(self, payload: Any) -> dict[str, Any]:
         """The stored payload in the clear. Raises EnvelopeError; the data key it unwrapped is
         kept for this call's own snapshots."""
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         sealed = payload.get(ENVELOPE_KEY) if isinstance(payload, dict) else None
         if not isinstance(sealed, dict):
             raise EnvelopeError(NOT_ENCRYPTED, "the stored checkpoint is not encrypted")
@@ -204,8 +202,6 @@ class CallEnvelope:
         return opened
 
     def _data_key(self) -> tuple[bytes, str]:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         with self._lock:
             if self._key is None or self._wrapped is None:
                 key = AESGCM.generate_key(bit_length=256)
