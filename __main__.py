@@ -5,6 +5,7 @@ import pulumi
 from infra.binauthz import AdmissionPolicy, AdmissionPolicyArgs
 from infra.cluster import AutopilotCluster, AutopilotClusterArgs
 from domain.config import load_stack_config
+from infra.checkpoint_key import CheckpointKey, CheckpointKeyArgs
 from infra.database import AgentDatabase, AgentDatabaseArgs
 from infra.encryption import SecretsKey, SecretsKeyArgs
 from infra.identity import AgentIdentity, AgentIdentityArgs
@@ -55,15 +56,20 @@ identity = AgentIdentity("agent-identity", AgentIdentityArgs(
     workload_pool=cluster.workload_pool))
 
 # Crash recovery (docs/recovery.md): the checkpoint database, its IAM database user (a service
-# account only the agent's principal may impersonate) and what the agent's pod needs of it.
+# account only the agent's principal may impersonate), the KMS key only the agent's principal
+# may use to seal the checkpoints, and what the agent's pod needs of them.
 database_args = AgentDatabaseArgs(
     project=cfg.project, region=cfg.region, stack=cfg.stack, network_id=network.network_id,
     agent_principal=identity.principal, settings=cfg.database)
 database = AgentDatabase("checkpoints", database_args) if cfg.workload.recovery_enabled else None
+checkpoint_key = (CheckpointKey("checkpoint-key", CheckpointKeyArgs(
+    project=cfg.project, region=cfg.region, stack=cfg.stack, agent_principal=identity.principal))
+    if database else None)
 checkpoint = (CheckpointDatabase(
     connection_name=database.connection_name, service_account_email=database.service_account_email,
     user=database.user, database=database.database,
-    private_range_cidr=database_args.private_range_cidr) if database else None)
+    private_range_cidr=database_args.private_range_cidr, kms_key=checkpoint_key.key_id)
+    if database and checkpoint_key else None)
 
 # The LiveKit key and secret: Secret Manager secrets only the agent's principal reads, mounted
 # as files by the cluster's add-on; or, where a stack opts out, a Kubernetes Secret.
@@ -89,7 +95,8 @@ workload = AgentWorkload(
     # The Auth Proxy sidecar must find its instance and its grant, or it holds the agent back;
     # the credential files their secrets and the agent's right to read them.
     opts=pulumi.ResourceOptions(provider=provider, depends_on=[
-        identity, registry, *([database] if database else []), *([livekit_secrets] if livekit_secrets else [])]),
+        identity, registry, *([database, checkpoint_key] if database and checkpoint_key else []),
+        *([livekit_secrets] if livekit_secrets else [])]),
 )
 
 # The HPA's calls metric: Managed Prometheus through the Custom Metrics Stackdriver Adapter,

@@ -41,7 +41,8 @@ DEPLOYER_ROLES: tuple[RoleUse, ...] = (
             "the registry, its cleanup policies and its reader grant; pushes the agent image"),
     RoleUse("roles/pubsub.editor", ("gcp:pubsub/",), "the GKE upgrade-notification topic (upgradeNotifications)"),
     RoleUse("roles/cloudkms.admin", ("gcp:kms/",),
-            "the key ring, the key that encrypts Kubernetes Secrets and the GKE service agent's grant on it"),
+            "the key rings, the keys that encrypt Kubernetes Secrets and the checkpoints, and the grants on them "
+            "(the GKE service agent's, the agent's)"),
     RoleUse("roles/monitoring.editor", ("gcp:monitoring/",), "the runbook dashboard and alert policies"),
     # No narrower predefined role both creates secrets and sets their IAM policy; the deployer
     # already writes the values (they come from its stack config). Granted with a condition:

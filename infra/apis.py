@@ -19,7 +19,7 @@ STACK_APIS: dict[str, str] = {
     "cloudresourcemanager.googleapis.com": "project IAM and the project number lookup",
     "secretmanager.googleapis.com": "the LiveKit credential secrets and the cluster's add-on that mounts them",
     "pubsub.googleapis.com": "the GKE upgrade-notification topic (upgradeNotifications)",
-    "cloudkms.googleapis.com": "the key that encrypts Kubernetes Secrets (secretsEncryption)",
+    "cloudkms.googleapis.com": "the keys that encrypt Kubernetes Secrets (secretsEncryption) and the checkpoints (recoveryEnabled)",
     "binaryauthorization.googleapis.com": "the image admission policy (binaryAuthorization)",
     "places.googleapis.com": "the Places tool server's upstream (placesToolEnabled; tools/places)",
     "monitoring.googleapis.com": "the runbook dashboard and alert policies (infra/monitoring.py), the HPA's calls metric",

@@ -54,6 +54,7 @@ class CheckpointDatabase:
     user: pulumi.Input[str]  # the IAM database user: the service account's email without .gserviceaccount.com
     database: pulumi.Input[str]
     private_range_cidr: str  # where the instance's private IP lives: the egress rule's only 3307 target
+    kms_key: pulumi.Input[str]  # CheckpointKey.key_id (infra/checkpoint_key.py): seals every checkpoint
 
 
 def requests(bursting: bool) -> tuple[int, int]:
@@ -127,9 +128,12 @@ def checkpoint_dsn(user: pulumi.Input[str], database: pulumi.Input[str]) -> pulu
 def recovery_env(db: CheckpointDatabase, watcher: bool, retention_seconds: int) -> list[dict]:
     """The agent's recovery variables; the lease, poll, claim, handle and timeout figures keep
     the agent's own defaults (agent/voice_agent/recovery, docs/recovery.md); how long a dead
-    call's row lives is the stack's (recoveryRetentionSeconds)."""
+    call's row lives is the stack's (recoveryRetentionSeconds). The KMS key is always named: a
+    deployed stack never stores a conversation in the clear (the agent refuses to start with a
+    database and no key)."""
     return [
         {"name": "AGENT_CHECKPOINT_DSN", "value": checkpoint_dsn(db.user, db.database)},
+        {"name": "AGENT_RECOVERY_KMS_KEY", "value": db.kms_key},
         {"name": "AGENT_RECOVERY_WATCHER", "value": "on" if watcher else "off"},
         {"name": "AGENT_CHECKPOINT_RETENTION_SECONDS", "value": str(retention_seconds)},
     ]

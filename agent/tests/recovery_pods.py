@@ -39,6 +39,9 @@ TEST_RECOVERY_ENV = {
     "AGENT_RECOVERY_POLL_SECONDS": "0.25",
     "AGENT_RECOVERY_CLAIM_SECONDS": "10",
     "AGENT_CHECKPOINT_DB_TIMEOUT_SECONDS": "1",
+    # the pod scenarios test recovery's timing and ownership; the envelope (Cloud KMS) is tested
+    # against its stand-in in test_recovery_envelope.py
+    "AGENT_RECOVERY_KMS_KEY": "none",
 }
 TABLE = "voice_agent_checkpoints"
 

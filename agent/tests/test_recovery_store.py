@@ -362,9 +362,9 @@ class NotJson:
 
 
 @pytest.mark.parametrize(("fault", "reason"), [
-    ({"userdata": {"order": NotJson()}}, "not_json"),
-    ({"agent": "poison-refuse"}, "refused"),
-    ({"agent": "poison-slow"}, "timeout"),
+    ({"chat_ctx": {"items": [{"order": NotJson()}]}}, "not_json"),
+    ({"gemini_handle": "poison-refuse"}, "refused"),
+    ({"gemini_handle": "poison-slow"}, "timeout"),
 ])
 def test_a_snapshot_that_cannot_be_stored_never_costs_the_lease(pg, caplog, fault, reason):
     """One bad snapshot used to stop the heartbeat (the pending write was retried instead of
@@ -383,7 +383,7 @@ def test_a_snapshot_that_cannot_be_stored_never_costs_the_lease(pg, caplog, faul
             if writer.writes:
                 break
             await asyncio.sleep(0.05)
-        writer.submit(Checkpoint(chat_ctx={"items": []}, turns=2, **fault))
+        writer.submit(Checkpoint(**{"chat_ctx": {"items": []}, "turns": 2, **fault}))
         lowest_left = 99.0
         for _ in range(int(3.5 * 1.5 / 0.1)):  # more than three leases
             holder = await store.lease_holder(conn, room="r")
@@ -420,7 +420,7 @@ def test_a_nul_character_in_the_transcript_is_stored_as_a_replacement_character(
         writer = CheckpointWriter(settings, room="r", job_id="j", agent_identity="a", agent_name="",
                                   room_sid=SID)
         writer.start()
-        writer.submit(Checkpoint(chat_ctx=items, userdata={"k\x00": "v\x00"}))
+        writer.submit(Checkpoint(chat_ctx=items, gemini_handle="k\x00"))
         for _ in range(40):
             if writer.writes:
                 break
@@ -432,7 +432,7 @@ def test_a_nul_character_in_the_transcript_is_stored_as_a_replacement_character(
 
     payload = run(scenario())
     assert payload["chat_ctx"]["items"][0]["content"] == ["a\ufffdb"]
-    assert payload["userdata"] == {"k\ufffd": "v\ufffd"}
+    assert payload["gemini_handle"] == "k\ufffd"
 
 
 @pytest.mark.parametrize(("recoveries", "lease", "swept"), [

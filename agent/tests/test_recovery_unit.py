@@ -22,9 +22,55 @@ def test_recovery_is_off_without_a_database():
     assert not problems and not settings.enabled
 
 
+KMS_KEY = "projects/gva-fixture-dev/locations/europe-west1/keyRings/voice-agent/cryptoKeys/checkpoints"
+
+
 def test_a_dsn_turns_it_on_and_is_never_shown():
-    settings, problems = parse(AGENT_CHECKPOINT_DSN="postgresql://agent@127.0.0.1:5432/voice")
+    settings, problems = parse(AGENT_CHECKPOINT_DSN="postgresql://agent@127.0.0.1:5432/voice",
+                               AGENT_RECOVERY_KMS_KEY=KMS_KEY)
     assert not problems and settings.enabled and "agent@" not in repr(settings)
+    assert settings.kms_key == KMS_KEY
+
+
+def test_recovery_without_a_kms_key_is_refused_naming_the_variable(valid_env):
+    """Checkpoints hold the conversation: a stack that forgot the key must not store plaintext."""
+    with pytest.raises(SettingsError, match=r"AGENT_RECOVERY_KMS_KEY='' is not a Cloud KMS key: allowed projects/PROJECT"):
+        load_settings({**valid_env, "AGENT_CHECKPOINT_DSN": "postgresql://agent@127.0.0.1:5432/voice"})
+
+
+def test_plaintext_is_an_explicit_choice():
+    settings, problems = parse(AGENT_CHECKPOINT_DSN="postgresql://agent@127.0.0.1:5432/voice",
+                               AGENT_RECOVERY_KMS_KEY="none")
+    assert not problems and settings.enabled and settings.kms_key == ""
+
+
+@pytest.mark.parametrize(("key_id", "ok"), [("k" * 62, True), ("k" * 63, True), ("k" * 64, False),
+                                            ("", False), ("bad/slash", False)])
+def test_kms_key_id_bounds(key_id, ok, valid_env):
+    """Cloud KMS key ids are 1 to 63 characters of [a-zA-Z0-9_-]."""
+    env = {**valid_env, "AGENT_CHECKPOINT_DSN": "postgresql://a@h/x",
+           "AGENT_RECOVERY_KMS_KEY": KMS_KEY.rsplit("/", 1)[0] + "/" + key_id}
+    if ok:
+        assert load_settings(env).recovery.kms_key == env["AGENT_RECOVERY_KMS_KEY"]
+    else:
+        with pytest.raises(SettingsError, match="AGENT_RECOVERY_KMS_KEY=.* is not a Cloud KMS key"):
+            load_settings(env)
+
+
+def test_a_kms_key_without_recovery_is_still_checked(valid_env):
+    with pytest.raises(SettingsError, match="AGENT_RECOVERY_KMS_KEY='my-key' is not a Cloud KMS key"):
+        load_settings({**valid_env, "AGENT_RECOVERY_KMS_KEY": "my-key"})
+
+
+@pytest.mark.parametrize(("value", "ok"), [("http://127.0.0.1:8443", True), ("https://kms.example", True),
+                                           ("ftp://x", False), ("http://x/path", False)])
+def test_kms_endpoint_override(value, ok, valid_env):
+    env = {**valid_env, "AGENT_RECOVERY_KMS_ENDPOINT": value}
+    if ok:
+        assert load_settings(env).recovery.kms_endpoint == value
+    else:
+        with pytest.raises(SettingsError, match="AGENT_RECOVERY_KMS_ENDPOINT=.* is not an endpoint: allowed http"):
+            load_settings(env)
 
 
 def test_a_non_postgres_dsn_is_refused_without_echoing_it():
@@ -268,9 +314,9 @@ def test_a_snapshot_that_is_not_json_is_refused_clearly():
     from voice_agent.recovery.payload import UnstorableCheckpoint, encode
 
     with pytest.raises(UnstorableCheckpoint, match="TypeError: Object of type object is not JSON serializable"):
-        encode(Checkpoint(chat_ctx={"items": []}, userdata={"x": object()}))
+        encode(Checkpoint(chat_ctx={"items": [{"x": object()}]}))
     with pytest.raises(UnstorableCheckpoint, match="ValueError: Out of range float values"):
-        encode(Checkpoint(chat_ctx={"items": []}, userdata={"x": float("nan")}))
+        encode(Checkpoint(chat_ctx={"items": []}, gemini_handle_at=float("nan")))
 
 
 def test_encoding_with_the_item_cache_equals_the_frameworks_dict():
@@ -287,10 +333,10 @@ def test_encoding_with_the_item_cache_equals_the_frameworks_dict():
     for turn in range(3):
         ctx.add_message(role="user", content=f"question {turn}")
         ctx.add_message(role="assistant", content=f"answer {turn}")
-        text = encode(Checkpoint(chat_ctx=ctx.copy(), userdata={"items": "@"}, turns=turn), cache)
+        text = encode(Checkpoint(chat_ctx=ctx.copy(), gemini_handle='{"items":"@"}', turns=turn), cache)
         decoded = json.loads(text)
         assert decoded["chat_ctx"] == ctx.to_dict(exclude_timestamp=False, exclude_metrics=True)
-        assert decoded["userdata"] == {"items": "@"} and decoded["turns"] == turn
+        assert decoded["gemini_handle"] == '{"items":"@"}' and decoded["turns"] == turn
     assert len(llm.ChatContext.from_dict(decoded["chat_ctx"]).items) == 6
 
 
@@ -304,3 +350,24 @@ def test_the_compression_trigger_stays_within_the_model_cards_input_tokens(valid
     else:
         with pytest.raises(SettingsError, match=rf"AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS={value} .*128000"):
             load_settings(env)
+
+
+def test_a_checkpoint_holds_what_a_resume_needs_and_nothing_more():
+    """Minimal data (issue 25): userdata and the agent's class name are never restored, so they
+    are not stored; the stored keys are exactly what resume.py reads."""
+    import dataclasses
+    import json
+
+    from voice_agent.recovery.payload import STORED_FIELDS, encode
+
+    @dataclasses.dataclass
+    class Order:
+        phone: str = "+15550100"
+
+    checkpoint = Checkpoint(chat_ctx={"items": []}, agent="VoiceAssistant", userdata=Order(),
+                            gemini_handle="h", gemini_handle_at=1.0, gemini_handle_items=[], turns=2)
+    for payload in (checkpoint.to_payload(), json.loads(encode(checkpoint))):
+        assert set(payload) == {*STORED_FIELDS, "v"}
+        assert "+15550100" not in json.dumps(payload) and "VoiceAssistant" not in json.dumps(payload)
+    restored = read_payload(PAYLOAD_VERSION, json.loads(encode(checkpoint)))
+    assert (restored.turns, restored.gemini_handle, restored.userdata, restored.agent) == (2, "h", None, "")

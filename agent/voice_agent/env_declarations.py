@@ -279,6 +279,33 @@ def dsn_rule(raw: str) -> str | None:
             "SQL Auth Proxy on 127.0.0.1), or leave it empty to turn crash recovery off")
 
 
+# The Cloud KMS key that wraps each call's checkpoint data key (recovery/envelope.py):
+# projects/*/locations/*/keyRings/*/cryptoKeys/*, key ring and key ids 1-63 of [a-zA-Z0-9_-]
+# (cloud.google.com/kms/docs/resource-hierarchy). "none" is the one explicit way to plaintext
+# rows, for a laptop or a test without Google credentials; the stack never renders it.
+KMS_PLAINTEXT = "none"
+KMS_KEY_PATTERN = re.compile(
+    r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]{1,63}"
+    r"/keyRings/[a-zA-Z0-9_-]{1,63}/cryptoKeys/[a-zA-Z0-9_-]{1,63}")
+KMS_KEY_ALLOWED = ("allowed projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY (required with "
+                   "AGENT_CHECKPOINT_DSN set: checkpoints hold the conversation), or 'none' for plaintext rows "
+                   "outside GCP")
+
+
+def kms_key_rule(raw: str) -> str | None:
+    """a Cloud KMS key resource name, or none"""
+    if raw == KMS_PLAINTEXT or KMS_KEY_PATTERN.fullmatch(raw):
+        return None
+    return f"is not a Cloud KMS key: {KMS_KEY_ALLOWED}"
+
+
+def kms_endpoint_rule(raw: str) -> str | None:
+    """http(s)://HOST[:PORT]"""
+    if re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+", raw.rstrip("/")):
+        return None
+    return "is not an endpoint: allowed http(s)://HOST[:PORT]"
+
+
 def voice_rule(raw: str) -> str | None:
     """empty (the persona's voice) or a voice of voice_agent/data/gemini_voices.json"""
     if raw in GEMINI_VOICES:
@@ -468,6 +495,15 @@ VARIABLES: tuple[Var, ...] = (
         "Per connect or statement; slower means no checkpoint this time.", default=2.0,
         to="recovery.db_timeout_seconds", low=0.1, high=30.0, unit="s",
         why="seconds one database connect or statement may take"),
+    Var("AGENT_RECOVERY_KMS_KEY", "text", "crash recovery",
+        "Cloud KMS key wrapping each call's checkpoint data key (AES-256-GCM envelope); required with "
+        "AGENT_CHECKPOINT_DSN set, 'none' = plaintext rows (local use only; the stack always sets its key).",
+        default="", to="recovery.kms_key", check=kms_key_rule, allowed=KMS_KEY_ALLOWED,
+        convert=lambda raw: "" if raw == KMS_PLAINTEXT else raw),
+    Var("AGENT_RECOVERY_KMS_ENDPOINT", "text", "crash recovery",
+        "The Cloud KMS REST endpoint (tests point it at a stand-in on loopback).",
+        default="https://cloudkms.googleapis.com", to="recovery.kms_endpoint", check=kms_endpoint_rule,
+        allowed="http(s)://HOST[:PORT]", convert=lambda raw: raw.rstrip("/")),
     Var("AGENT_RECOVERY_WATCHER", "choice", "crash recovery",
         "on: this worker re-dispatches calls whose agent died (self-hosted LiveKit); off: LiveKit Cloud "
         "restarts jobs itself.", default="on", to="recovery.watcher", choices=("on", "off"), case="lower",

@@ -5,8 +5,9 @@ it), not how a grant is spelled.
   on the secrets its `livekit` SecretProviderClass mounts; token creator on a service account
   that is a Cloud SQL IAM database user (the account its Cloud SQL Auth Proxy sidecar
   impersonates, infra/database.py), and through that account only cloudsql.client /
-  cloudsql.instanceUser pinned by an IAM condition to that user's instance. Nothing else, in any
-  member form, at any level, through any chain.
+  cloudsql.instanceUser pinned by an IAM condition to that user's instance; encrypterDecrypter on
+  the Cloud KMS key its pods name in AGENT_RECOVERY_KMS_KEY (infra/checkpoint_key.py: the key that
+  seals its checkpoints). Nothing else, in any member form, at any level, through any chain.
 - Each tool server (pods labelled gke-voice-agents/role=tool-server): the quota role on the
   project, directly or as the one Google service account it acts as through GKE's Workload
   Identity link (workloadIdentityUser on that account: infra/tool_identity.py, as Places takes
@@ -22,6 +23,7 @@ from typing import Callable, Iterable
 from k8s.runtime import AGENT_ROLE, AGENT_SERVICE_ACCOUNT, ROLE_LABEL
 from policy.rules.access_gcp import Reach, Workload, closure, workload_pools
 from policy.rules.access_k8s import Allowance, describe, permissions, within
+from policy.rules.agent_pod import agent_pods
 from policy.rules.base import DEPLOYMENT, MANDATORY, VERTEX_ROLE, Finding, Resource, Rule, prop
 from policy.rules.secrets import ACCESSOR_ROLE, livekit_class
 from policy.rules.tools import TOOL_SERVER_ROLE
@@ -34,6 +36,8 @@ ADAPTER_ACCOUNT = "custom-metrics-stackdriver-adapter"  # k8s.metrics_adapter.SE
 MONITORING_ROLE = "roles/monitoring.viewer"  # k8s.metrics_adapter.MONITORING_ROLE
 TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"  # infra.database.TOKEN_CREATOR
 CLOUDSQL_ROLES = frozenset({"roles/cloudsql.client", "roles/cloudsql.instanceUser"})  # infra.database.CLIENT_ROLES
+KMS_KEY_ROLE = "roles/cloudkms.cryptoKeyEncrypterDecrypter"  # infra.encryption.KEY_USER_ROLE
+KMS_KEY_VARIABLE = "AGENT_RECOVERY_KMS_KEY"  # agent/voice_agent/recovery/config.py KMS_KEY_ENV
 SQL_USER = "gcp:sql/user:User"
 SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
 # One instance, by name, and nothing that widens it (IAM Conditions, resource attributes:
@@ -67,10 +71,19 @@ def _database_accounts(resources: list[Resource]) -> dict[str, str | None]:
             for r in resources if r.type == SQL_USER and prop(r.props, "type") == "CLOUD_IAM_SERVICE_ACCOUNT"}
 
 
-def _agent_problem(reach: Reach, livekit: frozenset[str], database: dict[str, str | None]) -> str | None:
+def _checkpoint_keys(resources: list[Resource]) -> frozenset[str]:
+    """The Cloud KMS keys the agent's pods seal their checkpoints with (their own env)."""
+    return frozenset(pod.env[KMS_KEY_VARIABLE] for pod in agent_pods(resources)
+                     if pod.env.get(KMS_KEY_VARIABLE, "").startswith("projects/"))
+
+
+def _agent_problem(reach: Reach, livekit: frozenset[str], database: dict[str, str | None],
+                   keys: frozenset[str] = frozenset()) -> str | None:
     g, hops = reach.grant, len(reach.via)
     if hops == 0:
         if g.role == VERTEX_ROLE and g.level == "project":
+            return None
+        if g.role == KMS_KEY_ROLE and g.level == "cryptoKey" and g.target in keys:
             return None
         if g.role == ACCESSOR_ROLE and g.level == "secret" and g.target.rsplit("/", 1)[-1] in livekit:
             return None
@@ -79,6 +92,9 @@ def _agent_problem(reach: Reach, livekit: frozenset[str], database: dict[str, st
         if g.level == "secret":
             return (f"may read a Secret Manager secret ({g.role}) other than its LiveKit files (secretAccessor on a "
                     "secret the livekit SecretProviderClass mounts)")
+        if g.level in ("cryptoKey", "keyRing"):
+            return (f"is granted {g.role} on {g.where()}: it may only encrypt and decrypt with the key its pods "
+                    f"name in {KMS_KEY_VARIABLE} ({KMS_KEY_ROLE} on that key)")
         return f"is granted {g.role} on {g.where()}"
     if hops == 1 and reach.via[0].email in database and g.role in CLOUDSQL_ROLES:
         pinned, instance = _PINNED.match((g.condition or "").strip()), database[reach.via[0].email]
@@ -95,13 +111,15 @@ def _agent_identity_holds_no_tool_role(resources: list[Resource], ctx) -> list[F
     livekit, class_problems = livekit_class(resources)
     livekit = livekit if not class_problems else frozenset()
     database = _database_accounts(resources)
+    keys = _checkpoint_keys(resources)
     findings = []
     for agent in workloads(resources, AGENT_ROLE, AGENT_SERVICE_ACCOUNT):
         for reach in closure(resources, agent):
-            problem = _agent_problem(reach, livekit, database)
+            problem = _agent_problem(reach, livekit, database, keys)
             if problem:
                 findings.append((reach.grant.source, f"the agent's principal ({agent}) {problem}: {reach.path()}. The "
-                                 "agent may hold only Vertex AI, its LiveKit secrets and its database proxy's account; "
+                                 "agent may hold only Vertex AI, its LiveKit secrets, its database proxy's account and its "
+                                 "checkpoint key; "
                                  "grant tool roles to the tool server's principal"))
     return findings
 
@@ -178,7 +196,8 @@ def _kubernetes_access(resources: list[Resource], ctx) -> list[Finding]:
 
 RULES: tuple[Rule, ...] = (
     Rule("agent-identity-holds-no-tool-role", MANDATORY,
-         "The agent's Google principal reaches Vertex AI, its LiveKit secrets and its own database instance only.",
+         "The agent's Google principal reaches Vertex AI, its LiveKit secrets, its own database instance and its "
+         "checkpoint key only.",
          check_stack=_agent_identity_holds_no_tool_role),
     Rule("tool-server-identity-holds-quota-only", MANDATORY,
          "A tool server's Google principal reaches the project's quota role only (itself, or as its one linked "

@@ -203,12 +203,18 @@ def test_upgrade_notifications_can_be_turned_off():
     assert result.of_type("gcp:pubsub/topic:Topic") == [] and "notificationConfig" not in result.one(CLUSTER)["inputs"]
 
 
+def _secrets_key(plan, resource_type: str) -> dict:
+    # the checkpoint key (infra/checkpoint_key.py, tests/infra/test_checkpoint_key.py) is the other
+    [found] = [r for r in plan.of_type(resource_type) if r["parent"] == "secrets-key"]
+    return found
+
+
 def test_prod_encrypts_secrets_with_its_own_key_usable_by_the_gke_agent(prod_plan):
-    key = prod_plan.one("gcp:kms/cryptoKey:CryptoKey")
-    ring = prod_plan.one("gcp:kms/keyRing:KeyRing")["inputs"]
+    key = _secrets_key(prod_plan, "gcp:kms/cryptoKey:CryptoKey")
+    ring = _secrets_key(prod_plan, "gcp:kms/keyRing:KeyRing")["inputs"]
     assert ring["location"] == "us-central1" and ring["name"] == "voice-agents-prod-a1b2"
     assert key["inputs"]["purpose"] == "ENCRYPT_DECRYPT" and key["inputs"]["rotationPeriod"] == f"{90 * 86400}s"
-    grant = prod_plan.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")["inputs"]
+    grant = _secrets_key(prod_plan, "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")["inputs"]
     assert grant["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
     assert grant["member"] == "serviceAccount:service-123456789012@container-engine-robot.iam.gserviceaccount.com"
     encryption = prod_plan.one(CLUSTER)["inputs"]["databaseEncryption"]
@@ -220,7 +226,9 @@ def test_prod_encrypts_secrets_with_its_own_key_usable_by_the_gke_agent(prod_pla
 def test_dev_has_no_key_and_no_binary_authorization(dev_plan):
     cluster = dev_plan.one(CLUSTER)["inputs"]
     assert "databaseEncryption" not in cluster and "binaryAuthorization" not in cluster
-    assert not dev_plan.of_type("gcp:kms/keyRing:KeyRing") and not dev_plan.of_type("gcp:binaryauthorization/policy:Policy")
+    # dev's one key ring is its checkpoint key's (tests/infra/test_checkpoint_key.py)
+    assert [r["parent"] for r in dev_plan.of_type("gcp:kms/keyRing:KeyRing")] == ["checkpoint-key"]
+    assert not dev_plan.of_type("gcp:binaryauthorization/policy:Policy")
 
 
 PLATFORM_IMAGES = ["gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.14.2", metrics_adapter.IMAGE, "registry.k8s.io/pause:3.10"]

@@ -36,7 +36,11 @@ PLATFORM = {
     # Issue 15: upgrade notifications everywhere; the KMS key (with its own random suffix) and
     # Binary Authorization where the stack turns them on (prod).
     "gke-voice-agents:infra:UpgradeNotifications": 1, "gcp:pubsub/topic:Topic": 1,
+    # Issue 25: the checkpoint key (recoveryEnabled, both stacks), with its own random suffix
+    "gke-voice-agents:infra:CheckpointKey": 1,
 }
+CHECKPOINT_KEY = {"gcp:kms/keyRing:KeyRing": 1, "gcp:kms/cryptoKey:CryptoKey": 1,
+                  "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": 1}
 HARDENED = {"gke-voice-agents:infra:SecretsKey": 1, "gcp:kms/keyRing:KeyRing": 1, "gcp:kms/cryptoKey:CryptoKey": 1,
             "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": 1, "gke-voice-agents:infra:AdmissionPolicy": 1,
             "gcp:binaryauthorization/policy:Policy": 1}
@@ -68,8 +72,8 @@ def test_valid_stack_writes_plan_files_and_exits_zero(tmp_path, stack, manifests
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
     resources = json.loads((tmp_path / "plan" / "resources.json").read_text())
     assert all(set(r) == {"type", "name", "parent", "dependsOn", "provider", "inputs"} for r in resources)
-    expected = {**PLATFORM, **{t: n if stack == "prod" else 0 for t, n in HARDENED.items()},
-                "random:index/randomId:RandomId": 2 if stack == "prod" else 1}
+    expected = {**PLATFORM, **{t: (n if stack == "prod" else 0) + CHECKPOINT_KEY.get(t, 0) for t, n in HARDENED.items()},
+                "random:index/randomId:RandomId": 3 if stack == "prod" else 2}
     counts = {t: sum(r["type"] == t for r in resources) for t in expected}
     assert counts == expected
     assert json.loads((tmp_path / "plan" / "violations.json").read_text()) == []

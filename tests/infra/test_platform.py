@@ -51,7 +51,7 @@ def test_every_type_token_starts_with_the_prefix_constant(plan):
         f"{TYPE_PREFIX}:infra:AgentRegistry", f"{TYPE_PREFIX}:infra:AgentIdentity",
         f"{TYPE_PREFIX}:infra:UpgradeNotifications", f"{TYPE_PREFIX}:infra:AgentDatabase",
         f"{TYPE_PREFIX}:infra:AgentMonitoring", f"{TYPE_PREFIX}:infra:ToolIdentity",
-        f"{TYPE_PREFIX}:infra:LiveKitSecrets",
+        f"{TYPE_PREFIX}:infra:LiveKitSecrets", f"{TYPE_PREFIX}:infra:CheckpointKey",
         *([f"{TYPE_PREFIX}:infra:SecretsKey", f"{TYPE_PREFIX}:infra:AdmissionPolicy"] if plan.stack == "prod" else [])}
 
 

@@ -195,6 +195,8 @@ def test_environment_is_exactly_the_agent_contract(plan):
         "AGENT_LOG_CALL_IDS", "AGENT_MAX_CALLS", "AGENT_JOB_MEMORY_LIMIT_MB", "AGENT_JOB_MEMORY_WARN_MB",
         # crash recovery (recoveryEnabled, both stacks): the Auth Proxy sidecar on loopback
         "AGENT_CHECKPOINT_DSN", "AGENT_RECOVERY_WATCHER", "AGENT_CHECKPOINT_RETENTION_SECONDS",
+        # ... and the KMS key that seals its checkpoints (infra/checkpoint_key.py)
+        "AGENT_RECOVERY_KMS_KEY",
         # explicit dispatch and the persona (agentName, agentPersona)
         "AGENT_NAME", "AGENT_PERSONA",
         # podDeletionCost (both stacks): the pod's own name and namespace, from the downward API

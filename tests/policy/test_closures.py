@@ -22,10 +22,12 @@ def test_the_dev_listing_names_every_principal_and_each_grant_once():
                     "metrics adapter (Kubernetes service account custom-metrics/custom-metrics-stackdriver-adapter)"):
         assert heading in text
     grants = [line for line in text.splitlines() if line.startswith("  google")]
-    # agent: Vertex, token creator, two LiveKit secrets, two database roles through the account;
-    # the tool server: its Workload Identity link and, through that account, the quota role; the
-    # adapter's viewer role
-    assert len(grants) == 9, grants
+    # agent: Vertex, token creator, its checkpoint key, two LiveKit secrets, two database roles
+    # through the account; the tool server: its Workload Identity link and, through that account,
+    # the quota role; the adapter's viewer role
+    assert len(grants) == 10, grants
+    assert sum("roles/cloudkms.cryptoKeyEncrypterDecrypter on cryptoKey projects/gva-fixture-dev/locations/"
+               in g and g.endswith("/cryptoKeys/checkpoints [checkpoint-key-agent]") for g in grants) == 1
     assert sum(" via " in g and "serviceUsageConsumer" in g for g in grants) == 1
     assert sum(" via " in g and "resource.name == 'projects/" in g for g in grants) == 2
     assert "admission: bound with Deny" in text

@@ -70,6 +70,10 @@ def tripped(bursting: bool) -> dict[str, str]:
 
 
 COMMON = {
+    # Our plan grants the agent's identity the checkpoint key its own pods name in
+    # AGENT_RECOVERY_KMS_KEY; the seed's pod names none, so that grant is a key no agent pod
+    # seals with: access the agent holds beyond what it uses.
+    "agent-identity-holds-no-tool-role": "mandatory",
     # 150 s < preStop 120 + drain 3600 + shutdown 100 = 3820 s: SIGKILL lands ~an hour early.
     "agent-grace-covers-drain": "mandatory",
     # no AGENT_JOB_MEMORY_LIMIT_MB: one job's memory blow-up takes the container

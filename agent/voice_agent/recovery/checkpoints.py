@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from ..logs import log_event
-from . import store
+from . import envelope, store
 from .config import RecoverySettings
 from .payload import PAYLOAD_VERSION, Checkpoint, ItemCache, UnstorableCheckpoint, encode
 
@@ -84,8 +84,12 @@ class _Link:
 class CheckpointWriter:
     def __init__(self, settings: RecoverySettings, *, room: str, job_id: str,
                  agent_identity: str, agent_name: str, connect_fn: Connect = connect,
-                 room_sid: str = "", callers: tuple[str, ...] = ()) -> None:
+                 room_sid: str = "", callers: tuple[str, ...] = (),
+                 sealer: envelope.CallEnvelope | envelope.PlaintextEnvelope | None = None) -> None:
         self._settings = settings
+        # the conversation is stored sealed with this call's data key (envelope.py)
+        self._envelope = sealer or envelope.for_call(settings.kms_key, settings.kms_endpoint,
+                                                     room=room, room_sid=room_sid)
         self._room, self._job_id = room, job_id
         self._room_sid, self._callers = room_sid, callers
         self._identity, self._agent_name = agent_identity, agent_name
@@ -141,8 +145,28 @@ class CheckpointWriter:
             self._unavailable("forget_stale", exc)
 
     async def take_over(self, token: str | None) -> store.Stored | None:
-        """Become the owner of the room's row, returning what the previous job stored (None when
-        there is nothing to resume, the database is unreachable, or another job won)."""
+        """Become the owner of the room's row, returning what the previous job stored, opened
+        (None when there is nothing to resume, the database is unreachable, another job won, or
+        the row cannot be opened for this call: then this job owns the row and starts fresh)."""
+        stored = await self._take_over_row(token)
+        if stored is None:
+            return None
+        try:
+            # bounded twice: each KMS request by the client's timeout, and the whole open here
+            # (a token refresh plus the decrypt), so a hung KMS costs the caller seconds at most
+            payload = await asyncio.wait_for(asyncio.to_thread(self._envelope.open, stored.payload),
+                                             2 * envelope.KMS_TIMEOUT_SECONDS + 1)
+        except Exception as exc:  # noqa: BLE001 - whatever fails, the call starts fresh
+            reason = exc.reason if isinstance(exc, envelope.EnvelopeError) else (
+                envelope.KMS_UNREACHABLE if isinstance(exc, asyncio.TimeoutError) else "other")
+            log_event("checkpoint_unreadable",
+                      "the stored checkpoint cannot be opened for this call; starting fresh",
+                      level=logging.WARNING, room=self._room, job_id=self._job_id, reason=reason,
+                      error=f"{type(exc).__name__}: {exc}"[:200])
+            return None
+        return store.Stored(stored.payload_version, payload)
+
+    async def _take_over_row(self, token: str | None) -> store.Stored | None:
         # the one read that decides whether the caller keeps the conversation: worth a second
         # attempt (a new connection) before starting without it. The first attempt's UPDATE
         # may have committed although its reply timed out: then the token is spent and this
@@ -246,9 +270,14 @@ class CheckpointWriter:
 
     async def _store(self, checkpoint: Checkpoint) -> None:
         try:
-            text = await asyncio.to_thread(encode, checkpoint, self._items)
+            text = await asyncio.to_thread(self._seal, checkpoint)
         except UnstorableCheckpoint as exc:
             self._drop(checkpoint, "not_json", exc)
+            return
+        except envelope.EnvelopeError as exc:
+            # KMS down or denying: this snapshot is not stored in the clear instead; the next one
+            # asks KMS again (the data key is wrapped once per call, then cached)
+            self._drop(checkpoint, exc.reason, exc)
             return
         try:
             conn = await self._data.get()
@@ -277,6 +306,10 @@ class CheckpointWriter:
         self._row = True
         self.writes += 1
         self._recovered()
+
+    def _seal(self, checkpoint: Checkpoint) -> str:
+        """In the writer's thread: the row's JSON, sealed with the call's data key."""
+        return self._envelope.seal(encode(checkpoint, self._items))
 
     def _drop(self, checkpoint: Checkpoint, reason: str, exc: BaseException) -> None:
         if self._latest is checkpoint:

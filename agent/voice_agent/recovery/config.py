@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..env_declarations import VARIABLES, default_of, landed, read_variables
+from ..env_declarations import KMS_KEY_ALLOWED, VARIABLES, default_of, landed, read_variables
 
 # Each variable's default, range and why: env_declarations.py (group "crash recovery").
 _DECLARED = tuple(v for v in VARIABLES if v.group == "crash recovery")
@@ -29,6 +29,9 @@ class RecoverySettings:
     handle_ttl_seconds: int = default_of("AGENT_GEMINI_HANDLE_TTL_SECONDS")
     db_timeout_seconds: float = default_of("AGENT_CHECKPOINT_DB_TIMEOUT_SECONDS")
     watcher: bool = default_of("AGENT_RECOVERY_WATCHER") == "on"
+    kms_key: str = ""
+    """projects/*/locations/*/keyRings/*/cryptoKeys/* sealing each checkpoint; "" = plaintext rows."""
+    kms_endpoint: str = default_of("AGENT_RECOVERY_KMS_ENDPOINT")
 
     @property
     def enabled(self) -> bool:
@@ -60,4 +63,7 @@ def read_recovery_settings(env: Mapping[str, str], problems: list[str]) -> Recov
             f"AGENT_CHECKPOINT_LEASE_SECONDS={lease:g}: a replacement job renews the lease it takes "
             "over, so a claim shorter than a lease could expire before the replacement is seen alive"
         )
+    if values["AGENT_CHECKPOINT_DSN"] and not (env.get("AGENT_RECOVERY_KMS_KEY") or "").strip():
+        # a stack that forgot the key fails at start instead of storing conversations in the clear
+        problems.append(f"AGENT_RECOVERY_KMS_KEY='' is not a Cloud KMS key: {KMS_KEY_ALLOWED}")
     return RecoverySettings(**landed(values, _DECLARED, "recovery"))

@@ -1,7 +1,15 @@
-"""What a checkpoint holds, versioned: the conversation, the agent, userdata, Gemini's handle.
+"""What a checkpoint holds, versioned: what a resume needs and nothing more.
+
+Stored (``STORED_FIELDS``): the conversation items (messages, tool calls with their arguments
+and results; no audio, images or metrics), Gemini's resumption handle with when it was read and
+which items it covers, the turn count and when the snapshot was taken. Not stored: userdata
+and the agent's class name (no resume restores either, so a row would only hold them for a
+reader of the database). The whole payload is sealed per call before it reaches the database
+(envelope.py).
 
 Rules for changing it (old and new releases read each other's rows during a rollout):
-- only add keys; never rename, retype or remove one;
+- never rename or retype a key; a key may stop being written only when every release still
+  running gives it a default when reading (as userdata and agent have);
 - bump PAYLOAD_VERSION when adding, and keep ``read_payload`` accepting every older version;
 - a reader ignores keys it does not know, so an older release reads a newer row too.
 """
@@ -29,10 +37,11 @@ class Checkpoint:
     a snapshot taken on the call's event loop holds the ChatContext copy itself, turned into
     a dict by ``encode`` off that loop."""
     agent: str = ""
-    """Class name of the session's current agent, e.g. VoiceAssistant."""
+    """Class name of the session's current agent. Not stored (no resume uses it); read from
+    rows of earlier releases."""
     userdata: Any = None
-    """The session's userdata when it is a JSON-able dict or dataclass (``encode`` refuses
-    anything else: that snapshot is dropped, the call goes on)."""
+    """The session's userdata. Not stored: no resume restores it, and an application's userdata
+    may hold anything about the caller (minimal data, issue 25)."""
     gemini_handle: str | None = None
     """Gemini Live session resumption handle (livekit-plugins-google 1.8.9 realtime_api.py)."""
     gemini_handle_at: float | None = None
@@ -46,10 +55,9 @@ class Checkpoint:
     def to_payload(self) -> dict[str, Any]:
         chat_ctx = self.chat_ctx
         if not isinstance(chat_ctx, dict):
-            chat_ctx = chat_ctx.to_dict(exclude_timestamp=False)
-        payload = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+            chat_ctx = chat_ctx.to_dict(exclude_timestamp=False, exclude_metrics=True)
+        payload = {name: getattr(self, name) for name in STORED_FIELDS}
         payload["chat_ctx"] = chat_ctx
-        payload["userdata"] = userdata_as_dict(self.userdata)
         payload["v"] = PAYLOAD_VERSION
         return payload
 
@@ -60,6 +68,11 @@ class Checkpoint:
             return None
         age = (time.time() if now is None else now) - self.gemini_handle_at
         return self.gemini_handle if 0 <= age < ttl_seconds else None
+
+
+# What a resume reads (resume.py: restore, model_handle; the age in session_resumed).
+STORED_FIELDS = ("chat_ctx", "gemini_handle", "gemini_handle_at", "gemini_handle_items", "turns",
+                 "saved_at")
 
 
 class UnstorableCheckpoint(ValueError):
@@ -144,12 +157,3 @@ def read_payload(version: int, payload: dict[str, Any]) -> Checkpoint:
     # newer releases may have added keys: read what this release knows, ignore the rest
     return Checkpoint(**{k: v for k, v in payload.items() if k in known})
 
-
-def userdata_as_dict(userdata: object) -> dict[str, Any] | None:
-    if userdata is None:
-        return None
-    if dataclasses.is_dataclass(userdata) and not isinstance(userdata, type):
-        return dataclasses.asdict(userdata)
-    if isinstance(userdata, dict):
-        return dict(userdata)
-    return None

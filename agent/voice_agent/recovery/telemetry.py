@@ -43,7 +43,8 @@ def create_recovery_metrics(registry: CollectorRegistry = REGISTRY) -> RecoveryM
         checkpoint_dropped=Counter(
             "voice_agent_checkpoints_dropped",
             "Snapshots that could not be stored and were dropped (the call and its lease went "
-            "on; the next snapshot replaced it), by reason: not_json, refused, timeout.",
+            "on; the next snapshot replaced it), by reason: not_json, refused, timeout, kms_unreachable, "
+            "kms_denied (recovery/envelope.py).",
             ["reason"],
             registry=registry,
         ),
