@@ -205,3 +205,13 @@ def test_the_setting_defaults_to_off_and_reads_each_mode(valid_env: dict[str, st
 def test_a_bad_setting_names_the_variable_value_and_choices(valid_env: dict[str, str], raw: str) -> None:
     with pytest.raises(SettingsError, match=rf"AGENT_LOG_CALL_IDS={re.escape(repr(raw))} is not a call-id mode: allowed off, hashed, plain"):
         load_settings({**valid_env, "AGENT_LOG_CALL_IDS": raw})
+
+
+@pytest.mark.parametrize("mode", ["off", "hashed"])
+def test_lists_in_other_fields_are_scrubbed_item_by_item(mode: str) -> None:
+    """A list under a field that is not itself a call-id field (e.g. the framework's list of
+    reasons or targets) keeps its shape, and each string in it loses the call's identifiers."""
+    scrubber = CallIdScrubber(mode)
+    out = scrubber.scrub({"room": ROOM, "targets": [f"agent in {ROOM}", "no id here", 3]})
+    assert out["targets"][1:] == ["no id here", 3]
+    assert ROOM not in out["targets"][0] and out["targets"][0].startswith("agent in ")

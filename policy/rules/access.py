@@ -85,9 +85,9 @@ def _agent_problem(reach: Reach, livekit: frozenset[str], database: dict[str, st
             return None
         if g.role == KMS_KEY_ROLE and g.level == "cryptoKey" and g.target in keys:
             return None
-        if g.role == ACCESSOR_ROLE and g.level == "secret" and g.target.rsplit("/", 1)[-1] in livekit:
+        if g.role == ACCESSOR_ROLE and g.level == "secret" and g.target.rpartition("/")[2] in livekit:
             return None
-        if g.role == TOKEN_CREATOR and g.level == "serviceAccount" and g.target.rsplit("/", 1)[-1].lower() in database:
+        if g.role == TOKEN_CREATOR and g.level == "serviceAccount" and g.target.rpartition("/")[2].lower() in database:
             return None
         if g.level == "secret":
             return (f"may read a Secret Manager secret ({g.role}) other than its LiveKit files (secretAccessor on a "

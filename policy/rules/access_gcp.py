@@ -294,7 +294,7 @@ def covers(member: str, identity: Workload | Account) -> str | None:
 
 def _account_id(service_account_id: str) -> str:
     """An email from serviceAccountId (`projects/P/serviceAccounts/EMAIL`, `P/EMAIL`, `EMAIL`)."""
-    return service_account_id.rsplit("/", 1)[-1].lower()
+    return service_account_id.rpartition("/")[2].lower()
 
 
 def _accounts_below(g: Grant, resources: list[Resource]) -> list[Account]:

@@ -57,7 +57,7 @@ def _exec_form_start(pod: AgentPod, ctx: Context) -> list[str]:
         return ["no command: the image's entrypoint decides, which no manifest check can see; state the worker's command "
                 "in exec form with its `start` mode (ours: `python -m voice_agent start`)"]
     messages = []
-    if words[0].rsplit("/", 1)[-1] in ("sh", "bash", "dash") and "-c" in words:
+    if words[0].rpartition("/")[2] in ("sh", "bash", "dash") and "-c" in words:
         script = words[words.index("-c") + 1] if words.index("-c") + 1 < len(words) else ""
         statement, hands_over = _agent_statement(script)
         if not hands_over:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -112,6 +113,9 @@ def test_new_capacity_waits_for_a_node_unless_room_is_held():
 # Per-call figures from the committed benchmark output, the call cap, the calls target.
 
 from tooling.plan import evaluate  # noqa: E402
+from domain.config import parse_stack_config  # noqa: E402
+from domain.stackfiles import load_stack_values  # noqa: E402
+from k8s.scaling import calls_quantity  # noqa: E402
 from domain.settings import ConfigError  # noqa: E402
 from domain.sizes import SIZES, Resources  # noqa: E402
 
@@ -177,3 +181,15 @@ def test_config_refuses_a_calls_target_at_the_cap():
 def test_calls_target_is_a_percent_from_10_to_100(value):
     with pytest.raises(ConfigError, match=rf"hpaTargetCallsPercent = {value}: must be from 10 to 100 %"):
         evaluate("prod", {"gke-voice-agents:hpaTargetCallsPercent": value})
+
+
+@pytest.mark.parametrize("percent, target", [(10, 0.7), (50, 3.5), (90, 6.3)])
+def test_the_calls_target_is_its_percent_of_the_pods_cap(percent, target):
+    """The fixture prod stack's pod (size M) takes 7 calls; the HPA aims at percent of them, and
+    renders that in milli-calls."""
+    values = load_stack_values("prod")
+    w = parse_stack_config("prod", values.config, values.secret_keys).workload
+    w = dataclasses.replace(w, hpa=dataclasses.replace(w.hpa, target_calls_percent=percent))
+    assert capacity.sessions_per_pod(capacity.workload_resources(w), w.load_threshold) == 7
+    assert capacity.calls_target(w) == pytest.approx(target)
+    assert calls_quantity(capacity.calls_target(w)) == f"{round(target * 1000)}m"

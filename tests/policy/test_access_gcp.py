@@ -164,13 +164,17 @@ def _db_account_gets_vertex_admin(rs):
          member=f"serviceAccount:{f['db_email']}")
 
 
-def _custom_role_with_get_access_token(rs):
-    f = _facts(rs)
-    _add(rs, "gcp:projects/iAMCustomRole:IAMCustomRole", "minter", project=f["project"], roleId="minter",
-         permissions=["iam.serviceAccounts.getAccessToken"], title="minter")
-    _add(rs, "gcp:serviceaccount/iAMPolicy:IAMPolicy", "nodes-policy",
-         serviceAccountId=f"projects/{f['project']}/serviceAccounts/{f['nodes_email']}",
-         policyData=json.dumps({"bindings": [{"role": f"projects/{f['project']}/roles/minter", "members": [f["principal"]]}]}))
+def _custom_role_with(permission: str):
+    """A custom role holding one permission that makes its holder the node account."""
+    def mutate(rs):
+        f = _facts(rs)
+        _add(rs, "gcp:projects/iAMCustomRole:IAMCustomRole", "minter", project=f["project"], roleId="minter",
+             permissions=[permission], title="minter")
+        _add(rs, "gcp:serviceaccount/iAMPolicy:IAMPolicy", "nodes-policy",
+             serviceAccountId=f"projects/{f['project']}/serviceAccounts/{f['nodes_email']}",
+             policyData=json.dumps({"bindings": [{"role": f"projects/{f['project']}/roles/minter",
+                                                  "members": [f["principal"]]}]}))
+    return mutate
 
 
 AGENT_ATTACKS = {
@@ -205,8 +209,14 @@ AGENT_ATTACKS = {
                                                 "without an IAM condition naming its instance"),
     "database account holds more": (_db_account_gets_vertex_admin, "reaches roles/aiplatform.admin on project",
                                     "through 1 impersonation hop(s)"),
-    "custom role that mints tokens": (_custom_role_with_get_access_token, "on serviceAccount",
-                                      "[nodes-policy]"),
+    # every permission IAM documents as making its holder the account, one custom role each
+    # (https://cloud.google.com/iam/docs/service-account-permissions), written out here: a list
+    # read from the rule would shrink with it
+    **{f"custom role with {permission}": (_custom_role_with(permission), "on serviceAccount", "[nodes-policy]")
+       for permission in ("iam.serviceAccounts.getAccessToken", "iam.serviceAccounts.getOpenIdToken",
+                          "iam.serviceAccounts.signBlob", "iam.serviceAccounts.signJwt",
+                          "iam.serviceAccounts.implicitDelegation", "iam.serviceAccounts.actAs",
+                          "iam.serviceAccountKeys.create", "iam.serviceAccounts.setIamPolicy")},
 }
 
 

@@ -200,3 +200,33 @@ def test_a_token_counts_only_if_authenticated_for_this_audience(tmp_path, status
     verdict = asyncio.run(review())
     assert verdict.authenticated is accepted
     assert verdict.username == ("system:serviceaccount:a:b" if accepted else "")
+
+
+def test_without_its_own_token_the_server_cannot_review_and_says_why(tmp_path):
+    """The projected token file missing (a pod spec without the volume): no verdict either way,
+    so the caller's admission falls back as for an unreachable API server, and the reason names
+    the file. The API server is never asked without a credential."""
+    import asyncio
+
+    import httpx2
+
+    from places_mcp.token_review import TokenReviewer
+
+    asked = []
+
+    def api_server(request):
+        asked.append(request)
+        return httpx2.Response(201, json={"kind": "TokenReview", "status": {"authenticated": True}})
+
+    missing = tmp_path / "no-such-token"
+
+    async def run():
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(api_server)) as http:
+            reviewer = TokenReviewer(http, api_url="https://kubernetes.default.svc", token_file=str(missing),
+                                     audience=AUDIENCE, cache_seconds=0)
+            return await reviewer.review("a-token"), await reviewer.permitted()
+
+    verdict, (permitted, reason) = asyncio.run(run())
+    assert verdict.authenticated is None and f"own API token unreadable at {missing}" in verdict.reason
+    assert permitted is False and str(missing) in reason
+    assert asked == []
