@@ -161,8 +161,10 @@ TARGETS: tuple[Target, ...] = (
     # The rest of the config loader: each setting's own checks (the declarations table), the
     # stack files read as the CLI would, the typed values' vocabulary, and the cross-setting rules
     # beside their domains (stages sharing a LiveKit project, the Gemini location, pod sizes).
+    # the crash-recovery settings' bounds are tested beside the database they size
     Target("domain/declarations.py", INFRA, _existing("tests/infra/test_boundaries_config.py",
-                                                     "tests/infra/test_declarations.py", "tests/k8s/test_config_errors.py")),
+                                                     "tests/infra/test_declarations.py", "tests/k8s/test_config_errors.py",
+                                                     "tests/infra/test_database.py")),
     Target("domain/stackfiles.py", INFRA, _existing("tests/infra/test_stack_keys.py", "tests/infra/test_config.py")),
     Target("domain/settings.py", INFRA, _existing("tests/infra/test_boundaries_config.py", "tests/k8s/test_settings.py",
                                                  "tests/k8s/test_config_errors.py")),

@@ -163,3 +163,18 @@ def test_offline_placeholder_is_what_the_plan_uses_for_unset_secrets():
     assert values.config[KEY] == values.config[SECRET] == SECRET_PLACEHOLDER
     assert set(values.placeholders) == {KEY, SECRET} <= set(values.secret_keys)
     assert os.environ.get("PULUMI_CONFIG") is None
+
+
+@pytest.mark.parametrize("key, value", [
+    ("gcp:project", "my-voice-agents-dev"), ("gcp:project", "my-voice-agents-prod"),
+    ("gke-voice-agents:livekitUrl", "wss://my-project.livekit.cloud"),
+    ("gke-voice-agents:livekitUrl", "wss://my-project-dev.livekit.cloud"),
+    ("gke-voice-agents:livekitUrl", "wss://my-project-prod.livekit.cloud"),
+])
+def test_every_placeholder_the_committed_files_ship_is_named_as_one(key, value):
+    """The placeholders of the committed stack files and docs (written out: a list read from the
+    code would shrink with it); a real value next to them is not flagged."""
+    from domain.stackfiles import StackValues, example_values
+
+    assert example_values(StackValues("dev", {key: value}, ())) == [key]
+    assert example_values(StackValues("dev", {key: value + "x"}, ())) == []

@@ -514,6 +514,11 @@ def test_a_budget_selecting_other_pods_does_not_cover_the_agent():
     (["/usr/bin/dash", "-c", "exec python -m voice_agent start; echo done"], [],
      ["the agent runs under `/usr/bin/dash -c 'exec python -m voice_agent start; echo done'`: the shell receives SIGTERM"]),
     (["sh", "-c", "python -m voice_agent start"], [], ["the agent runs under `sh -c 'python -m voice_agent start'`"]),
+    # two statements name a mode: the last of them is the worker (a dry check before it is not)
+    (["sh", "-c", "python -m voice_agent start --help; exec python -m voice_agent start"], [], []),
+    (["sh", "-c", "exec python -m voice_agent start; python -m voice_agent dev"], [],
+     ["the agent runs under `sh -c 'exec python -m voice_agent start; python -m voice_agent dev'`",
+      "`python -m voice_agent dev` runs development mode"]),
     # no statement names a mode: the last one is the one judged
     (["sh", "-c", "cd /app && exec python -m voice_agent"], [],
      ["`python -m voice_agent` does not run the worker's `start` mode"]),
