@@ -420,6 +420,18 @@ def test_levels_read_from_type_tokens(token):
     assert grant.authoritative == (not token.endswith("Member"))
 
 
+@pytest.mark.parametrize("field", ["role", "member", "condition", "etag"])
+def test_a_grants_target_is_the_granted_on_resource_whatever_else_comes_first(field):
+    """A policy's etag, and a binding's role, member and condition, are not what it grants on,
+    even when they come first in the resource's properties (the engine keeps their order)."""
+    extra = {"role": "roles/viewer", "member": "allUsers", "condition": {"expression": "true", "title": "t"},
+             "etag": "BwYq3Ps1aBc="}[field]
+    inputs = {field: extra, "bucket": "call-recordings", "role": "roles/viewer", "member": "allUsers"}
+    [grant] = access_gcp.grants(as_resources([{"type": "gcp:storage/bucketIAMMember:BucketIAMMember", "name": "g",
+                                               "inputs": inputs}]))
+    assert grant.target == "call-recordings"
+
+
 # For tests/policy/test_rules.py's FAILING table.
 FAILING_CASES = {
     AGENT_RULE: (_authoritative_policy, "is granted roles/editor on project"),

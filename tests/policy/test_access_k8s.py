@@ -303,3 +303,17 @@ def test_subjects_that_do_not_cover_the_agent_are_not_counted():
 
 # For tests/policy/test_rules.py's FAILING table.
 FAILING_CASES = {ACCESS_RULE: (_namespace_group, "Group system:serviceaccounts:voice-agents -> RoleBinding ns-group")}
+
+
+def test_the_built_in_roles_the_adapter_is_bound_to_grant_what_kubernetes_gives_them():
+    """system:auth-delegator and extension-apiserver-authentication-reader are not in the plan;
+    the closure knows them as Kubernetes 1.36 bootstraps them (plugin/pkg/auth/authorizer/rbac/
+    bootstrappolicy), written out here, and the real authorizer agrees
+    (tests/k8s/test_apiserver_access.py)."""
+    held = {(tuple(p.rule.get("resources", ())), tuple(p.rule.get("resourceNames", ())), tuple(p.rule["verbs"]),
+             p.namespace)
+            for p in access_k8s.permissions(as_resources(_plan("dev")), "custom-metrics",
+                                            "custom-metrics-stackdriver-adapter")}
+    assert (("tokenreviews",), (), ("create",), None) in held
+    assert (("subjectaccessreviews",), (), ("create",), None) in held
+    assert (("configmaps",), ("extension-apiserver-authentication",), ("get", "list", "watch"), "kube-system") in held
