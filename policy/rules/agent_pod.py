@@ -58,11 +58,9 @@ def pre_stop_sleep_seconds(pre_stop: Mapping[str, Any] | None) -> int:
 
 
 def _is_sleep_only(pre_stop: Mapping[str, Any] | None) -> bool:
-    if not pre_stop:
-        return False
-    if "sleep" in pre_stop:
+    if pre_stop and "sleep" in pre_stop:
         return True
-    command = " ".join(prop(pre_stop, "exec", "command", default=[]))
+    command = " ".join(prop(pre_stop or {}, "exec", "command", default=[]))
     words = [w for w in command.replace(";", " ").split() if w not in ("/bin/sh", "sh", "bash", "/bin/bash", "-c")]
     return bool(words) and all(w == "sleep" or w.isdigit() for w in words)
 

@@ -106,3 +106,12 @@ def test_the_documented_size_table_matches_the_code():
         assert (size.resources(False).cpu_limit_m, size.resources(True).cpu_limit_m) == (int(flat_limit), int(burst_limit)), name
         assert (sessions_per_pod(size.resources(False), 0.7), sessions_per_pod(size.resources(True), 0.7)) == (
             int(flat_calls), int(burst_calls)), name
+
+
+@pytest.mark.parametrize(("memory_mi", "outside"), [
+    (1023, True), (1024, False), (1025, False),     # 1 GiB per vCPU, Autopilot's lowest ratio
+    (6655, False), (6656, False), (6657, True),     # 6.5 GiB per vCPU, its highest
+])
+def test_the_memory_to_cpu_ratio_at_its_bounds(memory_mi, outside):
+    said = " ".join(autopilot_problems(1000, memory_mi, bursting=False))
+    assert ("memory:CPU ratio" in said) is outside, said

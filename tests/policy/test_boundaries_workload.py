@@ -540,6 +540,8 @@ def test_exec_form_start(command, args, says):
     ({"exec": {"command": ["/bin/sh", "-c", "sleep 5"]}}, 5, True),
     ({"exec": {"command": ["sh", "-c", "sleep 5; sleep 7"]}}, 12, True),
     ({"exec": {"command": ["sleep", "5"]}}, 5, True),
+    ({"exec": {"command": ["/bin/bash", "-c", "sleep 5"]}}, 5, True),
+    ({"exec": {"command": ["bash", "-c", "sleep 5"]}}, 5, True),
     ({"exec": {"command": ["/bin/sh", "-c", "curl -X POST localhost:8081/drain; sleep 5"]}}, 5, False),
     ({"exec": {"command": ["/bin/sh", "-c", "sleep"]}}, 0, True),
     ({"httpGet": {"path": "/drain", "port": 8081}}, 0, False),
