@@ -212,7 +212,9 @@ AGENT_ATTACKS = {
     # every permission IAM documents as making its holder the account, one custom role each
     # (https://cloud.google.com/iam/docs/service-account-permissions), written out here: a list
     # read from the rule would shrink with it
-    **{f"custom role with {permission}": (_custom_role_with(permission), "on serviceAccount", "[nodes-policy]")
+    **{f"custom role with {permission}": (_custom_role_with(permission),
+                                           "reaches roles/container.defaultNodeServiceAccount on project",
+                                           "through 1 impersonation hop(s)")
        for permission in ("iam.serviceAccounts.getAccessToken", "iam.serviceAccounts.getOpenIdToken",
                           "iam.serviceAccounts.signBlob", "iam.serviceAccounts.signJwt",
                           "iam.serviceAccounts.implicitDelegation", "iam.serviceAccounts.actAs",
