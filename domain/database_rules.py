@@ -15,7 +15,7 @@ from domain.settings import DatabaseSettings, Problem, setting_key
 
 POSTGRES_VERSIONS = ("POSTGRES_15", "POSTGRES_16", "POSTGRES_17")
 # Enterprise edition tiers: shared-core (db-f1-micro, db-g1-small) or db-custom-<vCPU>-<MiB>.
-_TIER = re.compile(r"^(db-f1-micro|db-g1-small|db-custom-(\d+)-(\d+))$")
+_TIER = re.compile(r"^(db-f1-micro|db-g1-small|db-custom-(?P<cpus>\d+)-(?P<mib>\d+))$")
 # Cloud SQL: disk 10 GB .. 64 TB; Enterprise edition keeps transaction logs 1..7 days; automated
 # backups kept 1..365; private services access ranges: Google asks for at least /24 and allows
 # up to /16 ("Configure private services access", VPC docs).
@@ -71,8 +71,8 @@ def _tier_problems(db: DatabaseSettings):
         yield Problem(key, db.tier, "must be an Enterprise edition tier: db-f1-micro, db-g1-small or "
                                     "db-custom-<vCPU>-<MiB>, e.g. db-custom-2-7680")
         return
-    if match.group(2):
-        cpus, mib = int(match.group(2)), int(match.group(3))
+    if match["cpus"]:
+        cpus, mib = int(match["cpus"]), int(match["mib"])
         low, high = GIB_PER_VCPU
         if not (cpus == 1 or cpus % 2 == 0) or cpus > MAX_CUSTOM_VCPUS or not low * 1024 * cpus <= mib <= high * 1024 * cpus:
             yield Problem(key, db.tier, f"db-custom-<vCPU>-<MiB> needs 1 or an even vCPU count up to {MAX_CUSTOM_VCPUS} "

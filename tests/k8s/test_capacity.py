@@ -193,3 +193,15 @@ def test_the_calls_target_is_its_percent_of_the_pods_cap(percent, target):
     assert capacity.sessions_per_pod(capacity.workload_resources(w), w.load_threshold) == 7
     assert capacity.calls_target(w) == pytest.approx(target)
     assert calls_quantity(capacity.calls_target(w)) == f"{round(target * 1000)}m"
+
+
+@pytest.mark.parametrize(("calls", "percent", "refused"), [(1, 90, False), (1, 91, True), (2, 91, True), (0, 91, False)])
+def test_a_one_call_pod_is_held_to_the_same_safe_percent(calls, percent, refused):
+    """A pod that takes a single call is the tightest case (91 % x 1.1 = 1.001 calls before the HPA
+    acts); a pod with no room for a call is reported by the room check instead."""
+    values = load_stack_values("prod")
+    w = parse_stack_config("prod", values.config, values.secret_keys).workload
+    w = dataclasses.replace(w, hpa=dataclasses.replace(w.hpa, target_calls_percent=percent))
+    r = Resources(8000, _room_for(calls), 8000, _room_for(calls))
+    assert capacity.sessions_per_pod(r, w.load_threshold) == calls
+    assert bool(capacity._calls_target_before_full(w, r)) is refused

@@ -470,3 +470,29 @@ def test_the_tool_server_hop_is_judged_by_its_grant_not_by_its_text():
     on_project = reach_through("roles/iam.workloadIdentityUser", "project", "wi-on-project")
     assert _tool_server_problem(on_project) is not None
     assert [h.role for h in link.hops] == ["roles/iam.workloadIdentityUser"] and link.via == (account,)
+
+
+GRANTS_ONLY = "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([{roles}])"
+
+
+@pytest.mark.parametrize(("condition", "roles"), [
+    (GRANTS_ONLY.format(roles="'roles/monitoring.viewer'"), ("roles/monitoring.viewer",)),
+    (GRANTS_ONLY.format(roles="'roles/a', \"roles/b\""), ("roles/a", "roles/b")),
+    (GRANTS_ONLY.format(roles="'roles/a'") + " || true", None),  # anything added: no longer a limit
+    ("request.time < timestamp('2030-01-01T00:00:00Z')", None),
+    (None, None),
+])
+def test_a_project_iam_admin_condition_limits_grants_only_in_its_documented_form(condition, roles):
+    """IAM's delegated role grants (Set limits on granting roles: modifiedGrantsByRole + hasOnly)."""
+    assert access_gcp.delegated_roles(condition) == roles
+
+
+@pytest.mark.parametrize(("limited_to", "impersonating"), [
+    ("'roles/monitoring.viewer'", False),
+    ("'roles/iam.serviceAccountTokenCreator'", True),
+])
+def test_a_limited_project_iam_admin_impersonates_only_through_what_it_may_grant(limited_to, impersonating):
+    admin = "roles/resourcemanager.projectIamAdmin"
+    why = access_gcp.impersonates(admin, {}, GRANTS_ONLY.format(roles=limited_to))
+    assert (why is not None) is impersonating
+    assert access_gcp.impersonates(admin, {}, None) is not None  # unlimited, it may grant itself anything

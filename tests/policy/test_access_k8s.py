@@ -317,3 +317,21 @@ def test_the_built_in_roles_the_adapter_is_bound_to_grant_what_kubernetes_gives_
     assert (("tokenreviews",), (), ("create",), None) in held
     assert (("subjectaccessreviews",), (), ("create",), None) in held
     assert (("configmaps",), ("extension-apiserver-authentication",), ("get", "list", "watch"), "kube-system") in held
+
+
+@pytest.mark.parametrize(("expression", "labels", "selected"), [
+    ({"key": "app", "operator": "In", "values": ["agent"]}, {"app": "agent"}, True),
+    ({"key": "app", "operator": "In", "values": ["agent"]}, {"app": "tool"}, False),
+    ({"key": "app", "operator": "NotIn", "values": ["agent"]}, {"app": "tool"}, True),
+    ({"key": "app", "operator": "NotIn", "values": ["agent"]}, {"app": "agent"}, False),
+    ({"key": "app", "operator": "NotIn", "values": ["agent"]}, {}, True),  # absent is not in the list
+    ({"key": "app", "operator": "Exists"}, {"app": "x"}, True),
+    ({"key": "app", "operator": "Exists"}, {}, False),
+    ({"key": "app", "operator": "DoesNotExist"}, {}, True),
+    ({"key": "app", "operator": "DoesNotExist"}, {"app": "x"}, False),
+    ({"key": "app", "operator": "Unknown"}, {"app": "x"}, False),
+])
+def test_label_selector_expressions_as_kubernetes_reads_them(expression, labels, selected):
+    """metav1.LabelSelector semantics (apimachinery labels.Selector): what decides whether an
+    admission policy's namespace or object selector covers the agent."""
+    assert access_k8s._selects({"matchExpressions": [expression]}, labels) is selected

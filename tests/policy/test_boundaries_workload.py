@@ -404,6 +404,13 @@ def test_ephemeral_storage_at_the_autopilot_range(value, problem):
                                                                           else " and is rejected")] if problem else [])
 
 
+def test_no_ephemeral_storage_request_is_autopilots_default_not_a_problem():
+    """Unset, Autopilot gives the pod its default ephemeral storage: nothing to say about it."""
+    resources = _prod()
+    _container(resources)["resources"]["requests"].pop("ephemeral-storage", None)
+    assert not [m for m in _messages(resources, "agent-autopilot-resources") if "ephemeral-storage" in m]
+
+
 @pytest.mark.parametrize(("limits", "flagged"), [
     ({"cpu": "2000m", "memory": "4096Mi"}, False),
     ({"cpu": "2001m", "memory": "4096Mi"}, True),
