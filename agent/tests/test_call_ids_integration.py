@@ -45,6 +45,8 @@ def _run_call(server: LiveKitServer, workdir: Path, room: str, mode: str | None)
         extra["AGENT_LOG_CALL_IDS"] = mode
     with google_stand_ins(workdir, Behaviour(scale=1.0)) as (_live, google_env):
         env = worker_env(server, fake_gemini=False, extra={**extra, **google_env})
+        if mode is None:
+            del env["AGENT_LOG_CALL_IDS"]  # the worker's own default, not the tests' plain
         with registered_worker(contract_argv(), env, log_path=workdir / "worker.log") as worker:
             asyncio.run(_talk_then_hang_up(server, worker, room))
             worker.wait_for_event("session_ended", 60.0)

@@ -204,10 +204,20 @@ class _StillGeneratingWithHandle(_StillGenerating):
 def google(tmp_path_factory):
     """One metadata server and Live API server for the module: google-auth keeps what it learnt
     from the metadata server for the life of the process."""
+    from google.auth.compute_engine import _metadata
+
     from fakes import google_stand_ins
 
     with google_stand_ins(tmp_path_factory.mktemp("google")) as stand_ins:
-        yield stand_ins
+        # google-auth 2.62.2 reads GCE_METADATA_HOST once, when compute_engine/_metadata.py is
+        # first imported (_GCE_METADATA_HOST, a module constant); earlier tests of the same
+        # process import it before this module's env exists, so point it here for the module.
+        before = _metadata._GCE_METADATA_HOST
+        _metadata._GCE_METADATA_HOST = stand_ins[1]["GCE_METADATA_HOST"]
+        try:
+            yield stand_ins
+        finally:
+            _metadata._GCE_METADATA_HOST = before
 
 
 @pytest.mark.parametrize("connection", [_StillGenerating, _StillGeneratingWithHandle])
@@ -277,11 +287,17 @@ def test_a_restored_conversation_is_replayed_only_without_a_handle(google, monke
     async def first_call() -> tuple[str, str]:
         session = model.build_realtime_model(settings).session()
         try:
-            await asyncio.wait_for(session.generate_reply(), 30)
             plugin = gemini_session(session)
-            setup_handle = plugin.session_resumption_handle
             deadline = time.monotonic() + 30
-            while plugin.session_resumption_handle in (None, setup_handle):  # the turn's handle
+            # The setup handle first: read after the reply began, it could already be the turn's
+            # (the stand-in issues that one as the turn completes), and the wait below would
+            # then never end.
+            while plugin.session_resumption_handle is None:
+                assert time.monotonic() < deadline, "the plugin never got the setup handle"
+                await asyncio.sleep(0.05)
+            setup_handle = plugin.session_resumption_handle
+            await asyncio.wait_for(session.generate_reply(), 30)
+            while plugin.session_resumption_handle == setup_handle:  # the turn's handle
                 assert time.monotonic() < deadline, "no handle after the reply"
                 await asyncio.sleep(0.05)
             with live.lock:

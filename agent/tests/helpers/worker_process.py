@@ -122,6 +122,9 @@ def worker_env(
         "AGENT_LOAD_THRESHOLD": str(TEST_LOAD_THRESHOLD),
         "AGENT_HEALTH_PORT": str(health_port or free_port()),
         "AGENT_METRICS_PORT": str(metrics_port or free_port()),
+        # the tests find a call's lines by the room name they chose (PLAIN_CALL_IDS above);
+        # test_call_ids_integration.py removes it to run the worker's own default
+        **PLAIN_CALL_IDS,
     }
     if fake_gemini:
         env["PYTHONPATH"] = str(FAKE_GEMINI_DIR)
