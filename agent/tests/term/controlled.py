@@ -36,6 +36,7 @@ import yaml
 from helpers.livekit_server import LiveKitServer
 
 from term import scenarios
+from helpers.worker_process import PLAIN_CALL_IDS
 from term.kubelet import REPO_ROOT, ContainerSpec, Pod, container_spec, pre_stop_seconds
 from term.nodes import Kubelet, NodeShape, load_controlplane
 
@@ -145,7 +146,9 @@ class ControlledCluster(scenarios.Cluster):
                          "spec": {"template": {"metadata": pod["metadata"], "spec": pod["spec"]}}}
         spec = container_spec(
             as_deployment,
-            {**scenarios.endpoint_overrides(self.server), **scenarios.livekit_secret_env(self.server, as_deployment)},
+            # the scenarios find a call's lines by its room name, as in scenarios.pod_spec
+            {**scenarios.endpoint_overrides(self.server), **scenarios.livekit_secret_env(self.server, as_deployment),
+             **PLAIN_CALL_IDS},
             manifests_dir=self.manifests_dir,
             secret_manager=scenarios.livekit_secret_manager(self.server, as_deployment, self.manifests_dir))
         env = dict(spec.env)
