@@ -47,11 +47,11 @@ SWEEP_INTERVAL_SECONDS = 60.0
 # that gets no CPU at all), and removing a live agent is worse than no recovery (DESIGN.md 8).
 # Why only one lease (3 s in production; covers a freeze twice the longest stall measured,
 # 2.1 s): being listed does not prove being alive. livekit-server v1.13.5 keeps a participant
-# whose process died listed until its connection times out (pkg/rtc/participant.go
-# PingTimeoutSeconds = 15 for the signal connection; pkg/rtc/transport.go iceDisconnectedTimeout
-# 10 s + iceFailedTimeout 5 s for media; about 20 s measured with this harness), so every
-# recovery of a SIGKILLed agent waits for this grace. A grace of 15 s or more would make presence
-# alone decisive, at the price of those 15-20 s on every such recovery.
+# whose process died listed, waiting for it to resume, until its media transport fails
+# (pkg/rtc/transport.go: iceDisconnectedTimeout 10 s + iceFailedTimeout 5 s) and then
+# disconnectCleanupDuration (pkg/rtc/participant.go, 5 s) more: 20 s, as measured with this
+# harness. So every recovery of a SIGKILLed agent waits for this grace; a grace of 20 s would
+# make presence alone decisive, at the price of those 20 s on every such recovery.
 PRESENT_AGENT_GRACE_LEASES = 1.0
 
 
