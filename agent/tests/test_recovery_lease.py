@@ -155,8 +155,12 @@ def test_a_loop_stuck_past_the_stall_limit_stops_renewing_and_a_loop_back_renews
         await _first_write(writer)
         time.sleep(limit + 2 * lease)
         at_end = _lease_now(postgres.dsn)
-        while (await store.lease_holder(conn, room="r"))[1] <= 0:
-            await asyncio.sleep(0.05)
+
+        async def renewed_again():
+            while (await store.lease_holder(conn, room="r"))[1] <= 0:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(renewed_again(), 30.0)
         back = await store.lease_holder(conn, room="r")
         await writer.finish(ended_normally=False)
         await conn.close()
