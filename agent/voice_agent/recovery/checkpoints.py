@@ -1,8 +1,13 @@
 """The job side of recovery: keep this call's lease and checkpoint in PostgreSQL, off the audio path.
 
 Liveness and data are kept apart (docs/recovery.md):
-- the LEASE says "this job is alive". A task renews it every ``heartbeat_seconds`` on its own
-  connection, whatever happens to snapshots; only a database this job cannot reach stops it.
+- the LEASE says "this job is alive". A thread of its own (its own event loop, its own
+  connection) renews it every ``heartbeat_seconds``, whatever happens to snapshots and whatever
+  the job's event loop is doing: that loop stalls for seconds under load (pydantic schema
+  generation and track setup at session start, 1.3-2.1 s measured at load 12-16), and a lease
+  renewed on it lapsed then, so another pod's watcher evicted a live agent (issue 25). Only a
+  database this job cannot reach, a job loop stalled past ``JOB_LOOP_STALL_LIMIT_SECONDS``, the
+  job's end, or another job owning the row stops it.
 - a SNAPSHOT is data. Session events only hand one to ``CheckpointWriter.submit`` (no I/O, no
   serialisation, never blocks); a second task encodes the newest one in a thread (latest wins)
   and writes it on its own connection. A snapshot that cannot be stored (not JSON, refused by
@@ -18,7 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +44,14 @@ logger = logging.getLogger("voice_agent.recovery")
 
 Connect = Callable[[str, float], Awaitable[Any]]
 TAKE_OVER_ATTEMPTS = 2
+# The lease thread renews only while the job's event loop still answers (it runs a no-op the
+# thread posts every heartbeat): a loop stuck for good (a deadlock, a hung C call) is a dead
+# call to its caller and must be recovered, not kept alive by a thread. 10 s is about five
+# times the longest stall measured (2.1 s, session start at load 12-16), and well under
+# livekit-agents 1.8.9's own verdict on such a process (ipc/proc_pool.py: a job that has not
+# answered the supervisor's ping for ping_timeout=60 s is killed): a caller who has heard
+# nothing for 10 s is better served by a replacement than by waiting for that.
+JOB_LOOP_STALL_LIMIT_SECONDS = 10.0
 # Failures that say "the database cannot be reached from here", not "this snapshot is bad".
 _UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                 asyncpg.exceptions.CannotConnectNowError)
@@ -85,7 +101,9 @@ class CheckpointWriter:
     def __init__(self, settings: RecoverySettings, *, room: str, job_id: str,
                  agent_identity: str, agent_name: str, connect_fn: Connect = connect,
                  room_sid: str = "", callers: tuple[str, ...] = (),
-                 sealer: envelope.CallEnvelope | envelope.PlaintextEnvelope | None = None) -> None:
+                 sealer: envelope.CallEnvelope | envelope.PlaintextEnvelope | None = None,
+                 stall_limit_seconds: float = JOB_LOOP_STALL_LIMIT_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         # the conversation is stored sealed with this call's data key (envelope.py)
         self._envelope = sealer or envelope.for_call(settings.kms_key, settings.kms_endpoint,
@@ -103,6 +121,15 @@ class CheckpointWriter:
         self._written: Checkpoint | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stall_limit = stall_limit_seconds
+        self._clock = clock
+        self._owner: asyncio.AbstractEventLoop | None = None  # the job's event loop
+        self._thread: threading.Thread | None = None
+        self._lease_loop_ref: asyncio.AbstractEventLoop | None = None  # the thread's own loop
+        self._lease_wake: asyncio.Event | None = None
+        self._stopping = threading.Event()
+        self._loop_seen = 0.0  # clock() when the job's loop last ran the thread's no-op
+        self._status_lock = threading.Lock()  # _unavailable/_recovered run on both sides
         self._failing = False
         self._failures = 0
         self._row = False  # this job has a row (taken over or written) whose lease it renews
@@ -122,10 +149,22 @@ class CheckpointWriter:
         self._callers = callers
 
     def start(self) -> None:
-        if not self._tasks:
-            loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._lease_loop(), name="voice_agent_lease"),
-                           loop.create_task(self._data_loop(), name="voice_agent_checkpoints")]
+        """Start the lease thread and the snapshot task (on the job's running loop); idempotent."""
+        if self._thread is None:
+            self._owner = asyncio.get_running_loop()
+            self._loop_seen = self._clock()
+            self._tasks = [self._owner.create_task(self._data_loop(), name="voice_agent_checkpoints")]
+            # daemon: the thread never holds the job process open; stop_lease (finish) joins it,
+            # and it also ends by itself once the job's loop has stopped (a job that crashed
+            # without finishing). The context copy keeps the job's log fields on its lines.
+            self._thread = threading.Thread(target=contextvars.copy_context().run,
+                                            args=(self._lease_thread,), name="voice_agent_lease",
+                                            daemon=True)
+            self._thread.start()
+
+    @property
+    def lease_thread(self) -> threading.Thread | None:
+        return self._thread
 
     def may_adopt(self) -> bool:
         """A job without a claim token can prove it is the same call only with the room's SID
@@ -205,6 +244,7 @@ class CheckpointWriter:
 
     async def finish(self, *, ended_normally: bool) -> None:
         """Stop writing; unless the agent died, delete the checkpoint (nothing is left to recover)."""
+        await self.stop_lease()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -217,16 +257,68 @@ class CheckpointWriter:
                                        self._settings.db_timeout_seconds)
             except Exception as exc:  # noqa: BLE001 - the sweep removes it later
                 self._unavailable("remove", exc)
-        self._lease.close()
-        self._data.close()
+        self._data.close()  # the lease's connection belongs to the thread, which closed it
 
     # ----------------------------------------------------------------- liveness
+    async def stop_lease(self) -> None:
+        """End the lease thread and wait for it (a renewal in flight is bounded by the database
+        timeout); from then on nothing renews this job's lease."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping.set()
+        self._wake_lease()
+        # joined off the job's loop: a renewal in flight takes at most a connect and two
+        # statements, each bounded by db_timeout_seconds
+        await asyncio.to_thread(thread.join, 3 * self._settings.db_timeout_seconds + self._settings.heartbeat_seconds)
+
+    def _wake_lease(self) -> None:
+        loop, wake = self._lease_loop_ref, self._lease_wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the thread's loop already closed
+                loop.call_soon_threadsafe(wake.set)
+
+    def _lease_thread(self) -> None:
+        """The thread's body: its own event loop (asyncpg connections belong to one loop)."""
+        asyncio.run(self._lease_loop())
+
+    def _job_ended(self) -> bool:
+        """The job's loop stopped (the job ended, or crashed without finishing the writer)."""
+        owner = self._owner
+        return owner is None or owner.is_closed() or not owner.is_running()
+
+    def _job_loop_stuck(self) -> bool:
+        """The job's loop has not run the thread's last no-op for longer than the stall limit."""
+        return self._clock() - self._loop_seen > self._stall_limit
+
+    def _seen(self) -> None:
+        """On the job's loop: it runs."""
+        self._loop_seen = self._clock()
+
     async def _lease_loop(self) -> None:
-        """Renew this job's lease every heartbeat, whatever the snapshots do."""
-        while not self.fenced:
-            if self._row:
-                await self._renew_once()
-            await asyncio.sleep(self._settings.heartbeat_seconds)
+        """Renew this job's lease every heartbeat, whatever the snapshots or the job's loop do."""
+        self._lease_wake = asyncio.Event()
+        self._lease_loop_ref = asyncio.get_running_loop()
+        stuck = False
+        try:
+            while not (self.fenced or self._stopping.is_set() or self._job_ended()):
+                with contextlib.suppress(RuntimeError):  # the job's loop closed meanwhile
+                    self._owner.call_soon_threadsafe(self._seen)  # type: ignore[union-attr]
+                # a stuck loop pauses renewal, it does not end it: a loop that comes back renews
+                # again (and finds itself fenced if a replacement took the row meanwhile)
+                now_stuck = self._job_loop_stuck()
+                if now_stuck and not stuck:
+                    log_event("job_loop_stuck",
+                              "the job's event loop stopped running: its lease is not renewed",
+                              level=logging.WARNING, room=self._room, job_id=self._job_id,
+                              stall_limit_seconds=self._stall_limit)
+                stuck = now_stuck
+                if self._row and not stuck:
+                    await self._renew_once()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._lease_wake.wait(), self._settings.heartbeat_seconds)
+        finally:
+            self._lease.close()
 
     async def _renew_once(self) -> None:
         timeout = self._settings.db_timeout_seconds
@@ -252,10 +344,16 @@ class CheckpointWriter:
             self._fence()
         else:
             # the row was swept or abandoned while we were unreachable: the next snapshot
-            # writes it again (and a dropped one must not leave the call without a row)
+            # writes it again (and a dropped one must not leave the call without a row); the
+            # snapshot state belongs to the job's loop, so it is reset there
             self._row = False
-            self._written = None
-            self._wake.set()
+            with contextlib.suppress(RuntimeError):
+                self._owner.call_soon_threadsafe(self._row_lost)  # type: ignore[union-attr]
+
+    def _row_lost(self) -> None:
+        self._row = False
+        self._written = None
+        self._wake.set()
 
     # ----------------------------------------------------------------- data
     async def _data_loop(self) -> None:
@@ -321,25 +419,28 @@ class CheckpointWriter:
                   error=f"{type(exc).__name__}: {exc}"[:200])
 
     def _fence(self) -> None:
-        if self.fenced:
-            return
-        self.fenced = True
-        log_event("checkpoint_fenced",
-                  "another job owns this room's checkpoint; this job stops writing it",
-                  level=logging.WARNING, room=self._room, job_id=self._job_id)
+        with self._status_lock:  # the lease thread and the snapshot task both fence
+            first, self.fenced = not self.fenced, True
+        if first:
+            log_event("checkpoint_fenced",
+                      "another job owns this room's checkpoint; this job stops writing it",
+                      level=logging.WARNING, room=self._room, job_id=self._job_id)
 
     def _unavailable(self, what: str, exc: BaseException) -> None:
-        self._failures += 1
-        if not self._failing:
-            self._failing = True
+        with self._status_lock:
+            self._failures += 1
+            first, self._failing = not self._failing, True
+        if first:
             log_event("checkpoint_unavailable",
                       "checkpoint database unavailable: the call goes on without a checkpoint",
                       level=logging.WARNING, room=self._room, job_id=self._job_id,
                       operation=what, error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _recovered(self) -> None:
-        if self._failing:
-            self._failing = False
+        with self._status_lock:
+            was, failures = self._failing, self._failures
+            if was:
+                self._failing, self._failures = False, 0
+        if was:
             log_event("checkpoint_recovered", "checkpoint database reachable again",
-                      room=self._room, job_id=self._job_id, failed_attempts=self._failures)
-            self._failures = 0
+                      room=self._room, job_id=self._job_id, failed_attempts=failures)

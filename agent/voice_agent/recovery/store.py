@@ -80,6 +80,8 @@ class Orphan:
     callers: tuple[str, ...] = ()
     created_at: float = 0.0
     """Unix time the row was created (database clock)."""
+    expired_s: float = 0.0
+    """Seconds since the lease ran out, when the row was read (database clock)."""
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,13 @@ async def orphans(conn: Any, limit: int = ORPHANS_PER_PASS) -> list[Orphan]:
     """Rooms whose lease and claim ran out and that have recoveries left, dead longest first."""
     rows = await conn.fetch(
         f"""SELECT room, agent_identity, agent_name, room_sid, callers,
-                   EXTRACT(EPOCH FROM created_at)::float8 AS created_s FROM {TABLE}
+                   EXTRACT(EPOCH FROM created_at)::float8 AS created_s,
+                   EXTRACT(EPOCH FROM (now() - lease_until))::float8 AS expired_s FROM {TABLE}
             WHERE {_CLAIMABLE} AND recoveries < $2 ORDER BY lease_until LIMIT $1""",
         limit, MAX_RECOVERIES_PER_CALL,
     )
     return [Orphan(r["room"], r["agent_identity"], r["agent_name"], r["room_sid"],
-                   tuple(r["callers"]), r["created_s"]) for r in rows]
+                   tuple(r["callers"]), r["created_s"], r["expired_s"]) for r in rows]
 
 
 async def claim(conn: Any, *, room: str, token: str, claim_seconds: float) -> Claim | None:

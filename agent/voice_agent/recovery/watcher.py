@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ..logs import log_event
@@ -38,6 +39,20 @@ logger = logging.getLogger("voice_agent.recovery")
 
 AGENT_KIND = 4  # livekit.protocol.models.ParticipantInfo.AGENT
 SWEEP_INTERVAL_SECONDS = 60.0
+# An agent still listed in its room is removed only once it has given no sign of life (neither
+# its database lease nor its room attribute, resume.LIVENESS_ATTRIBUTE) for this many leases
+# more; an agent no longer listed is recovered as soon as its lease ran out.
+# Why a grace at all: a lease that lapsed while its agent is listed may be a process frozen
+# for a moment (its lease thread, checkpoints.py, survives a stalled event loop, not a process
+# that gets no CPU at all), and removing a live agent is worse than no recovery (DESIGN.md 8).
+# Why only one lease (3 s in production; covers a freeze twice the longest stall measured,
+# 2.1 s): being listed does not prove being alive. livekit-server v1.13.5 keeps a participant
+# whose process died listed, waiting for it to resume, until its media transport fails
+# (pkg/rtc/transport.go: iceDisconnectedTimeout 10 s + iceFailedTimeout 5 s) and then
+# disconnectCleanupDuration (pkg/rtc/participant.go, 5 s) more: 20 s, as measured with this
+# harness. So every recovery of a SIGKILLed agent waits for this grace; a grace of 20 s would
+# make presence alone decisive, at the price of those 20 s on every such recovery.
+PRESENT_AGENT_GRACE_LEASES = 1.0
 
 
 def http_url(livekit_url: str) -> str:
@@ -48,6 +63,12 @@ def http_url(livekit_url: str) -> str:
     return livekit_url
 
 
+def silent_for(orphan: store.Orphan, attributes: Any, now: float) -> float:
+    """How long an agent has given no sign of life: since the later of its lease's end
+    (database clock) and the time its room attribute vouched until (Unix time, ``now``)."""
+    return min(orphan.expired_s, now - alive_until(attributes))
+
+
 def caller_participants(participants: list[Any]) -> list[Any]:
     """The callers among a room's participants (livekit.protocol ParticipantInfo)."""
     return [p for p in participants if int(p.kind) in CALLER_KINDS]
@@ -56,8 +77,11 @@ def caller_participants(participants: list[Any]) -> list[Any]:
 class RecoveryWatcher:
     def __init__(self, settings: RecoverySettings, *, livekit_url: str, api_key: str,
                  api_secret: str, metrics: RecoveryMetrics | None = None,
-                 connect_fn: Connect = connect, redispatch: bool = True) -> None:
+                 connect_fn: Connect = connect, redispatch: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
+        self._clock = clock  # Unix time, compared with the agents' liveness attribute
+        self._grace = PRESENT_AGENT_GRACE_LEASES * settings.lease_seconds
         # off (LiveKit Cloud restarts jobs itself): only the retention sweep runs
         self._redispatch = redispatch
         self._url, self._key, self._secret = http_url(livekit_url), api_key, api_secret
@@ -129,9 +153,11 @@ class RecoveryWatcher:
             self._metrics.recoveries.labels(result="skipped_agent_present").inc()
             return 0
         dead = next((p for p in participants if p.identity == orphan.agent_identity), None)
-        if dead is not None and alive_until(dead.attributes) > time.time():
-            # the lease ran out but the agent still vouches for itself in the room: its own
-            # path to the database failed, not the agent (docs/recovery.md, liveness)
+        if dead is not None and silent_for(orphan, dead.attributes, self._clock()) < self._grace:
+            # the lease ran out but the agent is still in the room and vouched for itself
+            # there, or fell silent less than PRESENT_AGENT_GRACE_LEASES ago: its own path to
+            # the database failed, or its process froze for a moment, not the agent
+            # (docs/recovery.md, liveness)
             self._metrics.recoveries.labels(result="skipped_agent_alive").inc()
             return 0
         token = uuid.uuid4().hex
