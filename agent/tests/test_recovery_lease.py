@@ -4,8 +4,9 @@ A job's event loop stalls for seconds under load (1.3-2.1 s measured at load 12-
 schema generation and track setup at session start). Its lease used to be renewed on that loop,
 so the lease lapsed, another pod's watcher took the row, removed the live agent from the room
 and dispatched a second one. Now the lease is renewed by a thread of its own
-(recovery/checkpoints.py) and the watcher gives an agent still listed in its room a grace
-(recovery/watcher.py PRESENT_AGENT_GRACE_LEASES).
+(recovery/checkpoints.py), and the watcher spares an agent still listed in its room while
+either proof of life (lease, room attribute) is current, plus PRESENT_AGENT_GRACE_LEASES
+(recovery/watcher.py: zero, and why).
 
 Real PostgreSQL (the module fixture ``postgres``) and, for the watcher, a real livekit-server
 with rtc participants; the watcher's clock is injected, so no verdict waits on a sleep.
@@ -347,22 +348,23 @@ def test_a_listed_agent_is_evicted_only_once_silent_for_the_grace(livekit_server
         assert dispatched == 0 and agent in listed and claim is None, "a connected agent was evicted"
 
 
-def test_a_listed_agent_whose_lease_just_lapsed_is_left_alone(livekit_server, postgres):
-    """No liveness attribute (its loop never set one, or an older release), lease run out a
-    moment ago: the agent is still in the room, so it gets the grace. Before, it was evicted on
-    the lease alone."""
+def test_a_listed_agent_whose_lease_just_lapsed_but_still_vouches_is_left_alone(livekit_server, postgres):
+    """The lease ran out 10 ms before the pass (its pod's path to the database failed, or its
+    renewal timed out); the agent's room attribute still vouches for it: it stays."""
     room, agent = "lapsed-listed", "agent-lapsed-listed"
 
     async def scenario():
         conn = await _fresh(postgres.dsn)
-        caller, agent_room, sid = await _call(livekit_server, room, agent, attributes=None)
+        caller, agent_room, sid = await _call(livekit_server, room, agent,
+                                              attributes={LIVENESS_ATTRIBUTE: f"{VOUCHED_UNTIL:.3f}"})
         try:
             await _orphan_row(conn, room, agent, sid, expired_s=3600.0)
 
-            async def lapse_now():  # 10 ms before the pass, far inside the grace (1.5 s)
+            async def lapse_now():
                 await _orphan_row(conn, room, agent, sid, expired_s=0.01)
 
-            return await _watch(livekit_server, postgres, room, before_pass=lapse_now)
+            return await _watch(livekit_server, postgres, room, clock=lambda: VOUCHED_UNTIL - 0.001,
+                                before_pass=lapse_now)
         finally:
             await conn.close()
             await agent_room.disconnect()

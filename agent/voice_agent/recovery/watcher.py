@@ -42,17 +42,17 @@ SWEEP_INTERVAL_SECONDS = 60.0
 # An agent still listed in its room is removed only once it has given no sign of life (neither
 # its database lease nor its room attribute, resume.LIVENESS_ATTRIBUTE) for this many leases
 # more; an agent no longer listed is recovered as soon as its lease ran out.
-# Why a grace at all: a lease that lapsed while its agent is listed may be a process frozen
-# for a moment (its lease thread, checkpoints.py, survives a stalled event loop, not a process
-# that gets no CPU at all), and removing a live agent is worse than no recovery (DESIGN.md 8).
-# Why only one lease (3 s in production; covers a freeze twice the longest stall measured,
-# 2.1 s): being listed does not prove being alive. livekit-server v1.13.5 keeps a participant
-# whose process died listed, waiting for it to resume, until its media transport fails
-# (pkg/rtc/transport.go: iceDisconnectedTimeout 10 s + iceFailedTimeout 5 s) and then
-# disconnectCleanupDuration (pkg/rtc/participant.go, 5 s) more: 20 s, as measured with this
-# harness. So every recovery of a SIGKILLed agent waits for this grace; a grace of 20 s would
-# make presence alone decisive, at the price of those 20 s on every such recovery.
-PRESENT_AGENT_GRACE_LEASES = 1.0
+# Why none: the two proofs fail apart. The lease is renewed by its own thread (checkpoints.py),
+# so a stalled event loop (1.3-2.1 s measured at load 12-16, the evictions of stop 32) keeps
+# it; the attribute is refreshed by the job's loop, so a pod whose own path to the database
+# failed keeps that. Both lapse together only when the process is dead or gets no CPU at all
+# for a whole lease (3 s in production). Being listed does not tell those apart: livekit-server
+# v1.13.5 keeps a dead participant listed until its media transport fails
+# (pkg/rtc/transport.go: iceDisconnectedTimeout 10 s + iceFailedTimeout 5 s) and
+# disconnectCleanupDuration (pkg/rtc/participant.go, 5 s) more, about 20 s. A grace of one
+# lease measured p50 3.85 -> 6.94 s on every SIGKILLed agent's recovery (docs/recovery.md), a
+# price every crash pays for a freeze of the whole process nobody has observed.
+PRESENT_AGENT_GRACE_LEASES = 0.0
 
 
 def http_url(livekit_url: str) -> str:
@@ -154,9 +154,8 @@ class RecoveryWatcher:
             return 0
         dead = next((p for p in participants if p.identity == orphan.agent_identity), None)
         if dead is not None and silent_for(orphan, dead.attributes, self._clock()) < self._grace:
-            # the lease ran out but the agent is still in the room and vouched for itself
-            # there, or fell silent less than PRESENT_AGENT_GRACE_LEASES ago: its own path to
-            # the database failed, or its process froze for a moment, not the agent
+            # the lease ran out but the agent is still in the room and vouches for itself
+            # there: its own path to the database failed, not the agent
             # (docs/recovery.md, liveness)
             self._metrics.recoveries.labels(result="skipped_agent_alive").inc()
             return 0
