@@ -92,6 +92,30 @@ def test_claim_must_outlast_the_lease(claim, ok):
     assert (not problems) is ok
 
 
+# Measured by agent/bench/recovery.py's per-trial phases (docs/recovery.md, Measured): from
+# the lease's end to the replacement's first audio (poll wait aside) about 0.9 s on a prewarmed
+# pod. Issue 25's target: the caller hears the replacement within 3 s of a SIGKILL (p50).
+AFTER_LEASE_SECONDS = 0.9
+RECOVERY_TARGET_SECONDS = 3.0
+
+
+def test_the_default_lease_and_poll_leave_room_for_the_resume_within_the_target():
+    from voice_agent.env_declarations import default_of
+
+    lease = default_of("AGENT_CHECKPOINT_LEASE_SECONDS")
+    poll = default_of("AGENT_RECOVERY_POLL_SECONDS")
+    # a SIGKILL at any moment between two renewals (every lease/3) leaves on average the lease
+    # less half a renewal period to run out; the watcher's next look comes half a poll later
+    assert lease - lease / 6 + poll / 2 + AFTER_LEASE_SECONDS <= RECOVERY_TARGET_SECONDS
+    # the shorter lease keeps three renewals per lease (two may be lost) and the tests' own
+    # lease, at which every eviction and fault scenario runs, is not longer than it
+    settings, problems = parse()
+    assert not problems and settings.heartbeat_seconds == pytest.approx(lease / 3)
+    from recovery_pods import TEST_RECOVERY_ENV
+
+    assert float(TEST_RECOVERY_ENV["AGENT_CHECKPOINT_LEASE_SECONDS"]) <= lease
+
+
 @pytest.mark.parametrize(("value", "ok"), [("59", False), ("60", True), ("2592000", True), ("2592001", False), ("1.5", False)])
 def test_retention_bounds(value, ok):
     _, problems = parse(AGENT_CHECKPOINT_RETENTION_SECONDS=value)

@@ -46,7 +46,7 @@ SWEEP_INTERVAL_SECONDS = 60.0
 # so a stalled event loop (1.3-2.1 s measured at load 12-16, the evictions of stop 32) keeps
 # it; the attribute is refreshed by the job's loop, so a pod whose own path to the database
 # failed keeps that. Both lapse together only when the process is dead or gets no CPU at all
-# for a whole lease (3 s in production). Being listed does not tell those apart: livekit-server
+# for a whole lease (2 s in production). Being listed does not tell those apart: livekit-server
 # v1.13.5 keeps a dead participant listed until its media transport fails
 # (pkg/rtc/transport.go: iceDisconnectedTimeout 10 s + iceFailedTimeout 5 s) and
 # disconnectCleanupDuration (pkg/rtc/participant.go, 5 s) more, about 20 s. A grace of one
