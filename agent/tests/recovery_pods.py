@@ -227,10 +227,12 @@ async def kill_and_measure(server: LiveKitServer, pg: PostgresServer, pods: Mapp
     victim = pod.pid1 if whole_pod else call_process(pod).pid
     old_agents = set(await agents_in_room(server, room))
     replacement_audio = listen_for_new_agent(caller, old_agents)
+    # read before the kill: the dead job's worker may end the lease at once (a renewal between
+    # this read and the kill only moves the real end later)
+    lease_end = await lease_until(pg, room)
     killed_at, killed_wall = time.monotonic(), time.time()
     os.kill(victim, signal.SIGKILL)
     trial = Trial(room=room, killed=name if whole_pod else f"{name}/job")
-    lease_end = await lease_until(pg, room)
     if whole_pod:
         await asyncio.to_thread(pod.worker.process.wait, 10)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from voice_agent.recovery.config import read_recovery_settings
@@ -395,3 +397,73 @@ def test_a_checkpoint_holds_what_a_resume_needs_and_nothing_more():
         assert "+15550100" not in json.dumps(payload) and "VoiceAssistant" not in json.dumps(payload)
     restored = read_payload(PAYLOAD_VERSION, json.loads(encode(checkpoint)))
     assert (restored.turns, restored.gemini_handle, restored.userdata, restored.agent) == (2, "h", None, "")
+
+
+class _Job:
+    """RunningJobInfo's shape as the hook reads it (livekit-agents 1.8.9: info.job.id,
+    info.job.room.name)."""
+
+    def __init__(self, room: str, job_id: str) -> None:
+        from types import SimpleNamespace
+
+        self.job = SimpleNamespace(id=job_id, room=SimpleNamespace(name=room))
+
+
+class _Executor:
+    """A JobExecutor as ipc/job_proc_executor.py 1.8.9 exposes it: ``running_job`` (None for
+    an idle prewarmed process) and ``exitcode`` (None until the OS process was joined)."""
+
+    def __init__(self, running_job, exitcode) -> None:
+        self.running_job = running_job
+        self.exitcode = exitcode
+
+
+class _ThreadExecutor:
+    """ipc/job_thread_executor.py 1.8.9: a job in a thread of the worker has no exit code."""
+
+    def __init__(self, running_job) -> None:
+        self.running_job = running_job
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self.exited: list[tuple[str, str]] = []
+
+    async def job_exited(self, room: str, job_id: str) -> bool:
+        self.exited.append((room, job_id))
+        return True
+
+
+@pytest.mark.parametrize(("executor", "ended"), [
+    (_Executor(_Job("r", "job-1"), None), False),  # not joined: the process may be alive
+    (_Executor(_Job("r", "job-1"), 0), True),      # exited (a normal end keeps no row: no-op)
+    (_Executor(_Job("r", "job-1"), -9), True),     # SIGKILLed
+    (_Executor(_Job("r", "job-1"), 1), True),
+    (_Executor(None, -9), False),                  # an idle prewarmed process: no call
+    (_ThreadExecutor(_Job("r", "job-1")), False),  # no exit code at all: never taken for dead
+])
+def test_only_a_job_process_known_to_have_exited_has_its_lease_ended(executor, ended, valid_env):
+    from voice_agent.recovery.wiring import RecoveryRuntime
+
+    settings = load_settings({**valid_env, "AGENT_CHECKPOINT_DSN": "postgresql://db/x",
+                              "AGENT_RECOVERY_KMS_KEY": "none"})
+    runtime = RecoveryRuntime(settings)
+    watcher = _Watcher()
+    runtime._watcher = watcher
+
+    async def closed() -> None:
+        runtime.on_process_closed(executor)
+        await asyncio.sleep(0)
+        await asyncio.gather(*runtime._exits)
+
+    asyncio.run(closed())
+    assert watcher.exited == ([("r", "job-1")] if ended else [])
+
+
+def test_the_framework_still_names_the_event_the_hook_listens_to():
+    """livekit-agents 1.8.9's ProcPool emits process_closed after joining a job process."""
+    import typing
+
+    from livekit.agents.ipc import proc_pool
+
+    assert "process_closed" in typing.get_args(proc_pool.EventTypes)
