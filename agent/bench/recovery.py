@@ -10,7 +10,7 @@ the contract command as PID 1 of its own PID namespace; SIGKILL of PID 1 takes t
 each reaching the database through its own relay (recovery_pods.DbPath, standing in for its
 Auth Proxy sidecar), rtc callers; Gemini faked (tests/fake_gemini). Recovery timings as in the
 tests (tests/recovery_pods.py: lease 1.5 s, poll 0.25 s), or with --production-timing the
-defaults (lease 3 s, poll 0.5 s).
+defaults (lease 2 s, poll 0.25 s).
 
 Ordinary trials: a new call is answered and checkpointed, its pod (or, for the first
 --job-kills, only its job process) is SIGKILLed (a replacement pod is started at once, as a
@@ -174,7 +174,7 @@ async def run(trials: int, job_kills: int, fault_trials: int, workdir: Path) -> 
             print(f"trial {index + 1}: killed {trial.killed}, recovered in "
                   f"{'-' if trial.seconds is None else f'{trial.seconds:.2f} s'}, context kept "
                   f"{trial.context_kept}, agents after {len(trial.agents_after)}, dispatches "
-                  f"{trial.dispatches}", flush=True)
+                  f"{trial.dispatches}, phases {json.dumps(trial.phases)}", flush=True)
             await bench.replace_dead_pods()
         if fault_trials:
             await rp.install_snapshot_faults(bench.pg)

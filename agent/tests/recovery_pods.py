@@ -33,7 +33,7 @@ AGENT_KIND = 4
 # generous: on the shared 2-core machine under other suites (load average 20-40 seen) a pod took
 # more than 90 s to boot
 REGISTER_TIMEOUT = 180.0
-# scaled for tests: a dead job is noticed within lease + poll (production defaults 3 s / 0.5 s)
+# scaled for tests: a dead job is noticed within lease + poll (production defaults 2 s / 0.25 s)
 TEST_RECOVERY_ENV = {
     "AGENT_CHECKPOINT_LEASE_SECONDS": "1.5",
     "AGENT_RECOVERY_POLL_SECONDS": "0.25",
@@ -140,6 +140,43 @@ class Trial:
     context_kept: bool = False
     agents_after: list[str] = field(default_factory=list)
     dispatches: int = 0
+    # seconds after the SIGKILL at which each step of the recovery happened (the bench's
+    # breakdown): "lease_end" from the row (database clock, same host), the others from the
+    # pods' JSON log lines ("time")
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def _log_time(line: Mapping[str, Any]) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(line["time"]).replace("Z", "+00:00")).timestamp()
+
+
+async def lease_until(pg: PostgresServer, room: str) -> float | None:
+    """The row's lease end as Unix time (database clock), or None."""
+    import asyncpg
+
+    conn = await asyncpg.connect(pg.dsn)
+    try:
+        value = await conn.fetchval(
+            f"SELECT EXTRACT(EPOCH FROM lease_until)::float8 FROM {TABLE} WHERE room = $1", room)
+    finally:
+        await conn.close()
+    return value
+
+
+def recovery_phases(pods: Mapping[str, Pod], room: str, killed_wall: float,
+                    lease_end: float | None) -> dict[str, float]:
+    """Where a recovery's seconds went, each step as seconds after the SIGKILL."""
+    phases: dict[str, float] = {}
+    if lease_end is not None:
+        phases["lease_end"] = lease_end - killed_wall
+    for event, key in (("recovery_dispatched", "dispatched"), ("job_accepted", "job_accepted"),
+                       ("session_resumed", "resumed")):
+        later = [t for t in (_log_time(line) for line in events(pods, event, room=room)) if t > killed_wall]
+        if later:
+            phases[key] = min(later) - killed_wall
+    return {k: round(v, 3) for k, v in phases.items()}
 
 
 def listen_for_new_agent(caller: Caller, old_agents: set[str]) -> asyncio.Event:
@@ -190,7 +227,10 @@ async def kill_and_measure(server: LiveKitServer, pg: PostgresServer, pods: Mapp
     victim = pod.pid1 if whole_pod else call_process(pod).pid
     old_agents = set(await agents_in_room(server, room))
     replacement_audio = listen_for_new_agent(caller, old_agents)
-    killed_at = time.monotonic()
+    # read before the kill: the dead job's worker may end the lease at once (a renewal between
+    # this read and the kill only moves the real end later)
+    lease_end = await lease_until(pg, room)
+    killed_at, killed_wall = time.monotonic(), time.time()
     os.kill(victim, signal.SIGKILL)
     trial = Trial(room=room, killed=name if whole_pod else f"{name}/job")
     if whole_pod:
@@ -211,6 +251,8 @@ async def kill_and_measure(server: LiveKitServer, pg: PostgresServer, pods: Mapp
     await asyncio.sleep(2.0)
     trial.agents_after = await agents_in_room(server, room)
     trial.dispatches = len(events(pods, "recovery_dispatched", room=room))
+    trial.phases = recovery_phases(pods, room, killed_wall, lease_end)
+    trial.phases["first_audio"] = round(trial.seconds, 3)
     return trial
 
 

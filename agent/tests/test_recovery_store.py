@@ -138,6 +138,65 @@ def test_writes_are_fenced_on_the_owner(pg):
     assert run(scenario()) == (False, False, False, 1)
 
 
+def test_a_job_whose_process_exited_has_its_lease_ended_at_once_and_no_other(pg):
+    """The worker saw the job's process exit: that job's lease ends now (claimable by the next
+    pass); another room's live lease, and a replacement that already took the row over, are
+    untouched; a lease already run out is not moved later."""
+    async def scenario():
+        conn = await fresh(pg)
+        await put(conn, room="r", job="job-1", lease=60)
+        await put(conn, room="other", job="job-9", lease=60)
+        before = await store.claim(conn, room="r", token="t0", claim_seconds=10)
+        ended = await store.end_lease(conn, room="r", job_id="job-1")
+        orphans = [o.room for o in await store.orphans(conn)]
+        again = await store.end_lease(conn, room="r", job_id="job-1")  # already ended: stays ended
+        still_orphan = [o.room for o in await store.orphans(conn)]
+        # a replacement takes the row over; the dead job's worker reports late: nothing changes
+        assert await store.claim(conn, room="r", token="t", claim_seconds=10)
+        assert await store.take_over(conn, room="r", job_id="job-2", agent_identity="b", token="t",
+                                     lease_seconds=60, room_sid=SID)
+        late = await store.end_lease(conn, room="r", job_id="job-1")
+        replacement_live = await store.claim(conn, room="r", token="t2", claim_seconds=0.001)
+        other_live = await store.claim(conn, room="other", token="t3", claim_seconds=10)
+        missing = await store.end_lease(conn, room="nowhere", job_id="job-1")
+        return before, ended, orphans, again, still_orphan, late, replacement_live, other_live, missing
+
+    before, ended, orphans, again, still_orphan, late, replacement_live, other_live, missing = run(scenario())
+    assert before is None, "the lease was live before the process exited"
+    assert ended == "agent-job-1" and orphans == ["r"]
+    assert again == "agent-job-1" and still_orphan == ["r"]
+    assert late is None and replacement_live is None, "a late report must not end the replacement's lease"
+    assert other_live is None and missing is None
+
+
+def test_a_worker_that_cannot_reach_the_database_leaves_the_lease_to_run_out(pg, caplog):
+    """RecoveryWatcher.job_exited: with the database reachable it ends the dead job's lease;
+    with it unreachable it says so in one line, never raises, and the lease is untouched."""
+    from voice_agent.recovery.watcher import RecoveryWatcher
+
+    def watcher(dsn: str) -> RecoveryWatcher:
+        # a generous timeout: the verdict must not depend on how busy the machine is (port 1
+        # refuses at once)
+        settings = RecoverySettings(dsn=dsn, lease_seconds=60, db_timeout_seconds=10)
+        return RecoveryWatcher(settings, livekit_url="ws://127.0.0.1:1", api_key="k", api_secret="s",
+                               redispatch=False)
+
+    async def scenario():
+        conn = await fresh(pg)
+        await put(conn, room="r", job="job-1", lease=60)
+        unreachable = await watcher(pg.dsn.replace(f":{pg.port}/", ":1/")).job_exited("r", "job-1")
+        live_after_failure = not [o.room for o in await store.orphans(conn)]
+        ended = await watcher(pg.dsn).job_exited("r", "job-1")
+        no_row = await watcher(pg.dsn).job_exited("r", "job-other")
+        return unreachable, live_after_failure, ended, [o.room for o in await store.orphans(conn)], no_row
+
+    with caplog.at_level("WARNING"):
+        unreachable, live_after_failure, ended, orphans, no_row = run(scenario())
+    assert unreachable is False and live_after_failure
+    assert sum("job_lease_end_failed" == getattr(r, "event", None) for r in caplog.records) == 1
+    assert ended is True and orphans == ["r"] and no_row is False
+
+
 def test_adoption_without_a_token_waits_for_the_lease(pg):
     """LiveKit Cloud restarts a job by itself: it adopts the checkpoint only once the dead job's
     lease ran out, never a live call's."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from voice_agent.recovery.config import read_recovery_settings
@@ -90,6 +92,30 @@ def test_lease_bounds(value, ok):
 def test_claim_must_outlast_the_lease(claim, ok):
     _, problems = parse(AGENT_CHECKPOINT_LEASE_SECONDS="6", AGENT_RECOVERY_CLAIM_SECONDS=claim)
     assert (not problems) is ok
+
+
+# Measured by agent/bench/recovery.py's per-trial phases (docs/recovery.md, Measured): from
+# the lease's end to the replacement's first audio (poll wait aside) about 0.9 s on a prewarmed
+# pod. Issue 25's target: the caller hears the replacement within 3 s of a SIGKILL (p50).
+AFTER_LEASE_SECONDS = 0.9
+RECOVERY_TARGET_SECONDS = 3.0
+
+
+def test_the_default_lease_and_poll_leave_room_for_the_resume_within_the_target():
+    from voice_agent.env_declarations import default_of
+
+    lease = default_of("AGENT_CHECKPOINT_LEASE_SECONDS")
+    poll = default_of("AGENT_RECOVERY_POLL_SECONDS")
+    # a SIGKILL at any moment between two renewals (every lease/3) leaves on average the lease
+    # less half a renewal period to run out; the watcher's next look comes half a poll later
+    assert lease - lease / 6 + poll / 2 + AFTER_LEASE_SECONDS <= RECOVERY_TARGET_SECONDS
+    # the shorter lease keeps three renewals per lease (two may be lost) and the tests' own
+    # lease, at which every eviction and fault scenario runs, is not longer than it
+    settings, problems = parse()
+    assert not problems and settings.heartbeat_seconds == pytest.approx(lease / 3)
+    from recovery_pods import TEST_RECOVERY_ENV
+
+    assert float(TEST_RECOVERY_ENV["AGENT_CHECKPOINT_LEASE_SECONDS"]) <= lease
 
 
 @pytest.mark.parametrize(("value", "ok"), [("59", False), ("60", True), ("2592000", True), ("2592001", False), ("1.5", False)])
@@ -371,3 +397,73 @@ def test_a_checkpoint_holds_what_a_resume_needs_and_nothing_more():
         assert "+15550100" not in json.dumps(payload) and "VoiceAssistant" not in json.dumps(payload)
     restored = read_payload(PAYLOAD_VERSION, json.loads(encode(checkpoint)))
     assert (restored.turns, restored.gemini_handle, restored.userdata, restored.agent) == (2, "h", None, "")
+
+
+class _Job:
+    """RunningJobInfo's shape as the hook reads it (livekit-agents 1.8.9: info.job.id,
+    info.job.room.name)."""
+
+    def __init__(self, room: str, job_id: str) -> None:
+        from types import SimpleNamespace
+
+        self.job = SimpleNamespace(id=job_id, room=SimpleNamespace(name=room))
+
+
+class _Executor:
+    """A JobExecutor as ipc/job_proc_executor.py 1.8.9 exposes it: ``running_job`` (None for
+    an idle prewarmed process) and ``exitcode`` (None until the OS process was joined)."""
+
+    def __init__(self, running_job, exitcode) -> None:
+        self.running_job = running_job
+        self.exitcode = exitcode
+
+
+class _ThreadExecutor:
+    """ipc/job_thread_executor.py 1.8.9: a job in a thread of the worker has no exit code."""
+
+    def __init__(self, running_job) -> None:
+        self.running_job = running_job
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self.exited: list[tuple[str, str]] = []
+
+    async def job_exited(self, room: str, job_id: str) -> bool:
+        self.exited.append((room, job_id))
+        return True
+
+
+@pytest.mark.parametrize(("executor", "ended"), [
+    (_Executor(_Job("r", "job-1"), None), False),  # not joined: the process may be alive
+    (_Executor(_Job("r", "job-1"), 0), True),      # exited (a normal end keeps no row: no-op)
+    (_Executor(_Job("r", "job-1"), -9), True),     # SIGKILLed
+    (_Executor(_Job("r", "job-1"), 1), True),
+    (_Executor(None, -9), False),                  # an idle prewarmed process: no call
+    (_ThreadExecutor(_Job("r", "job-1")), False),  # no exit code at all: never taken for dead
+])
+def test_only_a_job_process_known_to_have_exited_has_its_lease_ended(executor, ended, valid_env):
+    from voice_agent.recovery.wiring import RecoveryRuntime
+
+    settings = load_settings({**valid_env, "AGENT_CHECKPOINT_DSN": "postgresql://db/x",
+                              "AGENT_RECOVERY_KMS_KEY": "none"})
+    runtime = RecoveryRuntime(settings)
+    watcher = _Watcher()
+    runtime._watcher = watcher
+
+    async def closed() -> None:
+        runtime.on_process_closed(executor)
+        await asyncio.sleep(0)
+        await asyncio.gather(*runtime._exits)
+
+    asyncio.run(closed())
+    assert watcher.exited == ([("r", "job-1")] if ended else [])
+
+
+def test_the_framework_still_names_the_event_the_hook_listens_to():
+    """livekit-agents 1.8.9's ProcPool emits process_closed after joining a job process."""
+    import typing
+
+    from livekit.agents.ipc import proc_pool
+
+    assert "process_closed" in typing.get_args(proc_pool.EventTypes)

@@ -221,7 +221,7 @@ class VoiceAgentServer(AgentServer):
             self._reconcile_forever(), name="voice_agent_session_reconcile"
         )
         self._deletion_cost_task = start_deletion_cost(self)
-        self._recovery.start()
+        self._recovery.start(self._proc_pool)
 
     def _on_worker_registered(self, worker_id: str, server_info: Any) -> None:
         self._readiness.registered()

@@ -139,6 +139,18 @@ async def renew(conn: Any, *, room: str, job_id: str, lease_seconds: float) -> b
     return status.endswith(" 1")
 
 
+async def end_lease(conn: Any, *, room: str, job_id: str) -> str | None:
+    """The job's process is known to have exited (its worker saw it end): its lease ends now
+    instead of running out. Only that job's row: a replacement that took the row over has
+    another job_id and is untouched. Returns the dead job's agent identity, or None."""
+    row = await conn.fetchrow(
+        f"""UPDATE {TABLE} SET lease_until = LEAST(lease_until, now())
+            WHERE room = $1 AND job_id = $2 RETURNING agent_identity""",
+        room, job_id,
+    )
+    return None if row is None else str(row["agent_identity"])
+
+
 async def remove(conn: Any, *, room: str, job_id: str) -> bool:
     """The call ended normally: nothing to recover (only the owner may remove it)."""
     status = await conn.execute(f"DELETE FROM {TABLE} WHERE room = $1 AND job_id = $2", room, job_id)

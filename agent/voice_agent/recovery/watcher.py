@@ -46,7 +46,7 @@ SWEEP_INTERVAL_SECONDS = 60.0
 # so a stalled event loop (1.3-2.1 s measured at load 12-16, the evictions of stop 32) keeps
 # it; the attribute is refreshed by the job's loop, so a pod whose own path to the database
 # failed keeps that. Both lapse together only when the process is dead or gets no CPU at all
-# for a whole lease (3 s in production). Being listed does not tell those apart: livekit-server
+# for a whole lease (2 s in production). Being listed does not tell those apart: livekit-server
 # v1.13.5 keeps a dead participant listed until its media transport fails
 # (pkg/rtc/transport.go: iceDisconnectedTimeout 10 s + iceFailedTimeout 5 s) and
 # disconnectCleanupDuration (pkg/rtc/participant.go, 5 s) more, about 20 s. A grace of one
@@ -190,6 +190,43 @@ class RecoveryWatcher:
                   dead_agent=orphan.agent_identity, dispatch_id=dispatch_id,
                   agent_name=won.agent_name, recoveries=won.recoveries)
         return 1
+
+    async def job_exited(self, room: str, job_id: str) -> bool:
+        """This worker saw the process of job ``job_id`` exit (RecoveryRuntime says how it
+        knows): end the job's lease now, and remove its agent, which livekit-server keeps
+        listed for about 20 s and whose room attribute still vouches for up to a lease, so
+        that the next pass of any watcher recovers the call instead of waiting a lease for
+        both proofs of life to lapse. True if a lease was ended. Never raises: anything that
+        fails leaves the lease to run out by itself, as without this."""
+        timeout = self._settings.db_timeout_seconds
+        conn: Any = None
+        try:
+            conn = await asyncio.wait_for(self._connect_fn(self._settings.dsn, timeout), timeout)
+            identity = await asyncio.wait_for(store.end_lease(conn, room=room, job_id=job_id), timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the lease runs out by itself
+            log_event("job_lease_end_failed", "could not end the lease of a job whose process exited",
+                      level=logging.WARNING, room=room, job_id=job_id,
+                      error=f"{type(exc).__name__}: {exc}"[:300])
+            return False
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.terminate()
+        if identity is None:
+            return False  # no row of this job: ended normally, or another job took it over
+        if self._redispatch:
+            try:
+                await self._remove_participant(room, identity)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recovered once its room attribute lapses
+                log_event("recovery_failed", "could not remove the agent of a job whose process exited",
+                          level=logging.WARNING, room=room, error=f"{type(exc).__name__}: {exc}"[:300])
+        log_event("job_lease_ended", "the call's job process exited: its lease ended at once",
+                  room=room, job_id=job_id, dead_agent=identity)
+        return True
 
     @staticmethod
     def _same_call(orphan: store.Orphan, instance: Any, callers: list[Any]) -> bool:
