@@ -8,6 +8,8 @@ import functools
 
 import pytest
 
+from k8s.runtime import ROLE_LABEL
+from k8s.tool_server import TOOL_SERVER_ROLE
 from policy.engine import evaluate_plan
 from tooling.plan import evaluate
 
@@ -96,6 +98,18 @@ def _ingress_from_a_namespace(resources):
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "default"}}})
 
 
+def _ingress_from_other_pods(resources):
+    """A podSelector alone, but for another role: the source's shape is right, its label is not."""
+    _named(resources, "places-network")["spec"]["ingress"][0]["from"] = [
+        {"podSelector": {"matchLabels": {ROLE_LABEL: TOOL_SERVER_ROLE}}}]
+
+
+def _ingress_from_agents_of_every_namespace(resources):
+    """The agent's label, but with a namespaceSelector in the same source: agent-labelled pods of
+    every namespace (NetworkPolicy peer semantics: both selectors in one peer are ANDed)."""
+    _named(resources, "places-network")["spec"]["ingress"][0]["from"][0]["namespaceSelector"] = {}
+
+
 def _egress_only_policy(resources):
     spec = _named(resources, "places-network")["spec"]
     spec["policyTypes"] = ["Egress"]
@@ -113,6 +127,8 @@ def _egress_only_policy(resources):
     (_egress_only_policy, "tool-server-admits-only-agents", "no NetworkPolicy with policyTypes Ingress"),
     (_ingress_from_anywhere, "tool-server-admits-only-agents", "admits more than agent pods"),
     (_ingress_from_a_namespace, "tool-server-admits-only-agents", "admits more than agent pods"),
+    (_ingress_from_other_pods, "tool-server-admits-only-agents", "admits more than agent pods"),
+    (_ingress_from_agents_of_every_namespace, "tool-server-admits-only-agents", "admits more than agent pods"),
 ])
 def test_each_rule_fails_for_its_reason(mutate, rule, says):
     resources = copy.deepcopy(_fixture_plan("dev").resources)
