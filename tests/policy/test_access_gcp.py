@@ -422,16 +422,38 @@ def test_levels_read_from_type_tokens(token):
     assert grant.authoritative == (not token.endswith("Member"))
 
 
-@pytest.mark.parametrize("field", ["role", "member", "condition", "etag"])
+@pytest.mark.parametrize("field", ["role", "member", "members", "condition", "etag", "policyData"])
 def test_a_grants_target_is_the_granted_on_resource_whatever_else_comes_first(field):
-    """A policy's etag, and a binding's role, member and condition, are not what it grants on,
-    even when they come first in the resource's properties (the engine keeps their order)."""
-    extra = {"role": "roles/viewer", "member": "allUsers", "condition": {"expression": "true", "title": "t"},
-             "etag": "BwYq3Ps1aBc="}[field]
+    """A policy's etag and policyData, and a binding's role, member(s) and condition, are not what
+    it grants on, even when they come first in the resource's properties (the engine keeps their
+    order). The type follows the field: members belong to a Binding, policyData to a Policy."""
+    extra = {"role": "roles/viewer", "member": "allUsers", "members": ["allUsers"],
+             "condition": {"expression": "true", "title": "t"}, "etag": "BwYq3Ps1aBc=",
+             "policyData": json.dumps({"bindings": [{"role": "roles/viewer", "members": ["allUsers"]}]})}[field]
+    kind = {"members": "Binding", "policyData": "Policy"}.get(field, "Member")
     inputs = {field: extra, "bucket": "call-recordings", "role": "roles/viewer", "member": "allUsers"}
-    [grant] = access_gcp.grants(as_resources([{"type": "gcp:storage/bucketIAMMember:BucketIAMMember", "name": "g",
+    [grant] = access_gcp.grants(as_resources([{"type": f"gcp:storage/bucketIAM{kind}:BucketIAM{kind}", "name": "g",
                                                "inputs": inputs}]))
-    assert grant.target == "call-recordings"
+    assert grant.target == "call-recordings" and grant.members == ("allUsers",)
+
+
+def test_an_impersonation_role_on_a_resource_that_holds_no_accounts_makes_its_holder_no_one():
+    """Token creator granted on a bucket (a mistaken or custom grant the plan may still declare):
+    a bucket holds no service accounts, so its holder becomes no account, and the walk goes on;
+    the same grant on a service account makes its holder that account."""
+    me = access_gcp.Account("caller@p.iam.gserviceaccount.com")
+    other = access_gcp.Account("other@p.iam.gserviceaccount.com")
+
+    def grant(typ: str, **on: str) -> list:
+        return as_resources([{"type": typ, "name": "g", "inputs": {
+            **on, "role": "roles/iam.serviceAccountTokenCreator", "member": f"serviceAccount:{me.email}"}}])
+
+    on_bucket = grant("gcp:storage/bucketIAMMember:BucketIAMMember", bucket="call-recordings")
+    assert access_gcp.impersonated(on_bucket, me) == {}
+    assert [(r.grant.level, r.via) for r in access_gcp.closure(on_bucket, me)] == [("bucket", ())]
+    on_account = grant("gcp:serviceaccount/iAMMember:IAMMember",
+                       serviceAccountId=f"projects/p/serviceAccounts/{other.email}")
+    assert list(access_gcp.impersonated(on_account, me)) == [other]
 
 
 # For tests/policy/test_rules.py's FAILING table.
