@@ -96,8 +96,11 @@ def _agent_problem(reach: Reach, livekit: frozenset[str], database: dict[str, st
             return (f"is granted {g.role} on {g.where()}: it may only encrypt and decrypt with the key its pods "
                     f"name in {KMS_KEY_VARIABLE} ({KMS_KEY_ROLE} on that key)")
         return f"is granted {g.role} on {g.where()}"
-    if hops == 1 and reach.via[0].email in database and g.role in CLOUDSQL_ROLES:
-        pinned, instance = _PINNED.match((g.condition or "").strip()), database[reach.via[0].email]
+    # hops >= 1 here. Unpacked, not indexed: of a single account, via[0] and via[-1] are the same
+    # one, so an index would be a number no test could pin.
+    through, *further = reach.via
+    if not further and through.email in database and g.role in CLOUDSQL_ROLES:
+        pinned, instance = _PINNED.match((g.condition or "").strip()), database[through.email]
         if (pinned and (g.level != "project" or pinned["project"] == g.target)
                 and instance in (None, pinned["instance"])):
             return None
