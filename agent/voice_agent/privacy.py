@@ -98,7 +98,8 @@ _TOKEN_CACHE_SIZE = 4096
 
 @functools.lru_cache(maxsize=1024)  # pragma: no mutate: a cache's size changes speed only; a few dozen field names recur
 def is_call_id_field(key: str) -> bool:
-    return key.rsplit(".", 1)[-1].lower().endswith(_CALL_ID_SUFFIXES)
+    # the last dotted part (rpartition: no split count, which any count >= 1 would leave unchanged)
+    return key.rpartition(".")[2].lower().endswith(_CALL_ID_SUFFIXES)
 
 
 class CallIdScrubber:
