@@ -103,6 +103,22 @@ def test_max_safe_target_is_the_largest_safe_whole_percent(threshold, cpu_reques
     assert worker_load_at_target(safe + 1, cpu_request, limit) >= threshold
 
 
+@pytest.mark.parametrize("target", [2, 3, 63])
+def test_a_target_whose_load_equals_the_threshold_is_not_safe(target):
+    """Safe means below the threshold: at a threshold equal to a target's load (tolerance
+    included) that target is one too many; just above it, it is safe; just below, it is not."""
+    at = worker_load_at_target(target, 1000, 1000)
+    assert max_safe_target(at, 1000, 1000) == target - 1
+    assert max_safe_target(at - 1e-6, 1000, 1000) == target - 1
+    assert max_safe_target(at + 1e-6, 1000, 1000) == target
+
+
+def test_the_safe_target_never_goes_below_one_percent():
+    """An HPA target is a whole percent of at least 1 (autoscaling/v2 rejects an averageUtilization
+    <= 0): when even 1 % reaches the threshold, the advice is 1, never 0."""
+    assert max_safe_target(worker_load_at_target(1, 1000, 1000), 1000, 1000) == 1
+
+
 def test_new_capacity_waits_for_a_node_unless_room_is_held():
     assert seconds_to_new_capacity(30, spare_pods=0) == 30 + 15 + 120 + 6
     assert seconds_to_new_capacity(60, spare_pods=1) == 60 + 15 + 6
