@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import re
 
@@ -145,3 +146,15 @@ def test_the_priced_context_stops_growing_where_the_agent_compresses_it():
     128,000 input tokens), read from the agent's own declaration, not a copy of a number."""
     trigger = agent_declarations().default_of("AGENT_CONTEXT_COMPRESSION_TRIGGER_TOKENS")
     assert cost.SpeechMix().context_cap_tokens == trigger == 102_400
+
+
+def test_the_default_speech_mix_cannot_be_changed_for_the_next_caller() -> None:
+    """cost_summary's default mix is one object shared by every call that omits it (a default
+    argument is built once): a caller assigning to it would silently change every later cost
+    line. Frozen, the assignment fails instead, and the next summary is unchanged."""
+    w = _workload("dev")
+    before = cost.cost_summary(w, PRICES)
+    shared = inspect.signature(cost.cost_summary).parameters["mix"].default
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        shared.call_minutes = 60.0
+    assert shared == cost.SpeechMix() and cost.cost_summary(w, PRICES) == before
