@@ -60,6 +60,22 @@ def test_reads_cgroup_v1_like_the_kubelet(tmp_path):
     assert ContainerMemory(root).read()[1] is None
 
 
+# cgroup v1 writes "no limit" as PAGE_COUNTER_MAX pages in bytes, LONG_MAX rounded down to the page
+# size (include/linux/page_counter.h and mm/memcontrol.c, Linux 6.1): 0x7FFFFFFFFFFFF000 with 4 KiB pages, 0x7FFFFFFFFFFF0000 with
+# 64 KiB; every such value is >= 2**62, and no real limit comes near it.
+@pytest.mark.parametrize("limit_bytes, unlimited", [
+    (2**62 - 4096, False),  # just below the cut, page-aligned: a limit, however large
+    (2**62, True),  # at the cut
+    (2**62 + 4096, True),  # just above
+    (0x7FFFFFFFFFFF0000, True),  # PAGE_COUNTER_MAX with 64 KiB pages
+])
+def test_a_cgroup_v1_limit_is_no_limit_from_2_to_the_62(tmp_path, limit_bytes, unlimited):
+    root = _files(tmp_path, {"memory/memory.usage_in_bytes": str(700 * MIB),
+                             "memory/memory.limit_in_bytes": str(limit_bytes),
+                             "memory/memory.stat": "total_inactive_file 0\n"})
+    assert ContainerMemory(root).read() == (700.0, None if unlimited else limit_bytes / MIB)
+
+
 def test_the_load_is_the_scarcest_resource(tmp_path):
     root = _files(tmp_path, {"memory.current": str(1000 * MIB), "memory.max": str(2048 * MIB),
                              "memory.stat": "inactive_file 0\n"})
