@@ -230,3 +230,32 @@ def test_without_its_own_token_the_server_cannot_review_and_says_why(tmp_path):
     assert verdict.authenticated is None and f"own API token unreadable at {missing}" in verdict.reason
     assert permitted is False and str(missing) in reason
     assert asked == []
+
+
+# The Kubernetes OpenAPI spec lists 200, 201 and 202 for every "create", TokenReview's included; a
+# TokenReview is answered at once (201 in practice), so 200 and 201 carry a verdict and 202
+# ("accepted, not done") and any other code, 2xx or not, carry none.
+@pytest.mark.parametrize(("code", "verdict"), [(199, None), (200, True), (201, True), (202, None), (204, None)])
+def test_only_200_and_201_from_the_api_server_carry_a_verdict(tmp_path, code, verdict):
+    import asyncio
+
+    import httpx2
+
+    from places_mcp.token_review import TokenReviewer
+
+    own = tmp_path / "token"
+    own.write_text("own-token")
+    status = {"authenticated": True, "user": {"username": "system:serviceaccount:a:b"}, "audiences": [AUDIENCE]}
+
+    def api_server(request):
+        return httpx2.Response(code, json={"kind": "TokenReview", "status": status})
+
+    async def review():
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(api_server)) as http:
+            reviewer = TokenReviewer(http, api_url="https://kubernetes.default.svc", token_file=str(own),
+                                     audience=AUDIENCE, cache_seconds=0)
+            return await reviewer.review("a-token")
+
+    answer = asyncio.run(review())
+    assert answer.authenticated is verdict
+    assert (f"HTTP {code}" in answer.reason) is (verdict is None)
