@@ -167,21 +167,21 @@ class ClusterSettings:
     # name -> CIDR. Empty keeps the control plane's IP endpoint closed to the internet; CI and
     # people reach the cluster through the IAM-gated DNS endpoint instead.
     authorized_networks: Mapping[str, str]
-    # Hardening (issue 15). Defaults are the secure/operable choice; Pulumi.yaml holds the
-    # per-stack defaults, these only serve settings built in code.
+    # Hardening (issue 15). Their defaults (the secure/operable choice) live in
+    # domain/declarations.py alone, like every setting's; settings built in code name each field.
     # Kubernetes state metrics (HPA, Deployment, Pod) next to the always-on system metrics.
-    workload_state_metrics: bool = True
+    workload_state_metrics: bool
     # GKE upgrade and security-bulletin notifications to a Pub/Sub topic of the stack.
-    upgrade_notifications: bool = True
+    upgrade_notifications: bool
     # Kubernetes Secrets encrypted at the application layer with a Cloud KMS key of the stack.
-    secrets_encryption: bool = False
+    secrets_encryption: bool
     # Only images from the stack's registry are admitted (Binary Authorization, project policy).
-    binary_authorization: bool = False
+    binary_authorization: bool
     # projects/<p>/attestors/<id>: every image of the stack's registry needs its attestation
     # (signed by the CI build job alone, bootstrap/attestation.py); empty = the registry as a whole.
-    binary_authorization_attestor: str = ""
+    binary_authorization_attestor: str
     # Per-namespace and per-label cost breakdown in Cloud Billing (GKE cost allocation).
-    cost_allocation: bool = True
+    cost_allocation: bool
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class RegistrySettings:
     untagged_retention_days: int
     # Any version (tagged ones too: CI tags every image with its commit) older than this is
     # deleted, unless it is one of the keep_recent newest.
-    retention_days: int = 90
+    retention_days: int
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class HpaSettings:
     scale_down_pods_per_period: int
     scale_down_period_seconds: int
     # active calls per pod, percent of the pod's call cap (k8s/capacity.calls_target)
-    target_calls_percent: int = 60
+    target_calls_percent: int
 
 
 @dataclass(frozen=True)
@@ -239,27 +239,27 @@ class WorkloadSettings:
     call: CallSettings
     # The worker keeps controller.kubernetes.io/pod-deletion-cost on its pod (idle pods go first
     # on scale-down); needs a token and a Role that lets it patch pods (k8s/deletion_cost.py).
-    pod_deletion_cost: bool = False
+    pod_deletion_cost: bool
     # "placeholders": low-priority pause pods; "capacityBuffer": GKE's CapacityBuffer (GKE
     # 1.35.2-gke.1842000 or later), k8s/spare_capacity.py.
-    spare_capacity_mode: str = "placeholders"
+    spare_capacity_mode: str
     # Crash recovery (docs/recovery.md): checkpoints in the stack's Cloud SQL database through a
     # Cloud SQL Auth Proxy sidecar (k8s/cloudsql_proxy.py), and the watcher that re-dispatches a
     # dead agent's calls (AGENT_RECOVERY_WATCHER; off on LiveKit Cloud, which restarts jobs).
-    recovery_enabled: bool = False
-    recovery_watcher: bool = True
+    recovery_enabled: bool
+    recovery_watcher: bool
     # AGENT_CHECKPOINT_RETENTION_SECONDS: how long a dead call's checkpoint row lives.
-    recovery_retention_seconds: int = 900
+    recovery_retention_seconds: int
     # Empty: the stack's Artifact Registry; else a full repository (any registry), deployed by
     # digest only (k8s/workload.image_reference) and admitted by infra/binauthz.py.
-    image_repository: str = ""
+    image_repository: str
     # AGENT_VOICE: a Gemini Live voice for every call; empty = the persona's own.
-    agent_voice: str = ""
+    agent_voice: str
     # LIVEKIT_CREDENTIAL_SOURCES; files from Secret Manager unless a stack opts out.
-    livekit_credentials: str = "secretManager"
-    dispatch: DispatchSettings = field(default_factory=lambda: DispatchSettings())
+    livekit_credentials: str
+    dispatch: DispatchSettings
     # Other stacks allowed to use the same livekitUrl (domain/stages.py refuses an unacknowledged one).
-    livekit_shared_with: tuple[str, ...] = ()
+    livekit_shared_with: tuple[str, ...]
     # Derived, not a setting: USD per million Gemini tokens by "<direction>_<modality>" from
     # domain/data/prices.json and priceOverrides; the agent's session_ended cost estimate.
     model_prices: Mapping[str, float] = field(default_factory=dict)
@@ -271,12 +271,12 @@ class DispatchSettings:
 
     # AGENT_NAME: rooms get this agent only when a token or the CreateDispatch API asks for it
     # (explicit dispatch); empty = every new room in the LiveKit project gets a Gemini session.
-    agent_name: str = "voice-agent"
+    agent_name: str
     # The LiveKit server's agents.target_load (livekit-server v1.13.5 pkg/agent/config.go,
     # DefaultTargetLoad 0.7): it routes no job to a worker reporting this load or more.
-    livekit_target_load: float = 0.7
+    livekit_target_load: float
     # AGENT_PERSONA: module:attribute of the persona the calls get (agent/voice_agent/persona_api.py).
-    persona: str = "voice_agent.persona:SAMPLE"
+    persona: str
 
 
 @dataclass(frozen=True)
@@ -286,7 +286,7 @@ class ToolServerSettings:
     places_enabled: bool
     places_replicas: int
     # sha256:... of the places-mcp image (CI sets it); empty = the tag agentImageTag.
-    places_image_digest: str = ""
+    places_image_digest: str
 
 
 @dataclass(frozen=True)
@@ -321,10 +321,10 @@ class StackConfig:
     # Secrets stay Outputs so they are never printed or written in plain text.
     livekit_api_key: pulumi.Output[str] = field(repr=False, compare=False)
     livekit_api_secret: pulumi.Output[str] = field(repr=False, compare=False)
-    tool_server: ToolServerSettings = ToolServerSettings(places_enabled=False, places_replicas=2)
+    tool_server: ToolServerSettings
+    # latencyAlertP95Seconds: the slow-answers alert's p95 time to first audio (domain/runbook.py)
+    latency_alert_p95_seconds: float
+    # priceOverrides: price name -> USD, on top of domain/data/prices.json (domain/cost.py)
+    price_overrides: Mapping[str, float]
     # Parsed and checked for every stack; declared only with workload.recovery_enabled.
     database: DatabaseSettings | None = None
-    # latencyAlertP95Seconds: the slow-answers alert's p95 time to first audio (domain/runbook.py)
-    latency_alert_p95_seconds: float = 2.0
-    # priceOverrides: price name -> USD, on top of domain/data/prices.json (domain/cost.py)
-    price_overrides: Mapping[str, float] = field(default_factory=dict)

@@ -185,7 +185,9 @@ def test_the_component_refuses_an_open_range_even_without_the_config_parser(cidr
     """Settings built in code skip the parser; the component still never opens the endpoint."""
     from infra.cluster import _control_plane_access
 
-    settings = ClusterSettings("REGULAR", True, "", "", "", {}, {"anywhere": cidr})
+    settings = ClusterSettings("REGULAR", True, "", "", "", {}, {"anywhere": cidr}, workload_state_metrics=True,
+                               upgrade_notifications=True, secrets_encryption=False, binary_authorization=False,
+                               binary_authorization_attestor="", cost_allocation=True)
     with pytest.raises(ValueError, match=rf"authorized network anywhere = {re.escape(cidr)} opens the control plane"):
         _control_plane_access(settings.authorized_networks)
 
