@@ -586,3 +586,50 @@ def test_the_cpu_cap_is_the_last_call_under_the_threshold(name, bursting):
     admitted = 0.7 * resources.cpu_limit_m
     assert capacity.WORKER_BASE_CPU_M + calls * capacity.CPU_PER_SESSION_M <= admitted + 1e-6
     assert capacity.WORKER_BASE_CPU_M + (calls + 1) * capacity.CPU_PER_SESSION_M > admitted
+
+
+def _sections(config) -> list:
+    """Every settings dataclass instance in a parsed config, the config itself included."""
+    import dataclasses
+
+    found, todo = [], [config]
+    while todo:
+        item = todo.pop()
+        found.append(item)
+        todo.extend(v for f in dataclasses.fields(item) if dataclasses.is_dataclass(v := getattr(item, f.name)))
+    return found
+
+
+def test_a_validated_config_cannot_be_changed_afterwards():
+    """The checks run once, on the values parsed; a section that could be assigned to later
+    (a component, a rule) would carry a value no check saw. Every section refuses assignment."""
+    import dataclasses
+
+    sections = _sections(parse("prod"))
+    assert {type(s).__name__ for s in sections} >= {"StackConfig", "ClusterSettings", "RegistrySettings",
+                                                    "WorkloadSettings", "HpaSettings", "CallSettings",
+                                                    "DispatchSettings", "ToolServerSettings", "NetworkSettings"}
+    for section in sections:
+        first = dataclasses.fields(section)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(section, first, getattr(section, first))
+
+
+def test_a_declared_setting_has_its_default_in_one_place():
+    """A setting's default is its declaration's (domain/declarations.py, merged from Pulumi.yaml);
+    the typed field it lands in has none of its own, which the loader would never use and which
+    could silently disagree."""
+    import dataclasses
+
+    from domain.declarations import SETTINGS
+
+    config, second = parse("prod"), []
+    for setting in (s for s in SETTINGS if s.to):
+        *path, name = setting.to.split(".")
+        owner = config
+        for part in path:
+            owner = getattr(owner, part)
+        field = next(f for f in dataclasses.fields(owner) if f.name == name)
+        if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING:
+            second.append(f"{setting.name} -> {setting.to}")
+    assert second == []
