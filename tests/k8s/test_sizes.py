@@ -11,6 +11,9 @@ import pytest
 from domain.capacity import memory_needed_mi, sessions_per_pod
 from domain.sizes import (
     BURST_CPU_LIMIT_FACTOR,
+    CPU_STEP_M,
+    MAX_CPU_M,
+    MAX_MEM_MI,
     SIZES,
     AutopilotRejects,
     Resources,
@@ -92,6 +95,18 @@ def test_autopilot_problems_name_each_silent_change():
     assert autopilot_problems(100, 512, bursting=True) == []
     assert "ratio 8.00" in " ".join(autopilot_problems(1000, 8192, bursting=False))
     assert "exceed the Autopilot maximum" in " ".join(autopilot_problems(32000, 65536, bursting=False))
+
+
+@pytest.mark.parametrize("cpu_m, memory_mi, rejected", [
+    (MAX_CPU_M, MAX_MEM_MI, False),  # both at the maximum: accepted
+    (MAX_CPU_M - CPU_STEP_M, MAX_MEM_MI - 1, False),  # just below
+    (MAX_CPU_M + CPU_STEP_M, MAX_MEM_MI, True),  # CPU one step above
+    (MAX_CPU_M, MAX_MEM_MI + 1, True),  # memory 1 Mi above
+])
+def test_the_autopilot_maximum_itself_is_accepted(cpu_m, memory_mi, rejected):
+    """The maximum is the largest request Autopilot accepts, not the first it rejects."""
+    found = " ".join(autopilot_problems(cpu_m, memory_mi, bursting=False))
+    assert ("exceed the Autopilot maximum" in found) is rejected, found
 
 
 def test_the_documented_size_table_matches_the_code():
