@@ -167,6 +167,30 @@ def test_fields_data_is_dataclass_free():
 
 
 
+def _review_answered(tmp_path, code: int, status: dict):
+    """One review by TokenReviewer against an imitated API server (httpx2's MockTransport) that
+    answers every TokenReview with ``code`` and ``status``."""
+    import asyncio
+
+    import httpx2
+
+    from places_mcp.token_review import TokenReviewer
+
+    own = tmp_path / "token"
+    own.write_text("own-token")
+
+    def api_server(request):
+        return httpx2.Response(code, json={"kind": "TokenReview", "status": status})
+
+    async def review():
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(api_server)) as http:
+            reviewer = TokenReviewer(http, api_url="https://kubernetes.default.svc", token_file=str(own),
+                                     audience=AUDIENCE, cache_seconds=0)
+            return await reviewer.review("a-token")
+
+    return asyncio.run(review())
+
+
 # The verdict rule alone, against an imitated API server at the HTTP boundary (httpx2's
 # MockTransport): TokenReviewStatus as the Kubernetes API reference documents it
 # (authentication.k8s.io/v1: authenticated, user.username, audiences, error). A client that sets
@@ -179,25 +203,7 @@ def test_fields_data_is_dataclass_free():
     ({"authenticated": False, "audiences": [AUDIENCE], "error": "pod deleted"}, False),
 ])
 def test_a_token_counts_only_if_authenticated_for_this_audience(tmp_path, status, accepted):
-    import asyncio
-
-    import httpx2
-
-    from places_mcp.token_review import TokenReviewer
-
-    own = tmp_path / "token"
-    own.write_text("own-token")
-
-    def api_server(request):
-        return httpx2.Response(201, json={"kind": "TokenReview", "status": status})
-
-    async def review():
-        async with httpx2.AsyncClient(transport=httpx2.MockTransport(api_server)) as http:
-            reviewer = TokenReviewer(http, api_url="https://kubernetes.default.svc", token_file=str(own),
-                                     audience=AUDIENCE, cache_seconds=0)
-            return await reviewer.review("a-token")
-
-    verdict = asyncio.run(review())
+    verdict = _review_answered(tmp_path, 201, status)
     assert verdict.authenticated is accepted
     assert verdict.username == ("system:serviceaccount:a:b" if accepted else "")
 
@@ -237,25 +243,7 @@ def test_without_its_own_token_the_server_cannot_review_and_says_why(tmp_path):
 # ("accepted, not done") and any other code, 2xx or not, carry none.
 @pytest.mark.parametrize(("code", "verdict"), [(199, None), (200, True), (201, True), (202, None), (204, None)])
 def test_only_200_and_201_from_the_api_server_carry_a_verdict(tmp_path, code, verdict):
-    import asyncio
-
-    import httpx2
-
-    from places_mcp.token_review import TokenReviewer
-
-    own = tmp_path / "token"
-    own.write_text("own-token")
     status = {"authenticated": True, "user": {"username": "system:serviceaccount:a:b"}, "audiences": [AUDIENCE]}
-
-    def api_server(request):
-        return httpx2.Response(code, json={"kind": "TokenReview", "status": status})
-
-    async def review():
-        async with httpx2.AsyncClient(transport=httpx2.MockTransport(api_server)) as http:
-            reviewer = TokenReviewer(http, api_url="https://kubernetes.default.svc", token_file=str(own),
-                                     audience=AUDIENCE, cache_seconds=0)
-            return await reviewer.review("a-token")
-
-    answer = asyncio.run(review())
+    answer = _review_answered(tmp_path, code, status)
     assert answer.authenticated is verdict
     assert (f"HTTP {code}" in answer.reason) is (verdict is None)
